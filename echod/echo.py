@@ -1,0 +1,288 @@
+"""The echo protocol and the factory that admits, counts and logs its connections.
+
+Three properties make this echo lose nothing and hold little:
+
+- half-close: the protocol provides L{IHalfCloseableProtocol}, so a client's EOF
+  arrives as C{readConnectionLost} while the connection can still write; echod
+  then flushes everything it read and closes.
+- backpressure: the protocol registers itself as the streaming producer of its own
+  transport. When the transport has more than its C{bufferSize} queued, Twisted
+  pauses the producer and echod stops reading from that client until the queue
+  has drained; a client that never reads cannot make echod buffer for it.
+- graceful stop: L{EchoProtocol.finish} stops reading, flushes every byte read,
+  shuts the write side and reads (discarding) until the client closes, so the
+  close is clean and never turns into a reset that would destroy echoed data.
+"""
+
+from __future__ import annotations
+
+import typing
+from collections.abc import Callable
+from typing import Any, cast
+
+from twisted.internet import error
+from twisted.internet.interfaces import (
+    IAddress,
+    IDelayedCall,
+    IHalfCloseableProtocol,
+    IPushProducer,
+    IReactorTime,
+    ITCPTransport,
+)
+from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from echod.limits import ConnectionLimits, client_key
+from echod.settings import EchoSettings
+from echod.stats import EchoStats
+
+log = Logger(namespace="echod")
+
+
+class StreamTransport(typing.Protocol):
+    """What the echo needs of its transport: TCP, UNIX, TLS and PROXY all have it."""
+
+    def write(self, data: bytes) -> None: ...
+    def registerProducer(self, producer: IPushProducer, streaming: bool) -> None: ...
+    def unregisterProducer(self) -> None: ...
+    def pauseProducing(self) -> None: ...
+    def resumeProducing(self) -> None: ...
+    def loseConnection(self) -> None: ...
+    def abortConnection(self) -> None: ...
+    def getPeer(self) -> IAddress: ...
+
+
+def format_address(address: IAddress) -> str:
+    """A peer or host address as C{host:port}, C{[v6]:port} or C{unix:path}."""
+    host = getattr(address, "host", None)
+    port = getattr(address, "port", None)
+    if host is not None and port is not None:
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    name = getattr(address, "name", None)
+    if name is not None:
+        if isinstance(name, bytes):
+            name = name.decode("utf-8", "replace")
+        return f"unix:{name}"
+    return str(address)
+
+
+@implementer(IHalfCloseableProtocol, IPushProducer)
+class EchoProtocol(Protocol):
+    """Writes back every byte it receives, in order, with bounded buffering."""
+
+    factory: EchoFactory
+    stream: StreamTransport
+    """The transport, typed as what the echo uses of it."""
+
+    def __init__(self, key: str | None) -> None:
+        self.key = key
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.bytes_discarded = 0
+        self.started = 0.0
+        self.last_active = 0.0
+        self.end_reason: str | None = None
+        self._eof = False
+        self._discarding = False
+        self._idle_call: IDelayedCall | None = None
+
+    # IProtocol
+
+    def connectionMade(self) -> None:
+        """Start counting, start the idle clock, and register as producer."""
+        clock = self.factory.clock
+        self.started = self.last_active = clock.seconds()
+        self.stream = cast(StreamTransport, self.transport)
+        self.factory.connection_made(self)
+        self.stream.registerProducer(self, True)
+        timeout = self.factory.settings.idle_timeout
+        if timeout > 0:
+            self._idle_call = clock.callLater(timeout, self._check_idle)
+
+    def dataReceived(self, data: bytes) -> None:
+        """Echo C{data}; Twisted pauses us if the echo queue grows too long."""
+        n = len(data)
+        self.last_active = self.factory.clock.seconds()
+        if self._discarding:
+            self.bytes_discarded += n
+            return
+        self.bytes_in += n
+        self.bytes_out += n
+        self.stream.write(data)
+
+    def connectionLost(self, reason: Failure = error.ConnectionDone) -> None:  # type: ignore[assignment]
+        """Stop the idle clock, then let the factory count and log the end."""
+        if self._idle_call is not None and self._idle_call.active():
+            self._idle_call.cancel()
+        self._idle_call = None
+        if self.end_reason is None:
+            if reason.check(error.ConnectionDone):
+                self.end_reason = "eof" if self._eof else "closed"
+            elif reason.check(error.ConnectionLost):
+                self.end_reason = "reset"
+            else:
+                self.end_reason = "error"
+        self.factory.connection_lost(self, reason)
+
+    # IHalfCloseableProtocol
+
+    def readConnectionLost(self) -> None:
+        """The client sent EOF: flush every byte read, then close cleanly."""
+        self._eof = True
+        # A registered, paused producer would keep Twisted from closing once
+        # the queue drains (it resumes the producer instead); we are done
+        # reading, so let go of it first.
+        self.stream.unregisterProducer()
+        self.stream.loseConnection()
+
+    def writeConnectionLost(self) -> None:
+        """Our write side is shut (during a stop): read and discard until EOF."""
+        if self._discarding:
+            self.stream.resumeProducing()
+
+    # IPushProducer: the transport pauses us when its queue is full.
+
+    def pauseProducing(self) -> None:
+        """Stop reading from the client until the echo queue drains."""
+        self.stream.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        """The queue drained: that is progress; read again."""
+        self.last_active = self.factory.clock.seconds()
+        self.stream.resumeProducing()
+
+    def stopProducing(self) -> None:
+        """The transport is going away; nothing to release."""
+
+    # echod's own
+
+    def finish(self) -> None:
+        """Stop reading, flush every byte already read, then close cleanly.
+
+        Used when the daemon stops and the drain time is over. The write side
+        is shut down once flushed (the client sees EOF after its last echoed
+        byte); input that still arrives is discarded until the client closes.
+        """
+        if self.transport is None or self.end_reason is not None:
+            return
+        transport = self.stream
+        self.end_reason = "drain"
+        if self._eof:
+            return  # already flushing towards a clean close
+        transport.unregisterProducer()
+        transport.pauseProducing()
+        # Only a plain socket transport tells us when its write side is shut;
+        # wrappers (TLS, PROXY protocol) close the whole connection instead.
+        if ITCPTransport.providedBy(transport):
+            self._discarding = True
+            cast(ITCPTransport, transport).loseWriteConnection()
+        else:
+            transport.loseConnection()
+
+    def abort(self, reason: str) -> None:
+        """Drop the connection at once, discarding what is still queued."""
+        if self.end_reason is None or self.end_reason == "drain":
+            self.end_reason = reason
+        if self.transport is not None:
+            self.stream.abortConnection()
+
+    def _check_idle(self) -> None:
+        timeout = self.factory.settings.idle_timeout
+        clock = self.factory.clock
+        idle = clock.seconds() - self.last_active
+        if idle >= timeout:
+            self._idle_call = None
+            self.end_reason = "idle-timeout"
+            self.stream.abortConnection()
+        else:
+            self._idle_call = clock.callLater(timeout - idle, self._check_idle)
+
+
+class RefusedProtocol(Protocol):
+    """Closes a connection that the limits refused, as soon as it is made."""
+
+    def connectionMade(self) -> None:
+        """Close cleanly, without reading or writing anything."""
+        assert self.transport is not None
+        self.transport.loseConnection()
+
+
+class EchoFactory(Factory):
+    """Builds echo connections for every listener of one daemon.
+
+    One factory serves all listeners, so they share one set of limits, one set
+    of counters and one list of open connections to drain at stop.
+    """
+
+    noisy = False
+
+    def __init__(
+        self, settings: EchoSettings, stats: EchoStats, clock: IReactorTime
+    ) -> None:
+        self.settings = settings
+        self.stats = stats
+        self.clock = clock
+        self.limits = ConnectionLimits(settings.max_connections, settings.max_per_ip)
+        self.connections: set[EchoProtocol] = set()
+        self.draining = False
+        self.on_empty: Callable[[], None] | None = None
+        """Called each time the last open connection has ended."""
+
+    def buildProtocol(self, addr: IAddress | None) -> Protocol:
+        """An L{EchoProtocol}, or a L{RefusedProtocol} if a limit says no."""
+        key = client_key(addr) if addr is not None else None
+        reason = "draining" if self.draining else self.limits.refusal(key)
+        if reason is not None:
+            self.stats.refused[reason] += 1
+            log.warn(
+                "refused {peer}: {reason}",
+                peer=format_address(addr) if addr is not None else "?",
+                reason=reason,
+                event="refused",
+            )
+            refused = RefusedProtocol()
+            refused.factory = self
+            return refused
+        self.limits.acquire(key)
+        protocol = EchoProtocol(key)
+        protocol.factory = self
+        return protocol
+
+    def connection_made(self, protocol: EchoProtocol) -> None:
+        """Count a connection that has started."""
+        self.connections.add(protocol)
+        self.stats.connections_open += 1
+        self.stats.connections_total += 1
+
+    def connection_lost(self, protocol: EchoProtocol, reason: Failure) -> None:
+        """Count and log a connection that has ended."""
+        self.connections.discard(protocol)
+        self.limits.release(protocol.key)
+        stats = self.stats
+        stats.connections_open -= 1
+        stats.bytes_in += protocol.bytes_in
+        stats.bytes_out += protocol.bytes_out
+        why = protocol.end_reason or "closed"
+        stats.closed[why] += 1
+        peer = "?"
+        if protocol.transport is not None:
+            peer = format_address(protocol.transport.getPeer())
+        fields: dict[str, Any] = dict(
+            peer=peer,
+            bytes_in=protocol.bytes_in,
+            bytes_out=protocol.bytes_out,
+            duration=round(self.clock.seconds() - protocol.started, 6),
+            reason=why,
+            event="closed",
+        )
+        if protocol.bytes_discarded:
+            fields["bytes_discarded"] = protocol.bytes_discarded
+        log.info(
+            "closed {peer} in={bytes_in} out={bytes_out} "
+            "duration={duration:.3f}s reason={reason}",
+            **fields,
+        )
+        if not self.connections and self.on_empty is not None:
+            self.on_empty()

@@ -1,0 +1,55 @@
+"""Admission control: how many connections, in all and per client address."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.interfaces import IAddress
+
+
+def client_key(address: IAddress) -> str | None:
+    """The per-client key of a peer address: its IP, or None (UNIX sockets)."""
+    if isinstance(address, (IPv4Address, IPv6Address)):
+        return address.host
+    return None
+
+
+class ConnectionLimits:
+    """Counts admitted connections and says why a new one must be refused."""
+
+    def __init__(self, max_connections: int, max_per_ip: int) -> None:
+        self.max_connections = max_connections
+        self.max_per_ip = max_per_ip
+        self.open = 0
+        self._per_key: Counter[str] = Counter()
+
+    def refusal(self, key: str | None) -> str | None:
+        """The reason to refuse a new connection from C{key}, or None to admit."""
+        if self.max_connections and self.open >= self.max_connections:
+            return "max-connections"
+        if (
+            self.max_per_ip
+            and key is not None
+            and self._per_key[key] >= self.max_per_ip
+        ):
+            return "max-per-ip"
+        return None
+
+    def acquire(self, key: str | None) -> None:
+        """Count a connection that was admitted."""
+        self.open += 1
+        if key is not None:
+            self._per_key[key] += 1
+
+    def release(self, key: str | None) -> None:
+        """Forget a connection that has ended."""
+        self.open -= 1
+        if key is not None:
+            self._per_key[key] -= 1
+            if self._per_key[key] <= 0:
+                del self._per_key[key]
+
+    def open_for(self, key: str) -> int:
+        """How many connections from C{key} are open."""
+        return self._per_key.get(key, 0)

@@ -1,0 +1,235 @@
+"""The daemon's service: binds every listener, and drains connections at stop."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.interfaces import (
+    IListeningPort,
+    IReactorTime,
+    IReactorUDP,
+    IStreamServerEndpoint,
+)
+from twisted.logger import ILogObserver, Logger
+from twisted.python.components import Componentized
+from twisted.python.failure import Failure
+
+from echod.echo import EchoFactory, format_address
+from echod.logs import JSONLinesObserver
+from echod.settings import EchoSettings
+from echod.stats import EchoStats
+from echod.udp import UDPEchoProtocol
+
+log = Logger(namespace="echod")
+
+FLUSH_GRACE = 5.0
+"""Seconds, after the drain time, for the last echoes to flush before abort."""
+
+
+class ListenError(Exception):
+    """A listener could not be set up; the message says which and why."""
+
+
+def parse_endpoint(reactor: Any, description: str) -> IStreamServerEndpoint:
+    """A server endpoint from its string, or L{ListenError} saying what is wrong.
+
+    Parsing an endpoint string may read files (certificates for C{ssl:}), so
+    both syntax errors and file errors end up here.
+    """
+    try:
+        endpoint: IStreamServerEndpoint = serverFromString(reactor, description)
+    except Exception as e:  # the parsers raise anything from ValueError to OSError
+        detail = str(e) or e.__class__.__name__
+        if description.startswith("systemd:") and isinstance(e, (IndexError, KeyError)):
+            detail = (
+                "no socket inherited from systemd at that index or name "
+                "(start echod from a socket unit, or systemd-socket-activate "
+                "with --fdname: Twisted needs LISTEN_FDNAMES)"
+            )
+        raise ListenError(f"bad endpoint {description!r}: {detail}") from None
+    return endpoint
+
+
+class EchoService(Service):
+    """Serves echo on every configured listener with one factory and one stats.
+
+    L{listen} binds everything at once and raises L{ListenError} on the first
+    failure, so a daemon that cannot serve what it was asked for does not start.
+    L{stopService} stops accepting, gives open connections the drain time to
+    finish, then flushes and closes the rest.
+    """
+
+    name = "echod"
+
+    def __init__(self, settings: EchoSettings, reactor: Any) -> None:
+        self.settings = settings
+        self.reactor = reactor
+        self.stats = EchoStats()
+        self.factory = EchoFactory(settings, self.stats, reactor)
+        self.endpoints = [(d, parse_endpoint(reactor, d)) for d in settings.ports]
+        self.listening: list[tuple[str, IListeningPort]] = []
+        self._waiters: list[Deferred[None]] = []
+        self.factory.on_empty = self._connections_empty
+
+    def listen(self) -> None:
+        """Bind every stream and UDP listener now, or raise L{ListenError}."""
+        try:
+            for description, endpoint in self.endpoints:
+                self.listening.append(
+                    (description, self._listen_stream(description, endpoint))
+                )
+            for udp in self.settings.udp:
+                udp_reactor: IReactorUDP = self.reactor
+                protocol = UDPEchoProtocol(udp, self.stats, self.reactor)
+                desc = f"udp:{udp.port}" + (
+                    f":interface={udp.interface}" if udp.interface else ""
+                )
+                try:
+                    port = udp_reactor.listenUDP(
+                        udp.port,
+                        protocol,
+                        interface=udp.interface,
+                        maxPacketSize=min(udp.max_size + 1, 65536),
+                    )
+                except Exception as e:
+                    raise ListenError(f"cannot listen on {desc!r}: {e}") from None
+                self.listening.append((desc, port))
+        except ListenError:
+            for _, port in self.listening:
+                port.stopListening()
+            self.listening.clear()
+            raise
+
+    def _listen_stream(
+        self, description: str, endpoint: IStreamServerEndpoint
+    ) -> IListeningPort:
+        result: list[IListeningPort | Failure] = []
+        endpoint.listen(self.factory).addBoth(result.append)
+        if not result:
+            # Every endpoint Twisted ships listens synchronously; one that does
+            # not would leave us unable to report its failure at start.
+            raise ListenError(f"endpoint {description!r} did not listen at once")
+        outcome = result[0]
+        if isinstance(outcome, Failure):
+            raise ListenError(
+                f"cannot listen on {description!r}: {outcome.getErrorMessage()}"
+            )
+        return outcome
+
+    def setServiceParent(self, parent: Any) -> None:
+        """Join C{parent}; under twistd also choose the log format.
+
+        twistd starts logging with the application's L{ILogObserver}
+        component when it has one, so C{--log-format json} sets it here.
+        """
+        super().setServiceParent(parent)
+        if self.settings.log_format == "json" and isinstance(parent, Componentized):
+            parent.setComponent(ILogObserver, JSONLinesObserver(sys.stdout))
+
+    def startService(self) -> None:
+        """Log the listeners and limits (logging is up by now)."""
+        super().startService()
+        for description, port in self.listening:
+            log.info(
+                "listening on {endpoint} at {address}",
+                endpoint=description,
+                address=format_address(port.getHost()),
+                event="listening",
+            )
+        s = self.settings
+
+        def limit(n: int) -> str:
+            return str(n) if n else "unlimited"
+
+        log.info(
+            "limits: idle_timeout={idle} max_connections={maxc} "
+            "max_per_ip={maxip} drain_timeout={drain}",
+            idle=f"{s.idle_timeout:g}s" if s.idle_timeout else "off",
+            maxc=limit(s.max_connections),
+            maxip=limit(s.max_per_ip),
+            drain=f"{s.drain_timeout:g}s",
+            event="limits",
+        )
+
+    def stopService(self) -> Deferred[None]:
+        """Stop accepting, drain, flush, close; fires when every connection ended."""
+        super().stopService()
+        self.factory.draining = True
+        stops = [maybeDeferred(port.stopListening) for _, port in self.listening]
+        self.listening.clear()
+        d: Deferred[Any] = DeferredList(stops, consumeErrors=True)
+        d.addCallback(self._log_stopping)
+        d.addCallback(lambda _: self._wait_empty(self.settings.drain_timeout))
+        d.addCallback(self._finish_remaining)
+        d.addCallback(lambda _: self._wait_empty(FLUSH_GRACE))
+        d.addCallback(self._abort_remaining)
+        d.addCallback(
+            lambda _: log.info(
+                "stopped: {summary}", summary=self.stats.summary(), event="stopped"
+            )
+        )
+        return d
+
+    def _log_stopping(self, _: object) -> None:
+        log.info(
+            "stopping: no longer accepting; {open} open connections get "
+            "{drain:g}s to finish",
+            open=len(self.factory.connections),
+            drain=self.settings.drain_timeout,
+            event="stopping",
+        )
+
+    def _finish_remaining(self, _: object) -> None:
+        remaining = list(self.factory.connections)
+        if remaining:
+            log.info(
+                "drain time over: flushing and closing {n} connections",
+                n=len(remaining),
+                event="drain-finish",
+            )
+        for protocol in remaining:
+            protocol.finish()
+
+    def _abort_remaining(self, _: object) -> Deferred[None]:
+        remaining = list(self.factory.connections)
+        if remaining:
+            log.warn(
+                "{n} connections did not finish flushing; aborting them",
+                n=len(remaining),
+                event="drain-abort",
+            )
+        for protocol in remaining:
+            protocol.abort("drain-abort")
+        # Aborted connections report connectionLost on the next reactor turn.
+        return self._wait_empty(1.0)
+
+    def _wait_empty(self, timeout: float) -> Deferred[None]:
+        """Fires when no connection is open, or after C{timeout} seconds."""
+        if not self.factory.connections:
+            return succeed(None)
+        d: Deferred[None] = Deferred()
+        self._waiters.append(d)
+        clock: IReactorTime = self.reactor
+        call = clock.callLater(timeout, self._fire_waiter, d)
+        d.addBoth(_cancel_call, call)
+        return d
+
+    def _fire_waiter(self, d: Deferred[None]) -> None:
+        if d in self._waiters:
+            self._waiters.remove(d)
+            d.callback(None)
+
+    def _connections_empty(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for d in waiters:
+            d.callback(None)
+
+
+def _cancel_call(result: object, call: Any) -> object:
+    if call.active():
+        call.cancel()
+    return result

@@ -1,0 +1,40 @@
+"""The one immutable settings object that twistd's options become."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEFAULT_PORT = "tcp:10000"
+DEFAULT_IDLE_TIMEOUT = 300.0
+DEFAULT_DRAIN_TIMEOUT = 10.0
+DEFAULT_UDP_RATE = 100
+DEFAULT_UDP_MAX_SIZE = 1472
+
+
+@dataclass(frozen=True)
+class UDPSettings:
+    """Where and how the optional UDP echo listens, with its reflection guards."""
+
+    port: int
+    interface: str = ""
+    rate: int = DEFAULT_UDP_RATE
+    """Datagrams per second answered per source address (also the burst)."""
+    max_size: int = DEFAULT_UDP_MAX_SIZE
+    """Larger datagrams are dropped and counted, never echoed."""
+
+
+@dataclass(frozen=True)
+class EchoSettings:
+    """Everything the daemon is configured with; built once from the options."""
+
+    ports: tuple[str, ...] = (DEFAULT_PORT,)
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT
+    """Seconds without progress before a connection is closed; 0 disables."""
+    max_connections: int = 0
+    """Open connections across every listener; 0 means no limit."""
+    max_per_ip: int = 0
+    """Open connections per client address; 0 means no limit."""
+    drain_timeout: float = DEFAULT_DRAIN_TIMEOUT
+    """Seconds open connections may go on after a stop is asked for."""
+    udp: tuple[UDPSettings, ...] = ()
+    log_format: str = "text"

@@ -1,0 +1,35 @@
+"""Counters shared by every listener of one daemon."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+
+@dataclass
+class EchoStats:
+    """What the daemon has done since it started; one instance per daemon."""
+
+    connections_open: int = 0
+    connections_total: int = 0
+    refused: Counter[str] = field(default_factory=Counter)
+    """Refused connections by reason (max-connections, max-per-ip, draining)."""
+    closed: Counter[str] = field(default_factory=Counter)
+    """Closed connections by why they ended (client closed, idle timeout, ...)."""
+    bytes_in: int = 0
+    bytes_out: int = 0
+    udp_datagrams: int = 0
+    udp_dropped: Counter[str] = field(default_factory=Counter)
+    """Dropped datagrams by reason (source port, rate, size)."""
+
+    def summary(self) -> str:
+        """One line that sums the counters up, for the log at stop."""
+        refused = ", ".join(f"{k}={v}" for k, v in sorted(self.refused.items()))
+        closed = ", ".join(f"{k}={v}" for k, v in sorted(self.closed.items()))
+        dropped = ", ".join(f"{k}={v}" for k, v in sorted(self.udp_dropped.items()))
+        return (
+            f"connections={self.connections_total} open={self.connections_open} "
+            f"bytes_in={self.bytes_in} bytes_out={self.bytes_out} "
+            f"closed=[{closed}] refused=[{refused}] "
+            f"udp_datagrams={self.udp_datagrams} udp_dropped=[{dropped}]"
+        )

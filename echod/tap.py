@@ -1,0 +1,202 @@
+"""twistd's view of echod: the command-line options and C{makeService}.
+
+Configuration flows one way: L{Options} (parsed by twistd) becomes one frozen
+L{EchoSettings}, which L{makeService} hands to the service and its factories.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from twisted.application.service import IService
+from twisted.python import usage
+
+from echod import __version__
+from echod.service import EchoService, ListenError
+from echod.settings import (
+    DEFAULT_DRAIN_TIMEOUT,
+    DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_PORT,
+    DEFAULT_UDP_MAX_SIZE,
+    DEFAULT_UDP_RATE,
+    EchoSettings,
+    UDPSettings,
+)
+
+LOG_FORMATS = ("text", "json")
+MAX_UDP_PAYLOAD = 65507
+
+
+def _number(kind: type[int] | type[float], minimum: float, name: str) -> Any:
+    """A coercer for usage.Options that names the option in its error."""
+
+    def coerce(value: str) -> int | float:
+        try:
+            number = kind(value)
+        except ValueError:
+            raise ValueError(
+                f"{name} must be {'a whole number' if kind is int else 'a number'}"
+                f", not {value!r}"
+            ) from None
+        if number != number or number < minimum:  # NaN, or below the floor
+            raise ValueError(f"{name} must be at least {minimum:g}, not {value!r}")
+        return number
+
+    coerce.coerceDoc = ""  # type: ignore[attr-defined]
+    return coerce
+
+
+def parse_udp(value: str) -> tuple[str, int]:
+    """C{PORT}, C{HOST:PORT} or C{[V6]:PORT} as (interface, port)."""
+    interface, _, port_text = value.rpartition(":")
+    interface = interface.strip("[]")
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise usage.UsageError(
+            f"--udp takes PORT or INTERFACE:PORT, not {value!r}"
+        ) from None
+    if not 0 <= port <= 65535:
+        raise usage.UsageError(f"--udp port must be 0-65535, not {port}")
+    return interface, port
+
+
+class Options(usage.Options):
+    """Options of C{twistd echod}."""
+
+    synopsis = "[options]"
+    longdesc = (
+        "An echo daemon that returns every byte, in order, with bounded memory "
+        "per connection. Listens on tcp:10000 unless --port is given."
+    )
+
+    optParameters = [
+        [
+            "idle-timeout",
+            None,
+            DEFAULT_IDLE_TIMEOUT,
+            "Seconds without progress before a connection is closed (0: never).",
+            _number(float, 0, "--idle-timeout"),
+        ],
+        [
+            "max-connections",
+            None,
+            0,
+            "Most open connections across all listeners (0: no limit).",
+            _number(int, 0, "--max-connections"),
+        ],
+        [
+            "max-per-ip",
+            None,
+            0,
+            "Most open connections from one client address (0: no limit).",
+            _number(int, 0, "--max-per-ip"),
+        ],
+        [
+            "drain-timeout",
+            None,
+            DEFAULT_DRAIN_TIMEOUT,
+            "Seconds open connections may go on after SIGTERM.",
+            _number(float, 0, "--drain-timeout"),
+        ],
+        [
+            "udp-rate",
+            None,
+            DEFAULT_UDP_RATE,
+            "UDP datagrams per second answered per source address.",
+            _number(int, 1, "--udp-rate"),
+        ],
+        [
+            "udp-max-size",
+            None,
+            DEFAULT_UDP_MAX_SIZE,
+            "Largest UDP datagram echoed; larger ones are dropped.",
+            _number(int, 1, "--udp-max-size"),
+        ],
+        ["log-format", None, "text", "Log format: text or json (one object a line)."],
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["ports"] = []
+        self["udp"] = []
+
+    def opt_port(self, description: str) -> None:
+        """Listen on this Twisted server endpoint (repeatable; default tcp:10000)."""
+        self["ports"].append(description)
+
+    opt_p = opt_port
+
+    def opt_udp(self, value: str) -> None:
+        """Also serve UDP echo on [INTERFACE:]PORT (repeatable; off by default)."""
+        self["udp"].append(parse_udp(value))
+
+    def opt_version(self) -> None:
+        """Print echod's version and exit."""
+        print(f"echod {__version__}")
+        sys.exit(0)
+
+    def postOptions(self) -> None:
+        """Check what single options cannot check alone."""
+        if self["log-format"] not in LOG_FORMATS:
+            raise usage.UsageError(
+                f"--log-format must be one of {', '.join(LOG_FORMATS)}, "
+                f"not {self['log-format']!r}"
+            )
+        if self["udp-max-size"] > MAX_UDP_PAYLOAD:
+            raise usage.UsageError(
+                f"--udp-max-size must be at most {MAX_UDP_PAYLOAD}, "
+                f"not {self['udp-max-size']}"
+            )
+
+    def parseOptions(self, options: list[str] | None = None) -> None:
+        """Parse, turning a usage error into one line on stderr and exit 2.
+
+        twistd would print the whole help text before the error; a user who
+        typed one wrong value wants the one line that says which.
+        """
+        try:
+            super().parseOptions(options)
+        except usage.UsageError as e:
+            sys.stderr.write(f"twistd echod: error: {e} (see: twistd echod --help)\n")
+            raise SystemExit(2) from None
+
+    def settings(self) -> EchoSettings:
+        """The immutable settings these options describe."""
+        udp = tuple(
+            UDPSettings(
+                port=port,
+                interface=interface,
+                rate=self["udp-rate"],
+                max_size=self["udp-max-size"],
+            )
+            for interface, port in self["udp"]
+        )
+        return EchoSettings(
+            ports=tuple(self["ports"]) or (DEFAULT_PORT,),
+            idle_timeout=self["idle-timeout"],
+            max_connections=self["max-connections"],
+            max_per_ip=self["max-per-ip"],
+            drain_timeout=self["drain-timeout"],
+            udp=udp,
+            log_format=self["log-format"],
+        )
+
+
+def makeService(options: Options, reactor: Any = None) -> IService:
+    """Build the echo service and bind its listeners, or exit with one line."""
+    if reactor is None:
+        from twisted.internet import reactor as default_reactor
+
+        reactor = default_reactor
+    settings = options.settings()
+    try:
+        service = EchoService(settings, reactor)
+        service.listen()
+    except ListenError as e:
+        # Binding here, before twistd writes its pid file or daemonizes, lets
+        # the user see why and get a non-zero exit in every mode.
+        sys.stderr.write(f"twistd echod: error: {e}\n")
+        raise SystemExit(1) from None
+    return service

@@ -1,0 +1,169 @@
+"""Start and stop real ``twistd echod`` processes for end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+ON_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+LISTENING = re.compile(r"listening on (?P<endpoint>[^\s\"]+) at (?P<address>[^\s\"]+)")
+
+
+def twistd_path() -> str:
+    """The twistd beside the running interpreter (the venv under test)."""
+    candidate = Path(sys.executable).with_name("twistd")
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which("twistd")
+    if found is None:
+        pytest.fail("twistd is not installed beside this Python")
+    return found
+
+
+def need_tool(name: str) -> str:
+    """The path of an outside tool; skip without it, but fail under CI."""
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is not installed (.ci/run installs it)"
+        if ON_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+class Daemon:
+    """One ``twistd -n echod`` process, its output collected as it runs."""
+
+    def __init__(
+        self,
+        args: Sequence[str],
+        cwd: Path,
+        env: dict[str, str] | None = None,
+        prefix: Sequence[str] = (),
+    ) -> None:
+        self.args = list(args)
+        command = [*prefix, twistd_path(), "-n", "--pidfile=", "echod", *self.args]
+        self.process = subprocess.Popen(
+            command,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+            text=True,
+            errors="replace",
+        )
+        self.lines: list[str] = []
+        self._changed = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    @property
+    def pid(self) -> int:
+        """The daemon's process id."""
+        return self.process.pid
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            with self._changed:
+                self.lines.append(line.rstrip("\n"))
+                self._changed.notify_all()
+        with self._changed:
+            self._changed.notify_all()
+
+    @property
+    def output(self) -> str:
+        """Everything the daemon has logged so far."""
+        with self._changed:
+            return "\n".join(self.lines)
+
+    def wait_for(
+        self, pattern: str, timeout: float = 15.0, count: int = 1
+    ) -> list[re.Match[str]]:
+        """Wait until C{pattern} has matched C{count} log lines; return the matches."""
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                matches = [m for line in self.lines if (m := regex.search(line))]
+                if len(matches) >= count:
+                    return matches
+                left = deadline - time.monotonic()
+                if left <= 0 or (
+                    self.process.poll() is not None and not self._reader.is_alive()
+                ):
+                    raise AssertionError(
+                        f"no {count} x {pattern!r} in daemon output "
+                        f"(exit={self.process.poll()}):\n" + "\n".join(self.lines[-40:])
+                    )
+                self._changed.wait(min(left, 0.2))
+
+    def addresses(self, count: int = 1) -> list[str]:
+        """The bound addresses of the first C{count} listeners, as logged."""
+        return [m["address"] for m in self.wait_for(LISTENING.pattern, count=count)]
+
+    def tcp_port(self) -> int:
+        """The port of the first listener (a TCP one)."""
+        return int(self.addresses(1)[0].rsplit(":", 1)[1])
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        """Signal the daemon and wait for it; kill it if it will not stop."""
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+                raise AssertionError("daemon did not stop within {timeout}s") from None
+        self._reader.join(5)
+        return self.process.returncode
+
+    def rss_kib(self) -> int:
+        """The daemon's resident set size, in KiB, from /proc."""
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        raise AssertionError("no VmRSS")
+
+
+class DaemonStarter:
+    """Starts daemons for one test and stops every one of them afterwards."""
+
+    def __init__(self, cwd: Path) -> None:
+        self.cwd = cwd
+        self.started: list[Daemon] = []
+
+    def __call__(
+        self, *args: str, env: dict[str, str] | None = None, prefix: Sequence[str] = ()
+    ) -> Daemon:
+        daemon = Daemon(args, self.cwd, env=env, prefix=prefix)
+        self.started.append(daemon)
+        return daemon
+
+    def cleanup(self) -> None:
+        """Stop every daemon still running (kill those that hang)."""
+        for daemon in self.started:
+            if daemon.process.poll() is None:
+                daemon.process.kill()
+                daemon.process.wait(10)
+
+
+def iter_chunks(data: bytes, sizes: Iterator[int]) -> Iterator[bytes]:
+    """Cut C{data} into pieces of the given sizes, in order."""
+    offset = 0
+    while offset < len(data):
+        size = next(sizes)
+        yield data[offset : offset + size]
+        offset += size

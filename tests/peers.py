@@ -1,0 +1,143 @@
+"""Real socket peers for end-to-end tests: many concurrent echo clients, etc."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import selectors
+import socket
+import time
+from dataclasses import dataclass, field
+
+
+@dataclass
+class EchoResult:
+    """What one connection sent and got back."""
+
+    sent: int = 0
+    received: int = 0
+    sent_hash: hashlib._Hash = field(default_factory=hashlib.sha256)
+    received_hash: hashlib._Hash = field(default_factory=hashlib.sha256)
+    eof: bool = False
+    error: str | None = None
+
+
+def connect(
+    host: str, port: int, source: str | None = None, timeout: float = 5.0
+) -> socket.socket:
+    """A connected TCP socket, optionally from a chosen source address."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    if source is not None:
+        sock.bind((source, 0))
+    sock.connect((host, port))
+    return sock
+
+
+def echo_many(
+    host: str,
+    port: int,
+    connections: int,
+    bytes_each: int,
+    seed: int = 862,
+    max_write: int = 65536,
+    timeout: float = 120.0,
+) -> list[EchoResult]:
+    """Stream random bytes over many connections at once, in random-sized writes.
+
+    Each connection sends C{bytes_each} bytes, half-closes, and reads until
+    EOF; everything is hashed on both sides. Bounded by C{timeout} seconds.
+    """
+    rng = random.Random(seed)
+    selector = selectors.DefaultSelector()
+    results: list[EchoResult] = []
+    payloads: list[bytes] = []
+    offsets: list[int] = []
+    socks: list[socket.socket] = []
+    for i in range(connections):
+        sock = connect(host, port)
+        sock.setblocking(False)
+        payload = rng.randbytes(bytes_each)
+        payloads.append(payload)
+        offsets.append(0)
+        results.append(EchoResult())
+        socks.append(sock)
+        selector.register(sock, selectors.EVENT_READ | selectors.EVENT_WRITE, i)
+    open_count = connections
+    deadline = time.monotonic() + timeout
+    try:
+        while open_count and time.monotonic() < deadline:
+            for key, events in selector.select(timeout=1.0):
+                i = key.data
+                sock, result = socks[i], results[i]
+                if events & selectors.EVENT_WRITE:
+                    size = rng.randint(1, max_write)
+                    chunk = payloads[i][offsets[i] : offsets[i] + size]
+                    try:
+                        n = sock.send(chunk)
+                    except BlockingIOError:
+                        n = 0
+                    result.sent_hash.update(chunk[:n])
+                    result.sent += n
+                    offsets[i] += n
+                    if offsets[i] >= len(payloads[i]):
+                        sock.shutdown(socket.SHUT_WR)
+                        selector.modify(sock, selectors.EVENT_READ, i)
+                if events & selectors.EVENT_READ:
+                    try:
+                        data = sock.recv(262144)
+                    except BlockingIOError:
+                        continue
+                    except OSError as e:
+                        result.error = str(e)
+                        data = b""
+                    if data:
+                        result.received += len(data)
+                        result.received_hash.update(data)
+                    else:
+                        result.eof = result.error is None
+                        selector.unregister(sock)
+                        sock.close()
+                        open_count -= 1
+    finally:
+        for sock in socks:
+            if sock.fileno() != -1:
+                sock.close()
+        selector.close()
+    return results
+
+
+def drain(sock: socket.socket, timeout: float = 10.0) -> bytes:
+    """Read from a blocking socket until EOF (or fail after C{timeout})."""
+    sock.settimeout(timeout)
+    chunks: list[bytes] = []
+    while True:
+        data = sock.recv(65536)
+        if not data:
+            return b"".join(chunks)
+        chunks.append(data)
+
+
+def closed_by_peer(sock: socket.socket, timeout: float = 5.0) -> bool:
+    """True if the peer closes C{sock} (EOF or reset) within C{timeout}."""
+    sock.settimeout(timeout)
+    try:
+        return sock.recv(1) == b""
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+
+
+def round_trip(sock: socket.socket, message: bytes, timeout: float = 5.0) -> bytes:
+    """Send C{message} and read exactly as many bytes back."""
+    sock.settimeout(timeout)
+    sock.sendall(message)
+    got = b""
+    while len(got) < len(message):
+        data = sock.recv(len(message) - len(got))
+        if not data:
+            break
+        got += data
+    return got

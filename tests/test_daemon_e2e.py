@@ -1,0 +1,493 @@
+"""End-to-end: a real ``twistd -n echod`` over real sockets, real peers."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import json
+import random
+import selectors
+import signal
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.daemon import DaemonStarter, need_tool
+from tests.peers import closed_by_peer, connect, drain, echo_many, round_trip
+
+LOCAL = "tcp:0:interface=127.0.0.1"
+
+
+def test_no_argument_serves_tcp_10000(start_daemon: DaemonStarter) -> None:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("0.0.0.0", 10000))
+        except OSError:
+            pytest.skip("port 10000 is taken on this machine")
+    daemon = start_daemon()
+    assert daemon.addresses() == ["0.0.0.0:10000"]
+    with connect("127.0.0.1", 10000) as sock:
+        assert round_trip(sock, b"textbook\n") == b"textbook\n"
+
+
+def test_64_mib_over_50_connections_sha256(start_daemon: DaemonStarter) -> None:
+    daemon = start_daemon("--port", LOCAL)
+    port = daemon.tcp_port()
+    conns, each = 50, (64 << 20) // 50 + 1
+    started = time.monotonic()
+    results = echo_many("127.0.0.1", port, conns, each, timeout=180)
+    elapsed = time.monotonic() - started
+    total = sum(r.received for r in results)
+    for r in results:
+        assert r.error is None and r.eof
+        assert r.sent == each
+        assert r.received == r.sent
+        assert r.received_hash.digest() == r.sent_hash.digest()
+    assert total >= 64 << 20
+    print(f"verified {total} bytes over {conns} connections in {elapsed:.1f}s")
+
+
+def test_nc_half_close_hello(start_daemon: DaemonStarter) -> None:
+    nc = need_tool("nc")
+    port = start_daemon("--port", LOCAL).tcp_port()
+    out = subprocess.run(
+        [nc, "-N", "127.0.0.1", str(port)],
+        input=b"hello\n",
+        capture_output=True,
+        timeout=20,
+    )
+    assert out.returncode == 0
+    assert out.stdout == b"hello\n"
+
+
+def test_nc_20_mib_byte_exact(start_daemon: DaemonStarter, tmp_path: Path) -> None:
+    nc = need_tool("nc")
+    port = start_daemon("--port", LOCAL).tcp_port()
+    data = random.Random(20).randbytes(20 << 20)
+    source = tmp_path / "in.bin"
+    source.write_bytes(data)
+    with source.open("rb") as stdin:
+        out = subprocess.run(
+            [nc, "-N", "127.0.0.1", str(port)],
+            stdin=stdin,
+            capture_output=True,
+            timeout=120,
+        )
+    assert out.returncode == 0
+    assert len(out.stdout) == len(data)
+    assert hashlib.sha256(out.stdout).digest() == hashlib.sha256(data).digest()
+
+
+def test_half_close_then_clean_close(start_daemon: DaemonStarter) -> None:
+    daemon = start_daemon("--port", LOCAL)
+    with connect("127.0.0.1", daemon.tcp_port()) as sock:
+        sock.sendall(b"x" * 300_000)
+        sock.shutdown(socket.SHUT_WR)
+        assert drain(sock) == b"x" * 300_000
+    daemon.wait_for(r"closed 127\.0\.0\.1:\d+ in=300000 out=300000 .* reason=eof")
+
+
+def test_slow_reader_keeps_rss_bounded(start_daemon: DaemonStarter) -> None:
+    """A client that pushes 1 GiB and never reads cannot grow the daemon."""
+    daemon = start_daemon("--port", LOCAL, "--idle-timeout", "0")
+    port = daemon.tcp_port()
+    # A warm-up connection so that the baseline includes the code paths used.
+    with connect("127.0.0.1", port) as sock:
+        assert round_trip(sock, b"w" * 100_000) == b"w" * 100_000
+    time.sleep(0.2)
+    before = daemon.rss_kib()
+    chunk = b"\xa5" * 65536
+    goal, sent = 1 << 30, 0
+    with connect("127.0.0.1", port) as sock:
+        sock.setblocking(False)
+        stalled_since = None
+        deadline = time.monotonic() + 60
+        while sent < goal and time.monotonic() < deadline:
+            try:
+                sent += sock.send(chunk)
+                stalled_since = None
+            except BlockingIOError:
+                now = time.monotonic()
+                stalled_since = stalled_since or now
+                if now - stalled_since > 2.0:
+                    break  # the daemon stopped reading: backpressure holds
+                time.sleep(0.01)
+        after = daemon.rss_kib()
+    growth = after - before
+    print(
+        f"slow reader: pushed {sent} of {goal} bytes; "
+        f"daemon RSS {before} -> {after} KiB (growth {growth} KiB)"
+    )
+    assert sent < 64 << 20, "the daemon kept reading from a client that never reads"
+    assert growth < 16 * 1024
+
+
+def test_idle_timeout_closes_only_idle_connections(start_daemon: DaemonStarter) -> None:
+    daemon = start_daemon("--port", LOCAL, "--idle-timeout", "1")
+    port = daemon.tcp_port()
+    with connect("127.0.0.1", port) as idle, connect("127.0.0.1", port) as busy:
+        started = time.monotonic()
+        for _ in range(10):  # 2.5 s of activity, every 0.25 s
+            assert round_trip(busy, b"ping") == b"ping"
+            time.sleep(0.25)
+        assert closed_by_peer(idle, timeout=0.1)
+        assert round_trip(busy, b"still here") == b"still here"
+    assert time.monotonic() - started < 10
+    daemon.wait_for(r"closed .* reason=idle-timeout")
+
+
+def test_max_connections_shared_by_all_listeners(
+    start_daemon: DaemonStarter, tmp_path: Path
+) -> None:
+    sock_path = tmp_path / "echo.sock"
+    daemon = start_daemon(
+        "--port", LOCAL, "--port", f"unix:{sock_path}", "--max-connections", "2"
+    )
+    port = daemon.tcp_port()
+    daemon.addresses(2)
+    with connect("127.0.0.1", port) as first, socket.socket(socket.AF_UNIX) as second:
+        second.connect(str(sock_path))
+        assert round_trip(first, b"one") == b"one"
+        assert round_trip(second, b"two") == b"two"
+        with connect("127.0.0.1", port) as third:
+            assert closed_by_peer(third)
+        with socket.socket(socket.AF_UNIX) as fourth:
+            fourth.connect(str(sock_path))
+            assert closed_by_peer(fourth)
+        # the admitted clients never noticed
+        assert round_trip(first, b"one again") == b"one again"
+        assert round_trip(second, b"two again") == b"two again"
+    daemon.wait_for(r"refused .*: max-connections", count=2)
+    # a slot freed is a slot usable again
+    time.sleep(0.2)
+    with connect("127.0.0.1", port) as fifth:
+        assert round_trip(fifth, b"five") == b"five"
+    assert daemon.stop() in (0, -signal.SIGTERM)
+    daemon.wait_for(r"stopped: .*refused=\[max-connections=2\]")
+
+
+def test_max_per_ip(start_daemon: DaemonStarter) -> None:
+    daemon = start_daemon("--port", "tcp:0:interface=127.0.0.1", "--max-per-ip", "1")
+    port = daemon.tcp_port()
+    with connect("127.0.0.1", port, source="127.0.0.1") as a:
+        assert round_trip(a, b"a") == b"a"
+        with connect("127.0.0.1", port, source="127.0.0.1") as refused:
+            assert closed_by_peer(refused)
+        with connect("127.0.0.1", port, source="127.0.0.2") as other_ip:
+            assert round_trip(other_ip, b"b") == b"b"
+        assert round_trip(a, b"a again") == b"a again"
+    daemon.wait_for(r"refused 127\.0\.0\.1:\d+: max-per-ip")
+
+
+class PatternStream:
+    """A reproducible byte stream: the byte at offset i is BLOCK[i % len]."""
+
+    BLOCK = random.Random(7).randbytes(1_000_003)  # a prime length
+
+    def at(self, offset: int, size: int) -> bytes:
+        """C{size} bytes of the stream from C{offset}."""
+        block, n = self.BLOCK, len(self.BLOCK)
+        start = offset % n
+        out = block[start : start + size]
+        while len(out) < size:
+            out += block[: size - len(out)]
+        return out
+
+
+def stream_until_eof(
+    port: int, started: threading.Event, result: dict[str, object], limit: float = 60.0
+) -> None:
+    """Stream the pattern at a client's pace and check every echoed byte."""
+    stream = PatternStream()
+    sock = connect("127.0.0.1", port)
+    sock.setblocking(False)
+    selector = selectors.DefaultSelector()
+    selector.register(sock, selectors.EVENT_READ | selectors.EVENT_WRITE)
+    sent = received = 0
+    ok = True
+    deadline = time.monotonic() + limit
+    try:
+        while time.monotonic() < deadline:
+            events = selector.select(1.0)
+            for _, mask in events:
+                if mask & selectors.EVENT_WRITE:
+                    with contextlib.suppress(BlockingIOError, BrokenPipeError):
+                        sent += sock.send(stream.at(sent, 65536))
+                    if sent > 4 << 20:
+                        started.set()
+                if mask & selectors.EVENT_READ:
+                    data = sock.recv(262144)
+                    if not data:
+                        result.update(sent=sent, received=received, ok=ok, eof=True)
+                        return
+                    ok = ok and data == stream.at(received, len(data))
+                    received += len(data)
+            time.sleep(0.002)  # a client's pace, not a flood
+        result.update(sent=sent, received=received, ok=ok, eof=False)
+    except OSError as e:
+        result.update(sent=sent, received=received, ok=ok, eof=False, error=str(e))
+    finally:
+        selector.close()
+        sock.close()
+
+
+def test_sigterm_drains_a_streaming_client(start_daemon: DaemonStarter) -> None:
+    daemon = start_daemon("--port", LOCAL, "--drain-timeout", "1")
+    port = daemon.tcp_port()
+    started = threading.Event()
+    result: dict[str, object] = {}
+    client = threading.Thread(target=stream_until_eof, args=(port, started, result))
+    client.start()
+    assert started.wait(30)
+    daemon.process.send_signal(signal.SIGTERM)
+    client.join(60)
+    assert daemon.stop() in (0, -signal.SIGTERM)
+    assert result["eof"] is True, result
+    assert result["ok"] is True, result
+    received = int(result["received"])  # type: ignore[call-overload]
+    line = daemon.wait_for(r"closed .* in=(\d+) out=(\d+) .*reason=drain")[0]
+    print(
+        f"drain: client sent {result['sent']}, daemon read {line[1]}, "
+        f"client got back {received} (all verified)"
+    )
+    assert received == int(line[1]) == int(line[2])
+    assert received > 4 << 20
+    with pytest.raises(ConnectionRefusedError):
+        connect("127.0.0.1", port)
+
+
+def test_sigterm_lets_open_connections_finish(start_daemon: DaemonStarter) -> None:
+    daemon = start_daemon("--port", LOCAL, "--drain-timeout", "20")
+    port = daemon.tcp_port()
+    with connect("127.0.0.1", port) as sock:
+        assert round_trip(sock, b"before") == b"before"
+        daemon.process.send_signal(signal.SIGTERM)
+        daemon.wait_for("stopping: no longer accepting; 1 open")
+        with pytest.raises(ConnectionRefusedError):
+            connect("127.0.0.1", port)
+        assert round_trip(sock, b"after SIGTERM") == b"after SIGTERM"
+        sock.shutdown(socket.SHUT_WR)
+        assert drain(sock) == b""
+    began = time.monotonic()
+    assert daemon.stop() in (0, -signal.SIGTERM)
+    assert time.monotonic() - began < 10, "the daemon waited out the drain time"
+
+
+def test_udp_echo_and_guards(start_daemon: DaemonStarter) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        udp_port = probe.getsockname()[1]
+    daemon = start_daemon(
+        "--port",
+        LOCAL,
+        "--udp",
+        f"127.0.0.1:{udp_port}",
+        "--udp-rate",
+        "20",
+        "--udp-max-size",
+        "512",
+    )
+    daemon.wait_for(rf"listening on udp:{udp_port}")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(2)
+        sock.sendto(b"datagram", ("127.0.0.1", udp_port))
+        assert sock.recvfrom(2048) == (b"datagram", ("127.0.0.1", udp_port))
+        sock.sendto(b"z" * 513, ("127.0.0.1", udp_port))
+        sock.settimeout(0.5)
+        with pytest.raises(TimeoutError):
+            sock.recvfrom(2048)
+        # a burst far over the rate: at most the bucket's worth comes back
+        for i in range(200):
+            sock.sendto(b"%d" % i, ("127.0.0.1", udp_port))
+        answered = 0
+        try:
+            while True:
+                sock.recvfrom(2048)
+                answered += 1
+        except TimeoutError:
+            pass
+        assert 10 <= answered <= 30, answered
+    assert daemon.stop() in (0, -signal.SIGTERM)
+    daemon.wait_for(r"udp_dropped=\[rate=\d+, size=1\]")
+
+
+def test_udp_never_answers_small_service_ports(start_daemon: DaemonStarter) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        udp_port = probe.getsockname()[1]
+    daemon = start_daemon("--port", LOCAL, "--udp", f"127.0.0.1:{udp_port}")
+    daemon.wait_for(rf"listening on udp:{udp_port}")
+    for source_port in (7, 19):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", source_port))
+            except PermissionError:
+                pytest.skip("binding a port below 1024 needs root")
+            except OSError as e:
+                if e.errno == errno.EADDRINUSE:
+                    continue
+                raise
+            sock.settimeout(0.5)
+            sock.sendto(b"loop?", ("127.0.0.1", udp_port))
+            with pytest.raises(TimeoutError):
+                sock.recvfrom(2048)
+    daemon.wait_for(r"udp dropped datagram from 127\.0\.0\.1:(7|19): source-port")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--port", "bogus:1"], "bad endpoint 'bogus:1'"),
+        (["--port", "tcp:notaport"], "bad endpoint 'tcp:notaport'"),
+        (["--port", "ssl:0:privateKey=/nonexistent/key.pem"], "bad endpoint"),
+        (["--port", "systemd:domain=INET:index=0"], "no socket inherited from systemd"),
+        (["--idle-timeout", "-1"], "--idle-timeout must be at least 0"),
+        (["--max-connections", "lots"], "--max-connections must be a whole number"),
+        (["--log-format", "xml"], "--log-format must be one of text, json"),
+        (["--udp", "seven"], "--udp takes PORT or INTERFACE:PORT"),
+        (["--no-such-option"], "no-such-option"),
+    ],
+)
+def test_bad_input_is_one_clear_line(
+    start_daemon: DaemonStarter, args: list[str], message: str
+) -> None:
+    daemon = start_daemon(*args)
+    assert daemon.process.wait(30) != 0
+    daemon.stop()
+    out = daemon.output
+    assert "Traceback" not in out
+    lines = [line for line in out.splitlines() if line.strip()]
+    assert len(lines) == 1, out
+    assert message in lines[0]
+
+
+def test_port_in_use_is_one_clear_line(
+    start_daemon: DaemonStarter, tmp_path: Path
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        daemon = start_daemon("--port", f"tcp:{port}:interface=127.0.0.1")
+        assert daemon.process.wait(30) == 1
+        daemon.stop()
+    out = daemon.output
+    assert "Traceback" not in out
+    assert out.strip().splitlines() == [
+        f"twistd echod: error: cannot listen on 'tcp:{port}:interface=127.0.0.1': "
+        f"Couldn't listen on 127.0.0.1:{port}: [Errno 98] Address already in use."
+    ]
+    assert not (tmp_path / "twistd.pid").exists()
+
+
+def test_log_line_per_connection_and_json_format(start_daemon: DaemonStarter) -> None:
+    daemon = start_daemon("--port", LOCAL, "--log-format", "json")
+    port = daemon.tcp_port()
+    with connect("127.0.0.1", port) as sock:
+        sock.sendall(b"12345")
+        sock.shutdown(socket.SHUT_WR)
+        assert drain(sock) == b"12345"
+    line = daemon.wait_for(r'"event":"closed"')[0].string
+    record = json.loads(line)
+    assert record["peer"].startswith("127.0.0.1:")
+    assert record["bytes_in"] == record["bytes_out"] == 5
+    assert record["reason"] == "eof"
+    assert record["level"] == "info"
+    assert isinstance(record["duration"], float)
+    assert daemon.stop() in (0, -signal.SIGTERM)
+    for text in daemon.output.splitlines():
+        json.loads(text)  # every line is one JSON object
+
+
+def test_tcp6_and_unix_listeners(start_daemon: DaemonStarter, tmp_path: Path) -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 on this machine")
+    sock_path = tmp_path / "e.sock"
+    daemon = start_daemon(
+        "--port", r"tcp6:0:interface=\:\:1", "--port", f"unix:{sock_path}"
+    )
+    v6, unix = daemon.addresses(2)
+    port = int(v6.rsplit(":", 1)[1])
+    with connect("::1", port) as sock:
+        assert round_trip(sock, b"v6") == b"v6"
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.connect(str(sock_path))
+        sock.sendall(b"unix")
+        sock.shutdown(socket.SHUT_WR)
+        assert drain(sock) == b"unix"
+    assert unix == f"unix:{sock_path}"
+
+
+def test_systemd_socket_activation(start_daemon: DaemonStarter) -> None:
+    activate = need_tool("systemd-socket-activate")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    daemon = start_daemon(
+        "--port",
+        "systemd:domain=INET:index=0",
+        prefix=[activate, "-l", f"127.0.0.1:{port}", "--fdname=echod"],
+    )
+    daemon.wait_for(rf"Listening on 127\.0\.0\.1:{port}")
+    # systemd-socket-activate starts twistd on the first connection, as
+    # systemd does for a socket unit; the connection waits in the backlog.
+    with connect("127.0.0.1", port) as sock:
+        assert round_trip(sock, b"inherited", timeout=30) == b"inherited"
+    daemon.wait_for(r"listening on systemd:domain=INET:index=0 at 127\.0\.0\.1")
+
+
+def test_haproxy_proxy_v1_header_gives_real_peer(start_daemon: DaemonStarter) -> None:
+    daemon = start_daemon("--port", "haproxy:tcp:0:interface=127.0.0.1")
+    port = daemon.tcp_port()
+    with connect("127.0.0.1", port) as sock:
+        sock.sendall(b"PROXY TCP4 203.0.113.9 127.0.0.1 40000 10000\r\nvia proxy")
+        sock.settimeout(5)
+        got = b""
+        while len(got) < len(b"via proxy"):
+            got += sock.recv(100)
+        assert got == b"via proxy"
+    daemon.wait_for(r"closed 203\.0\.113\.9:40000 in=9 out=9")
+
+
+def test_ssl_endpoint(start_daemon: DaemonStarter, tmp_path: Path) -> None:
+    import ssl
+
+    openssl = need_tool("openssl")
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    daemon = start_daemon(
+        "--port", f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}"
+    )
+    port = daemon.tcp_port()
+    context = ssl.create_default_context(cafile=str(cert))
+    with (
+        connect("127.0.0.1", port) as raw,
+        context.wrap_socket(raw, server_hostname="localhost") as sock,
+    ):
+        assert round_trip(sock, b"secret" * 1000) == b"secret" * 1000
