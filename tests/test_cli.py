@@ -1,0 +1,61 @@
+"""Tests of echod.cli: the ``echod`` command."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from echod import __version__
+from echod.cli import main
+from tests.daemon import DaemonStarter
+from tests.peers import connect, round_trip
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["version"]) == 0
+    assert capsys.readouterr().out == f"echod {__version__}\n"
+
+
+def test_unknown_command(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["frobnicate"]) == 2
+    assert capsys.readouterr().err == (
+        "echod: error: unknown command 'frobnicate' (see: echod --help)\n"
+    )
+
+
+def test_no_command_prints_usage(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 2
+    assert "echod serve" in capsys.readouterr().out
+
+
+def echod_command() -> str:
+    found = Path(sys.executable).with_name("echod")
+    return str(found) if found.exists() else (shutil.which("echod") or "echod")
+
+
+def test_echod_serve_runs_the_daemon(
+    tmp_path: Path, start_daemon: DaemonStarter
+) -> None:
+    process = subprocess.Popen(
+        [echod_command(), "serve", "--port", "tcp:0:interface=127.0.0.1"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            if "listening on" in line:
+                port = int(line.rsplit(":", 1)[1])
+                break
+        with connect("127.0.0.1", port) as sock:
+            assert round_trip(sock, b"serve") == b"serve"
+    finally:
+        process.terminate()
+        process.wait(30)
+    assert not (tmp_path / "twistd.pid").exists()  # foreground, no pid file

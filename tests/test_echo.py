@@ -1,0 +1,189 @@
+"""Unit tests of echod.echo with Twisted's in-memory transports and clock."""
+
+from __future__ import annotations
+
+from twisted.internet.address import IPv4Address, UNIXAddress
+from twisted.internet.error import ConnectionDone, ConnectionLost
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.logger import capturedLogs
+from twisted.python.failure import Failure
+
+from echod.echo import EchoFactory, EchoProtocol, RefusedProtocol, format_address
+from echod.settings import EchoSettings
+from echod.stats import EchoStats
+
+
+def make_factory(**settings: object) -> tuple[EchoFactory, MemoryReactorClock]:
+    clock = MemoryReactorClock()
+    factory = EchoFactory(EchoSettings(**settings), EchoStats(), clock)  # type: ignore[arg-type]
+    return factory, clock
+
+
+def connect(
+    factory: EchoFactory, host: str = "198.51.100.7", port: int = 4242
+) -> tuple[EchoProtocol, StringTransport]:
+    peer = IPv4Address("TCP", host, port)
+    protocol = factory.buildProtocol(peer)
+    assert isinstance(protocol, EchoProtocol)
+    transport = StringTransport(peerAddress=peer)
+    protocol.makeConnection(transport)
+    return protocol, transport
+
+
+def test_echoes_every_byte_in_order() -> None:
+    factory, _ = make_factory()
+    protocol, transport = connect(factory)
+    for piece in (b"a", b"bc", b"\x00\xff" * 1000, b"end"):
+        protocol.dataReceived(piece)
+    assert transport.value() == b"abc" + b"\x00\xff" * 1000 + b"end"
+    assert protocol.bytes_in == protocol.bytes_out == 2006
+
+
+def test_registers_itself_as_streaming_producer() -> None:
+    factory, _ = make_factory()
+    protocol, transport = connect(factory)
+    assert transport.producer is protocol
+    assert transport.streaming is True
+
+
+def test_backpressure_pauses_and_resumes_reading() -> None:
+    factory, clock = make_factory()
+    protocol, transport = connect(factory)
+    protocol.pauseProducing()
+    assert transport.producerState == "paused"
+    clock.advance(7)
+    protocol.resumeProducing()
+    assert transport.producerState == "producing"
+    assert protocol.last_active == clock.seconds()
+
+
+def test_half_close_flushes_then_closes() -> None:
+    factory, _ = make_factory()
+    protocol, transport = connect(factory)
+    protocol.dataReceived(b"tail")
+    protocol.readConnectionLost()
+    assert transport.value() == b"tail"
+    assert transport.disconnecting
+    assert transport.producer is None  # or the close would wait forever
+    protocol.connectionLost(Failure(ConnectionDone()))
+    assert factory.stats.closed["eof"] == 1
+
+
+def test_idle_timeout_aborts_only_without_progress() -> None:
+    factory, clock = make_factory(idle_timeout=10.0)
+    protocol, transport = connect(factory)
+    clock.advance(6)
+    protocol.dataReceived(b"x")
+    clock.advance(6)
+    assert not transport.disconnecting  # 6 s since the last byte
+    clock.advance(4)
+    assert transport.disconnecting and transport.disconnected
+    assert protocol.end_reason == "idle-timeout"
+    protocol.connectionLost(Failure(ConnectionLost()))
+    assert factory.stats.closed["idle-timeout"] == 1
+    assert not clock.getDelayedCalls()
+
+
+def test_idle_timeout_zero_disables() -> None:
+    factory, clock = make_factory(idle_timeout=0.0)
+    _, transport = connect(factory)
+    assert not clock.getDelayedCalls()
+    clock.advance(10**6)
+    assert not transport.disconnecting
+
+
+def test_max_connections_refuses_and_counts() -> None:
+    factory, _ = make_factory(max_connections=1)
+    first, _ = connect(factory)
+    refused = factory.buildProtocol(IPv4Address("TCP", "198.51.100.8", 1))
+    assert isinstance(refused, RefusedProtocol)
+    transport = StringTransport()
+    refused.makeConnection(transport)
+    assert transport.disconnecting and transport.value() == b""
+    assert factory.stats.refused["max-connections"] == 1
+    first.connectionLost(Failure(ConnectionDone()))
+    assert isinstance(
+        factory.buildProtocol(IPv4Address("TCP", "1.2.3.4", 1)), EchoProtocol
+    )
+
+
+def test_max_per_ip_counts_addresses_not_ports() -> None:
+    factory, _ = make_factory(max_per_ip=2)
+    connect(factory, port=1)
+    connect(factory, port=2)
+    assert isinstance(
+        factory.buildProtocol(IPv4Address("TCP", "198.51.100.7", 3)), RefusedProtocol
+    )
+    assert isinstance(
+        factory.buildProtocol(IPv4Address("TCP", "198.51.100.9", 3)), EchoProtocol
+    )
+    assert factory.stats.refused["max-per-ip"] == 1
+
+
+def test_unix_peers_have_no_per_ip_limit() -> None:
+    factory, _ = make_factory(max_per_ip=1)
+    for _ in range(3):
+        assert isinstance(
+            factory.buildProtocol(UNIXAddress(b"/run/e.sock")), EchoProtocol
+        )
+
+
+def test_draining_factory_refuses_new_connections() -> None:
+    factory, _ = make_factory()
+    factory.draining = True
+    assert isinstance(
+        factory.buildProtocol(IPv4Address("TCP", "1.2.3.4", 1)), RefusedProtocol
+    )
+    assert factory.stats.refused["draining"] == 1
+
+
+def test_close_is_logged_with_peer_bytes_duration_reason() -> None:
+    factory, clock = make_factory()
+    protocol, _ = connect(factory)
+    protocol.dataReceived(b"12345")
+    clock.advance(2.5)
+    with capturedLogs() as events:
+        protocol.connectionLost(Failure(ConnectionLost()))
+    (event,) = [e for e in events if e.get("event") == "closed"]
+    assert event["peer"] == "198.51.100.7:4242"
+    assert event["bytes_in"] == event["bytes_out"] == 5
+    assert event["duration"] == 2.5
+    assert event["reason"] == "reset"
+    stats = factory.stats
+    assert (stats.connections_open, stats.connections_total, stats.bytes_in) == (
+        0,
+        1,
+        5,
+    )
+
+
+def test_finish_stops_reading_and_closes_after_flush() -> None:
+    factory, _ = make_factory()
+    protocol, transport = connect(factory)
+    protocol.dataReceived(b"read before the stop")
+    protocol.finish()
+    assert transport.producerState == "paused"
+    assert transport.producer is None
+    assert transport.disconnecting  # a wrapper transport: whole close after flush
+    assert transport.value() == b"read before the stop"
+    assert protocol.end_reason == "drain"
+
+
+def test_on_empty_fires_when_last_connection_ends() -> None:
+    factory, _ = make_factory()
+    fired: list[bool] = []
+    factory.on_empty = lambda: fired.append(True)
+    a, _ = connect(factory)
+    b, _ = connect(factory)
+    a.connectionLost(Failure(ConnectionDone()))
+    assert fired == []
+    b.connectionLost(Failure(ConnectionDone()))
+    assert fired == [True]
+
+
+def test_format_address() -> None:
+    from twisted.internet.address import IPv6Address
+
+    assert format_address(IPv4Address("TCP", "10.1.2.3", 7)) == "10.1.2.3:7"
+    assert format_address(IPv6Address("TCP", "::1", 7)) == "[::1]:7"
+    assert format_address(UNIXAddress(b"/tmp/s")) == "unix:/tmp/s"

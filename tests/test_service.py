@@ -1,0 +1,112 @@
+"""Unit tests of echod.service: listening, and draining at stop."""
+
+from __future__ import annotations
+
+import pytest
+from twisted.internet.address import IPv4Address
+from twisted.internet.testing import (
+    MemoryReactorClock,
+    StringTransport,
+    StringTransportWithDisconnection,
+)
+
+from echod.echo import EchoProtocol
+from echod.service import FLUSH_GRACE, EchoService, ListenError
+from echod.settings import EchoSettings
+
+
+def started_service(**settings: object) -> tuple[EchoService, MemoryReactorClock]:
+    reactor = MemoryReactorClock()
+    service = EchoService(EchoSettings(ports=("tcp:1234",), **settings), reactor)  # type: ignore[arg-type]
+    service.listen()
+    service.startService()
+    return service, reactor
+
+
+def open_connection(service: EchoService, transport: StringTransport) -> EchoProtocol:
+    protocol = service.factory.buildProtocol(IPv4Address("TCP", "192.0.2.1", 9))
+    assert isinstance(protocol, EchoProtocol)
+    if isinstance(transport, StringTransportWithDisconnection):
+        transport.protocol = protocol
+    protocol.makeConnection(transport)
+    return protocol
+
+
+def test_stop_with_no_connections_is_immediate() -> None:
+    service, _ = started_service()
+    fired: list[object] = []
+    service.stopService().addCallback(fired.append)
+    assert fired == [None]
+    assert service.factory.draining
+
+
+def test_connections_get_the_drain_time_then_are_finished() -> None:
+    service, clock = started_service(drain_timeout=5.0)
+    transport = StringTransportWithDisconnection()
+    protocol = open_connection(service, transport)
+    fired: list[object] = []
+    service.stopService().addCallback(fired.append)
+    clock.advance(4.9)
+    protocol.dataReceived(b"still served while draining")
+    assert transport.value() == b"still served while draining"
+    assert fired == []
+    clock.advance(0.1)  # drain time over: finish() flushes and closes
+    assert fired == [None]
+    assert protocol.end_reason == "drain"
+    assert service.stats.closed["drain"] == 1
+
+
+def test_connection_ending_early_ends_the_stop_early() -> None:
+    service, clock = started_service(drain_timeout=60.0)
+    protocol = open_connection(service, StringTransportWithDisconnection())
+    fired: list[object] = []
+    service.stopService().addCallback(fired.append)
+    clock.advance(1)
+    protocol.readConnectionLost()  # the client sends EOF; echod closes
+    assert fired == [None]
+    assert not clock.getDelayedCalls()
+
+
+def test_connections_that_will_not_flush_are_aborted() -> None:
+    service, clock = started_service(drain_timeout=1.0)
+    transport = StringTransport()  # never reports the connection lost by itself
+    protocol = open_connection(service, transport)
+    fired: list[object] = []
+    service.stopService().addCallback(fired.append)
+    clock.advance(1.0)
+    assert transport.disconnecting and not transport.disconnected
+    clock.advance(FLUSH_GRACE)
+    assert transport.disconnected  # aborted
+    assert protocol.end_reason == "drain-abort"
+    clock.advance(1.0)
+    assert fired == [None]
+
+
+def test_draining_refuses_new_connections() -> None:
+    service, _ = started_service(drain_timeout=60.0)
+    open_connection(service, StringTransportWithDisconnection())
+    service.stopService()
+    refused = service.factory.buildProtocol(IPv4Address("TCP", "192.0.2.2", 9))
+    assert not isinstance(refused, EchoProtocol)
+
+
+def test_listen_failure_names_the_endpoint_and_releases_the_others() -> None:
+    reactor = MemoryReactorClock()
+    service = EchoService(EchoSettings(ports=("tcp:1", "tcp:2")), reactor)
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise OSError("no room")
+
+    original = reactor.listenTCP
+    calls: list[int] = []
+
+    def listen_once(port: int, *args: object, **kwargs: object) -> object:
+        calls.append(port)
+        if port == 2:
+            refuse()
+        return original(port, *args, **kwargs)  # type: ignore[arg-type]
+
+    reactor.listenTCP = listen_once  # type: ignore[assignment,method-assign]
+    with pytest.raises(ListenError, match="cannot listen on 'tcp:2': no room"):
+        service.listen()
+    assert service.listening == []

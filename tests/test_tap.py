@@ -1,0 +1,108 @@
+"""Unit tests of echod.tap: options become one settings object."""
+
+from __future__ import annotations
+
+import pytest
+from twisted.internet.testing import MemoryReactorClock
+
+from echod.service import EchoService
+from echod.settings import EchoSettings, UDPSettings
+from echod.tap import Options, makeService
+
+
+def parse(*args: str) -> Options:
+    options = Options()
+    options.parseOptions(list(args))
+    return options
+
+
+def test_defaults() -> None:
+    settings = parse().settings()
+    assert settings == EchoSettings()
+    assert settings.ports == ("tcp:10000",)
+    assert settings.idle_timeout > 0
+
+
+def test_every_option() -> None:
+    settings = parse(
+        "-p",
+        "tcp:7",
+        "--port",
+        "unix:/run/echo.sock",
+        "--idle-timeout",
+        "2.5",
+        "--max-connections",
+        "100",
+        "--max-per-ip",
+        "4",
+        "--drain-timeout",
+        "0",
+        "--udp",
+        "7",
+        "--udp",
+        "[::1]:7007",
+        "--udp-rate",
+        "10",
+        "--udp-max-size",
+        "512",
+        "--log-format",
+        "json",
+    ).settings()
+    assert settings == EchoSettings(
+        ports=("tcp:7", "unix:/run/echo.sock"),
+        idle_timeout=2.5,
+        max_connections=100,
+        max_per_ip=4,
+        drain_timeout=0.0,
+        udp=(
+            UDPSettings(port=7, interface="", rate=10, max_size=512),
+            UDPSettings(port=7007, interface="::1", rate=10, max_size=512),
+        ),
+        log_format="json",
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--idle-timeout", "soon"], "--idle-timeout must be a number, not 'soon'"),
+        (["--max-per-ip", "-3"], "--max-per-ip must be at least 0"),
+        (["--udp-rate", "0"], "--udp-rate must be at least 1"),
+        (["--udp-max-size", "70000"], "--udp-max-size must be at most 65507"),
+        (["--udp", "1.2.3.4:99999"], "--udp port must be 0-65535"),
+        (["--log-format", "yaml"], "--log-format must be one of text, json"),
+    ],
+)
+def test_bad_values_exit_2_with_one_line(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        parse(*args)
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert message in err
+
+
+def test_settings_are_immutable() -> None:
+    settings = parse().settings()
+    with pytest.raises(AttributeError):
+        settings.max_per_ip = 3  # type: ignore[misc]
+
+
+def test_make_service_binds_every_listener() -> None:
+    reactor = MemoryReactorClock()
+    service = makeService(parse("-p", "tcp:1234", "-p", "tcp6:1235"), reactor)
+    assert isinstance(service, EchoService)
+    assert [port for port, *_ in reactor.tcpServers] == [1234, 1235]
+    # one factory for all listeners
+    assert reactor.tcpServers[0][1] is reactor.tcpServers[1][1] is service.factory
+
+
+def test_make_service_bad_endpoint_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        makeService(parse("-p", "carrier-pigeon:1"), MemoryReactorClock())
+    assert exited.value.code == 1
+    assert capsys.readouterr().err.startswith(
+        "twistd echod: error: bad endpoint 'carrier-pigeon:1': "
+    )

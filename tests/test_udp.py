@@ -1,0 +1,79 @@
+"""Unit tests of echod.udp: the echo and its reflection guards."""
+
+from __future__ import annotations
+
+from twisted.internet.task import Clock
+
+from echod.settings import UDPSettings
+from echod.stats import EchoStats
+from echod.udp import SourceRateLimiter, UDPEchoProtocol
+
+
+class RecordingTransport:
+    """Stands in for a UDP port: records what would be sent."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[bytes, tuple[str, int]]] = []
+
+    def write(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.sent.append((data, addr))
+
+
+def make(
+    rate: int = 5, max_size: int = 100
+) -> tuple[UDPEchoProtocol, RecordingTransport, Clock]:
+    clock = Clock()
+    protocol = UDPEchoProtocol(
+        UDPSettings(port=0, rate=rate, max_size=max_size), EchoStats(), clock
+    )
+    transport = RecordingTransport()
+    protocol.transport = transport  # type: ignore[assignment]
+    return protocol, transport, clock
+
+
+def test_echoes_to_the_source() -> None:
+    protocol, transport, _ = make()
+    protocol.datagramReceived(b"ping", ("192.0.2.5", 5353))
+    assert transport.sent == [(b"ping", ("192.0.2.5", 5353))]
+    assert protocol.stats.udp_datagrams == 1
+
+
+def test_never_answers_port_zero_or_small_services() -> None:
+    protocol, transport, _ = make()
+    for port in (0, 7, 9, 13, 17, 19, 37):
+        protocol.datagramReceived(b"x", ("192.0.2.5", port))
+    assert transport.sent == []
+    assert protocol.stats.udp_dropped["source-port"] == 7
+
+
+def test_drops_oversized_datagrams() -> None:
+    protocol, transport, _ = make(max_size=100)
+    protocol.datagramReceived(b"y" * 100, ("192.0.2.5", 4000))
+    protocol.datagramReceived(b"y" * 101, ("192.0.2.5", 4000))
+    assert len(transport.sent) == 1
+    assert protocol.stats.udp_dropped["size"] == 1
+
+
+def test_rate_limit_per_source() -> None:
+    protocol, transport, clock = make(rate=5)
+    for _ in range(8):
+        protocol.datagramReceived(b"z", ("192.0.2.5", 4000))
+    protocol.datagramReceived(
+        b"z", ("192.0.2.6", 4000)
+    )  # another source is not affected
+    assert len(transport.sent) == 6
+    assert protocol.stats.udp_dropped["rate"] == 3
+    clock.advance(0.4)  # two tokens back
+    for _ in range(3):
+        protocol.datagramReceived(b"z", ("192.0.2.5", 4000))
+    assert len(transport.sent) == 8
+
+
+def test_rate_limiter_table_is_bounded() -> None:
+    clock = Clock()
+    limiter = SourceRateLimiter(rate=2, clock=clock, max_sources=2)
+    assert limiter.allow("a") and limiter.allow("b")
+    assert not limiter.allow("c")  # table full of sources that owe tokens
+    clock.advance(1.0)  # a and b have refilled: they can be forgotten
+    assert limiter.allow("c")
+    assert len(limiter) == 1
