@@ -30,18 +30,39 @@ FLUSH_GRACE = 5.0
 """Seconds, after the drain time, for the last echoes to flush before abort."""
 
 
+BACKLOG_TYPES = frozenset({"tcp", "tcp6", "ssl", "unix", "tls"})
+"""Endpoint types whose strings take a C{backlog} argument."""
+
+
+def with_backlog(description: str, backlog: int) -> str:
+    """C{description} with C{:backlog=N} added when its type takes one and it has none.
+
+    Twisted's default listen queue is 50: a burst of a few thousand clients
+    overflows it, and the kernel then drops handshakes that clients believe
+    complete, leaving them waiting for seconds. echod asks for a deep queue.
+    """
+    head = description.removeprefix("haproxy:")
+    kind = head.split(":", 1)[0]
+    if kind in BACKLOG_TYPES and ":" in head and "backlog=" not in head:
+        return f"{description}:backlog={backlog}"
+    return description
+
+
 class ListenError(Exception):
     """A listener could not be set up; the message says which and why."""
 
 
-def parse_endpoint(reactor: Any, description: str) -> IStreamServerEndpoint:
+def parse_endpoint(
+    reactor: Any, description: str, backlog: int | None = None
+) -> IStreamServerEndpoint:
     """A server endpoint from its string, or L{ListenError} saying what is wrong.
 
     Parsing an endpoint string may read files (certificates for C{ssl:}), so
     both syntax errors and file errors end up here.
     """
     try:
-        endpoint: IStreamServerEndpoint = serverFromString(reactor, description)
+        used = description if backlog is None else with_backlog(description, backlog)
+        endpoint: IStreamServerEndpoint = serverFromString(reactor, used)
     except Exception as e:  # the parsers raise anything from ValueError to OSError
         detail = str(e) or e.__class__.__name__
         if description.startswith("systemd:") and isinstance(e, (IndexError, KeyError)):
@@ -70,7 +91,9 @@ class EchoService(Service):
         self.reactor = reactor
         self.stats = EchoStats()
         self.factory = EchoFactory(settings, self.stats, reactor)
-        self.endpoints = [(d, parse_endpoint(reactor, d)) for d in settings.ports]
+        self.endpoints = [
+            (d, parse_endpoint(reactor, d, settings.backlog)) for d in settings.ports
+        ]
         self.listening: list[tuple[str, IListeningPort]] = []
         self._waiters: list[Deferred[None]] = []
         self.factory.on_empty = self._connections_empty

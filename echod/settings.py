@@ -7,6 +7,7 @@ from dataclasses import dataclass
 DEFAULT_PORT = "tcp:10000"
 DEFAULT_IDLE_TIMEOUT = 300.0
 DEFAULT_DRAIN_TIMEOUT = 10.0
+DEFAULT_BACKLOG = 4096
 DEFAULT_UDP_RATE = 100
 DEFAULT_UDP_MAX_SIZE = 1472
 
@@ -36,5 +37,7 @@ class EchoSettings:
     """Open connections per client address; 0 means no limit."""
     drain_timeout: float = DEFAULT_DRAIN_TIMEOUT
     """Seconds open connections may go on after a stop is asked for."""
+    backlog: int = DEFAULT_BACKLOG
+    """Listen queue of the stream listeners that take one (the kernel caps it)."""
     udp: tuple[UDPSettings, ...] = ()
     log_format: str = "text"

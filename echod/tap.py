@@ -15,6 +15,7 @@ from twisted.python import usage
 from echod import __version__
 from echod.service import EchoService, ListenError
 from echod.settings import (
+    DEFAULT_BACKLOG,
     DEFAULT_DRAIN_TIMEOUT,
     DEFAULT_IDLE_TIMEOUT,
     DEFAULT_PORT,
@@ -101,6 +102,14 @@ class Options(usage.Options):
             _number(float, 0, "--drain-timeout"),
         ],
         [
+            "backlog",
+            None,
+            DEFAULT_BACKLOG,
+            "Listen queue for tcp, tcp6, ssl, tls and unix endpoints that do not "
+            "set backlog= themselves (capped by net.core.somaxconn).",
+            _number(int, 1, "--backlog"),
+        ],
+        [
             "udp-rate",
             None,
             DEFAULT_UDP_RATE,
@@ -179,6 +188,7 @@ class Options(usage.Options):
             max_connections=self["max-connections"],
             max_per_ip=self["max-per-ip"],
             drain_timeout=self["drain-timeout"],
+            backlog=self["backlog"],
             udp=udp,
             log_format=self["log-format"],
         )

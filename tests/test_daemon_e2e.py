@@ -491,3 +491,88 @@ def test_ssl_endpoint(start_daemon: DaemonStarter, tmp_path: Path) -> None:
         context.wrap_socket(raw, server_hostname="localhost") as sock,
     ):
         assert round_trip(sock, b"secret" * 1000) == b"secret" * 1000
+
+
+def test_thousands_of_clients_at_once(start_daemon: DaemonStarter) -> None:
+    import resource
+
+    clients = 3000
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 2 * clients + 100:
+        pytest.skip(f"the file limit ({hard}) is too low for {clients} clients")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 2 * clients + 100), hard))
+    try:
+        daemon = start_daemon("--port", LOCAL)  # inherits the raised limit
+        port = daemon.tcp_port()
+        socks = []
+        try:
+            for _ in range(clients):  # all connected at once, in a burst
+                sock = socket.socket()
+                sock.setblocking(False)
+                sock.connect_ex(("127.0.0.1", port))
+                socks.append(sock)
+            time.sleep(0.5)
+            for i, sock in enumerate(socks):
+                sock.setblocking(True)
+                sock.settimeout(20)
+                sock.sendall(b"%015d\n" % i)
+            for i, sock in enumerate(socks):
+                got = b""
+                while len(got) < 16:
+                    data = sock.recv(16 - len(got))
+                    assert data, f"client {i} closed early"
+                    got += data
+                assert got == b"%015d\n" % i
+        finally:
+            for sock in socks:
+                sock.close()
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    daemon.wait_for(r"closed .* reason=eof", count=clients, timeout=30)
+
+
+def test_tls_directory_endpoint(start_daemon: DaemonStarter, tmp_path: Path) -> None:
+    """Twisted's ``tls:`` endpoint: a directory of PEM files, one per host name."""
+    import ssl
+
+    openssl = need_tool("openssl")
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    pems = tmp_path / "pems"
+    pems.mkdir()
+    (pems / "localhost.pem").write_bytes(key.read_bytes() + cert.read_bytes())
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    daemon = start_daemon("--port", f"tls:{pems}:port={port}:interface=127.0.0.1")
+    daemon.wait_for(r"listening on tls:")
+    context = ssl.create_default_context(cafile=str(cert))
+    with (
+        connect("127.0.0.1", port) as raw,
+        context.wrap_socket(raw, server_hostname="localhost") as sock,
+    ):
+        assert round_trip(sock, b"sni" * 5000) == b"sni" * 5000

@@ -11,7 +11,7 @@ from twisted.internet.testing import (
 )
 
 from echod.echo import EchoProtocol
-from echod.service import FLUSH_GRACE, EchoService, ListenError
+from echod.service import FLUSH_GRACE, EchoService, ListenError, with_backlog
 from echod.settings import EchoSettings
 
 
@@ -110,3 +110,19 @@ def test_listen_failure_names_the_endpoint_and_releases_the_others() -> None:
     with pytest.raises(ListenError, match="cannot listen on 'tcp:2': no room"):
         service.listen()
     assert service.listening == []
+
+
+@pytest.mark.parametrize(
+    ("given", "used"),
+    [
+        ("tcp:10000", "tcp:10000:backlog=64"),
+        ("tcp:10000:backlog=7", "tcp:10000:backlog=7"),
+        ("tcp6:10000:interface=\\:\\:1", "tcp6:10000:interface=\\:\\:1:backlog=64"),
+        ("unix:/run/e.sock", "unix:/run/e.sock:backlog=64"),
+        ("haproxy:tcp:10000", "haproxy:tcp:10000:backlog=64"),
+        ("systemd:domain=INET:index=0", "systemd:domain=INET:index=0"),
+        ("tcp", "tcp"),
+    ],
+)
+def test_with_backlog(given: str, used: str) -> None:
+    assert with_backlog(given, 64) == used

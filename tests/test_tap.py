@@ -47,6 +47,8 @@ def test_every_option() -> None:
         "512",
         "--log-format",
         "json",
+        "--backlog",
+        "128",
     ).settings()
     assert settings == EchoSettings(
         ports=("tcp:7", "unix:/run/echo.sock"),
@@ -54,6 +56,7 @@ def test_every_option() -> None:
         max_connections=100,
         max_per_ip=4,
         drain_timeout=0.0,
+        backlog=128,
         udp=(
             UDPSettings(port=7, interface="", rate=10, max_size=512),
             UDPSettings(port=7007, interface="::1", rate=10, max_size=512),
@@ -95,6 +98,7 @@ def test_make_service_binds_every_listener() -> None:
     service = makeService(parse("-p", "tcp:1234", "-p", "tcp6:1235"), reactor)
     assert isinstance(service, EchoService)
     assert [port for port, *_ in reactor.tcpServers] == [1234, 1235]
+    assert [backlog for _, _, backlog, _ in reactor.tcpServers] == [4096, 4096]
     # one factory for all listeners
     assert reactor.tcpServers[0][1] is reactor.tcpServers[1][1] is service.factory
 
