@@ -455,32 +455,24 @@ def test_haproxy_proxy_v1_header_gives_real_peer(start_daemon: DaemonStarter) ->
     daemon.wait_for(r"closed 203\.0\.113\.9:40000 in=9 out=9")
 
 
+def self_signed(directory: Path) -> tuple[Path, Path]:
+    """A key and a self-signed certificate for localhost, made by openssl."""
+    openssl = need_tool("openssl")
+    key, cert = directory / "key.pem", directory / "cert.pem"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt",
+         "ec_paramgen_curve:P-256", "-nodes", "-days", "2", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    return key, cert
+
+
 def test_ssl_endpoint(start_daemon: DaemonStarter, tmp_path: Path) -> None:
     import ssl
 
-    openssl = need_tool("openssl")
-    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
-    subprocess.run(
-        [
-            openssl,
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=localhost",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
+    key, cert = self_signed(tmp_path)
     daemon = start_daemon(
         "--port", f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}"
     )
@@ -535,33 +527,7 @@ def test_tls_directory_endpoint(start_daemon: DaemonStarter, tmp_path: Path) -> 
     """Twisted's ``tls:`` endpoint: a directory of PEM files, one per host name."""
     import ssl
 
-    openssl = need_tool("openssl")
-    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
-    subprocess.run(
-        [
-            openssl,
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=DNS:localhost",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
+    key, cert = self_signed(tmp_path)
     pems = tmp_path / "pems"
     pems.mkdir()
     (pems / "localhost.pem").write_bytes(key.read_bytes() + cert.read_bytes())
