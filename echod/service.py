@@ -18,11 +18,13 @@ from twisted.logger import ILogObserver, Logger
 from twisted.python.components import Componentized
 from twisted.python.failure import Failure
 
-from echod.echo import EchoFactory, format_address
+from echod.echo import EchoFactory, EchoProtocol, format_address
 from echod.logs import JSONLinesObserver
+from echod.reactor import describe
 from echod.settings import EchoSettings
 from echod.stats import EchoStats
 from echod.udp import UDPEchoProtocol
+from echod.writethrough import WriteThroughEchoProtocol
 
 log = Logger(namespace="echod")
 
@@ -90,7 +92,12 @@ class EchoService(Service):
         self.settings = settings
         self.reactor = reactor
         self.stats = EchoStats()
-        self.factory = EchoFactory(settings, self.stats, reactor)
+        self.factory = EchoFactory(
+            settings,
+            self.stats,
+            reactor,
+            WriteThroughEchoProtocol if settings.write_through else EchoProtocol,
+        )
         self.endpoints = [
             (d, parse_endpoint(reactor, d, settings.backlog)) for d in settings.ports
         ]
@@ -163,6 +170,12 @@ class EchoService(Service):
                 address=format_address(port.getHost()),
                 event="listening",
             )
+        log.info(
+            "reactor: {reactor}; write-through: {wt}",
+            reactor=describe(self.reactor),
+            wt="on" if self.settings.write_through else "off",
+            event="reactor",
+        )
         s = self.settings
 
         def limit(n: int) -> str:
@@ -190,6 +203,7 @@ class EchoService(Service):
         d.addCallback(self._finish_remaining)
         d.addCallback(lambda _: self._wait_empty(FLUSH_GRACE))
         d.addCallback(self._abort_remaining)
+        d.addCallback(lambda _: self.factory.idle_sweeper.stop())
         d.addCallback(
             lambda _: log.info(
                 "stopped: {summary}", summary=self.stats.summary(), event="stopped"

@@ -39,5 +39,7 @@ class EchoSettings:
     """Seconds open connections may go on after a stop is asked for."""
     backlog: int = DEFAULT_BACKLOG
     """Listen queue of the stream listeners that take one (the kernel caps it)."""
+    write_through: bool = True
+    """Send echoes at once when nothing is queued (see echod.writethrough)."""
     udp: tuple[UDPSettings, ...] = ()
     log_format: str = "text"

@@ -13,6 +13,7 @@ from twisted.application.service import IService
 from twisted.python import usage
 
 from echod import __version__
+from echod.reactor import install_if_unset
 from echod.service import EchoService, ListenError
 from echod.settings import (
     DEFAULT_BACKLOG,
@@ -126,6 +127,15 @@ class Options(usage.Options):
         ["log-format", None, "text", "Log format: text or json (one object a line)."],
     ]
 
+    optFlags = [
+        [
+            "no-write-through",
+            None,
+            "Always queue echoes through Twisted's public write path "
+            "(for comparison; slower).",
+        ],
+    ]
+
     def __init__(self) -> None:
         super().__init__()
         self["ports"] = []
@@ -189,6 +199,7 @@ class Options(usage.Options):
             max_per_ip=self["max-per-ip"],
             drain_timeout=self["drain-timeout"],
             backlog=self["backlog"],
+            write_through=not self["no-write-through"],
             udp=udp,
             log_format=self["log-format"],
         )
@@ -197,6 +208,7 @@ class Options(usage.Options):
 def makeService(options: Options, reactor: Any = None) -> IService:
     """Build the echo service and bind its listeners, or exit with one line."""
     if reactor is None:
+        install_if_unset()
         from twisted.internet import reactor as default_reactor
 
         reactor = default_reactor

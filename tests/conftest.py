@@ -18,3 +18,26 @@ def start_daemon(tmp_path: Path) -> Iterator[DaemonStarter]:
         yield starter
     finally:
         starter.cleanup()
+
+
+ECHO_PATHS = {
+    # echod's default: the lean epoll dispatch and write-through
+    "default": ((), ()),
+    # Twisted's stock epoll reactor (what an untested Twisted gets)
+    "stock-reactor": (("--reactor=epoll",), ()),
+    # Twisted's public write path only
+    "public-write": ((), ("--no-write-through",)),
+}
+
+
+@pytest.fixture(params=sorted(ECHO_PATHS))
+def start_daemon_any_path(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[DaemonStarter]:
+    """Like start_daemon, once per echo path: every refinement and its fallback."""
+    twistd_args, extra = ECHO_PATHS[request.param]
+    starter = DaemonStarter(tmp_path, twistd_args, extra)
+    try:
+        yield starter
+    finally:
+        starter.cleanup()

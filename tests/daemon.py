@@ -50,9 +50,18 @@ class Daemon:
         cwd: Path,
         env: dict[str, str] | None = None,
         prefix: Sequence[str] = (),
+        twistd_args: Sequence[str] = (),
     ) -> None:
         self.args = list(args)
-        command = [*prefix, twistd_path(), "-n", "--pidfile=", "echod", *self.args]
+        command = [
+            *prefix,
+            twistd_path(),
+            "-n",
+            "--pidfile=",
+            *twistd_args,
+            "echod",
+            *self.args,
+        ]
         self.process = subprocess.Popen(
             command,
             cwd=cwd,
@@ -141,14 +150,25 @@ class Daemon:
 class DaemonStarter:
     """Starts daemons for one test and stops every one of them afterwards."""
 
-    def __init__(self, cwd: Path) -> None:
+    def __init__(
+        self, cwd: Path, twistd_args: Sequence[str] = (), extra: Sequence[str] = ()
+    ) -> None:
         self.cwd = cwd
+        self.twistd_args = tuple(twistd_args)
+        self.extra = tuple(extra)
+        """echod options added to every daemon this starter starts."""
         self.started: list[Daemon] = []
 
     def __call__(
         self, *args: str, env: dict[str, str] | None = None, prefix: Sequence[str] = ()
     ) -> Daemon:
-        daemon = Daemon(args, self.cwd, env=env, prefix=prefix)
+        daemon = Daemon(
+            [*self.extra, *args],
+            self.cwd,
+            env=env,
+            prefix=prefix,
+            twistd_args=self.twistd_args,
+        )
         self.started.append(daemon)
         return daemon
 

@@ -36,8 +36,10 @@ def test_no_argument_serves_tcp_10000(start_daemon: DaemonStarter) -> None:
         assert round_trip(sock, b"textbook\n") == b"textbook\n"
 
 
-def test_64_mib_over_50_connections_sha256(start_daemon: DaemonStarter) -> None:
-    daemon = start_daemon("--port", LOCAL)
+def test_64_mib_over_50_connections_sha256(
+    start_daemon_any_path: DaemonStarter,
+) -> None:
+    daemon = start_daemon_any_path("--port", LOCAL)
     port = daemon.tcp_port()
     conns, each = 50, (64 << 20) // 50 + 1
     started = time.monotonic()
@@ -66,9 +68,11 @@ def test_nc_half_close_hello(start_daemon: DaemonStarter) -> None:
     assert out.stdout == b"hello\n"
 
 
-def test_nc_20_mib_byte_exact(start_daemon: DaemonStarter, tmp_path: Path) -> None:
+def test_nc_20_mib_byte_exact(
+    start_daemon_any_path: DaemonStarter, tmp_path: Path
+) -> None:
     nc = need_tool("nc")
-    port = start_daemon("--port", LOCAL).tcp_port()
+    port = start_daemon_any_path("--port", LOCAL).tcp_port()
     data = random.Random(20).randbytes(20 << 20)
     source = tmp_path / "in.bin"
     source.write_bytes(data)
@@ -84,8 +88,8 @@ def test_nc_20_mib_byte_exact(start_daemon: DaemonStarter, tmp_path: Path) -> No
     assert hashlib.sha256(out.stdout).digest() == hashlib.sha256(data).digest()
 
 
-def test_half_close_then_clean_close(start_daemon: DaemonStarter) -> None:
-    daemon = start_daemon("--port", LOCAL)
+def test_half_close_then_clean_close(start_daemon_any_path: DaemonStarter) -> None:
+    daemon = start_daemon_any_path("--port", LOCAL)
     with connect("127.0.0.1", daemon.tcp_port()) as sock:
         sock.sendall(b"x" * 300_000)
         sock.shutdown(socket.SHUT_WR)
@@ -93,9 +97,9 @@ def test_half_close_then_clean_close(start_daemon: DaemonStarter) -> None:
     daemon.wait_for(r"closed 127\.0\.0\.1:\d+ in=300000 out=300000 .* reason=eof")
 
 
-def test_slow_reader_keeps_rss_bounded(start_daemon: DaemonStarter) -> None:
+def test_slow_reader_keeps_rss_bounded(start_daemon_any_path: DaemonStarter) -> None:
     """A client that pushes 1 GiB and never reads cannot grow the daemon."""
-    daemon = start_daemon("--port", LOCAL, "--idle-timeout", "0")
+    daemon = start_daemon_any_path("--port", LOCAL, "--idle-timeout", "0")
     port = daemon.tcp_port()
     # A warm-up connection so that the baseline includes the code paths used.
     with connect("127.0.0.1", port) as sock:
@@ -128,8 +132,10 @@ def test_slow_reader_keeps_rss_bounded(start_daemon: DaemonStarter) -> None:
     assert growth < 16 * 1024
 
 
-def test_idle_timeout_closes_only_idle_connections(start_daemon: DaemonStarter) -> None:
-    daemon = start_daemon("--port", LOCAL, "--idle-timeout", "1")
+def test_idle_timeout_closes_only_idle_connections(
+    start_daemon_any_path: DaemonStarter,
+) -> None:
+    daemon = start_daemon_any_path("--port", LOCAL, "--idle-timeout", "1")
     port = daemon.tcp_port()
     with connect("127.0.0.1", port) as idle, connect("127.0.0.1", port) as busy:
         started = time.monotonic()
@@ -237,8 +243,10 @@ def stream_until_eof(
         sock.close()
 
 
-def test_sigterm_drains_a_streaming_client(start_daemon: DaemonStarter) -> None:
-    daemon = start_daemon("--port", LOCAL, "--drain-timeout", "1")
+def test_sigterm_drains_a_streaming_client(
+    start_daemon_any_path: DaemonStarter,
+) -> None:
+    daemon = start_daemon_any_path("--port", LOCAL, "--drain-timeout", "1")
     port = daemon.tcp_port()
     started = threading.Event()
     result: dict[str, object] = {}
@@ -542,3 +550,16 @@ def test_tls_directory_endpoint(start_daemon: DaemonStarter, tmp_path: Path) -> 
         context.wrap_socket(raw, server_hostname="localhost") as sock,
     ):
         assert round_trip(sock, b"sni" * 5000) == b"sni" * 5000
+
+
+def test_reactor_and_write_path_are_logged(
+    start_daemon_any_path: DaemonStarter,
+) -> None:
+    daemon = start_daemon_any_path("--port", LOCAL)
+    line = daemon.wait_for(r"reactor: (\S+); write-through: (on|off)")[0]
+    if "--reactor=epoll" in start_daemon_any_path.twistd_args:
+        assert line[1] == "twisted.internet.epollreactor.EPollReactor"
+    else:
+        assert line[1] == "echod.reactor.LeanEPollReactor"
+    expected = "off" if "--no-write-through" in start_daemon_any_path.extra else "on"
+    assert line[2] == expected

@@ -47,14 +47,14 @@ def test_registers_itself_as_streaming_producer() -> None:
 
 
 def test_backpressure_pauses_and_resumes_reading() -> None:
-    factory, clock = make_factory()
+    factory, _ = make_factory()
     protocol, transport = connect(factory)
     protocol.pauseProducing()
     assert transport.producerState == "paused"
-    clock.advance(7)
+    before = protocol.progress()
     protocol.resumeProducing()
     assert transport.producerState == "producing"
-    assert protocol.last_active == clock.seconds()
+    assert protocol.progress() > before  # a drained queue is progress
 
 
 def test_half_close_flushes_then_closes() -> None:
@@ -69,19 +69,36 @@ def test_half_close_flushes_then_closes() -> None:
     assert factory.stats.closed["eof"] == 1
 
 
+def tick(clock: MemoryReactorClock, seconds: float, step: float = 0.25) -> None:
+    for _ in range(round(seconds / step)):
+        clock.advance(step)
+
+
 def test_idle_timeout_aborts_only_without_progress() -> None:
     factory, clock = make_factory(idle_timeout=10.0)
     protocol, transport = connect(factory)
-    clock.advance(6)
+    tick(clock, 6)
     protocol.dataReceived(b"x")
-    clock.advance(6)
-    assert not transport.disconnecting  # 6 s since the last byte
-    clock.advance(4)
+    tick(clock, 9)
+    assert not transport.disconnecting  # 9 s since the last byte
+    tick(clock, 2)  # 11 s: past the timeout, within one sweep interval (1 s)
     assert transport.disconnecting and transport.disconnected
     assert protocol.end_reason == "idle-timeout"
     protocol.connectionLost(Failure(ConnectionLost()))
     assert factory.stats.closed["idle-timeout"] == 1
-    assert not clock.getDelayedCalls()
+    assert not clock.getDelayedCalls()  # the sweeper stops with no connections
+
+
+def test_one_sweeper_for_all_connections() -> None:
+    factory, clock = make_factory(idle_timeout=4.0)
+    quiet, _ = connect(factory, port=1)
+    busy, busy_transport = connect(factory, port=2)
+    assert len(clock.getDelayedCalls()) == 1
+    for _ in range(20):
+        tick(clock, 0.5)
+        busy.dataReceived(b"!")
+    assert quiet.end_reason == "idle-timeout"
+    assert not busy_transport.disconnecting
 
 
 def test_idle_timeout_zero_disables() -> None:

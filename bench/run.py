@@ -1,0 +1,535 @@
+#!/usr/bin/env python3
+"""echod's benchmark: echod beside reference echo servers, in one invocation.
+
+    python bench/run.py                      # the whole matrix (about 8 minutes)
+    python bench/run.py --quick              # one short run of each, to try it
+    python bench/run.py --servers echod,uvloop,c-epoll --runs 5
+
+Each server runs pinned to core 0 and the C load generator (bench/echoload.c,
+built here with cc) to core 1; every echoed byte is verified by the generator.
+Timed scenarios are repeated --runs times on a fresh server process and the
+median is reported; memory scenarios run once each. The output is Markdown:
+the machine, a table of figures, and echod's ratios against the references.
+Absolute figures drift on a shared machine; ratios within one run hold.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+BUILD = HERE / "build"
+PY = sys.executable
+SERVER_CORE, LOAD_CORE = "0", "1"
+
+
+def twistd() -> str:
+    local = Path(PY).with_name("twistd")
+    return str(local) if local.exists() else "twistd"
+
+
+@dataclass
+class Server:
+    """A reference or echod server: how to start it and what it can take."""
+
+    name: str
+    command: Callable[[int], list[str]]
+    note: str
+    many: bool = True  # serves many connections at once
+    one_process: bool = True  # RSS of one pid tells its memory
+    available: Callable[[], bool] = lambda: True
+
+
+def _has_module(name: str) -> Callable[[], bool]:
+    def check() -> bool:
+        probe = [PY, "-c", f"import {name}"]
+        return subprocess.run(probe, capture_output=True).returncode == 0
+
+    return check
+
+
+SERVERS = [
+    Server(
+        "c-epoll",
+        lambda p: [str(BUILD / "cecho"), str(p)],
+        "minimal C epoll echo (the ceiling)",
+    ),
+    Server(
+        "textbook",
+        lambda p: [PY, str(HERE / "servers/textbook.py"), str(p)],
+        "the tutorial's blocking echo, one client at a time",
+        many=False,
+    ),
+    Server(
+        "asyncio",
+        lambda p: [PY, str(HERE / "servers/asyncio_echo.py"), str(p)],
+        "asyncio Protocol echo (unbounded buffering)",
+    ),
+    Server(
+        "uvloop",
+        lambda p: [PY, str(HERE / "servers/asyncio_echo.py"), str(p), "--uvloop"],
+        "uvloop Protocol echo (unbounded buffering)",
+        available=_has_module("uvloop"),
+    ),
+    Server(
+        "twisted-minimal",
+        lambda p: [PY, str(HERE / "servers/twisted_echo.py"), str(p)],
+        "minimal Twisted echo (no half-close, no backpressure)",
+    ),
+    Server(
+        "echod",
+        lambda p: [
+            twistd(),
+            "-n",
+            "--pidfile=",
+            "echod",
+            "--port",
+            f"tcp:{p}:interface=127.0.0.1",
+        ],
+        "echod, default settings (idle timeout and limits on)",
+    ),
+    Server(
+        "echod-public-write",
+        lambda p: [
+            twistd(),
+            "-n",
+            "--pidfile=",
+            "echod",
+            "--no-write-through",
+            "--port",
+            f"tcp:{p}:interface=127.0.0.1",
+        ],
+        "echod with write-through off (Twisted's public write path)",
+    ),
+    Server(
+        "socat",
+        lambda p: [
+            "socat",
+            f"TCP-LISTEN:{p},bind=127.0.0.1,reuseaddr,fork,backlog=4096",
+            "PIPE",
+        ],
+        "socat, a process per connection",
+        one_process=False,
+        available=lambda: shutil.which("socat") is not None,
+    ),
+]
+
+
+@dataclass
+class Scenario:
+    """One load-generator run and how to read its figure."""
+
+    key: str
+    title: str
+    args: list[str]
+    figure: str  # the field of echoload's JSON line
+    unit: str
+    needs_many: bool = False
+
+
+SCENARIOS = [
+    Scenario(
+        "pp1",
+        "ping-pong 1 × 64 B",
+        ["pingpong", "-c", "1", "-s", "64"],
+        "req_per_s",
+        "req/s",
+    ),
+    Scenario(
+        "pp100",
+        "ping-pong 100 × 1 KiB",
+        ["pingpong", "-c", "100", "-s", "1024"],
+        "req_per_s",
+        "req/s",
+        needs_many=True,
+    ),
+    Scenario(
+        "stream1",
+        "stream 1 × 64 KiB",
+        ["stream", "-c", "1", "-C", "65536"],
+        "mb_per_s",
+        "MB/s",
+    ),
+    Scenario(
+        "stream50",
+        "stream 50 × 16 KiB",
+        ["stream", "-c", "50", "-C", "16384"],
+        "mb_per_s",
+        "MB/s",
+        needs_many=True,
+    ),
+]
+
+
+@dataclass
+class Results:
+    """Every figure measured for one server."""
+
+    runs: dict[str, list[dict[str, float]]] = field(default_factory=dict)
+    slow_reader_kib: float | None = None
+    idle_kib_per_conn: float | None = None
+    idle_held: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def median(self, key: str, figure: str) -> float | None:
+        values = [r[figure] for r in self.runs.get(key, []) if figure in r]
+        return statistics.median(values) if values else None
+
+
+def build() -> None:
+    """Compile the load generator and the C ceiling server."""
+    BUILD.mkdir(exist_ok=True)
+    for name in ("echoload", "cecho"):
+        source, binary = HERE / f"{name}.c", BUILD / name
+        if not binary.exists() or binary.stat().st_mtime < source.stat().st_mtime:
+            cc = os.environ.get("CC", "cc")
+            subprocess.run(
+                [cc, "-O2", "-Wall", "-o", str(binary), str(source)], check=True
+            )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def pinned(core: str, command: list[str]) -> list[str]:
+    taskset = shutil.which("taskset")
+    return (
+        [taskset, "-c", core, *command] if taskset and os.cpu_count() != 1 else command
+    )
+
+
+class Running:
+    """A started server process, waited on until it accepts connections."""
+
+    def __init__(self, server: Server) -> None:
+        self.port = free_port()
+        self.process = subprocess.Popen(
+            pinned(SERVER_CORE, server.command(self.port)),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd=BUILD,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                break
+            except OSError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"{server.name} did not start") from None
+                time.sleep(0.1)
+        time.sleep(0.3)
+
+    def rss_kib(self) -> int:
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        return int(
+            next(x for x in status.splitlines() if x.startswith("VmRSS:")).split()[1]
+        )
+
+    def cpu_seconds(self) -> float:
+        """User plus system CPU time the server has used."""
+        fields = (
+            Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        )
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def open_fds(self) -> int:
+        return len(os.listdir(f"/proc/{self.process.pid}/fd"))
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(30)
+
+
+def load(args: list[str], port: int, timeout: float) -> dict[str, float]:
+    """Run echoload; its last line is JSON with every figure."""
+    out = subprocess.run(
+        pinned(LOAD_CORE, [str(BUILD / "echoload"), *args, "-p", str(port)]),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    lines = [x for x in out.stdout.splitlines() if x.startswith("{")]
+    if not lines:
+        raise RuntimeError(f"echoload {' '.join(args)}: {out.stdout}{out.stderr}")
+    result: dict[str, float] = json.loads(lines[-1])
+    return result
+
+
+def timed(server: Server, seconds: float, results: Results) -> None:
+    """One run of every timed scenario on a fresh server."""
+    running = Running(server)
+    try:
+        for s in SCENARIOS:
+            if s.needs_many and not server.many:
+                continue
+            cpu0 = running.cpu_seconds()
+            ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            r = load([*s.args, "-d", str(seconds)], running.port, seconds + 60)
+            ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            busy = running.cpu_seconds() - cpu0
+            load_busy = (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)
+            elapsed = float(r.get("secs") or seconds)
+            r["server_busy"] = busy / elapsed
+            r["load_busy"] = load_busy / elapsed
+            if r.get("requests"):
+                r["server_us_per_req"] = busy * 1e6 / r["requests"]
+            if r.get("errors") or (r.get("mismatches") and r["mismatches"] > 0):
+                results.errors.append(f"{s.key}: {r}")
+            results.runs.setdefault(s.key, []).append(r)
+    finally:
+        running.stop()
+
+
+def slow_reader(server: Server, results: Results, seconds: float) -> None:
+    """RSS growth while one client pushes up to 1 GiB and never reads."""
+    running = Running(server)
+    try:
+        before = running.rss_kib()
+        gen = subprocess.Popen(
+            pinned(
+                LOAD_CORE,
+                [
+                    str(BUILD / "echoload"),
+                    "slowread",
+                    "-n",
+                    str(1 << 30),
+                    "-d",
+                    str(seconds),
+                    "-p",
+                    str(running.port),
+                ],
+            ),
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        peak = before
+        while gen.poll() is None:
+            peak = max(peak, running.rss_kib())
+            time.sleep(0.1)
+        results.slow_reader_kib = peak - before
+    finally:
+        running.stop()
+
+
+def idle_connections(server: Server, results: Results, count: int) -> None:
+    """RSS per connection while COUNT idle connections are held."""
+    running = Running(server)
+    try:
+        base_fds, before = running.open_fds(), running.rss_kib()
+        gen = subprocess.Popen(
+            pinned(
+                LOAD_CORE,
+                [
+                    str(BUILD / "echoload"),
+                    "hold",
+                    "-c",
+                    str(count),
+                    "-d",
+                    "8",
+                    "-p",
+                    str(running.port),
+                ],
+            ),
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 30
+        held = 0
+        while time.monotonic() < deadline and gen.poll() is None:
+            held = running.open_fds() - base_fds
+            if held >= count:
+                break
+            time.sleep(0.1)
+        time.sleep(1.0)
+        after = running.rss_kib()
+        out, _ = gen.communicate(timeout=60)
+        summary = json.loads([x for x in out.splitlines() if x.startswith("{")][-1])
+        if summary["verified"] != count:
+            results.errors.append(f"hold: {summary}")
+        results.idle_held = held
+        results.idle_kib_per_conn = (after - before) / max(held, 1)
+    finally:
+        running.stop()
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    import twisted
+
+    return (
+        f"{os.cpu_count()} cores ({cpu}), Linux {platform.release()}, "
+        f"Python {platform.python_version()}, Twisted {twisted.__version__}"
+    )
+
+
+def fmt(value: float | None, digits: int = 0) -> str:
+    if value is None:
+        return "—"
+    return f"{value:,.{digits}f}"
+
+
+def report(
+    all_results: dict[str, Results], servers: list[Server], args: argparse.Namespace
+) -> str:
+    lines = [
+        f"Machine: {machine()}.",
+        f"Server on core {SERVER_CORE}, load generator on core {LOAD_CORE}; medians of "
+        f"{args.runs} runs of {args.seconds:g} s; every echoed byte verified.",
+        "",
+        "| server | ping-pong 1 × 64 B, req/s | ping-pong 100 × 1 KiB, req/s | "
+        "stream 1 × 64 KiB, MB/s | stream 50 × 16 KiB, MB/s | "
+        "all bytes back after half-close | RSS growth, 1 GiB slow reader | "
+        f"RSS per idle connection ({args.idle:,} held) | latency 100 conns p50 / p99 / "
+        "p99.9 µs |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for server in servers:
+        r = all_results[server.name]
+        back = [run.get("all_back") for run in r.runs.get("stream1", [])]
+        half = "yes" if back and all(back) else ("no (tail lost)" if back else "—")
+        slow = r.slow_reader_kib
+        slow_txt = "—" if slow is None else f"{slow / 1024:,.1f} MiB"
+        idle = r.idle_kib_per_conn
+        idle_txt = "—" if idle is None else f"{idle:.2f} KiB"
+        if idle is not None and r.idle_held < args.idle:
+            idle_txt += f" ({r.idle_held:,} held)"
+        lat = "—"
+        if r.runs.get("pp100"):
+            lat = " / ".join(
+                fmt(r.median("pp100", k)) for k in ("p50_us", "p99_us", "p999_us")
+            )
+        figures = [
+            fmt(r.median("pp1", "req_per_s")),
+            fmt(r.median("pp100", "req_per_s")),
+            fmt(r.median("stream1", "mb_per_s")),
+            fmt(r.median("stream50", "mb_per_s")),
+        ]
+        cells = [server.name, *figures, half, slow_txt, idle_txt, lat]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Servers: " + "; ".join(f"**{s.name}**: {s.note}" for s in servers) + ".",
+    ]
+    lines += [
+        "",
+        "Who is the limit: CPU busy (1.00 = a whole core) of the server and of the "
+        "load generator during ping-pong, and the server's CPU time per request "
+        "(lower is better; it does not depend on the load generator).",
+        "",
+        "| server | 1 × 64 B: server busy / load busy | 1 × 64 B: server µs/req | "
+        "100 × 1 KiB: server busy / load busy | 100 × 1 KiB: server µs/req |",
+        "|---|---|---|---|---|",
+    ]
+    for server in servers:
+        r = all_results[server.name]
+        cells = [server.name]
+        for key in ("pp1", "pp100"):
+            sb, lb = r.median(key, "server_busy"), r.median(key, "load_busy")
+            cells.append("—" if sb is None or lb is None else f"{sb:.2f} / {lb:.2f}")
+            cells.append(fmt(r.median(key, "server_us_per_req"), 2))
+        lines.append("| " + " | ".join(cells) + " |")
+    if "echod" in all_results:
+        lines += [
+            "",
+            "echod's ratios (echod ÷ reference, same run):",
+            "",
+            "| reference | ping-pong 1 × 64 B | ping-pong 100 × 1 KiB | "
+            "stream 1 × 64 KiB | stream 50 × 16 KiB |",
+            "|---|---|---|---|---|",
+        ]
+        e = all_results["echod"]
+        for server in servers:
+            if server.name == "echod":
+                continue
+            ref = all_results[server.name]
+            cells = []
+            for key, figure in (
+                ("pp1", "req_per_s"),
+                ("pp100", "req_per_s"),
+                ("stream1", "mb_per_s"),
+                ("stream50", "mb_per_s"),
+            ):
+                a, b = e.median(key, figure), ref.median(key, figure)
+                cells.append(f"{a / b:.2f}" if a and b else "—")
+            lines.append(f"| {server.name} | " + " | ".join(cells) + " |")
+    problems = [f"{name}: {err}" for name, r in all_results.items() for err in r.errors]
+    if problems:
+        lines += ["", "Problems seen (a byte mismatch or error is a bug):", ""]
+        lines += [f"- {p}" for p in problems]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--servers", help="comma-separated names (default: all available)"
+    )
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument(
+        "--idle", type=int, default=10000, help="idle connections to hold"
+    )
+    parser.add_argument(
+        "--no-memory", action="store_true", help="skip the RSS scenarios"
+    )
+    parser.add_argument("--quick", action="store_true", help="1 run of 1 s, 2000 idle")
+    parser.add_argument("--out", type=Path, help="also write the Markdown report here")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.runs, args.seconds, args.idle = 1, 1.0, 2000
+    names = args.servers.split(",") if args.servers else None
+    servers = [s for s in SERVERS if (names is None or s.name in names)]
+    unknown = set(names or ()) - {s.name for s in SERVERS}
+    if unknown:
+        parser.error(f"unknown servers: {', '.join(sorted(unknown))}")
+    missing = [s.name for s in servers if not s.available()]
+    if missing:
+        print(f"skipping (not installed): {', '.join(missing)}", file=sys.stderr)
+        servers = [s for s in servers if s.name not in missing]
+    build()
+    results = {s.name: Results() for s in servers}
+    for run in range(args.runs):
+        for server in servers:
+            print(f"run {run + 1}/{args.runs}: {server.name}", file=sys.stderr)
+            timed(server, args.seconds, results[server.name])
+    if not args.no_memory:
+        for server in servers:
+            if server.one_process:
+                print(f"memory: {server.name}", file=sys.stderr)
+                slow_reader(server, results[server.name], min(5.0, args.seconds + 2))
+                if server.many:
+                    idle_connections(server, results[server.name], args.idle)
+    text = report(results, servers, args)
+    print(text)
+    if args.out:
+        args.out.write_text(text)
+    return 1 if any(r.errors for r in results.values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
