@@ -6,7 +6,7 @@ from twisted.python.versions import Version
 
 import twisted
 
-TESTED_TWISTED = (Version("Twisted", 24, 7, 0), Version("Twisted", 26, 10, 0))
+TESTED_TWISTED = (Version("Twisted", 26, 4, 0), Version("Twisted", 26, 10, 0))
 """The oldest and newest Twisted releases the refinements were tested with."""
 
 
