@@ -10,6 +10,7 @@ from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succee
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import (
     IListeningPort,
+    IProtocolFactory,
     IReactorTime,
     IReactorUDP,
     IStreamServerEndpoint,
@@ -20,6 +21,7 @@ from twisted.python.failure import Failure
 
 from echod.echo import EchoFactory, EchoProtocol, format_address
 from echod.logs import JSONLinesObserver
+from echod.metrics import ListenerState, metrics_site
 from echod.reactor import describe
 from echod.settings import EchoSettings
 from echod.stats import EchoStats
@@ -52,6 +54,24 @@ def with_backlog(description: str, backlog: int) -> str:
 
 class ListenError(Exception):
     """A listener could not be set up; the message says which and why."""
+
+
+def listen_now(
+    endpoint: IStreamServerEndpoint, factory: IProtocolFactory, failing: str
+) -> IListeningPort:
+    """Listen, and return the port, or raise L{ListenError} starting C{failing}.
+
+    Every endpoint Twisted ships listens synchronously; one that does not
+    would leave us unable to report its failure at start, so it is refused.
+    """
+    result: list[IListeningPort | Failure] = []
+    endpoint.listen(factory).addBoth(result.append)
+    if not result:
+        raise ListenError(f"{failing}: the endpoint did not listen at once")
+    outcome = result[0]
+    if isinstance(outcome, Failure):
+        raise ListenError(f"{failing}: {outcome.getErrorMessage()}")
+    return outcome
 
 
 def parse_endpoint(
@@ -102,6 +122,7 @@ class EchoService(Service):
             (d, parse_endpoint(reactor, d, settings.backlog)) for d in settings.ports
         ]
         self.listening: list[tuple[str, IListeningPort]] = []
+        self.metrics_port: IListeningPort | None = None
         self._waiters: list[Deferred[None]] = []
         self.factory.on_empty = self._connections_empty
 
@@ -128,27 +149,36 @@ class EchoService(Service):
                 except Exception as e:
                     raise ListenError(f"cannot listen on {desc!r}: {e}") from None
                 self.listening.append((desc, port))
+            if self.settings.metrics:
+                self.metrics_port = self._listen_metrics(self.settings.metrics)
         except ListenError:
             for _, port in self.listening:
                 port.stopListening()
             self.listening.clear()
             raise
 
+    def _listen_metrics(self, description: str) -> IListeningPort:
+        endpoint = parse_endpoint(self.reactor, description, self.settings.backlog)
+        site = metrics_site(self.factory, self.listener_states, self.health)
+        return listen_now(endpoint, site, f"cannot serve metrics on {description!r}")
+
+    def listener_states(self) -> list[ListenerState]:
+        """Every echo listener and whether it accepts now."""
+        up = self.running and not self.factory.draining
+        return [ListenerState(d, bool(up)) for d in self.settings.ports]
+
+    def health(self) -> tuple[bool, str]:
+        """(healthy, one word why) for /healthz."""
+        if self.factory.draining:
+            return False, "stopping"
+        if not self.running:
+            return False, "starting"
+        return True, "ok"
+
     def _listen_stream(
         self, description: str, endpoint: IStreamServerEndpoint
     ) -> IListeningPort:
-        result: list[IListeningPort | Failure] = []
-        endpoint.listen(self.factory).addBoth(result.append)
-        if not result:
-            # Every endpoint Twisted ships listens synchronously; one that does
-            # not would leave us unable to report its failure at start.
-            raise ListenError(f"endpoint {description!r} did not listen at once")
-        outcome = result[0]
-        if isinstance(outcome, Failure):
-            raise ListenError(
-                f"cannot listen on {description!r}: {outcome.getErrorMessage()}"
-            )
-        return outcome
+        return listen_now(endpoint, self.factory, f"cannot listen on {description!r}")
 
     def setServiceParent(self, parent: Any) -> None:
         """Join C{parent}; under twistd also choose the log format.
@@ -169,6 +199,13 @@ class EchoService(Service):
                 endpoint=description,
                 address=format_address(port.getHost()),
                 event="listening",
+            )
+        if self.metrics_port is not None:
+            log.info(
+                "metrics on {endpoint} at {address} (/metrics, /healthz)",
+                endpoint=self.settings.metrics,
+                address=format_address(self.metrics_port.getHost()),
+                event="metrics",
             )
         log.info(
             "reactor: {reactor}; write-through: {wt}",
@@ -197,6 +234,8 @@ class EchoService(Service):
         self.factory.draining = True
         stops = [maybeDeferred(port.stopListening) for _, port in self.listening]
         self.listening.clear()
+        # /metrics and /healthz stay up while draining (healthz says 503), so a
+        # load balancer sees the stop and Prometheus sees the drain.
         d: Deferred[Any] = DeferredList(stops, consumeErrors=True)
         d.addCallback(self._log_stopping)
         d.addCallback(lambda _: self._wait_empty(self.settings.drain_timeout))
@@ -204,12 +243,17 @@ class EchoService(Service):
         d.addCallback(lambda _: self._wait_empty(FLUSH_GRACE))
         d.addCallback(self._abort_remaining)
         d.addCallback(lambda _: self.factory.idle_sweeper.stop())
+        d.addCallback(self._stop_metrics)
         d.addCallback(
             lambda _: log.info(
                 "stopped: {summary}", summary=self.stats.summary(), event="stopped"
             )
         )
         return d
+
+    def _stop_metrics(self, _: object) -> Deferred[None] | None:
+        port, self.metrics_port = self.metrics_port, None
+        return None if port is None else port.stopListening()
 
     def _log_stopping(self, _: object) -> None:
         log.info(

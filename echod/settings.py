@@ -42,4 +42,6 @@ class EchoSettings:
     write_through: bool = True
     """Send echoes at once when nothing is queued (see echod.writethrough)."""
     udp: tuple[UDPSettings, ...] = ()
+    metrics: str | None = None
+    """Endpoint serving /metrics and /healthz, or None (off)."""
     log_format: str = "text"

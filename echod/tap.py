@@ -124,6 +124,13 @@ class Options(usage.Options):
             "Largest UDP datagram echoed; larger ones are dropped.",
             _number(int, 1, "--udp-max-size"),
         ],
+        [
+            "metrics",
+            None,
+            None,
+            "Serve Prometheus /metrics and /healthz on this endpoint "
+            "(e.g. tcp:9100:interface=127.0.0.1; off by default).",
+        ],
         ["log-format", None, "text", "Log format: text or json (one object a line)."],
     ]
 
@@ -201,6 +208,7 @@ class Options(usage.Options):
             backlog=self["backlog"],
             write_through=not self["no-write-through"],
             udp=udp,
+            metrics=self["metrics"],
             log_format=self["log-format"],
         )
 

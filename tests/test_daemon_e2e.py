@@ -563,3 +563,74 @@ def test_reactor_and_write_path_are_logged(
         assert line[1] == "echod.reactor.LeanEPollReactor"
     expected = "off" if "--no-write-through" in start_daemon_any_path.extra else "on"
     assert line[2] == expected
+
+
+def curl(url: str) -> tuple[int, str]:
+    """(HTTP status, body) of a GET with the real curl."""
+    out = subprocess.run(
+        [need_tool("curl"), "-s", "-o", "-", "-w", "\\n%{http_code}", url],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    body, _, code = out.stdout.rpartition("\n")
+    return int(code), body
+
+
+def metric(text: str, name: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{name} not in metrics")
+
+
+def test_metrics_and_health_scraped_with_curl_while_traffic_flows(
+    start_daemon: DaemonStarter,
+) -> None:
+    daemon = start_daemon(
+        "--port", LOCAL, "--metrics", "tcp:0:interface=127.0.0.1",
+        "--max-connections", "2", "--drain-timeout", "30",
+    )  # fmt: skip
+    port = daemon.tcp_port()
+    address = daemon.wait_for(r"metrics on \S+ at (\S+) \(/metrics")[0][1]
+    base = f"http://{address}"
+    assert curl(base + "/healthz") == (200, "ok\n")
+    stop = threading.Event()
+    moved = [0]
+
+    def traffic() -> None:
+        with connect("127.0.0.1", port) as sock:
+            while not stop.is_set():
+                moved[0] += len(round_trip(sock, b"m" * 4096))
+
+    flowing = threading.Thread(target=traffic)
+    flowing.start()
+    try:
+        time.sleep(0.3)
+        _, first = curl(base + "/metrics")
+        time.sleep(0.3)
+        _, second = curl(base + "/metrics")
+        assert (
+            metric(second, "echod_received_bytes_total")
+            > metric(first, "echod_received_bytes_total")
+            > 0
+        )
+        assert metric(second, "echod_connections_open") == 1
+        assert metric(second, "echod_listener_up") == 1
+        with (
+            connect("127.0.0.1", port) as second_client,
+            connect("127.0.0.1", port) as refused,
+        ):
+            assert round_trip(second_client, b"2") == b"2"
+            assert closed_by_peer(refused)
+        _, third = curl(base + "/metrics")
+        assert 'echod_connections_refused_total{reason="max-connections"} 1.0' in third
+    finally:
+        stop.set()
+        flowing.join(10)
+    with connect("127.0.0.1", port) as lingering:
+        assert round_trip(lingering, b"l") == b"l"
+        daemon.process.send_signal(signal.SIGTERM)
+        daemon.wait_for("stopping: no longer accepting")
+        assert curl(base + "/healthz") == (503, "stopping\n")
+        _, draining = curl(base + "/metrics")
+        assert metric(draining, "echod_listener_up") == 0
+    assert daemon.stop() in (0, -signal.SIGTERM)

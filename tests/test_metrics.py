@@ -1,0 +1,56 @@
+"""Unit tests of echod.metrics: the figures Prometheus sees."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, generate_latest
+from twisted.internet.address import IPv4Address
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.web.test.requesthelper import DummyRequest
+
+from echod.echo import EchoFactory, EchoProtocol
+from echod.metrics import EchoCollector, HealthPage, ListenerState
+from echod.settings import EchoSettings
+from echod.stats import EchoStats
+
+
+def scrape(factory: EchoFactory, listeners: list[ListenerState]) -> str:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(EchoCollector(factory, lambda: listeners))
+    return generate_latest(registry).decode()
+
+
+def test_counters_include_open_connections() -> None:
+    factory = EchoFactory(EchoSettings(max_per_ip=1), EchoStats(), MemoryReactorClock())
+    protocol = factory.buildProtocol(IPv4Address("TCP", "192.0.2.1", 1))
+    assert isinstance(protocol, EchoProtocol)
+    protocol.makeConnection(StringTransport())
+    protocol.dataReceived(b"x" * 100)
+    factory.buildProtocol(IPv4Address("TCP", "192.0.2.1", 2))  # refused: per IP
+    factory.stats.bytes_in = factory.stats.bytes_out = 1000  # closed ones
+    factory.stats.closed["idle-timeout"] = 3
+    factory.stats.udp_dropped["rate"] = 7
+    text = scrape(
+        factory, [ListenerState("tcp:7", True), ListenerState("unix:/s", False)]
+    )
+    for line in (
+        "echod_connections_open 1.0",
+        "echod_connections_total 1.0",
+        'echod_connections_refused_total{reason="max-per-ip"} 1.0',
+        'echod_connections_refused_total{reason="max-connections"} 0.0',
+        'echod_connections_closed_total{reason="idle-timeout"} 3.0',
+        "echod_idle_timeouts_total 3.0",
+        "echod_received_bytes_total 1100.0",
+        "echod_sent_bytes_total 1100.0",
+        'echod_udp_dropped_total{reason="rate"} 7.0',
+        'echod_listener_up{endpoint="tcp:7"} 1.0',
+        'echod_listener_up{endpoint="unix:/s"} 0.0',
+    ):
+        assert line in text.splitlines(), line
+
+
+def test_health_page() -> None:
+    request = DummyRequest([b""])
+    assert HealthPage(lambda: (True, "ok")).render_GET(request) == b"ok\n"  # type: ignore[arg-type]
+    request = DummyRequest([b""])
+    assert HealthPage(lambda: (False, "stopping")).render_GET(request) == b"stopping\n"  # type: ignore[arg-type]
+    assert request.responseCode == 503
