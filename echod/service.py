@@ -22,6 +22,7 @@ from twisted.python.failure import Failure
 from echod.echo import EchoFactory, EchoProtocol, format_address
 from echod.logs import JSONLinesObserver
 from echod.metrics import ListenerState, metrics_site
+from echod.proxy import ProxyHeaderEndpoint
 from echod.reactor import describe
 from echod.settings import EchoSettings
 from echod.stats import EchoStats
@@ -82,6 +83,12 @@ def parse_endpoint(
     Parsing an endpoint string may read files (certificates for C{ssl:}), so
     both syntax errors and file errors end up here.
     """
+    if description.startswith("haproxy:"):
+        inner = description.removeprefix("haproxy:")
+        try:
+            return ProxyHeaderEndpoint(parse_endpoint(reactor, inner, backlog))
+        except ListenError as e:
+            raise ListenError(str(e).replace(repr(inner), repr(description))) from None
     try:
         used = description if backlog is None else with_backlog(description, backlog)
         endpoint: IStreamServerEndpoint = serverFromString(reactor, used)

@@ -1,0 +1,199 @@
+"""The PROXY protocol (v1 and v2) in front of echo, admitting by the real client.
+
+Twisted's C{haproxy:} endpoint builds the wrapped protocol when the
+connection is accepted, before the PROXY header has arrived, so the factory
+sees HAProxy's address (per-IP limits would count HAProxy, not the clients),
+and its wrapper does not pass half-close through (an EOF from the client
+would cut the echo short). echod parses C{haproxy:} endpoint strings itself
+and wraps the inner endpoint with L{ProxyHeaderFactory}, whose protocol:
+
+- reads the PROXY header (with Twisted's v1 and v2 parsers), however it is
+  split across segments, within L{HEADER_TIMEOUT} seconds;
+- only then asks the echo factory for a protocol, with the client's real
+  address, so limits, logs and metrics all see the client;
+- passes half-close (C{readConnectionLost}, C{writeConnectionLost}) through;
+- closes a connection whose header is missing, malformed or late, logging it
+  and counting it as refused (C{bad-proxy-header}).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.interfaces import (
+    IAddress,
+    IDelayedCall,
+    IHalfCloseableProtocol,
+    IProtocol,
+    IProtocolFactory,
+    IStreamServerEndpoint,
+    ITransport,
+)
+from twisted.logger import Logger
+from twisted.protocols.haproxy._exceptions import InvalidProxyHeader
+from twisted.protocols.haproxy._v1parser import V1Parser
+from twisted.protocols.haproxy._v2parser import V2Parser
+from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from echod.echo import EchoFactory, format_address
+
+log = Logger(namespace="echod")
+
+HEADER_TIMEOUT = 10.0
+"""Seconds a connection may take to send its PROXY header."""
+
+V1_PREFIX = b"PROXY "
+MAX_V2_HEADER = 16 + 65535
+
+
+@implementer(IHalfCloseableProtocol)
+class ProxyHeaderProtocol(ProtocolWrapper):
+    """Reads the PROXY header, then hands the connection to the echo protocol."""
+
+    factory: ProxyHeaderFactory
+
+    def __init__(self, factory: ProxyHeaderFactory) -> None:
+        super().__init__(factory, None)  # type: ignore[arg-type]
+        self._buffer = b""
+        self._parser: V1Parser | V2Parser | None = None
+        self._source: IAddress | None = None
+        self._destination: IAddress | None = None
+        self._timeout: IDelayedCall | None = None
+
+    @property
+    def link(self) -> ITransport:
+        """The connection's own transport (set once connected)."""
+        assert self.transport is not None
+        return self.transport
+
+    def makeConnection(self, transport: Any) -> None:
+        """Start waiting for the header; the echo protocol comes after it."""
+        self.transport = transport
+        self.connected = True
+        self.factory.registerProtocol(self)
+        self._timeout = self.factory.clock.callLater(
+            HEADER_TIMEOUT, self._refuse, "PROXY header timeout"
+        )
+
+    def dataReceived(self, data: bytes) -> None:
+        """Parse the header; pass everything after it to the echo protocol."""
+        if self.wrappedProtocol is not None:
+            self.wrappedProtocol.dataReceived(data)
+            return
+        try:
+            info, rest = self._feed(data)
+        except InvalidProxyHeader:
+            self._refuse("malformed PROXY header")
+            return
+        if info is None:
+            return
+        self._cancel_timeout()
+        self._source = info.source or self.link.getPeer()
+        self._destination = info.destination or self.link.getHost()
+        protocol = self.factory.wrappedFactory.buildProtocol(self._source)
+        if protocol is None:
+            self.link.loseConnection()
+            return
+        self.wrappedProtocol = protocol
+        protocol.makeConnection(self)
+        if rest:
+            protocol.dataReceived(rest)
+
+    def _feed(self, data: bytes) -> tuple[Any, bytes]:
+        """Feed the header parser, choosing v1 or v2 once the prefix shows which."""
+        if self._parser is None:
+            buf = self._buffer = self._buffer + data
+            if buf.startswith(V2Parser.PREFIX):
+                self._parser = V2Parser()
+            elif buf.startswith(V1_PREFIX):
+                self._parser = V1Parser()
+            elif V2Parser.PREFIX.startswith(buf) or V1_PREFIX.startswith(buf):
+                return None, b""  # too short to tell yet
+            else:
+                raise InvalidProxyHeader()
+            data, self._buffer = buf, b""
+        info, rest = self._parser.feed(data)
+        if info is None and len(self._parser.buffer) > MAX_V2_HEADER:
+            raise InvalidProxyHeader()
+        return info, rest or b""
+
+    def _refuse(self, why: str) -> None:
+        self._timeout = None
+        self._cancel_timeout()
+        echo = self.factory.wrappedFactory
+        echo.stats.refused["bad-proxy-header"] += 1
+        log.warn(
+            "refused {peer}: {why}",
+            peer=format_address(self.link.getPeer()),
+            why=why,
+            reason="bad-proxy-header",
+            event="refused",
+        )
+        transport: Any = self.transport
+        transport.abortConnection()
+
+    def _cancel_timeout(self) -> None:
+        if self._timeout is not None and self._timeout.active():
+            self._timeout.cancel()
+        self._timeout = None
+
+    def getPeer(self) -> IAddress:
+        """The client's address from the header (the proxy's until it arrives)."""
+        return self._source or self.link.getPeer()
+
+    def getHost(self) -> IAddress:
+        """The address the client connected to, from the header."""
+        return self._destination or self.link.getHost()
+
+    def readConnectionLost(self) -> None:
+        """Pass the client's EOF to the echo protocol (half-close)."""
+        wrapped = self.wrappedProtocol
+        if wrapped is not None and IHalfCloseableProtocol.providedBy(wrapped):
+            wrapped.readConnectionLost()
+        else:
+            self.link.loseConnection()
+
+    def writeConnectionLost(self) -> None:
+        """Pass the end of our write side to the echo protocol."""
+        wrapped = self.wrappedProtocol
+        if wrapped is not None and IHalfCloseableProtocol.providedBy(wrapped):
+            wrapped.writeConnectionLost()
+
+    def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
+        """Forget the connection; tell the echo protocol if there is one."""
+        self._cancel_timeout()
+        self.factory.unregisterProtocol(self)
+        if self.wrappedProtocol is not None:
+            self.wrappedProtocol.connectionLost(reason)
+
+
+class ProxyHeaderFactory(WrappingFactory):
+    """Wraps the echo factory so that every connection starts with a PROXY header."""
+
+    protocol = ProxyHeaderProtocol  # type: ignore[assignment]
+    noisy = False
+
+    def __init__(self, wrapped: EchoFactory) -> None:
+        super().__init__(wrapped)
+        self.wrappedFactory: EchoFactory = wrapped
+        self.clock = wrapped.clock
+
+    def buildProtocol(self, addr: IAddress) -> IProtocol:  # type: ignore[override]
+        """A header reader; the echo protocol is built once the header is read."""
+        return ProxyHeaderProtocol(self)
+
+
+@implementer(IStreamServerEndpoint)
+class ProxyHeaderEndpoint:
+    """An endpoint whose connections start with a PROXY header (C{haproxy:})."""
+
+    def __init__(self, inner: IStreamServerEndpoint) -> None:
+        self.inner = inner
+
+    def listen(self, factory: IProtocolFactory) -> Any:
+        """Listen on the inner endpoint with the PROXY header reader in front."""
+        if isinstance(factory, EchoFactory):
+            return self.inner.listen(ProxyHeaderFactory(factory))
+        return self.inner.listen(factory)

@@ -1,0 +1,176 @@
+"""End-to-end: echod behind a real HAProxy (Debian's package), PROXY v1 and v2."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.daemon import DaemonStarter, need_tool
+from tests.peers import closed_by_peer, connect, drain, round_trip
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class HAProxy:
+    """A ``haproxy -db`` process with a given configuration."""
+
+    def __init__(self, config: str, directory: Path, frontend: int) -> None:
+        path = directory / "haproxy.cfg"
+        path.write_text(config)
+        self.frontend = frontend
+        self.process = subprocess.Popen(
+            [need_tool("haproxy"), "-f", str(path), "-db"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", frontend), timeout=1).close()
+                return
+            except OSError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    out = (
+                        self.process.communicate(timeout=5)[0]
+                        if self.process.poll()
+                        else ""
+                    )
+                    raise AssertionError(f"haproxy did not start: {out}") from None
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+
+
+@pytest.fixture
+def haproxies(tmp_path: Path) -> Iterator[list[HAProxy]]:
+    started: list[HAProxy] = []
+    try:
+        yield started
+    finally:
+        for h in started:
+            h.stop()
+
+
+def simple_config(frontend: int, backend: int, send_proxy: str) -> str:
+    return f"""
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+frontend fe
+    bind 127.0.0.1:{frontend}
+    default_backend be
+backend be
+    server echod 127.0.0.1:{backend} {send_proxy}
+"""
+
+
+@pytest.mark.parametrize("send_proxy", ["send-proxy", "send-proxy-v2"])
+def test_behind_haproxy_real_client_addresses(
+    start_daemon: DaemonStarter,
+    haproxies: list[HAProxy],
+    tmp_path: Path,
+    send_proxy: str,
+) -> None:
+    daemon = start_daemon(
+        "--port", "haproxy:tcp:0:interface=127.0.0.1", "--max-per-ip", "1"
+    )
+    frontend = free_port()
+    haproxies.append(
+        HAProxy(
+            simple_config(frontend, daemon.tcp_port(), send_proxy), tmp_path, frontend
+        )
+    )
+    with connect("127.0.0.1", frontend, source="127.0.0.3") as a:
+        assert round_trip(a, b"from .3") == b"from .3"
+        # every connection reaches echod from HAProxy's address; the limit
+        # must count the client's own
+        with connect("127.0.0.1", frontend, source="127.0.0.4") as b:
+            assert round_trip(b, b"from .4") == b"from .4"
+        with connect("127.0.0.1", frontend, source="127.0.0.3") as again:
+            assert closed_by_peer(again)
+        assert round_trip(a, b"still") == b"still"
+    daemon.wait_for(r"refused 127\.0\.0\.3:\d+: max-per-ip")
+    daemon.wait_for(r"closed 127\.0\.0\.4:\d+ in=7 out=7")
+    daemon.wait_for(r"closed 127\.0\.0\.3:\d+ in=12 out=12")
+
+
+def test_half_close_through_haproxy(
+    start_daemon: DaemonStarter, haproxies: list[HAProxy], tmp_path: Path
+) -> None:
+    daemon = start_daemon("--port", "haproxy:tcp:0:interface=127.0.0.1")
+    frontend = free_port()
+    haproxies.append(
+        HAProxy(
+            simple_config(frontend, daemon.tcp_port(), "send-proxy-v2"),
+            tmp_path,
+            frontend,
+        )
+    )
+    payload = bytes(range(256)) * 8192  # 2 MiB
+    with connect("127.0.0.1", frontend) as sock:
+        sock.sendall(payload)
+        sock.shutdown(socket.SHUT_WR)
+        assert drain(sock, timeout=30) == payload
+    daemon.wait_for(
+        rf"closed 127\.0\.0\.1:\d+ in={len(payload)} out={len(payload)} .*reason=eof"
+    )
+
+
+def test_example_config_two_instances_one_stopped(
+    start_daemon: DaemonStarter, haproxies: list[HAProxy], tmp_path: Path
+) -> None:
+    """deploy/haproxy.cfg as shipped (ports moved): clients served when one stops."""
+    ports = {p: free_port() for p in ("7000", "10001", "10002", "9101", "9102")}
+    config = (ROOT / "deploy" / "haproxy.cfg").read_text()
+    for old, new in ports.items():
+        config = config.replace(f"127.0.0.1:{old}", f"127.0.0.1:{new}")
+        config = config.replace(f"port {old}", f"port {new}")
+    daemons = [
+        start_daemon(
+            "--port",
+            f"haproxy:tcp:{ports[echo]}:interface=127.0.0.1",
+            "--metrics",
+            f"tcp:{ports[metrics]}:interface=127.0.0.1",
+            "--drain-timeout",
+            "2",
+        )
+        for echo, metrics in (("10001", "9101"), ("10002", "9102"))
+    ]
+    for d in daemons:
+        d.tcp_port()
+    frontend = ports["7000"]
+    haproxies.append(HAProxy(config, tmp_path, frontend))
+    time.sleep(2.5)  # both pass their health checks (rise 2, inter 1s)
+
+    def serve_clients(n: int) -> None:
+        for i in range(n):
+            with connect("127.0.0.1", frontend) as sock:
+                message = b"client %d" % i
+                assert round_trip(sock, message) == message
+
+    serve_clients(20)
+    served = [len(d.wait_for(r"closed .* reason=eof", count=1)) for d in daemons]
+    assert all(served), "leastconn spread the clients over both instances"
+    assert daemons[0].stop() in (0, -signal.SIGTERM)
+    serve_clients(30)  # all served by the instance still up
+    daemons[1].wait_for(r"closed .* reason=eof", count=20)

@@ -1,0 +1,110 @@
+"""Unit tests of echod.proxy: PROXY headers read before admission."""
+
+from __future__ import annotations
+
+import socket
+import struct
+
+from twisted.internet.address import IPv4Address
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+
+from echod.echo import EchoFactory, EchoProtocol
+from echod.proxy import HEADER_TIMEOUT, ProxyHeaderFactory, ProxyHeaderProtocol
+from echod.settings import EchoSettings
+from echod.stats import EchoStats
+
+PROXY_ADDR = IPv4Address("TCP", "10.9.9.9", 5555)
+
+
+def make(**settings: object) -> tuple[ProxyHeaderFactory, MemoryReactorClock]:
+    clock = MemoryReactorClock()
+    echo = EchoFactory(EchoSettings(**settings), EchoStats(), clock)  # type: ignore[arg-type]
+    return ProxyHeaderFactory(echo), clock
+
+
+def connect(factory: ProxyHeaderFactory) -> tuple[ProxyHeaderProtocol, StringTransport]:
+    protocol = factory.buildProtocol(PROXY_ADDR)
+    assert isinstance(protocol, ProxyHeaderProtocol)
+    transport = StringTransport(peerAddress=PROXY_ADDR)
+    protocol.makeConnection(transport)
+    return protocol, transport
+
+
+def v2_header(
+    src: str, sport: int, dst: str = "192.0.2.1", dport: int = 10000
+) -> bytes:
+    body = (
+        socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack("!HH", sport, dport)
+    )
+    return (
+        b"\r\n\r\n\x00\r\nQUIT\n" + bytes([0x21, 0x11]) + struct.pack("!H", 12) + body
+    )
+
+
+def test_v1_header_split_across_segments() -> None:
+    factory, _ = make()
+    protocol, transport = connect(factory)
+    for piece in (
+        b"PRO",
+        b"XY TCP4 203.0.113.7 19",
+        b"2.0.2.1 40000 10000\r",
+        b"\nhel",
+    ):
+        protocol.dataReceived(piece)
+    protocol.dataReceived(b"lo")
+    assert transport.value() == b"hello"
+    assert protocol.getPeer() == IPv4Address("TCP", "203.0.113.7", 40000)
+    assert isinstance(protocol.wrappedProtocol, EchoProtocol)
+    assert protocol.wrappedProtocol.key == "203.0.113.7"
+
+
+def test_v2_header() -> None:
+    factory, _ = make()
+    protocol, transport = connect(factory)
+    header = v2_header("198.51.100.4", 5000)
+    protocol.dataReceived(header[:5])
+    protocol.dataReceived(header[5:] + b"binary\x00")
+    assert transport.value() == b"binary\x00"
+    assert protocol.getPeer() == IPv4Address("TCP", "198.51.100.4", 5000)
+
+
+def test_per_ip_limit_uses_the_real_client() -> None:
+    factory, _ = make(max_per_ip=1)
+    first, _ = connect(factory)
+    first.dataReceived(b"PROXY TCP4 203.0.113.7 192.0.2.1 1 10000\r\n")
+    other, other_transport = connect(factory)
+    other.dataReceived(b"PROXY TCP4 203.0.113.8 192.0.2.1 2 10000\r\nok")
+    assert other_transport.value() == b"ok"  # same proxy, another client: admitted
+    again, again_transport = connect(factory)
+    again.dataReceived(b"PROXY TCP4 203.0.113.7 192.0.2.1 3 10000\r\nno")
+    assert again_transport.disconnecting and again_transport.value() == b""
+    assert factory.wrappedFactory.stats.refused["max-per-ip"] == 1
+
+
+def test_malformed_header_is_refused_and_counted() -> None:
+    factory, _ = make()
+    protocol, transport = connect(factory)
+    protocol.dataReceived(b"GET / HTTP/1.1\r\n")
+    assert transport.disconnected
+    assert factory.wrappedFactory.stats.refused["bad-proxy-header"] == 1
+    assert protocol.wrappedProtocol is None
+
+
+def test_missing_header_times_out() -> None:
+    factory, clock = make()
+    _, transport = connect(factory)
+    clock.advance(HEADER_TIMEOUT)
+    assert transport.disconnected
+    assert factory.wrappedFactory.stats.refused["bad-proxy-header"] == 1
+
+
+def test_half_close_passes_through() -> None:
+    factory, clock = make()
+    protocol, transport = connect(factory)
+    protocol.dataReceived(b"PROXY TCP4 203.0.113.7 192.0.2.1 1 10000\r\ntail")
+    protocol.readConnectionLost()
+    assert transport.value() == b"tail"
+    assert transport.disconnecting  # flushed, then closed by the echo protocol
+    assert not clock.getDelayedCalls() or all(
+        not c.active() or c.func.__name__ == "sweep" for c in clock.getDelayedCalls()
+    )
