@@ -7,7 +7,8 @@ selectable's C{logPrefix()} as C{system}) around the handler.
 L{LeanEPollReactor} is the same reactor with a C{doPoll} that calls the
 handlers directly: a plain readable event goes straight to C{doRead}; any
 other event goes through the reactor's own C{_doReadOrWrite}. Exceptions are
-still caught per event, logged, and disconnect only that selectable.
+still caught per event (in the handler and in the disconnection that follows
+it), logged, and disconnect only that selectable.
 
 The one visible difference: legacy C{log.msg} calls made inside an I/O
 handler have no per-connection C{system} prefix. echod logs through
@@ -57,19 +58,22 @@ if EPollReactor is not None:
                 selectable = selectables.get(fd)
                 if selectable is None:
                     continue
-                if event == select.EPOLLIN:
-                    try:
-                        why = selectable.doRead()
-                    except BaseException:
-                        why = sys.exc_info()[1]
-                        log.failure("reading from {selectable}", selectable=selectable)
-                    if why:
-                        self._disconnectSelectable(selectable, why, True)
-                else:
-                    try:
+                # As the stock reactor's callWithLogger did, nothing one
+                # selectable raises may escape: the rest of this batch of
+                # events must still be handled.
+                try:
+                    if event == select.EPOLLIN:
+                        try:
+                            why = selectable.doRead()
+                        except BaseException:
+                            why = sys.exc_info()[1]
+                            log.failure("reading from {s}", s=selectable)
+                        if why:
+                            self._disconnectSelectable(selectable, why, True)
+                    else:
                         dispatch(selectable, fd, event)
-                    except BaseException:
-                        log.failure("handling {selectable}", selectable=selectable)
+                except BaseException:
+                    log.failure("handling an event of {s}", s=selectable)
 
         doIteration = doPoll
 

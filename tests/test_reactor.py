@@ -87,3 +87,39 @@ def test_a_failing_handler_drops_only_its_connection() -> None:
 
 def test_describe() -> None:
     assert describe(LeanEPollReactor()) == "echod.reactor.LeanEPollReactor"
+
+
+class BrokenOnLoss(Echo):
+    def connectionLost(self, reason: object = None) -> None:
+        raise RuntimeError("connectionLost failed")
+
+
+def test_a_failing_disconnect_does_not_stop_the_batch() -> None:
+    """An exception while disconnecting one selectable spares the others' events."""
+    reactor: Any = LeanEPollReactor()
+    bad_factory = Factory.forProtocol(BrokenOnLoss)
+    good_factory = Factory.forProtocol(Echo)
+    bad_port = reactor.listenTCP(0, bad_factory, interface="127.0.0.1")
+    good_port = reactor.listenTCP(0, good_factory, interface="127.0.0.1")
+    bad = socket.create_connection(("127.0.0.1", bad_port.getHost().port))
+    good = socket.create_connection(("127.0.0.1", good_port.getHost().port))
+    good.setblocking(False)
+    try:
+        spin(reactor, lambda: len(reactor.getReaders()) >= 4)
+        with capturedLogs() as events:
+            bad.sendall(b"boom")  # the handler raises, then so does connectionLost
+            good.sendall(b"fine")
+            got = bytearray()
+
+            def done() -> bool:
+                with contextlib.suppress(BlockingIOError):
+                    got.extend(good.recv(100))
+                return bytes(got) == b"fine"
+
+            spin(reactor, done)
+        assert any("connectionLost failed" in str(e.get("log_failure")) for e in events)
+    finally:
+        bad.close()
+        good.close()
+        bad_port.stopListening()
+        good_port.stopListening()
