@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 
@@ -14,6 +15,9 @@ commands:
   serve [OPTIONS]   run the echo daemon in the foreground
                     (the same as: twistd -n --pidfile= echod [OPTIONS];
                     see: echod serve --help)
+  cache-plugins     rebuild Twisted's plugin cache (dropin.cache) beside the
+                    installed plugins; run it after installing, as the user
+                    who may write there (see deploy/README.md)
   version           print echod's version
 """
 
@@ -27,6 +31,18 @@ def serve(args: Sequence[str]) -> int:
     return 0
 
 
+def cache_plugins() -> int:
+    """Rebuild Twisted's plugin cache, so a read-only install logs no cache errors."""
+    from twisted.plugin import IPlugin, getPlugins
+
+    from twisted.plugins import __path__ as plugin_dirs
+
+    names = sorted(getattr(p, "tapname", repr(p)) for p in getPlugins(IPlugin))
+    where = [d for d in plugin_dirs if os.path.isdir(d)]
+    print(f"plugin cache rebuilt in {', '.join(where)} ({len(names)} plugins)")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``echod`` console script."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -36,6 +52,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     command, rest = args[0], args[1:]
     if command == "serve":
         return serve(rest)
+    if command == "cache-plugins":
+        return cache_plugins()
     if command in ("version", "--version"):
         print(f"echod {__version__}")
         return 0

@@ -34,7 +34,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from echod.limits import ConnectionLimits, client_key
+from echod.limits import ConnectionLimits, client_key, plain_host
 from echod.settings import EchoSettings
 from echod.stats import EchoStats
 
@@ -59,6 +59,7 @@ def format_address(address: IAddress) -> str:
     host = getattr(address, "host", None)
     port = getattr(address, "port", None)
     if host is not None and port is not None:
+        host = plain_host(host)
         return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     name = getattr(address, "name", None)
     if name is not None:

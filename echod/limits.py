@@ -8,10 +8,17 @@ from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.interfaces import IAddress
 
 
+def plain_host(host: str) -> str:
+    """An IPv4-mapped IPv6 address (::ffff:a.b.c.d) as the IPv4 address it is."""
+    if host.startswith("::ffff:") and "." in host:
+        return host[len("::ffff:") :]
+    return host
+
+
 def client_key(address: IAddress) -> str | None:
     """The per-client key of a peer address: its IP, or None (UNIX sockets)."""
     if isinstance(address, (IPv4Address, IPv6Address)):
-        return address.host
+        return plain_host(address.host)
     return None
 
 

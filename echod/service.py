@@ -22,6 +22,7 @@ from twisted.python.failure import Failure
 from echod.echo import EchoFactory, EchoProtocol, format_address
 from echod.logs import JSONLinesObserver
 from echod.metrics import ListenerState, metrics_site
+from echod.notify import SystemdNotifier
 from echod.proxy import ProxyHeaderEndpoint
 from echod.reactor import describe
 from echod.settings import EchoSettings
@@ -115,7 +116,13 @@ class EchoService(Service):
 
     name = "echod"
 
-    def __init__(self, settings: EchoSettings, reactor: Any) -> None:
+    def __init__(
+        self,
+        settings: EchoSettings,
+        reactor: Any,
+        notifier: SystemdNotifier | None = None,
+    ) -> None:
+        self.notifier = notifier or SystemdNotifier()
         self.settings = settings
         self.reactor = reactor
         self.stats = EchoStats()
@@ -234,11 +241,16 @@ class EchoService(Service):
             drain=f"{s.drain_timeout:g}s",
             event="limits",
         )
+        self.notifier.ready(f"echoing on {len(self.listening)} listeners")
+        self.notifier.start_watchdog(self.reactor)
 
     def stopService(self) -> Deferred[None]:
         """Stop accepting, drain, flush, close; fires when every connection ended."""
         super().stopService()
         self.factory.draining = True
+        self.notifier.stopping(
+            f"stopping: draining {len(self.factory.connections)} connections"
+        )
         stops = [maybeDeferred(port.stopListening) for _, port in self.listening]
         self.listening.clear()
         # /metrics and /healthz stay up while draining (healthz says 503), so a
@@ -251,6 +263,7 @@ class EchoService(Service):
         d.addCallback(self._abort_remaining)
         d.addCallback(lambda _: self.factory.idle_sweeper.stop())
         d.addCallback(self._stop_metrics)
+        d.addCallback(lambda _: self.notifier.stop_watchdog())
         d.addCallback(
             lambda _: log.info(
                 "stopped: {summary}", summary=self.stats.summary(), event="stopped"

@@ -22,6 +22,13 @@ class EchoResult:
     error: str | None = None
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on C{host} right now."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
 def connect(
     host: str, port: int, source: str | None = None, timeout: float = 5.0
 ) -> socket.socket:

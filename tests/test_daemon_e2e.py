@@ -17,8 +17,16 @@ from pathlib import Path
 
 import pytest
 
+from tests.certs import self_signed
 from tests.daemon import DaemonStarter, need_tool
-from tests.peers import closed_by_peer, connect, drain, echo_many, round_trip
+from tests.peers import (
+    closed_by_peer,
+    connect,
+    drain,
+    echo_many,
+    free_port,
+    round_trip,
+)
 
 LOCAL = "tcp:0:interface=127.0.0.1"
 
@@ -434,9 +442,7 @@ def test_tcp6_and_unix_listeners(start_daemon: DaemonStarter, tmp_path: Path) ->
 
 def test_systemd_socket_activation(start_daemon: DaemonStarter) -> None:
     activate = need_tool("systemd-socket-activate")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     daemon = start_daemon(
         "--port",
         "systemd:domain=INET:index=0",
@@ -461,20 +467,6 @@ def test_haproxy_proxy_v1_header_gives_real_peer(start_daemon: DaemonStarter) ->
             got += sock.recv(100)
         assert got == b"via proxy"
     daemon.wait_for(r"closed 203\.0\.113\.9:40000 in=9 out=9")
-
-
-def self_signed(directory: Path) -> tuple[Path, Path]:
-    """A key and a self-signed certificate for localhost, made by openssl."""
-    openssl = need_tool("openssl")
-    key, cert = directory / "key.pem", directory / "cert.pem"
-    subprocess.run(
-        [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt",
-         "ec_paramgen_curve:P-256", "-nodes", "-days", "2", "-subj", "/CN=localhost",
-         "-addext", "subjectAltName=DNS:localhost",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
-    return key, cert
 
 
 def test_ssl_endpoint(start_daemon: DaemonStarter, tmp_path: Path) -> None:
@@ -539,9 +531,7 @@ def test_tls_directory_endpoint(start_daemon: DaemonStarter, tmp_path: Path) -> 
     pems = tmp_path / "pems"
     pems.mkdir()
     (pems / "localhost.pem").write_bytes(key.read_bytes() + cert.read_bytes())
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     daemon = start_daemon("--port", f"tls:{pems}:port={port}:interface=127.0.0.1")
     daemon.wait_for(r"listening on tls:")
     context = ssl.create_default_context(cafile=str(cert))

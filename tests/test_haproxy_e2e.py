@@ -12,15 +12,9 @@ from pathlib import Path
 import pytest
 
 from tests.daemon import DaemonStarter, need_tool
-from tests.peers import closed_by_peer, connect, drain, round_trip
+from tests.peers import closed_by_peer, connect, drain, free_port, round_trip
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class HAProxy:

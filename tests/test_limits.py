@@ -11,6 +11,8 @@ def test_client_key() -> None:
     assert client_key(IPv4Address("TCP", "192.0.2.1", 5)) == "192.0.2.1"
     assert client_key(IPv6Address("TCP", "2001:db8::1", 5)) == "2001:db8::1"
     assert client_key(UNIXAddress(b"/s")) is None
+    # a dual-stack listener sees IPv4 clients as IPv4-mapped IPv6
+    assert client_key(IPv6Address("TCP", "::ffff:192.0.2.1", 5)) == "192.0.2.1"
 
 
 def test_no_limits_admit_everything() -> None:

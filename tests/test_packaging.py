@@ -7,7 +7,6 @@ marked slow; CI runs them.
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.peers import connect, round_trip
+from tests.peers import connect, free_port, round_trip
 
 ROOT = Path(__file__).resolve().parent.parent
 SKIP = {".git", ".venv", "build", "dist", ".mypy_cache", ".ruff_cache", ".pytest_cache"}
@@ -70,9 +69,7 @@ def assert_plugin_works(bin_dir: Path, cwd: Path) -> None:
     assert any(line.split()[:1] == ["echod"] for line in listing.stdout.splitlines()), (
         listing.stdout
     )
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     daemon = subprocess.Popen(
         [
             str(bin_dir / "twistd"),
@@ -147,3 +144,51 @@ def test_editable_install_strict_mode_finds_the_plugin(tmp_path: Path) -> None:
         cwd=tmp_path,
     )
     assert "EDITED-IN-PLACE" in helped.stdout
+
+
+def run_read_only(plugins: Path, command: list[str], cwd: Path) -> str:
+    """Run C{command} with the plugin directory mounted read-only, as under
+    ProtectSystem=strict (a private mount namespace, so nothing else sees it)."""
+    inner = f'mount --bind -o ro "{plugins}" "{plugins}" && exec "$@"'
+    result = subprocess.run(
+        ["unshare", "-m", "sh", "-c", inner, "sh", *command],
+        cwd=cwd, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    return result.stdout + result.stderr
+
+
+SCAN_PLUGINS = (
+    "import sys; from twisted.python import log; log.startLogging(sys.stdout); "
+    "from twisted.plugin import IPlugin, getPlugins; list(getPlugins(IPlugin))"
+)
+
+
+def test_cache_plugins_makes_a_read_only_install_quiet(tmp_path: Path) -> None:
+    """deploy/README.md's install step: ``echod cache-plugins`` after installing,
+    so that twistd under ProtectSystem=strict logs no plugin cache error."""
+    import os
+
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        message = "needs root and unshare for a read-only mount"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    tree = copy_source(tmp_path)
+    bin_dir = make_venv(tmp_path / "venv")
+    pip_install(bin_dir, ".", cwd=tree)
+    plugins = next(
+        (tmp_path / "venv").glob("lib/python*/site-packages/twisted/plugins")
+    )
+    (plugins / "dropin.cache").unlink(missing_ok=True)
+    scan = [str(bin_dir / "python"), "-c", SCAN_PLUGINS]
+    # Without a cache, a read-only install cannot write one, and says so.
+    assert "Unable to write to plugin cache" in run_read_only(plugins, scan, tmp_path)
+    out = subprocess.run(
+        [str(bin_dir / "echod"), "cache-plugins"], capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 0 and "plugin cache rebuilt" in out.stdout
+    quiet = run_read_only(plugins, scan, tmp_path)
+    assert "Unable to write" not in quiet, quiet
+    version = [str(bin_dir / "twistd"), "-n", "--pidfile=", "echod", "--version"]
+    assert "echod" in run_read_only(plugins, version, tmp_path)

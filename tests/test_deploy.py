@@ -1,0 +1,227 @@
+"""deploy/: the systemd units verify, rate secure, and run echod as written."""
+
+from __future__ import annotations
+
+import os
+import re
+import select
+import shlex
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.certs import self_signed
+from tests.daemon import need_tool, twistd_path
+from tests.peers import connect, free_port, round_trip
+
+ROOT = Path(__file__).resolve().parent.parent
+DEPLOY = ROOT / "deploy"
+SERVICES = ("echod.service", "echod-activated.service")
+INSTALLED_TWISTD = "/opt/echod/bin/twistd"
+
+
+def unit_settings(name: str) -> dict[str, list[str]]:
+    """The unit's KEY=value settings (continuation lines joined)."""
+    text = (DEPLOY / name).read_text().replace("\\\n", " ")
+    settings: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith(("#", "[")) and "=" in line:
+            key, value = line.split("=", 1)
+            settings.setdefault(key, []).append(value.strip())
+    return settings
+
+
+def exec_start(name: str, replace: dict[str, str]) -> list[str]:
+    """The unit's ExecStart as systemd splits it, with the install path and
+    ports replaced for a test run."""
+    line = unit_settings(name)["ExecStart"][0]
+    args = shlex.split(line)  # systemd's quoting and \\ escapes, for this line
+    args[0] = args[0].replace(INSTALLED_TWISTD, twistd_path())
+    out = []
+    for arg in args:
+        for old, new in replace.items():
+            arg = arg.replace(old, new)
+        out.append(arg)
+    return out
+
+
+@pytest.fixture
+def units(tmp_path: Path) -> Path:
+    """The units, pointing at this venv's twistd (verify wants a real binary)."""
+    for unit in (*SERVICES, "echod.socket"):
+        text = (DEPLOY / unit).read_text().replace(INSTALLED_TWISTD, twistd_path())
+        (tmp_path / unit).write_text(text)
+    return tmp_path
+
+
+def test_systemd_analyze_verify(units: Path) -> None:
+    analyze = need_tool("systemd-analyze")
+    result = subprocess.run(
+        [analyze, "verify", "echod.service", "echod.socket", "echod-activated.service"],
+        cwd=units, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    ours = [line for line in result.stderr.splitlines() if "echod" in line]
+    assert result.returncode == 0, result.stderr
+    assert ours == [], ours
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_security_exposure_at_most_2(units: Path, service: str) -> None:
+    analyze = need_tool("systemd-analyze")
+    result = subprocess.run(
+        [analyze, "security", "--offline=yes", service],
+        cwd=units, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    found = re.search(r"Overall exposure level for \S+: ([\d.]+)", result.stdout)
+    assert found, result.stdout + result.stderr
+    print(f"{service}: exposure {found[1]}")
+    assert float(found[1]) <= 2.0
+
+
+class NotifySocket:
+    """A NOTIFY_SOCKET the test owns, as systemd's would be."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.received: list[str] = []
+
+    def wait_for(self, field: str, timeout: float = 20.0) -> list[str]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(field in m.split("\n") for m in self.received):
+                return self.received
+            ready, _, _ = select.select([self.sock], [], [], 0.2)
+            if ready:
+                self.received.append(self.sock.recv(4096).decode())
+        raise AssertionError(f"no {field} in {self.received}")
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_unit_command_notifies_ready_watchdog_stopping(tmp_path: Path) -> None:
+    """echod.service's own ExecStart, with the test's NOTIFY_SOCKET and watchdog."""
+    port, metrics = free_port(), free_port()
+    command = exec_start(
+        "echod.service", {"tcp6:7:": f"tcp6:{port}:", ":9107:": f":{metrics}:"}
+    )
+    notify = NotifySocket(tmp_path / "notify")
+    env = {**os.environ, "NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": "400000"}
+    daemon = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    try:
+        messages = notify.wait_for("READY=1")
+        ready = next(m for m in messages if "READY=1" in m.split("\n"))
+        assert f"MAINPID={daemon.pid}" in ready.split("\n")
+        with connect("127.0.0.1", port) as sock:  # IPv4 through the dual-stack listener
+            assert round_trip(sock, b"unit") == b"unit"
+        notify.wait_for("WATCHDOG=1")
+        daemon.send_signal(signal.SIGTERM)
+        notify.wait_for("STOPPING=1")
+        assert daemon.wait(30) in (0, -signal.SIGTERM)
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+        out = daemon.communicate(timeout=10)[0]
+        notify.close()
+    assert "Traceback" not in out, out
+    assert re.search(r"closed 127\.0\.0\.1:\d+ in=4 out=4", out), out
+
+
+def test_socket_unit_activation(tmp_path: Path) -> None:
+    """echod.socket's name and echod-activated.service's ExecStart, under
+    systemd-socket-activate (which plays the socket unit)."""
+    activate = need_tool("systemd-socket-activate")
+    name = unit_settings("echod.socket")["FileDescriptorName"][0]
+    port, metrics = free_port(), free_port()
+    command = exec_start("echod-activated.service", {":9107:": f":{metrics}:"})
+    assert f"systemd:domain=INET6:name={name}" in command
+    daemon = subprocess.Popen(
+        [activate, "-l", str(port), f"--fdname={name}", *command],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                sock = connect("127.0.0.1", port)
+                break
+            except ConnectionRefusedError:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        with sock:
+            assert (
+                round_trip(sock, b"held by systemd", timeout=30) == b"held by systemd"
+            )
+    finally:
+        daemon.terminate()
+        out = daemon.communicate(timeout=30)[0]
+    assert "Traceback" not in out, out
+
+
+MDWE_WRAPPER = """
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+# prctl(PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN): the kernel's own form of
+# MemoryDenyWriteExecute=yes (Linux 6.3 and newer).
+if libc.prctl(65, 1, 0, 0, 0) != 0:
+    sys.exit(77)
+os.execv(sys.argv[1], sys.argv[1:])
+"""
+
+
+def tls_works_under_mdwe(tmp_path: Path) -> bool | None:
+    """Can echod finish a TLS handshake with W^X enforced? None: cannot tell here."""
+    key, cert = self_signed(tmp_path)
+    wrapper = tmp_path / "mdwe.py"
+    wrapper.write_text(MDWE_WRAPPER)
+    port = free_port()
+    daemon = subprocess.Popen(
+        [sys.executable, str(wrapper), twistd_path(), "-n", "--pidfile=", "echod",
+         "--port", f"ssl:{port}:interface=127.0.0.1:privateKey={key}:certKey={cert}"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            if daemon.poll() == 77:
+                return None  # this kernel has no PR_SET_MDWE
+            try:
+                raw = connect("127.0.0.1", port)
+                break
+            except ConnectionRefusedError:
+                assert time.monotonic() < deadline, "daemon did not start"
+                time.sleep(0.1)
+        context = ssl.create_default_context(cafile=str(cert))
+        try:
+            with context.wrap_socket(raw, server_hostname="localhost") as sock:
+                return round_trip(sock, b"w^x") == b"w^x"
+        except (ssl.SSLError, OSError):
+            return False
+    finally:
+        daemon.terminate()
+        daemon.communicate(timeout=30)
+
+
+def test_memory_deny_write_execute_choice_matches_this_machine(tmp_path: Path) -> None:
+    """The unit's MemoryDenyWriteExecute= is what TLS can live with here.
+
+    If TLS works with W^X enforced, the unit should enforce it (this test then
+    fails, asking for MemoryDenyWriteExecute=yes); if TLS breaks, the unit
+    must leave it off.
+    """
+    works = tls_works_under_mdwe(tmp_path)
+    if works is None:
+        pytest.skip("this kernel has no PR_SET_MDWE to test W^X with")
+    for service in SERVICES:
+        setting = unit_settings(service)["MemoryDenyWriteExecute"][0]
+        assert setting == ("yes" if works else "no"), (service, works)
