@@ -52,6 +52,7 @@ class Server:
     note: str
     many: bool = True  # serves many connections at once
     one_process: bool = True  # RSS of one pid tells its memory
+    cores: str = SERVER_CORE  # where it runs (taskset)
     available: Callable[[], bool] = lambda: True
 
 
@@ -115,6 +116,21 @@ SERVERS = [
             f"tcp:{p}:interface=127.0.0.1",
         ],
         "echod with write-through off (Twisted's public write path)",
+    ),
+    Server(
+        "echod-2-workers",
+        lambda p: [
+            str(Path(PY).with_name("echod")),
+            "serve",
+            "--workers",
+            "2",
+            "--port",
+            f"tcp:{p}:interface=127.0.0.1",
+        ],
+        "two echod processes on one port (SO_REUSEPORT), on both cores; the "
+        "load generator shares core 1 with one of them",
+        one_process=False,
+        cores="0,1",
     ),
     Server(
         "socat",
@@ -222,7 +238,7 @@ class Running:
     def __init__(self, server: Server) -> None:
         self.port = free_port()
         self.process = subprocess.Popen(
-            pinned(SERVER_CORE, server.command(self.port)),
+            pinned(server.cores, server.command(self.port)),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             cwd=BUILD,

@@ -15,6 +15,9 @@ commands:
   serve [OPTIONS]   run the echo daemon in the foreground
                     (the same as: twistd -n --pidfile= echod [OPTIONS];
                     see: echod serve --help)
+  serve --workers N [OPTIONS]
+                    run N such daemons sharing their tcp/tcp6 ports
+                    (SO_REUSEPORT): one per core; SIGTERM stops them all
   cache-plugins     rebuild Twisted's plugin cache (dropin.cache) beside the
                     installed plugins; run it after installing, as the user
                     who may write there (see deploy/README.md)
@@ -22,8 +25,64 @@ commands:
 """
 
 
+TWISTD = (
+    "import sys; from twisted.scripts.twistd import run; sys.argv[0] = 'twistd'; run()"
+)
+
+
+def serve_workers(workers: int, args: Sequence[str]) -> int:
+    """Run C{workers} echod processes on the same ports, and supervise them.
+
+    SIGTERM, SIGINT and SIGHUP are passed to every worker. If one worker
+    ends by itself, the others are stopped too and the exit status is 1.
+    """
+    import signal
+    import subprocess
+    import time
+
+    command = [sys.executable, "-c", TWISTD, "--nodaemon", "--pidfile=", "echod",
+               "--reuse-port", *args]  # fmt: skip
+    children = [subprocess.Popen(command) for _ in range(workers)]
+    asked_to_stop = False
+
+    def forward(signum: int, frame: object) -> None:
+        nonlocal asked_to_stop
+        asked_to_stop = True
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, forward)
+    lost_one = False
+    while any(child.poll() is None for child in children):
+        if (
+            not asked_to_stop
+            and not lost_one
+            and any(child.poll() is not None for child in children)
+        ):
+            sys.stderr.write("echod: a worker ended; stopping the others\n")
+            lost_one = True
+            for child in children:
+                if child.poll() is None:
+                    child.terminate()
+        time.sleep(0.2)
+    clean = (0, -signal.SIGTERM, -signal.SIGINT)
+    ok = asked_to_stop and not lost_one
+    return 0 if ok and all(c.returncode in clean for c in children) else 1
+
+
 def serve(args: Sequence[str]) -> int:
     """Run twistd in the foreground with the echod plugin and C{args}."""
+    if args[:1] == ["--workers"] or (args and args[0].startswith("--workers=")):
+        count, rest = (
+            (args[1], args[2:]) if args[0] == "--workers" and len(args) > 1
+            else (args[0].partition("=")[2], args[1:])
+        )  # fmt: skip
+        if not count.isdigit() or int(count) < 1:
+            sys.stderr.write(f"echod: error: --workers takes a number, not {count!r}\n")
+            return 2
+        return serve_workers(int(count), rest)
     from twisted.scripts.twistd import run
 
     sys.argv = ["twistd", "--nodaemon", "--pidfile=", "echod", *args]

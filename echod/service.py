@@ -25,7 +25,8 @@ from echod.metrics import ListenerState, metrics_site
 from echod.notify import SystemdNotifier
 from echod.proxy import ProxyHeaderEndpoint
 from echod.reactor import describe
-from echod.settings import EchoSettings
+from echod.reuseport import ReusePortEndpoint, reuse_port_address
+from echod.settings import DEFAULT_BACKLOG, EchoSettings
 from echod.stats import EchoStats
 from echod.udp import UDPEchoProtocol
 from echod.writethrough import WriteThroughEchoProtocol
@@ -77,7 +78,10 @@ def listen_now(
 
 
 def parse_endpoint(
-    reactor: Any, description: str, backlog: int | None = None
+    reactor: Any,
+    description: str,
+    backlog: int | None = None,
+    reuse_port: bool = False,
 ) -> IStreamServerEndpoint:
     """A server endpoint from its string, or L{ListenError} saying what is wrong.
 
@@ -87,9 +91,18 @@ def parse_endpoint(
     if description.startswith("haproxy:"):
         inner = description.removeprefix("haproxy:")
         try:
-            return ProxyHeaderEndpoint(parse_endpoint(reactor, inner, backlog))
+            return ProxyHeaderEndpoint(
+                parse_endpoint(reactor, inner, backlog, reuse_port)
+            )
         except ListenError as e:
             raise ListenError(str(e).replace(repr(inner), repr(description))) from None
+    if reuse_port:
+        try:
+            address = reuse_port_address(description, backlog or DEFAULT_BACKLOG)
+        except ValueError as e:
+            raise ListenError(f"bad endpoint {description!r}: {e}") from None
+        if address is not None:
+            return ReusePortEndpoint(reactor, address)
     try:
         used = description if backlog is None else with_backlog(description, backlog)
         endpoint: IStreamServerEndpoint = serverFromString(reactor, used)
@@ -133,7 +146,8 @@ class EchoService(Service):
             WriteThroughEchoProtocol if settings.write_through else EchoProtocol,
         )
         self.endpoints = [
-            (d, parse_endpoint(reactor, d, settings.backlog)) for d in settings.ports
+            (d, parse_endpoint(reactor, d, settings.backlog, settings.reuse_port))
+            for d in settings.ports
         ]
         self.listening: list[tuple[str, IListeningPort]] = []
         self.metrics_port: IListeningPort | None = None

@@ -39,6 +39,8 @@ class EchoSettings:
     """Seconds open connections may go on after a stop is asked for."""
     backlog: int = DEFAULT_BACKLOG
     """Listen queue of the stream listeners that take one (the kernel caps it)."""
+    reuse_port: bool = False
+    """Open tcp/tcp6 listeners with SO_REUSEPORT (several processes, one port)."""
     write_through: bool = True
     """Send echoes at once when nothing is queued (see echod.writethrough)."""
     udp: tuple[UDPSettings, ...] = ()

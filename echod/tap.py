@@ -136,6 +136,12 @@ class Options(usage.Options):
 
     optFlags = [
         [
+            "reuse-port",
+            None,
+            "Open tcp/tcp6 listeners with SO_REUSEPORT, so that several echod "
+            "processes share a port (see: echod serve --workers).",
+        ],
+        [
             "no-write-through",
             None,
             "Always queue echoes through Twisted's public write path "
@@ -207,6 +213,7 @@ class Options(usage.Options):
             drain_timeout=self["drain-timeout"],
             backlog=self["backlog"],
             write_through=not self["no-write-through"],
+            reuse_port=bool(self["reuse-port"]),
             udp=udp,
             metrics=self["metrics"],
             log_format=self["log-format"],

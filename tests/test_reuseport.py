@@ -1,0 +1,95 @@
+"""echod.reuseport and ``echod serve --workers``: several processes, one port."""
+
+from __future__ import annotations
+
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from echod.reuseport import ReusePortAddress, reuse_port_address, split_description
+from tests.daemon import DaemonStarter
+from tests.peers import connect, free_port, round_trip
+
+
+def test_split_description_undoes_escapes() -> None:
+    assert split_description(r"tcp6:7:interface=\:\::backlog=9") == (
+        "tcp6",
+        ["7"],
+        {"interface": "::", "backlog": "9"},
+    )
+
+
+def test_reuse_port_address() -> None:
+    assert reuse_port_address("tcp:7", 50) == ReusePortAddress(
+        socket.AF_INET, "0.0.0.0", 7, 50
+    )
+    assert reuse_port_address(r"tcp6:7:interface=\:\:1:backlog=3", 50) == (
+        ReusePortAddress(socket.AF_INET6, "::1", 7, 3)
+    )
+    assert reuse_port_address("unix:/run/e.sock", 50) is None
+    with pytest.raises(ValueError, match="does not take"):
+        reuse_port_address("tcp:7:reuse=1", 50)
+
+
+def test_two_daemons_share_a_port(start_daemon: DaemonStarter) -> None:
+    port = free_port()
+    endpoint = f"tcp:{port}:interface=127.0.0.1"
+    first = start_daemon("--reuse-port", "--port", endpoint)
+    second = start_daemon("--reuse-port", "--port", endpoint)
+    first.tcp_port()
+    second.tcp_port()
+    for i in range(40):
+        with connect("127.0.0.1", port) as sock:
+            assert round_trip(sock, b"%d" % i) == b"%d" % i
+    closed = [len(d.wait_for(r"closed .*reason=", count=1)) for d in (first, second)]
+    assert all(closed), "the kernel spread connections over both"
+    assert first.stop() in (0, -signal.SIGTERM)
+    for _ in range(10):  # the other one serves everyone now
+        with connect("127.0.0.1", port) as sock:
+            assert round_trip(sock, b"after") == b"after"
+
+
+def test_echod_serve_workers(tmp_path: Path) -> None:
+    port = free_port()
+    echod = Path(sys.executable).with_name("echod")
+    process = subprocess.Popen(
+        [str(echod), "serve", "--workers", "2",
+         "--port", f"tcp:{port}:interface=127.0.0.1"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with connect("127.0.0.1", port) as sock:
+                    assert round_trip(sock, b"up") == b"up"
+                break
+            except ConnectionRefusedError:
+                assert time.monotonic() < deadline and process.poll() is None
+                time.sleep(0.2)
+        for i in range(30):
+            with connect("127.0.0.1", port) as sock:
+                assert round_trip(sock, b"%d" % i) == b"%d" % i
+        time.sleep(0.5)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+        out = process.communicate(timeout=10)[0]
+    listening = re.findall(r"listening on tcp:\d+\S* at 127\.0\.0\.1:(\d+)", out)
+    assert listening == [str(port)] * 2, out
+    assert out.count("stopped: ") == 2, out
+
+
+def test_workers_needs_a_number(capsys: pytest.CaptureFixture[str]) -> None:
+    from echod.cli import main
+
+    assert main(["serve", "--workers", "many"]) == 2
+    assert "--workers takes a number" in capsys.readouterr().err
