@@ -20,6 +20,7 @@ import typing
 from collections.abc import Callable
 from typing import Any, cast
 
+from OpenSSL.SSL import Error as SSLError
 from twisted.internet import error
 from twisted.internet.interfaces import (
     IAddress,
@@ -134,6 +135,12 @@ class EchoProtocol(Protocol):
                 self.end_reason = "eof" if self._eof else "closed"
             elif reason.check(error.ConnectionLost):
                 self.end_reason = "reset"
+            elif reason.check(SSLError):
+                # TLS wrappers end a failed handshake (plain text, a bad or
+                # missing certificate, a protocol mismatch) with OpenSSL's error.
+                self.end_reason = "tls-error"
+                if self.bytes_in == 0:
+                    self.factory.stats.tls_handshake_failures += 1
             else:
                 self.end_reason = "error"
         self.factory.connection_lost(self, reason)

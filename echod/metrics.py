@@ -79,6 +79,11 @@ class EchoCollector(Collector):
             value=stats.bytes_out + sum(p.bytes_out for p in live),
         )  # fmt: skip
         yield CounterMetricFamily(
+            "echod_tls_handshake_failures",
+            "TLS connections that failed before any byte was echoed.",
+            value=stats.tls_handshake_failures,
+        )
+        yield CounterMetricFamily(
             "echod_udp_datagrams", "UDP datagrams echoed.", value=stats.udp_datagrams
         )
         dropped = CounterMetricFamily(

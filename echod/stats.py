@@ -16,6 +16,8 @@ class EchoStats:
     """Refused connections by reason (max-connections, max-per-ip, draining)."""
     closed: Counter[str] = field(default_factory=Counter)
     """Closed connections by why they ended (client closed, idle timeout, ...)."""
+    tls_handshake_failures: int = 0
+    """TLS connections that ended in an OpenSSL error before any byte echoed."""
     bytes_in: int = 0
     bytes_out: int = 0
     udp_datagrams: int = 0
@@ -31,5 +33,6 @@ class EchoStats:
             f"connections={self.connections_total} open={self.connections_open} "
             f"bytes_in={self.bytes_in} bytes_out={self.bytes_out} "
             f"closed=[{closed}] refused=[{refused}] "
+            f"tls_handshake_failures={self.tls_handshake_failures} "
             f"udp_datagrams={self.udp_datagrams} udp_dropped=[{dropped}]"
         )

@@ -624,3 +624,29 @@ def test_metrics_and_health_scraped_with_curl_while_traffic_flows(
         _, draining = curl(base + "/metrics")
         assert metric(draining, "echod_listener_up") == 0
     assert daemon.stop() in (0, -signal.SIGTERM)
+
+
+def test_plain_text_to_a_tls_port_is_a_counted_handshake_failure(
+    start_daemon: DaemonStarter, tmp_path: Path
+) -> None:
+    import ssl
+
+    key, cert = self_signed(tmp_path)
+    daemon = start_daemon(
+        "--port", f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}",
+        "--metrics", "tcp:0:interface=127.0.0.1",
+    )  # fmt: skip
+    port = daemon.tcp_port()
+    address = daemon.wait_for(r"metrics on \S+ at (\S+) \(/metrics")[0][1]
+    with connect("127.0.0.1", port) as plain:
+        plain.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        assert closed_by_peer(plain)
+    daemon.wait_for(r"closed 127\.0\.0\.1:\d+ in=0 out=0 .*reason=tls-error")
+    context = ssl.create_default_context(cafile=str(cert))
+    with (
+        connect("127.0.0.1", port) as raw,
+        context.wrap_socket(raw, server_hostname="localhost") as sock,
+    ):  # other clients are unaffected
+        assert round_trip(sock, b"fine") == b"fine"
+    _, text = curl(f"http://{address}/metrics")
+    assert metric(text, "echod_tls_handshake_failures_total") == 1
