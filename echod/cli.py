@@ -18,6 +18,10 @@ commands:
   serve --workers N [OPTIONS]
                     run N such daemons sharing their tcp/tcp6 ports
                     (SO_REUSEPORT): one per core; SIGTERM stops them all
+  client [OPTIONS] [TARGET]
+                    talk to a TCP or TLS service: a prompt on a terminal,
+                    a pipe otherwise (like nc -N), a probe with --count
+                    (see: echod client --help)
   cache-plugins     rebuild Twisted's plugin cache (dropin.cache) beside the
                     installed plugins; run it after installing, as the user
                     who may write there (see deploy/README.md)
@@ -111,6 +115,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     command, rest = args[0], args[1:]
     if command == "serve":
         return serve(rest)
+    if command == "client":
+        from echod.client import main as client_main
+
+        return client_main(rest)
     if command == "cache-plugins":
         return cache_plugins()
     if command in ("version", "--version"):

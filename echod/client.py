@@ -1,0 +1,645 @@
+"""``echod client``: poke any TCP or TLS service, echo or not.
+
+Three modes, chosen by how it is run:
+
+- on a terminal: an ``input>`` prompt with line editing and history
+  (readline). Replies are printed as they arrive, above the line being typed,
+  which is then redrawn; ``exit`` or Ctrl-D quits (Ctrl-D first half-closes
+  and prints what is still coming);
+- not on a terminal: a pipe like ``nc -N``: stdin goes to the peer byte for
+  byte, the peer's bytes to stdout, both with backpressure; at the end of
+  stdin the connection is half-closed; it exits when the peer closes;
+- ``--count N``: a probe that sends N messages, checks each echo and prints
+  round-trip times and a summary, like ping.
+
+Exit codes (also in the README): 0 fine, 1 a probe saw a lost or wrong echo,
+2 bad usage, 3 name not found, 4 connection refused, 5 network or host
+unreachable, 6 timeout, 7 TLS failure (certificate or handshake), 8 reset
+by the peer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import os
+import signal
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from OpenSSL.SSL import Error as SSLError
+from service_identity import VerificationError
+from twisted.internet import defer, error, stdio
+from twisted.internet.endpoints import HostnameEndpoint, clientFromString, wrapClientTLS
+from twisted.internet.interfaces import IHalfCloseableProtocol, IStreamClientEndpoint
+from twisted.internet.protocol import Factory, Protocol
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from echod.tlsclient import ClientTLS, TLSClientError, connection_creator
+
+DEFAULT_TARGET = "localhost:10000"
+PROMPT = "input> "
+
+OK, PROBE_FAILED, USAGE, DNS, REFUSED, UNREACHABLE, TIMEOUT, TLS, RESET = range(9)
+
+
+class ClientError(Exception):
+    """A failure with the exit code it maps to."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def classify(failure: Failure | BaseException) -> ClientError:
+    """The exit code and one-line message for a connection failure."""
+    e = failure.value if isinstance(failure, Failure) else failure
+    if isinstance(e, ClientError):
+        return e
+    if isinstance(e, error.DNSLookupError):
+        return ClientError(DNS, f"cannot resolve the name: {e}")
+    if isinstance(e, error.ConnectionRefusedError):
+        return ClientError(REFUSED, "connection refused")
+    if isinstance(e, (error.TimeoutError, defer.CancelledError)):
+        return ClientError(TIMEOUT, "timed out")
+    if isinstance(e, error.NoRouteError):
+        return ClientError(UNREACHABLE, "no route to host")
+    if isinstance(e, error.ConnectError) and getattr(e, "osError", None) in (
+        errno.ENETUNREACH,
+        errno.EHOSTUNREACH,
+    ):
+        return ClientError(UNREACHABLE, f"unreachable: {e}")
+    if isinstance(e, VerificationError):
+        return ClientError(TLS, f"TLS failure: the certificate does not match: {e}")
+    if isinstance(e, SSLError):
+        reason = "; ".join(str(x[2]) for x in e.args[0] if len(x) > 2) if e.args else ""
+        return ClientError(TLS, f"TLS failure: {reason or e}")
+    if isinstance(e, (error.ConnectionLost, ConnectionResetError)):
+        return ClientError(RESET, "connection reset by the peer")
+    if isinstance(e, error.ConnectError):
+        text = str(e)
+        if "unreachable" in text.lower():
+            return ClientError(UNREACHABLE, text)
+        if "refused" in text.lower():
+            return ClientError(REFUSED, "connection refused")
+        return ClientError(UNREACHABLE, text)
+    return ClientError(RESET, f"connection failed: {e}")
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where to connect, and the host name TLS verifies."""
+
+    host: str | None
+    port: int | None
+    endpoint: str | None  # a Twisted client endpoint string, when not host:port
+    tls: bool
+
+    def label(self) -> str:
+        """How messages name the peer."""
+        return self.endpoint or f"{self.host}:{self.port}"
+
+
+def parse_target(text: str, tls: bool) -> Target:
+    """C{host:port}, C{[v6]:port}, C{tls:host:port}, or a client endpoint string."""
+    if text.startswith("tls:"):
+        tls, text = True, text[len("tls:") :]
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port_text = rest.removeprefix(":")
+    else:
+        host, _, port_text = text.rpartition(":")
+    if host and port_text.isdigit() and "=" not in text:
+        return Target(host, int(port_text), None, tls)
+    if tls:
+        raise ClientError(USAGE, f"TLS needs HOST:PORT, not {text!r}")
+    return Target(None, None, text, False)
+
+
+def make_endpoint(
+    reactor: Any, target: Target, settings: ClientTLS, timeout: float | None
+) -> IStreamClientEndpoint:
+    """The endpoint for C{target}, TLS-wrapped when asked."""
+    if target.endpoint is not None:
+        try:
+            endpoint: IStreamClientEndpoint = clientFromString(reactor, target.endpoint)
+        except Exception as e:
+            raise ClientError(USAGE, f"bad endpoint {target.endpoint!r}: {e}") from None
+        return endpoint
+    assert target.host is not None and target.port is not None
+    endpoint = HostnameEndpoint(
+        reactor, target.host, target.port, timeout=timeout or 30
+    )
+    if target.tls:
+        try:
+            creator = connection_creator(target.host, settings)
+        except TLSClientError as e:
+            raise ClientError(USAGE, str(e)) from None
+        endpoint = wrapClientTLS(creator, endpoint)
+    return endpoint
+
+
+class Session(Protocol):
+    """The connection to the peer, shared by the three modes."""
+
+    def __init__(self) -> None:
+        self.closed: defer.Deferred[None] = defer.Deferred()
+        self.reason: Failure | None = None
+        self.on_data: Any = None
+
+    def on_close(self, handler: Any) -> None:
+        """Call C{handler(reason)} when the connection ends."""
+        self.closed.addCallback(lambda _: handler(self.reason))
+
+    def dataReceived(self, data: bytes) -> None:
+        """Hand the bytes to the mode's handler."""
+        if self.on_data is not None:
+            self.on_data(data)
+
+    def connectionLost(self, reason: Failure = error.ConnectionDone) -> None:  # type: ignore[assignment]
+        """Tell the mode how the connection ended."""
+        self.reason = reason
+        self.closed.callback(None)
+
+    def half_close(self) -> bool:
+        """Shut our write side if the transport can; False if it cannot (TLS)."""
+        lose_write = getattr(self.transport, "loseWriteConnection", None)
+        if lose_write is None or "TLS" in type(self.transport).__name__:
+            return False
+        lose_write()
+        return True
+
+
+def ended(reason: Failure) -> int:
+    """Exit code for how the peer ended the connection."""
+    if reason.check(error.ConnectionDone):
+        return OK
+    return classify(reason).code
+
+
+# Pipe mode: stdin -> peer, peer -> stdout, like nc -N.
+
+
+@implementer(IHalfCloseableProtocol)
+class StdinToPeer(Protocol):
+    """Standard input and output, wired to the session with backpressure."""
+
+    def __init__(self, session: Session, idle: float | None, reactor: Any) -> None:
+        self.session = session
+        self.idle = idle
+        self.reactor = reactor
+        self.last = time.monotonic()
+
+    def connectionMade(self) -> None:
+        """Wire the two streams: each side's producer pauses the other's reads."""
+        assert self.transport is not None and self.session.transport is not None
+        self.session.transport.registerProducer(self.transport, True)  # type: ignore[attr-defined]
+        self.transport.registerProducer(self.session.transport, True)  # type: ignore[attr-defined]
+        self.session.on_data = self.to_stdout
+
+    def to_stdout(self, data: bytes) -> None:
+        """Bytes from the peer, to stdout."""
+        self.last = time.monotonic()
+        assert self.transport is not None
+        self.transport.write(data)
+
+    def dataReceived(self, data: bytes) -> None:
+        """Bytes from stdin, to the peer."""
+        self.last = time.monotonic()
+        assert self.session.transport is not None
+        self.session.transport.write(data)
+
+    def readConnectionLost(self) -> None:
+        """End of stdin: half-close, and keep printing what still comes."""
+        assert self.session.transport is not None
+        self.session.transport.unregisterProducer()  # type: ignore[attr-defined]
+        if not self.session.half_close():
+            # TLS in Twisted cannot half-close: wait until the peer is quiet.
+            self.wait_quiet(self.idle or 1.0)
+
+    def wait_quiet(self, seconds: float) -> None:
+        """Close once nothing has come for C{seconds}."""
+        quiet = time.monotonic() - self.last
+        if quiet >= seconds:
+            assert self.session.transport is not None
+            self.session.transport.loseConnection()
+        else:
+            self.reactor.callLater(seconds - quiet, self.wait_quiet, seconds)
+
+    def writeConnectionLost(self) -> None:
+        """stdout closed: nothing to do; the peer's end decides."""
+
+
+def run_pipe(reactor: Any, session: Session, idle: float | None) -> defer.Deferred[int]:
+    """Pipe mode until the peer closes; the result is the exit code."""
+    bridge = StdinToPeer(session, idle, reactor)
+    io = stdio.StandardIO(bridge, reactor=reactor)
+    done: defer.Deferred[int] = defer.Deferred()
+
+    def finished(reason: Failure) -> None:
+        code = ended(reason)
+        if code:
+            sys.stderr.write(f"echod client: {classify(reason)}\n")
+        io.loseConnection()  # flushes stdout first
+        reactor.callLater(0, done.callback, code)
+
+    session.on_close(finished)
+    if idle:
+        watch_idle(reactor, session, bridge, idle, done)
+    return done
+
+
+def watch_idle(
+    reactor: Any, session: Session, bridge: Any, idle: float, done: defer.Deferred[int]
+) -> None:
+    """Give up with TIMEOUT if nothing moves for C{idle} seconds."""
+
+    def give_up() -> None:
+        if not done.called:
+            done.callback(TIMEOUT)
+
+    def check() -> None:
+        if done.called or session.closed.called:
+            return
+        if time.monotonic() - bridge.last >= idle:
+            sys.stderr.write(f"echod client: timed out: nothing for {idle:g}s\n")
+            assert session.transport is not None
+            session.transport.abortConnection()  # type: ignore[attr-defined]
+            reactor.callLater(0, give_up)
+            return
+        reactor.callLater(min(idle / 4, 1.0), check)
+
+    reactor.callLater(min(idle / 4, 1.0), check)
+
+
+# Probe mode: N messages, each echo checked, like ping.
+
+
+class Probe:
+    """Sends numbered messages one at a time and checks each echo."""
+
+    def __init__(
+        self,
+        reactor: Any,
+        session: Session,
+        label: str,
+        count: int,
+        size: int,
+        interval: float,
+        timeout: float,
+    ) -> None:
+        self.reactor = reactor
+        self.session = session
+        self.label = label
+        self.count = count
+        self.size = size
+        self.interval = interval
+        self.timeout = timeout
+        self.done: defer.Deferred[int] = defer.Deferred()
+        self.received = bytearray()
+        self.times: list[float] = []
+        self.seq = 0
+        self.sent_at = 0.0
+        self.expect = b""
+        self.lost = 0
+        self.wrong = 0
+        self.timer: Any = None
+
+    def start(self) -> defer.Deferred[int]:
+        """Begin; the result is the exit code."""
+        self.session.on_data = self.on_data
+        self.session.on_close(self.closed)
+        self.send_next()
+        return self.done
+
+    def payload(self, seq: int) -> bytes:
+        """The message for C{seq}: its number, repeated to C{size} bytes."""
+        head = f"echod-probe {seq} ".encode()
+        return (head * (self.size // len(head) + 1))[: self.size]
+
+    def send_next(self) -> None:
+        """Send the next message, or finish."""
+        if self.seq >= self.count:
+            self.finish()
+            return
+        self.seq += 1
+        self.expect = self.payload(self.seq)
+        self.received.clear()
+        self.sent_at = time.perf_counter()
+        assert self.session.transport is not None
+        self.session.transport.write(self.expect)
+        self.timer = self.reactor.callLater(self.timeout, self.no_echo)
+
+    def no_echo(self) -> None:
+        """No full echo in time: the stream is out of step; stop here."""
+        self.lost += 1
+        print(f"seq={self.seq}: no echo within {self.timeout:g}s", flush=True)
+        self.finish()
+
+    def on_data(self, data: bytes) -> None:
+        """Collect the echo; when it is whole, check it and time it."""
+        self.received.extend(data)
+        if len(self.received) < len(self.expect):
+            return
+        rtt = (time.perf_counter() - self.sent_at) * 1000
+        self.cancel_timer()
+        if bytes(self.received) == self.expect:
+            self.times.append(rtt)
+            print(
+                f"{self.size} bytes from {self.label}: seq={self.seq} "
+                f"time={rtt:.3f} ms",
+                flush=True,
+            )
+        else:
+            self.wrong += 1
+            print(f"seq={self.seq}: the echo differs from what was sent", flush=True)
+        self.received.clear()
+        self.reactor.callLater(self.interval, self.send_next)
+
+    def cancel_timer(self) -> None:
+        """Stop waiting for the current echo."""
+        if self.timer is not None and self.timer.active():
+            self.timer.cancel()
+
+    def finish(self) -> None:
+        """Print the summary and close."""
+        if self.done.called:
+            return
+        ok = len(self.times)
+        failed = 100.0 * (self.seq - ok) / self.seq if self.seq else 0.0
+        print(f"--- {self.label} echo probe ---")
+        print(
+            f"{self.seq} sent, {ok} echoed intact, {self.wrong} wrong, "
+            f"{self.lost} lost, {failed:.0f}% failed"
+        )
+        if self.times:
+            t = self.times
+            print(
+                f"rtt min/avg/max/mdev = {min(t):.3f}/{statistics.mean(t):.3f}/"
+                f"{max(t):.3f}/{statistics.pstdev(t):.3f} ms"
+            )
+        self.done.callback(OK if ok == self.count else PROBE_FAILED)
+        if self.session.transport is not None:
+            self.session.transport.loseConnection()
+
+    def closed(self, reason: Failure) -> None:
+        """The connection ended before the probe did."""
+        if self.done.called:
+            return
+        self.cancel_timer()
+        if not reason.check(error.ConnectionDone):
+            e = classify(reason)
+            sys.stderr.write(f"echod client: {self.label}: {e}\n")
+            self.done.callback(e.code)
+            return
+        sys.stderr.write(f"echod client: {self.label}: the peer closed\n")
+        self.lost += 1
+        self.finish()
+
+
+# Interactive mode: readline in the main thread, the reactor in another.
+
+
+class Terminal:
+    """Prints replies above the line being typed, then redraws it."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.pending = b""
+        self.flush_call: Any = None
+        try:
+            import readline
+        except ImportError:  # pragma: no cover - readline is on every Linux
+            self.readline: Any = None
+        else:
+            self.readline = readline
+
+    def show(self, text: str) -> None:
+        """Print C{text} (whole lines) above the prompt and the typed line."""
+        with self.lock:
+            typed = self.readline.get_line_buffer() if self.readline else ""
+            sys.stdout.write("\r\x1b[K" + text + PROMPT + typed)
+            sys.stdout.flush()
+
+    def reply(self, data: bytes, reactor: Any) -> None:
+        """Bytes from the peer: print whole lines now, a partial line soon."""
+        self.pending += data
+        if b"\n" in self.pending:
+            lines, _, self.pending = self.pending.rpartition(b"\n")
+            self.show(lines.decode("utf-8", "replace") + "\n")
+        if self.flush_call is not None and self.flush_call.active():
+            self.flush_call.cancel()
+        if self.pending:
+            self.flush_call = reactor.callLater(0.3, self.flush)
+
+    def flush(self) -> None:
+        """A partial line that stayed partial: print it as it is."""
+        if self.pending:
+            text, self.pending = self.pending.decode("utf-8", "replace"), b""
+            self.show(text + "\n")
+
+
+def run_interactive(reactor: Any, session: Session, label: str) -> int:
+    """The prompt loop, in this thread; the reactor runs in another."""
+    terminal = Terminal()
+    session.on_data = lambda data: terminal.reply(data, reactor)
+    outcome: list[int] = []
+    at_prompt = threading.Event()
+
+    def closed(reason: Failure) -> None:
+        terminal.flush()
+        code = ended(reason)
+        note = "connection closed by the peer" if code == OK else str(classify(reason))
+        terminal.show(f"({note})\n")
+        outcome.append(code)
+        if at_prompt.is_set():
+            # Wake the prompt: a real SIGINT interrupts readline's blocking read.
+            os.kill(os.getpid(), signal.SIGINT)
+
+    def wait_for_end(seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while not outcome and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    session.on_close(closed)
+    sys.stdout.write(f"connected to {label}; 'exit' or Ctrl-D quits\n")
+    try:
+        while not outcome:
+            at_prompt.set()
+            try:
+                line = input(PROMPT)
+            except EOFError:
+                at_prompt.clear()
+                sys.stdout.write("\n")
+                reactor.callFromThread(half_close_or_close, session)
+                wait_for_end(5)
+                break
+            finally:
+                at_prompt.clear()
+            if outcome or line == "exit":
+                break
+            reactor.callFromThread(send_line, session, line)
+        if not outcome:
+            reactor.callFromThread(close_session, session)
+            wait_for_end(2)
+    except KeyboardInterrupt:
+        if not outcome:  # Ctrl-C from the user, not our wake-up call
+            sys.stdout.write("\n")
+            reactor.callFromThread(close_session, session)
+            wait_for_end(2)
+    return outcome[0] if outcome else OK
+
+
+def send_line(session: Session, line: str) -> None:
+    """One typed line, with its newline, to the peer."""
+    if session.transport is not None:
+        session.transport.write(line.encode() + b"\n")
+
+
+def half_close_or_close(session: Session) -> None:
+    """Ctrl-D: half-close (or, over TLS, close after a moment)."""
+    if session.transport is None:
+        return
+    if not session.half_close():
+        session.transport.loseConnection()
+
+
+def close_session(session: Session) -> None:
+    """Close the connection."""
+    if session.transport is not None:
+        session.transport.loseConnection()
+
+
+# The command.
+
+
+def parser() -> argparse.ArgumentParser:
+    """The options of ``echod client``."""
+    p = argparse.ArgumentParser(
+        prog="echod client",
+        description="Talk to a TCP or TLS service: a prompt on a terminal, a pipe "
+        "otherwise (like nc -N), or an echo probe with --count.",
+    )
+    p.add_argument(
+        "target",
+        nargs="?",
+        default=DEFAULT_TARGET,
+        help="HOST:PORT, tls:HOST:PORT, or a Twisted client endpoint "
+        f"(default {DEFAULT_TARGET})",
+    )
+    p.add_argument("--tls", action="store_true", help="connect with TLS (verified)")
+    p.add_argument(
+        "--cacert", type=Path, help="trust this CA file instead of the system's"
+    )
+    p.add_argument("--cert", type=Path, help="client certificate (mutual TLS)")
+    p.add_argument("--key", type=Path, help="client key (mutual TLS)")
+    p.add_argument(
+        "--insecure",
+        action="store_true",
+        help="do not verify the server's certificate (warns)",
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="seconds for connecting, and for an idle peer (pipe mode)",
+    )
+    p.add_argument("--count", type=int, help="probe: send this many messages")
+    p.add_argument("--size", type=int, default=64, help="probe: bytes per message")
+    p.add_argument(
+        "--interval", type=float, default=0.0, help="probe: seconds between messages"
+    )
+    return p
+
+
+def main(argv: Sequence[str]) -> int:
+    """Run ``echod client``; the result is the exit code."""
+    p = parser()
+    try:
+        args = p.parse_args(argv)
+    except SystemExit as e:
+        return int(e.code or 0) and USAGE
+    if args.count is not None and (args.count < 1 or args.size < 1):
+        sys.stderr.write("echod client: error: --count and --size must be at least 1\n")
+        return USAGE
+    if args.timeout is not None and args.timeout <= 0:
+        sys.stderr.write("echod client: error: --timeout must be more than 0\n")
+        return USAGE
+    settings = ClientTLS(args.cacert, args.cert, args.key, args.insecure)
+    try:
+        target = parse_target(args.target, args.tls)
+    except ClientError as e:
+        sys.stderr.write(f"echod client: error: {e}\n")
+        return e.code
+    from twisted.internet import reactor as global_reactor
+
+    reactor: Any = global_reactor
+    try:
+        endpoint = make_endpoint(reactor, target, settings, args.timeout)
+    except ClientError as e:
+        sys.stderr.write(f"echod client: error: {e}\n")
+        return e.code
+    interactive = args.count is None and sys.stdin.isatty()
+    result: list[int] = []
+    connected = threading.Event()
+    session_box: list[Session] = []
+
+    def go() -> defer.Deferred[Any]:
+        d = endpoint.connect(Factory.forProtocol(Session))
+        if args.timeout:
+            d.addTimeout(args.timeout, reactor)
+        d.addCallback(started)
+        d.addErrback(failed)
+        return d
+
+    def started(session: Any) -> Any:
+        session_box.append(session)
+        if args.count is not None:
+            d = Probe(
+                reactor,
+                session,
+                target.label(),
+                args.count,
+                args.size,
+                args.interval,
+                args.timeout or 5.0,
+            ).start()
+        elif interactive:
+            connected.set()
+            return None
+        else:
+            d = run_pipe(reactor, session, args.timeout)
+        d.addCallback(result.append)
+        d.addBoth(lambda _: reactor.stop())
+        return None
+
+    def failed(failure: Failure) -> None:
+        e = classify(failure)
+        sys.stderr.write(f"echod client: {target.label()}: {e}\n")
+        result.append(e.code)
+        connected.set()
+        reactor.stop()
+
+    reactor.callWhenRunning(go)
+    if interactive:
+        thread = threading.Thread(
+            target=reactor.run, kwargs={"installSignalHandlers": False}, daemon=True
+        )
+        thread.start()
+        connected.wait()
+        if result:
+            thread.join(5)
+            return result[0]
+        code = run_interactive(reactor, session_box[0], target.label())
+        reactor.callFromThread(reactor.stop)
+        thread.join(5)
+        return code
+    reactor.run()
+    return result[0] if result else OK

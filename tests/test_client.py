@@ -1,0 +1,66 @@
+"""Unit tests of echod.client: targets and exit codes."""
+
+from __future__ import annotations
+
+import pytest
+from OpenSSL.SSL import Error as SSLError
+from twisted.internet import error
+from twisted.python.failure import Failure
+
+from echod.client import (
+    DNS,
+    REFUSED,
+    RESET,
+    TIMEOUT,
+    TLS,
+    UNREACHABLE,
+    USAGE,
+    ClientError,
+    Target,
+    classify,
+    parse_target,
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "tls", "target"),
+    [
+        ("localhost:10000", False, Target("localhost", 10000, None, False)),
+        ("[::1]:7", False, Target("::1", 7, None, False)),
+        ("tls:example.test:443", False, Target("example.test", 443, None, True)),
+        ("example.test:443", True, Target("example.test", 443, None, True)),
+        (
+            "unix:path=/run/echo.sock",
+            False,
+            Target(None, None, "unix:path=/run/echo.sock", False),
+        ),
+        (
+            "tcp:host=localhost:port=7",
+            False,
+            Target(None, None, "tcp:host=localhost:port=7", False),
+        ),
+    ],
+)
+def test_parse_target(text: str, tls: bool, target: Target) -> None:
+    assert parse_target(text, tls) == target
+
+
+def test_tls_needs_host_and_port() -> None:
+    with pytest.raises(ClientError) as e:
+        parse_target("unix:path=/x", True)
+    assert e.value.code == USAGE
+
+
+@pytest.mark.parametrize(
+    ("exception", "code"),
+    [
+        (error.DNSLookupError("x"), DNS),
+        (error.ConnectionRefusedError(), REFUSED),
+        (error.TimeoutError(), TIMEOUT),
+        (error.NoRouteError(), UNREACHABLE),
+        (SSLError([("SSL routines", "", "certificate verify failed")]), TLS),
+        (error.ConnectionLost(), RESET),
+    ],
+)
+def test_classify(exception: Exception, code: int) -> None:
+    assert classify(Failure(exception)).code == code

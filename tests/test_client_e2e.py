@@ -1,0 +1,243 @@
+"""End-to-end: ``echod client`` against a real twistd, in a real terminal and a pipe."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pexpect
+import pytest
+
+from tests.certs import issue, private_ca
+from tests.daemon import DaemonStarter
+from tests.peers import free_port
+
+LOCAL = "tcp:0:interface=127.0.0.1"
+ECHOD = str(Path(sys.executable).with_name("echod"))
+
+
+def client(
+    *args: str, stdin: bytes = b"", timeout: float = 60
+) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [ECHOD, "client", *args], input=stdin, capture_output=True, timeout=timeout
+    )
+
+
+def test_pipe_mode_50_mib_byte_exact(
+    start_daemon: DaemonStarter, tmp_path: Path
+) -> None:
+    port = start_daemon("--port", LOCAL).tcp_port()
+    data = random.Random(50).randbytes(50 << 20)
+    source = tmp_path / "in.bin"
+    source.write_bytes(data)
+    with source.open("rb") as stdin:
+        out = subprocess.run(
+            [ECHOD, "client", f"127.0.0.1:{port}"], stdin=stdin, capture_output=True,
+            timeout=120,
+        )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert len(out.stdout) == len(data)
+    assert hashlib.sha256(out.stdout).digest() == hashlib.sha256(data).digest()
+
+
+def test_probe_mode_summary(start_daemon: DaemonStarter) -> None:
+    port = start_daemon("--port", LOCAL).tcp_port()
+    out = client("--count", "5", "--size", "256", f"127.0.0.1:{port}")
+    text = out.stdout.decode()
+    assert out.returncode == 0, out.stderr
+    assert text.count("256 bytes from 127.0.0.1:") == 5
+    assert "5 sent, 5 echoed intact, 0 wrong, 0 lost, 0% failed" in text
+    assert "rtt min/avg/max/mdev = " in text
+
+
+def test_probe_reports_a_wrong_echo(tmp_path: Path) -> None:
+    """A peer that answers with other bytes: the probe says so and exits 1."""
+    port = free_port()
+    server = socket.create_server(("127.0.0.1", port))
+
+    def liar() -> None:
+        conn, _ = server.accept()
+        with conn:
+            while data := conn.recv(65536):
+                conn.sendall(data.upper())
+
+    threading.Thread(target=liar, daemon=True).start()
+    try:
+        out = client("--count", "2", "--size", "20", f"127.0.0.1:{port}")
+    finally:
+        server.close()
+    assert out.returncode == 1
+    assert b"the echo differs" in out.stdout
+    assert b"2 sent, 0 echoed intact, 2 wrong" in out.stdout
+
+
+def spawn_client(*args: str) -> pexpect.spawn:
+    return pexpect.spawn(ECHOD, ["client", *args], timeout=10, encoding="utf-8",
+                         dimensions=(24, 100))  # fmt: skip
+
+
+def test_interactive_prompt_echo_and_exit(start_daemon: DaemonStarter) -> None:
+    daemon = start_daemon("--port", LOCAL)
+    port = daemon.tcp_port()
+    child = spawn_client(f"127.0.0.1:{port}")
+    try:
+        child.expect("input> ")
+        child.sendline("hello echod")
+        child.expect("hello echod")  # the line as typed
+        child.expect("hello echod")  # the echo, printed above the prompt
+        child.expect("input> ")
+        child.sendline("exit")
+        child.expect(pexpect.EOF)
+        assert child.wait() == 0
+    finally:
+        child.close(force=True)
+    daemon.wait_for(r"closed 127\.0\.0\.1:\d+ in=12 out=12")
+
+
+def test_interactive_ctrl_d_half_closes_and_prints_what_is_coming(
+    start_daemon: DaemonStarter,
+) -> None:
+    port = start_daemon("--port", LOCAL).tcp_port()
+    child = spawn_client(f"127.0.0.1:{port}")
+    try:
+        child.expect("input> ")
+        child.sendline("last words")
+        child.expect("last words")
+        child.sendeof()
+        child.expect("connection closed by the peer")
+        child.expect(pexpect.EOF)
+        assert child.wait() == 0
+    finally:
+        child.close(force=True)
+
+
+def test_interactive_late_reply_never_lands_in_the_typed_line() -> None:
+    """A reply that arrives while a line is half typed is printed above it,
+    and the prompt with the half-typed line is drawn again below."""
+    port = free_port()
+    server = socket.create_server(("127.0.0.1", port))
+
+    def late() -> None:
+        conn, _ = server.accept()
+        with conn:
+            time.sleep(1.5)
+            conn.sendall(b"late ")  # split, and late
+            time.sleep(0.05)
+            conn.sendall(b"reply\n")
+            time.sleep(5)
+
+    threading.Thread(target=late, daemon=True).start()
+    child = spawn_client(f"127.0.0.1:{port}")
+    try:
+        child.expect("input> ")
+        child.send("half typ")
+        child.expect("half typ")
+        child.expect("late reply\r?\n")
+        child.expect("input> half typ")  # redrawn under the reply
+        child.send("ed\r")
+        child.expect("input> ")
+        child.sendline("exit")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+        server.close()
+
+
+def tls_daemon(start_daemon: DaemonStarter, tmp_path: Path) -> tuple[int, Path]:
+    ca = private_ca(tmp_path)
+    key, cert = issue(tmp_path, ca, "server", "DNS:localhost")
+    daemon = start_daemon(
+        "--port", f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}"
+    )
+    return daemon.tcp_port(), ca[1]
+
+
+def test_tls_with_a_private_ca(start_daemon: DaemonStarter, tmp_path: Path) -> None:
+    port, ca = tls_daemon(start_daemon, tmp_path)
+    out = client("--cacert", str(ca), f"tls:localhost:{port}", stdin=b"over tls\n")
+    assert (out.returncode, out.stdout) == (0, b"over tls\n"), out.stderr
+    probe = client("--tls", "--cacert", str(ca), "--count", "3", f"localhost:{port}")
+    assert probe.returncode == 0 and b"3 sent, 3 echoed intact" in probe.stdout
+
+
+def test_tls_verification_failures_exit_7(
+    start_daemon: DaemonStarter, tmp_path: Path
+) -> None:
+    port, ca = tls_daemon(start_daemon, tmp_path)
+    unknown_ca = client(f"tls:localhost:{port}", stdin=b"x")  # system store only
+    assert unknown_ca.returncode == 7, unknown_ca.stderr
+    assert b"TLS failure" in unknown_ca.stderr
+    wrong_name = client("--cacert", str(ca), f"tls:127.0.0.1:{port}", stdin=b"x")
+    assert wrong_name.returncode == 7, wrong_name.stderr
+    insecure = client("--insecure", f"tls:localhost:{port}", stdin=b"anyway\n")
+    assert insecure.returncode == 0 and insecure.stdout == b"anyway\n"
+    assert b"NOT verified" in insecure.stderr
+
+
+def test_refused_exits_4() -> None:
+    out = client(f"127.0.0.1:{free_port()}")
+    assert out.returncode == 4
+    assert out.stderr.decode().strip().endswith("connection refused")
+    assert len(out.stderr.decode().strip().splitlines()) == 1
+
+
+def test_dns_failure_exits_3() -> None:
+    out = client("no-such-host.invalid:7", timeout=60)
+    assert out.returncode == 3
+    assert b"cannot resolve" in out.stderr
+
+
+def test_unreachable_exits_5() -> None:
+    """In a network namespace of our own with no interface up, nothing is reachable."""
+    unshare = shutil.which("unshare")
+    if unshare is None or os.geteuid() != 0:
+        if os.environ.get("CI"):
+            pytest.fail("needs root and unshare")
+        pytest.skip("needs root and unshare")
+    out = subprocess.run(
+        [unshare, "-n", ECHOD, "client", "127.0.0.1:7"], capture_output=True, timeout=60
+    )
+    assert out.returncode == 5, out.stderr
+    assert len(out.stderr.decode().strip().splitlines()) == 1
+
+
+def test_timeout_exits_6() -> None:
+    port = free_port()
+    server = socket.create_server(("127.0.0.1", port))  # accepts, never answers
+    try:
+        out = client("--timeout", "1", f"127.0.0.1:{port}", stdin=b"anyone?")
+    finally:
+        server.close()
+    assert out.returncode == 6
+    assert b"timed out" in out.stderr
+
+
+def test_reset_exits_8() -> None:
+    port = free_port()
+    server = socket.create_server(("127.0.0.1", port))
+
+    def reset() -> None:
+        conn, _ = server.accept()
+        conn.recv(10)
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        conn.close()
+
+    threading.Thread(target=reset, daemon=True).start()
+    try:
+        out = client(f"127.0.0.1:{port}", stdin=b"hello?")
+    finally:
+        server.close()
+    assert out.returncode == 8
+    assert out.stderr.decode().strip().splitlines() == [
+        "echod client: connection reset by the peer"
+    ]
