@@ -22,6 +22,9 @@ commands:
                     talk to a TCP or TLS service: a prompt on a terminal,
                     a pipe otherwise (like nc -N), a probe with --count
                     (see: echod client --help)
+  cert DIRECTORY [NAME...]
+                    write a private CA, a server and a client certificate
+                    (to try TLS and mutual TLS; see: echod cert --help)
   cache-plugins     rebuild Twisted's plugin cache (dropin.cache) beside the
                     installed plugins; run it after installing, as the user
                     who may write there (see deploy/README.md)
@@ -119,6 +122,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from echod.client import main as client_main
 
         return client_main(rest)
+    if command == "cert":
+        from echod.certs import main as cert_main
+
+        return cert_main(rest)
     if command == "cache-plugins":
         return cache_plugins()
     if command in ("version", "--version"):

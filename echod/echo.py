@@ -119,6 +119,12 @@ class EchoProtocol(Protocol):
         self.started = self.quiet_since = self.factory.clock.seconds()
         self.factory.connection_made(self)
         self.stream.registerProducer(self, True)
+        # A TLS transport (Twisted's TLSMemoryBIOProtocol) says whether its
+        # handshake is done; one that never finishes is cut off.
+        if getattr(self.transport, "_handshakeDone", None) is False:
+            self.factory.clock.callLater(
+                self.factory.settings.tls_handshake_timeout, self._check_handshake
+            )
 
     def dataReceived(self, data: bytes) -> None:
         """Echo C{data}; Twisted pauses us if the echo queue grows too long."""
@@ -170,6 +176,14 @@ class EchoProtocol(Protocol):
     def resumeProducing(self) -> None:
         """The queue drained: that is progress; read again."""
         self.resumes += 1
+        lower: Any = getattr(self.transport, "transport", None)
+        if lower is not None and getattr(lower, "disconnecting", False):
+            # A wrapper (TLS after the client's close_notify) is closing the
+            # connection under us. While we stay registered, Twisted resumes
+            # us instead of finishing the close: let go, and let it finish.
+            self.stream.unregisterProducer()
+            lower.startWriting()
+            return
         self.stream.resumeProducing()
 
     def stopProducing(self) -> None:
@@ -199,6 +213,19 @@ class EchoProtocol(Protocol):
             cast(ITCPTransport, transport).loseWriteConnection()
         else:
             transport.loseConnection()
+
+    def _check_handshake(self) -> None:
+        transport = self.transport
+        if transport is None or getattr(transport, "_handshakeDone", True):
+            return
+        if self.end_reason is None:
+            self.factory.stats.tls_handshake_failures += 1
+            log.warn(
+                "TLS handshake from {peer} did not finish in time",
+                peer=format_address(transport.getPeer()),
+                event="tls-handshake-timeout",
+            )
+            self.abort("tls-handshake-timeout")
 
     def abort(self, reason: str) -> None:
         """Drop the connection at once, discarding what is still queued."""

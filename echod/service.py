@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+from pathlib import Path
 from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
-from twisted.internet.endpoints import serverFromString
+from twisted.internet.endpoints import (
+    TCP4ServerEndpoint,
+    TCP6ServerEndpoint,
+    serverFromString,
+    wrapServerTLS,
+)
 from twisted.internet.interfaces import (
     IListeningPort,
     IProtocolFactory,
@@ -25,9 +32,10 @@ from echod.metrics import ListenerState, metrics_site
 from echod.notify import SystemdNotifier
 from echod.proxy import ProxyHeaderEndpoint
 from echod.reactor import describe
-from echod.reuseport import ReusePortEndpoint, reuse_port_address
+from echod.reuseport import ReusePortEndpoint, reuse_port_address, split_description
 from echod.settings import DEFAULT_BACKLOG, EchoSettings
 from echod.stats import EchoStats
+from echod.tls import ServerTLS, TLSConfigError, TLSProfile, expiry_warning
 from echod.udp import UDPEchoProtocol
 from echod.writethrough import WriteThroughEchoProtocol
 
@@ -145,14 +153,69 @@ class EchoService(Service):
             reactor,
             WriteThroughEchoProtocol if settings.write_through else EchoProtocol,
         )
-        self.endpoints = [
-            (d, parse_endpoint(reactor, d, settings.backlog, settings.reuse_port))
-            for d in settings.ports
-        ]
+        self.tls_servers: list[ServerTLS] = []
+        self.handle_sighup = False
+        """Reload TLS on SIGHUP (set under twistd; not in tests of the service)."""
+        self.endpoints = [(d, self._endpoint(d)) for d in settings.ports]
         self.listening: list[tuple[str, IListeningPort]] = []
         self.metrics_port: IListeningPort | None = None
         self._waiters: list[Deferred[None]] = []
         self.factory.on_empty = self._connections_empty
+
+    def _endpoint(self, description: str) -> IStreamServerEndpoint:
+        """The endpoint for one --port; echod builds ssl: listeners itself."""
+        s = self.settings
+        if description.startswith("ssl:"):
+            return self._ssl_endpoint(description)
+        knobs = s.tls_client_ca is not None or s.tls_min_version != "1.2"
+        if description.startswith("tls:") and knobs:
+            raise ListenError(
+                f"{description!r}: tls: listeners (a directory of PEM files) keep "
+                "Twisted's own TLS settings; --tls-min-version and --tls-client-ca "
+                "apply to ssl: listeners"
+            )
+        return parse_endpoint(self.reactor, description, s.backlog, s.reuse_port)
+
+    def _ssl_endpoint(self, description: str) -> IStreamServerEndpoint:
+        s = self.settings
+        _, args, kwargs = split_description(description)
+        unknown = set(kwargs) - {"privateKey", "certKey", "interface", "backlog"}
+        if len(args) != 1 or not args[0].isdigit() or unknown:
+            why = (
+                f"unknown {', '.join(sorted(unknown))}" if unknown else "ssl:PORT[:...]"
+            )
+            raise ListenError(f"bad endpoint {description!r}: {why}")
+        key_text = kwargs.get("privateKey")
+        cert_text = kwargs.get("certKey") or key_text
+        cert = Path(cert_text) if cert_text else s.tls_cert
+        key = Path(key_text) if key_text else (s.tls_key or s.tls_cert)
+        if cert is None or key is None:
+            raise ListenError(
+                f"{description!r} needs a certificate: --tls-cert FILE --tls-key FILE, "
+                "or privateKey=FILE:certKey=FILE in the endpoint"
+            )
+        profile = TLSProfile(s.tls_min_version, s.tls_client_ca)
+        try:
+            server = ServerTLS(cert, key, profile)
+        except TLSConfigError as e:
+            raise ListenError(str(e)) from None
+        self.tls_servers.append(server)
+        interface = kwargs.get("interface", "")
+        backlog = int(kwargs.get("backlog", s.backlog))
+        port = int(args[0])
+        tcp: IStreamServerEndpoint
+        if ":" in interface:
+            tcp = TCP6ServerEndpoint(self.reactor, port, backlog, interface)
+        else:
+            tcp = TCP4ServerEndpoint(self.reactor, port, backlog, interface)
+        return wrapServerTLS(server, tcp)
+
+    def reload_tls(self) -> None:
+        """Reload every ssl: listener's key pair (SIGHUP)."""
+        if not self.tls_servers:
+            log.info("SIGHUP: no TLS listener to reload")
+        for server in self.tls_servers:
+            server.reload()
 
     def listen(self) -> None:
         """Bind every stream and UDP listener now, or raise L{ListenError}."""
@@ -255,6 +318,15 @@ class EchoService(Service):
             drain=f"{s.drain_timeout:g}s",
             event="limits",
         )
+        for server in self.tls_servers:
+            warning = expiry_warning(server.cert)
+            if warning:
+                log.warn("{warning}", warning=warning)
+        if self.handle_sighup:
+            signal.signal(
+                signal.SIGHUP,
+                lambda *_: self.reactor.callFromThread(self.reload_tls),
+            )
         self.notifier.ready(f"echoing on {len(self.listening)} listeners")
         self.notifier.start_watchdog(self.reactor)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 DEFAULT_PORT = "tcp:10000"
 DEFAULT_IDLE_TIMEOUT = 300.0
@@ -44,6 +45,13 @@ class EchoSettings:
     write_through: bool = True
     """Send echoes at once when nothing is queued (see echod.writethrough)."""
     udp: tuple[UDPSettings, ...] = ()
+    tls_cert: Path | None = None
+    """Certificate (chain) for ssl: listeners that name none themselves."""
+    tls_key: Path | None = None
+    tls_min_version: str = "1.2"
+    tls_client_ca: Path | None = None
+    """Mutual TLS: clients need a certificate that chains to this CA file."""
+    tls_handshake_timeout: float = 10.0
     metrics: str | None = None
     """Endpoint serving /metrics and /healthz, or None (off)."""
     log_format: str = "text"

@@ -7,6 +7,7 @@ L{EchoSettings}, which L{makeService} hands to the service and its factories.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 from twisted.application.service import IService
@@ -124,6 +125,28 @@ class Options(usage.Options):
             "Largest UDP datagram echoed; larger ones are dropped.",
             _number(int, 1, "--udp-max-size"),
         ],
+        ["tls-cert", None, None, "Certificate (chain) PEM for ssl: listeners."],
+        ["tls-key", None, None, "Private key PEM for ssl: listeners."],
+        [
+            "tls-min-version",
+            None,
+            "1.2",
+            "Oldest TLS version accepted: 1.2 or 1.3.",
+        ],
+        [
+            "tls-client-ca",
+            None,
+            None,
+            "Mutual TLS: clients must present a certificate that chains to this "
+            "CA file.",
+        ],
+        [
+            "tls-handshake-timeout",
+            None,
+            10.0,
+            "Seconds a TLS handshake may take.",
+            _number(float, 0.1, "--tls-handshake-timeout"),
+        ],
         [
             "metrics",
             None,
@@ -176,6 +199,12 @@ class Options(usage.Options):
                 f"--log-format must be one of {', '.join(LOG_FORMATS)}, "
                 f"not {self['log-format']!r}"
             )
+        if self["tls-min-version"] not in ("1.2", "1.3"):
+            raise usage.UsageError(
+                f"--tls-min-version must be 1.2 or 1.3, not {self['tls-min-version']!r}"
+            )
+        if bool(self["tls-key"]) and not self["tls-cert"]:
+            raise usage.UsageError("--tls-key needs --tls-cert")
         if self["udp-max-size"] > MAX_UDP_PAYLOAD:
             raise usage.UsageError(
                 f"--udp-max-size must be at most {MAX_UDP_PAYLOAD}, "
@@ -215,6 +244,13 @@ class Options(usage.Options):
             write_through=not self["no-write-through"],
             reuse_port=bool(self["reuse-port"]),
             udp=udp,
+            tls_cert=Path(self["tls-cert"]) if self["tls-cert"] else None,
+            tls_key=Path(self["tls-key"]) if self["tls-key"] else None,
+            tls_min_version=self["tls-min-version"],
+            tls_client_ca=Path(self["tls-client-ca"])
+            if self["tls-client-ca"]
+            else None,
+            tls_handshake_timeout=self["tls-handshake-timeout"],
             metrics=self["metrics"],
             log_format=self["log-format"],
         )
@@ -231,6 +267,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     try:
         service = EchoService(settings, reactor)
         service.listen()
+        service.handle_sighup = True
     except ListenError as e:
         # Binding here, before twistd writes its pid file or daemonizes, lets
         # the user see why and get a non-zero exit in every mode.

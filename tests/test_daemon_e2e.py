@@ -361,7 +361,10 @@ def test_udp_never_answers_small_service_ports(start_daemon: DaemonStarter) -> N
     [
         (["--port", "bogus:1"], "bad endpoint 'bogus:1'"),
         (["--port", "tcp:notaport"], "bad endpoint 'tcp:notaport'"),
-        (["--port", "ssl:0:privateKey=/nonexistent/key.pem"], "bad endpoint"),
+        (
+            ["--port", "ssl:0:privateKey=/nonexistent/key.pem"],
+            "cannot read certificate",
+        ),
         (["--port", "systemd:domain=INET:index=0"], "no socket inherited from systemd"),
         (["--idle-timeout", "-1"], "--idle-timeout must be at least 0"),
         (["--max-connections", "lots"], "--max-connections must be a whole number"),

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.certs import self_signed
 from tests.daemon import need_tool, twistd_path
 from tests.peers import connect, free_port, round_trip
 
@@ -180,14 +179,20 @@ os.execv(sys.argv[1], sys.argv[1:])
 
 
 def tls_works_under_mdwe(tmp_path: Path) -> bool | None:
-    """Can echod finish a TLS handshake with W^X enforced? None: cannot tell here."""
-    key, cert = self_signed(tmp_path)
+    """Can echod finish a mutual-TLS handshake with W^X enforced? None: cannot tell."""
+    from echod.certs import make_certificates
+
+    certs = tmp_path / "certs"
+    make_certificates(certs, ["localhost"])
     wrapper = tmp_path / "mdwe.py"
     wrapper.write_text(MDWE_WRAPPER)
     port = free_port()
     daemon = subprocess.Popen(
         [sys.executable, str(wrapper), twistd_path(), "-n", "--pidfile=", "echod",
-         "--port", f"ssl:{port}:interface=127.0.0.1:privateKey={key}:certKey={cert}"],
+         "--port", f"ssl:{port}:interface=127.0.0.1",
+         "--tls-cert", str(certs / "server.pem"),
+         "--tls-key", str(certs / "server.key"),
+         "--tls-client-ca", str(certs / "ca.pem")],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     try:
@@ -201,7 +206,8 @@ def tls_works_under_mdwe(tmp_path: Path) -> bool | None:
             except ConnectionRefusedError:
                 assert time.monotonic() < deadline, "daemon did not start"
                 time.sleep(0.1)
-        context = ssl.create_default_context(cafile=str(cert))
+        context = ssl.create_default_context(cafile=str(certs / "ca.pem"))
+        context.load_cert_chain(str(certs / "client.pem"), str(certs / "client.key"))
         try:
             with context.wrap_socket(raw, server_hostname="localhost") as sock:
                 return round_trip(sock, b"w^x") == b"w^x"

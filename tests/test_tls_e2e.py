@@ -1,0 +1,333 @@
+"""End-to-end TLS: a real twistd against the real openssl s_client and Python's ssl."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import hashlib
+import random
+import shutil
+import signal
+import ssl
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from echod.certs import make_certificates
+from tests.certs import issue, private_ca, self_signed
+from tests.daemon import Daemon, DaemonStarter, need_tool
+from tests.peers import closed_by_peer, connect, round_trip
+
+ECHOD = str(Path(sys.executable).with_name("echod"))
+
+
+def ssl_daemon(
+    start_daemon: DaemonStarter, cert: Path, key: Path, *extra: str
+) -> tuple[int, Daemon]:
+    daemon = start_daemon(
+        "--port", "ssl:0:interface=127.0.0.1", "--tls-cert", str(cert),
+        "--tls-key", str(key), *extra,
+    )  # fmt: skip
+    return daemon.tcp_port(), daemon
+
+
+def s_client(
+    port: int, *args: str, stdin: bytes = b"ping\n"
+) -> subprocess.CompletedProcess[bytes]:
+    """openssl s_client: one message, then close."""
+    return subprocess.run(
+        [need_tool("openssl"), "s_client", "-connect", f"127.0.0.1:{port}",
+         "-servername", "localhost", "-quiet", "-no_ign_eof", *args],
+        input=stdin, capture_output=True, timeout=30,
+    )  # fmt: skip
+
+
+def handshake(port: int, *args: str) -> bool:
+    out = subprocess.run(
+        [need_tool("openssl"), "s_client", "-connect", f"127.0.0.1:{port}", *args],
+        input=b"", capture_output=True, timeout=30,
+    )  # fmt: skip
+    return b"Cipher is (NONE)" not in out.stdout and out.returncode == 0
+
+
+def test_tls_versions_by_default(start_daemon: DaemonStarter, tmp_path: Path) -> None:
+    key, cert = self_signed(tmp_path)
+    port, _ = ssl_daemon(start_daemon, cert, key)
+    legacy = ("-cipher", "DEFAULT@SECLEVEL=0")
+    assert not handshake(port, "-tls1", *legacy)
+    assert not handshake(port, "-tls1_1", *legacy)
+    assert handshake(port, "-tls1_2")
+    assert handshake(port, "-tls1_3")
+
+
+def test_min_version_1_3_refuses_1_2(
+    start_daemon: DaemonStarter, tmp_path: Path
+) -> None:
+    key, cert = self_signed(tmp_path)
+    port, _ = ssl_daemon(start_daemon, cert, key, "--tls-min-version", "1.3")
+    assert not handshake(port, "-tls1_2")
+    assert handshake(port, "-tls1_3")
+
+
+def test_profile_ciphers_only(start_daemon: DaemonStarter, tmp_path: Path) -> None:
+    key, cert = self_signed(tmp_path)
+    port, _ = ssl_daemon(start_daemon, cert, key)
+    assert handshake(port, "-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-GCM-SHA256")
+    assert not handshake(port, "-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-SHA")  # CBC
+    assert not handshake(port, "-tls1_2", "-cipher", "AES128-GCM-SHA256")  # no PFS
+
+
+def test_mutual_tls(start_daemon: DaemonStarter, tmp_path: Path) -> None:
+    ours, theirs = tmp_path / "ours", tmp_path / "theirs"
+    make_certificates(ours, ["localhost"])
+    make_certificates(theirs, ["localhost"])
+    port, daemon = ssl_daemon(
+        start_daemon, ours / "server.pem", ours / "server.key",
+        "--tls-client-ca", str(ours / "ca.pem"),
+    )  # fmt: skip
+
+    def run(*args: str) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(
+            [ECHOD, "client", "--cacert", str(ours / "ca.pem"), *args,
+             f"tls:localhost:{port}"],
+            input=b"mutual\n", capture_output=True, timeout=30,
+        )  # fmt: skip
+
+    right = run("--cert", str(ours / "client.pem"), "--key", str(ours / "client.key"))
+    assert (right.returncode, right.stdout) == (0, b"mutual\n"), right.stderr
+    none = run()
+    assert none.returncode != 0 and none.stdout == b""
+    other = run(
+        "--cert", str(theirs / "client.pem"), "--key", str(theirs / "client.key")
+    )
+    assert other.returncode != 0 and other.stdout == b""
+    assert s_client(port, "-CAfile", str(ours / "ca.pem")).stdout == b""
+    daemon.wait_for(r"reason=tls-error", count=3)
+
+
+def test_reload_on_sighup_keeps_open_connections(
+    start_daemon: DaemonStarter, tmp_path: Path
+) -> None:
+    ca = private_ca(tmp_path)
+    live_key, live_cert = tmp_path / "live.key", tmp_path / "live.pem"
+    first = issue(tmp_path, ca, "first")
+    second = issue(tmp_path, ca, "second")
+    shutil.copy(first[0], live_key)
+    shutil.copy(first[1], live_cert)
+    port, daemon = ssl_daemon(start_daemon, live_cert, live_key)
+    context = ssl.create_default_context(cafile=str(ca[1]))
+
+    def subject_cn(sock: ssl.SSLSocket) -> str:
+        cert = sock.getpeercert()
+        assert cert is not None
+        subject: Any = cert["subject"]
+        return str(dict(rdn[0] for rdn in subject)["commonName"])
+
+    old = context.wrap_socket(connect("127.0.0.1", port), server_hostname="localhost")
+    try:
+        assert subject_cn(old) == "first"
+        shutil.copy(second[0], live_key)
+        shutil.copy(second[1], live_cert)
+        daemon.process.send_signal(signal.SIGHUP)
+        daemon.wait_for("TLS certificate reloaded")
+        with context.wrap_socket(
+            connect("127.0.0.1", port), server_hostname="localhost"
+        ) as new:
+            assert subject_cn(new) == "second"
+            assert round_trip(new, b"new") == b"new"
+        assert round_trip(old, b"old connection still echoes") == (
+            b"old connection still echoes"
+        )
+        # A broken pair: the key of the first certificate with the second one.
+        shutil.copy(first[0], live_key)
+        daemon.process.send_signal(signal.SIGHUP)
+        daemon.wait_for("TLS reload refused, the old certificate stays")
+        with context.wrap_socket(
+            connect("127.0.0.1", port), server_hostname="localhost"
+        ) as after:
+            assert subject_cn(after) == "second"
+    finally:
+        old.close()
+
+
+def test_bad_peers_are_closed_and_others_served(
+    start_daemon: DaemonStarter, tmp_path: Path
+) -> None:
+    key, cert = self_signed(tmp_path)
+    port, daemon = ssl_daemon(start_daemon, cert, key, "--tls-handshake-timeout", "1")
+    context = ssl.create_default_context(cafile=str(cert))
+    with context.wrap_socket(
+        connect("127.0.0.1", port), server_hostname="localhost"
+    ) as good:
+        with connect("127.0.0.1", port) as plain:
+            plain.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert closed_by_peer(plain)
+        with connect("127.0.0.1", port) as garbage:
+            garbage.sendall(random.Random(3).randbytes(4096))
+            assert closed_by_peer(garbage)
+        with connect("127.0.0.1", port) as truncated:
+            truncated.sendall(
+                b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"
+            )  # cut short
+            assert closed_by_peer(truncated, timeout=5)
+        with connect("127.0.0.1", port) as silent:
+            started = time.monotonic()
+            assert closed_by_peer(silent, timeout=5)
+            assert time.monotonic() - started < 4
+        assert round_trip(good, b"unaffected") == b"unaffected"
+    daemon.wait_for("did not finish in time", count=2)
+
+
+@pytest.mark.xfail(
+    reason="known bug, open in the TLS issue: in some runs the server's close_notify "
+    "overtakes the last 16-32 KiB of echo (the server read and queued every byte)",
+    strict=False,
+)
+def test_16_mib_then_close_notify(start_daemon: DaemonStarter, tmp_path: Path) -> None:
+    """Every byte comes back after the client's close_notify, then a clean TLS close."""
+    key, cert = self_signed(tmp_path)
+    port, daemon = ssl_daemon(start_daemon, cert, key)
+    data = random.Random(16).randbytes(16 << 20)
+    context = ssl.create_default_context(cafile=str(cert))
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = context.wrap_bio(incoming, outgoing, server_hostname="localhost")
+    sock = connect("127.0.0.1", port)
+    sock.setblocking(False)
+    received = bytearray()
+    sent = 0
+    closing = False
+    clean_close = False
+
+    def pump() -> bool:
+        """Move bytes between the socket and the TLS object; False at EOF."""
+        while outgoing.pending:
+            chunk = outgoing.read(65536)
+            sock.setblocking(True)
+            sock.sendall(chunk)
+            sock.setblocking(False)
+        try:
+            raw = sock.recv(262144)
+        except BlockingIOError:
+            return True
+        if not raw:
+            incoming.write_eof()
+            return False
+        incoming.write(raw)
+        return True
+
+    deadline = time.monotonic() + 60
+    with sock:
+        while True:
+            try:
+                tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                pump()
+        while time.monotonic() < deadline:
+            if sent < len(data):
+                sent += tls.write(data[sent : sent + 65536])
+            elif not closing:
+                closing = True
+                with contextlib.suppress(ssl.SSLWantReadError):
+                    tls.unwrap()  # sends close_notify
+            alive = pump()
+            try:
+                while True:
+                    received += tls.read(262144)
+            except ssl.SSLWantReadError:
+                pass
+            except ssl.SSLZeroReturnError:
+                clean_close = True
+                break
+            if not alive:
+                break
+    line = daemon.wait_for(r"closed 127\.0\.0\.1:\d+ in=(\d+) out=(\d+)")[0]
+    assert (int(line[1]), int(line[2]), len(received)) == (len(data),) * 3
+    assert hashlib.sha256(received).digest() == hashlib.sha256(data).digest()
+    assert clean_close, "the server answered with its own close_notify"
+    daemon.wait_for(rf"closed 127\.0\.0\.1:\d+ in={len(data)} out={len(data)}")
+
+
+def expired_pair(directory: Path) -> tuple[Path, Path]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    past = datetime.datetime(2020, 1, 1, tzinfo=datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(key.public_key()).serial_number(1)
+        .not_valid_before(past).not_valid_after(past + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    key_path, cert_path = directory / "old.key", directory / "old.pem"
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))  # fmt: skip
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return key_path, cert_path
+
+
+def test_expired_certificate_warns_at_start(
+    start_daemon: DaemonStarter, tmp_path: Path
+) -> None:
+    key, cert = expired_pair(tmp_path)
+    _, daemon = ssl_daemon(start_daemon, cert, key)
+    daemon.wait_for("has expired: clients will refuse it")
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("missing", "cannot read certificate"),
+        ("mismatch", "does not match the certificate"),
+        ("empty-ca", "no certificate in CA file"),
+        ("no-cert", "needs a certificate"),
+        ("tls-dir-knobs", "keep Twisted's own TLS settings"),
+    ],
+)
+def test_bad_tls_files_are_one_clear_line(
+    start_daemon: DaemonStarter, tmp_path: Path, case: str, message: str
+) -> None:
+    key, cert = self_signed(tmp_path)
+    other_key, _ = issue(tmp_path, private_ca(tmp_path), "other")
+    empty = tmp_path / "empty.pem"
+    empty.write_text("no certificate here\n")
+    args = {
+        "missing": ["--port", "ssl:0", "--tls-cert", str(tmp_path / "nope.pem"),
+                    "--tls-key", str(key)],
+        "mismatch": ["--port", "ssl:0", "--tls-cert", str(cert),
+                     "--tls-key", str(other_key)],
+        "empty-ca": ["--port", "ssl:0", "--tls-cert", str(cert), "--tls-key", str(key),
+                     "--tls-client-ca", str(empty)],
+        "no-cert": ["--port", "ssl:0"],
+        "tls-dir-knobs": ["--port", f"tls:{tmp_path}:port=0",
+                          "--tls-min-version", "1.3"],
+    }[case]  # fmt: skip
+    daemon = start_daemon(*args)
+    assert daemon.process.wait(30) == 1
+    daemon.stop()
+    lines = [x for x in daemon.output.splitlines() if x.strip()]
+    assert len(lines) == 1 and message in lines[0], daemon.output
+    assert "Traceback" not in daemon.output
+
+
+def test_echod_cert_writes_a_working_set(tmp_path: Path) -> None:
+    out = subprocess.run([ECHOD, "cert", str(tmp_path / "c"), "localhost", "127.0.0.1"],
+                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    for name in ("ca", "server", "client"):
+        assert (tmp_path / "c" / f"{name}.pem").exists()
+        assert (tmp_path / "c" / f"{name}.key").stat().st_mode & 0o077 == 0
+    verify = subprocess.run(
+        [need_tool("openssl"), "verify", "-CAfile", str(tmp_path / "c" / "ca.pem"),
+         str(tmp_path / "c" / "server.pem"), str(tmp_path / "c" / "client.pem")],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert verify.returncode == 0, verify.stdout + verify.stderr
