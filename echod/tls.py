@@ -30,6 +30,8 @@ from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from echod.pem import certificate_blocks, read_file
+
 log = Logger(namespace="echod")
 
 INTERMEDIATE_CIPHERS = (
@@ -55,18 +57,12 @@ class TLSProfile:
 
 
 def _read(path: Path, what: str) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as e:
-        raise TLSConfigError(
-            f"cannot read {what} {str(path)!r}: {e.strerror}"
-        ) from None
+    return read_file(path, what, TLSConfigError)
 
 
 def ca_certificates(path: Path) -> list[crypto.X509]:
     """Every certificate in a CA file; an error if there is none."""
-    marker = b"-----END CERTIFICATE-----"
-    blocks = [b + marker for b in _read(path, "CA file").split(marker) if b"BEGIN" in b]
+    blocks = certificate_blocks(_read(path, "CA file"))
     certificates = []
     for block in blocks:
         try:
@@ -105,9 +101,9 @@ def make_context(cert: Path, key: Path, profile: TLSProfile) -> SSL.Context:
             f"the key {str(key)!r} does not match the certificate {str(cert)!r}"
         ) from None
     if profile.client_ca is not None:
-        cas = ca_certificates(profile.client_ca)
+        ca_certificates(profile.client_ca)  # at least one, all readable
         context.load_verify_locations(str(profile.client_ca))
-        context.set_client_ca_list([c.get_subject() for c in cas])
+        context.load_client_ca(str(profile.client_ca).encode())
         context.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT)
     context.set_session_id(b"echod")
     return context

@@ -22,6 +22,8 @@ from typing import Any
 from twisted.internet import ssl
 from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
 
+from echod.pem import certificate_blocks, read_file
+
 
 class TLSClientError(Exception):
     """A client TLS setting cannot be used; the message says which and why."""
@@ -38,19 +40,12 @@ class ClientTLS:
 
 
 def _read(path: Path, what: str) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as e:
-        raise TLSClientError(
-            f"cannot read {what} {str(path)!r}: {e.strerror}"
-        ) from None
+    return read_file(path, what, TLSClientError)
 
 
 def load_certificates(path: Path) -> list[ssl.Certificate]:
     """Every certificate in a PEM file (a CA bundle may hold several)."""
-    marker = b"-----END CERTIFICATE-----"
-    text = _read(path, "CA file")
-    blocks = [b + marker for b in text.split(marker) if b"-----BEGIN CERTIFICATE" in b]
+    blocks = certificate_blocks(_read(path, "CA file"))
     certificates = []
     for block in blocks:
         try:

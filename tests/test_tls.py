@@ -1,0 +1,47 @@
+"""Unit tests of echod.tls: the context profile and its errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from OpenSSL import SSL
+
+from echod.certs import make_certificates
+from echod.tls import ServerTLS, TLSConfigError, TLSProfile, make_context
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> Path:
+    make_certificates(tmp_path, ["localhost"])
+    return tmp_path
+
+
+def test_profile(pki: Path) -> None:
+    context = make_context(pki / "server.pem", pki / "server.key", TLSProfile())
+    assert context.get_verify_mode() == SSL.VERIFY_NONE
+    mutual = make_context(
+        pki / "server.pem", pki / "server.key", TLSProfile("1.3", pki / "ca.pem")
+    )
+    assert mutual.get_verify_mode() == SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT
+
+
+def test_errors(pki: Path) -> None:
+    with pytest.raises(TLSConfigError, match="does not match"):
+        make_context(pki / "server.pem", pki / "client.key", TLSProfile())
+    with pytest.raises(TLSConfigError, match="no certificate in CA file"):
+        make_context(
+            pki / "server.pem",
+            pki / "server.key",
+            TLSProfile(client_ca=pki / "server.key"),
+        )
+
+
+def test_reload_keeps_the_old_context_when_the_new_pair_is_broken(pki: Path) -> None:
+    server = ServerTLS(pki / "server.pem", pki / "server.key", TLSProfile())
+    old = server.context
+    assert server.reload() and server.context is not old
+    current = server.context
+    (pki / "server.key").write_bytes((pki / "client.key").read_bytes())
+    assert not server.reload()
+    assert server.context is current
