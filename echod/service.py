@@ -13,7 +13,6 @@ from twisted.internet.endpoints import (
     TCP4ServerEndpoint,
     TCP6ServerEndpoint,
     serverFromString,
-    wrapServerTLS,
 )
 from twisted.internet.interfaces import (
     IListeningPort,
@@ -35,7 +34,13 @@ from echod.reactor import describe
 from echod.reuseport import ReusePortEndpoint, reuse_port_address, split_description
 from echod.settings import DEFAULT_BACKLOG, EchoSettings
 from echod.stats import EchoStats
-from echod.tls import ServerTLS, TLSConfigError, TLSProfile, expiry_warning
+from echod.tls import (
+    ServerTLS,
+    TLSConfigError,
+    TLSProfile,
+    TLSServerEndpoint,
+    expiry_warning,
+)
 from echod.udp import UDPEchoProtocol
 from echod.writethrough import WriteThroughEchoProtocol
 
@@ -208,7 +213,7 @@ class EchoService(Service):
             tcp = TCP6ServerEndpoint(self.reactor, port, backlog, interface)
         else:
             tcp = TCP4ServerEndpoint(self.reactor, port, backlog, interface)
-        return wrapServerTLS(server, tcp)
+        return TLSServerEndpoint(server, tcp)
 
     def reload_tls(self) -> None:
         """Reload every ssl: listener's key pair (SIGHUP)."""

@@ -26,8 +26,13 @@ from pathlib import Path
 from typing import Any
 
 from OpenSSL import SSL, crypto
-from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
+from twisted.internet.interfaces import (
+    IOpenSSLServerConnectionCreator,
+    IProtocolFactory,
+    IStreamServerEndpoint,
+)
 from twisted.logger import Logger
+from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 from zope.interface import implementer
 
 from echod.pem import certificate_blocks, read_file
@@ -147,3 +152,26 @@ class ServerTLS:
         if warning:
             log.warn("{warning}", warning=warning)
         return True
+
+
+@implementer(IStreamServerEndpoint)
+class TLSServerEndpoint:
+    """A stream endpoint wrapped in TLS, with Twisted's unbuffered TLS transport.
+
+    C{wrapServerTLS} uses C{BufferingTLSTransport}, which holds small writes
+    until the next reactor turn. When a client's close_notify arrives in the
+    same turn as its last data, Twisted answers it at once, and the echo still
+    held in that buffer is dropped: the client loses the tail. echod's echo
+    writes are whole reads already, so it uses the plain
+    C{TLSMemoryBIOProtocol}, which writes through and loses nothing.
+    """
+
+    def __init__(self, creator: ServerTLS, inner: IStreamServerEndpoint) -> None:
+        self.creator = creator
+        self.inner = inner
+
+    def listen(self, factory: IProtocolFactory) -> Any:
+        """Listen on the inner endpoint with TLS in front of C{factory}."""
+        tls_factory = TLSMemoryBIOFactory(self.creator, False, factory)
+        tls_factory.protocol = TLSMemoryBIOProtocol
+        return self.inner.listen(tls_factory)

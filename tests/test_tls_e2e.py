@@ -182,12 +182,6 @@ def test_bad_peers_are_closed_and_others_served(
     daemon.wait_for("did not finish in time", count=2)
 
 
-@pytest.mark.xfail(
-    reason="known bug, open in the TLS issue: in some runs the server's close_notify "
-    "overtakes the last 16-48 KiB of echo (the server read every byte and handed it "
-    "to Twisted's TLS transport; the client got a clean close_notify first)",
-    strict=False,
-)
 def test_16_mib_then_close_notify(start_daemon: DaemonStarter, tmp_path: Path) -> None:
     """Every byte comes back after the client's close_notify, then a clean TLS close."""
     key, cert = self_signed(tmp_path)
