@@ -36,6 +36,7 @@ from echod.settings import DEFAULT_BACKLOG, EchoSettings
 from echod.stats import EchoStats
 from echod.tls import (
     ServerTLS,
+    SNIDirectory,
     TLSConfigError,
     TLSProfile,
     TLSServerEndpoint,
@@ -158,7 +159,7 @@ class EchoService(Service):
             reactor,
             WriteThroughEchoProtocol if settings.write_through else EchoProtocol,
         )
-        self.tls_servers: list[ServerTLS] = []
+        self.tls_servers: list[ServerTLS | SNIDirectory] = []
         self.handle_sighup = False
         """Reload TLS on SIGHUP (set under twistd; not in tests of the service)."""
         self.endpoints = [(d, self._endpoint(d)) for d in settings.ports]
@@ -172,13 +173,8 @@ class EchoService(Service):
         s = self.settings
         if description.startswith("ssl:"):
             return self._ssl_endpoint(description)
-        knobs = s.tls_client_ca is not None or s.tls_min_version != "1.2"
-        if description.startswith("tls:") and knobs:
-            raise ListenError(
-                f"{description!r}: tls: listeners (a directory of PEM files) keep "
-                "Twisted's own TLS settings; --tls-min-version and --tls-client-ca "
-                "apply to ssl: listeners"
-            )
+        if description.startswith("tls:"):
+            return self._sni_endpoint(description)
         return parse_endpoint(self.reactor, description, s.backlog, s.reuse_port)
 
     def _ssl_endpoint(self, description: str) -> IStreamServerEndpoint:
@@ -214,6 +210,29 @@ class EchoService(Service):
         else:
             tcp = TCP4ServerEndpoint(self.reactor, port, backlog, interface)
         return TLSServerEndpoint(server, tcp)
+
+    def _sni_endpoint(self, description: str) -> IStreamServerEndpoint:
+        s = self.settings
+        _, args, kwargs = split_description(description)
+        unknown = set(kwargs) - {"port", "interface", "backlog"}
+        port_text = kwargs.get("port", "443")
+        if len(args) != 1 or not port_text.isdigit() or unknown:
+            why = f"unknown {', '.join(sorted(unknown))}" if unknown else (
+                "tls:DIRECTORY[:port=N][:interface=ADDR]"
+            )  # fmt: skip
+            raise ListenError(f"bad endpoint {description!r}: {why}")
+        try:
+            sni = SNIDirectory(
+                Path(args[0]), TLSProfile(s.tls_min_version, s.tls_client_ca)
+            )
+        except TLSConfigError as e:
+            raise ListenError(str(e)) from None
+        self.tls_servers.append(sni)
+        backlog = int(kwargs.get("backlog", s.backlog))
+        tcp = TCP6ServerEndpoint(
+            self.reactor, int(port_text), backlog, kwargs.get("interface", "::")
+        )
+        return TLSServerEndpoint(sni, tcp)
 
     def reload_tls(self) -> None:
         """Reload every ssl: listener's key pair (SIGHUP)."""

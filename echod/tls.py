@@ -116,6 +116,9 @@ def make_context(cert: Path, key: Path, profile: TLSProfile) -> SSL.Context:
 
 def expiry_warning(cert: Path) -> str | None:
     """A warning if the certificate has expired, or None."""
+    if cert.is_dir():
+        expired = [w for p in sorted(cert.glob("*.pem")) if (w := expiry_warning(p))]
+        return "; ".join(expired) or None
     try:
         x509 = crypto.load_certificate(crypto.FILETYPE_PEM, _read(cert, "certificate"))
     except crypto.Error:
@@ -166,7 +169,9 @@ class TLSServerEndpoint:
     C{TLSMemoryBIOProtocol}, which writes through and loses nothing.
     """
 
-    def __init__(self, creator: ServerTLS, inner: IStreamServerEndpoint) -> None:
+    def __init__(
+        self, creator: ServerTLS | SNIDirectory, inner: IStreamServerEndpoint
+    ) -> None:
         self.creator = creator
         self.inner = inner
 
@@ -175,3 +180,64 @@ class TLSServerEndpoint:
         tls_factory = TLSMemoryBIOFactory(self.creator, False, factory)
         tls_factory.protocol = TLSMemoryBIOProtocol
         return self.inner.listen(tls_factory)
+
+
+@implementer(IOpenSSLServerConnectionCreator)
+class SNIDirectory:
+    """The TLS side of a ``tls:DIRECTORY`` listener: one key pair per host name.
+
+    Like Twisted's ``tls:`` endpoint, the directory holds one PEM file per
+    host name (``example.com.pem``: the private key and the certificate
+    chain); the client's SNI name picks the file, and a client without SNI (or
+    with an unknown name) gets the first file in name order. Unlike it, every
+    file gets echod's profile (``--tls-*``), and the directory is read again
+    on SIGHUP rather than on every change. Choosing by SNI is a pyOpenSSL
+    callback, so these listeners need ``MemoryDenyWriteExecute=no``.
+    """
+
+    def __init__(self, directory: Path, profile: TLSProfile) -> None:
+        self.directory = directory
+        self.profile = profile
+        self.cert = directory  # for the start log's expiry check
+        self.contexts: dict[bytes, SSL.Context] = {}
+        self.default: SSL.Context | None = None
+        self._load()
+
+    def _load(self) -> None:
+        try:
+            files = sorted(p for p in self.directory.iterdir() if p.suffix == ".pem")
+        except OSError as e:
+            raise TLSConfigError(
+                f"cannot read directory {str(self.directory)!r}: {e.strerror}"
+            ) from None
+        if not files:
+            raise TLSConfigError(f"no NAME.pem file in {str(self.directory)!r}")
+        contexts = {}
+        for path in files:
+            context = make_context(path, path, self.profile)
+            context.set_tlsext_servername_callback(self._choose)
+            contexts[path.stem.encode()] = context
+        self.contexts = contexts
+        self.default = contexts[files[0].stem.encode()]
+
+    def _choose(self, connection: SSL.Connection) -> None:
+        name = connection.get_servername()
+        if name is not None and name.lower() in self.contexts:
+            connection.set_context(self.contexts[name.lower()])
+
+    def serverConnectionForTLS(self, tlsProtocol: Any) -> SSL.Connection:
+        """A connection on the default context; SNI may switch it."""
+        assert self.default is not None
+        return SSL.Connection(self.default, None)
+
+    def reload(self) -> bool:
+        """Read the directory again; keep the old pairs if anything is broken."""
+        old = (self.contexts, self.default)
+        try:
+            self._load()
+        except TLSConfigError as e:
+            self.contexts, self.default = old
+            log.error("TLS reload refused, the old certificates stay: {e}", e=str(e))
+            return False
+        log.info("TLS certificates reloaded from {d}", d=str(self.directory))
+        return True

@@ -20,7 +20,7 @@ import pytest
 from echod.certs import make_certificates
 from tests.certs import issue, private_ca, self_signed
 from tests.daemon import Daemon, DaemonStarter, need_tool
-from tests.peers import closed_by_peer, connect, round_trip
+from tests.peers import closed_by_peer, connect, free_port, round_trip
 
 ECHOD = str(Path(sys.executable).with_name("echod"))
 
@@ -105,8 +105,22 @@ def test_mutual_tls(start_daemon: DaemonStarter, tmp_path: Path) -> None:
         "--cert", str(theirs / "client.pem"), "--key", str(theirs / "client.key")
     )
     assert other.returncode != 0 and other.stdout == b""
-    assert s_client(port, "-CAfile", str(ours / "ca.pem")).stdout == b""
-    daemon.wait_for(r"reason=tls-error", count=3)
+    # the same three with openssl s_client (TLS 1.2, where the server's verdict on
+    # the client's certificate is part of the handshake itself)
+    ca = ("-tls1_2", "-CAfile", str(ours / "ca.pem"))
+    assert not handshake(port, *ca)
+    assert not handshake(
+        port,
+        *ca,
+        "-cert",
+        str(theirs / "client.pem"),
+        "-key",
+        str(theirs / "client.key"),
+    )
+    assert handshake(
+        port, *ca, "-cert", str(ours / "client.pem"), "-key", str(ours / "client.key")
+    )
+    daemon.wait_for(r"reason=tls-error", count=4)
 
 
 def test_reload_on_sighup_keeps_open_connections(
@@ -284,7 +298,7 @@ def test_expired_certificate_warns_at_start(
         ("mismatch", "does not match the certificate"),
         ("empty-ca", "no certificate in CA file"),
         ("no-cert", "needs a certificate"),
-        ("tls-dir-knobs", "keep Twisted's own TLS settings"),
+        ("empty-dir", "no NAME.pem file"),
     ],
 )
 def test_bad_tls_files_are_one_clear_line(
@@ -294,6 +308,8 @@ def test_bad_tls_files_are_one_clear_line(
     other_key, _ = issue(tmp_path, private_ca(tmp_path), "other")
     empty = tmp_path / "empty.pem"
     empty.write_text("no certificate here\n")
+    empty_dir = tmp_path / "no-pems"
+    empty_dir.mkdir()
     args = {
         "missing": ["--port", "ssl:0", "--tls-cert", str(tmp_path / "nope.pem"),
                     "--tls-key", str(key)],
@@ -302,8 +318,7 @@ def test_bad_tls_files_are_one_clear_line(
         "empty-ca": ["--port", "ssl:0", "--tls-cert", str(cert), "--tls-key", str(key),
                      "--tls-client-ca", str(empty)],
         "no-cert": ["--port", "ssl:0"],
-        "tls-dir-knobs": ["--port", f"tls:{tmp_path}:port=0",
-                          "--tls-min-version", "1.3"],
+        "empty-dir": ["--port", f"tls:{empty_dir}:port=0"],
     }[case]  # fmt: skip
     daemon = start_daemon(*args)
     assert daemon.process.wait(30) == 1
@@ -326,3 +341,34 @@ def test_echod_cert_writes_a_working_set(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=30,
     )  # fmt: skip
     assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+def test_tls_directory_listener_gets_the_profile_sni_and_mutual_tls(
+    start_daemon: DaemonStarter, tmp_path: Path
+) -> None:
+    """tls:DIRECTORY (a NAME.pem per host, as Twisted's) with the --tls-* options."""
+    pems = tmp_path / "pems"
+    pems.mkdir()
+    a, b = tmp_path / "a", tmp_path / "b"
+    make_certificates(a, ["alpha.test"])
+    make_certificates(b, ["beta.test"], days=30)
+    for name, d in (("alpha.test", a), ("beta.test", b)):
+        (pems / f"{name}.pem").write_bytes(
+            (d / "server.key").read_bytes() + (d / "server.pem").read_bytes()
+        )
+    port = free_port()
+    daemon = start_daemon(
+        "--port", f"tls:{pems}:port={port}:interface=127.0.0.1",
+        "--tls-min-version", "1.3", "--tls-client-ca", str(a / "ca.pem"),
+    )  # fmt: skip
+    daemon.wait_for("listening on tls:")
+    for name, d in (("alpha.test", a), ("beta.test", b)):
+        context = ssl.create_default_context(cafile=str(d / "ca.pem"))
+        context.load_cert_chain(str(a / "client.pem"), str(a / "client.key"))
+        with context.wrap_socket(connect("127.0.0.1", port), server_hostname=name) as s:
+            assert round_trip(s, name.encode()) == name.encode()  # SNI chose the pair
+    assert not handshake(port, "-tls1_2")  # --tls-min-version applies
+    no_client_cert = s_client(
+        port, "-CAfile", str(a / "ca.pem"), "-servername", "alpha.test"
+    )
+    assert no_client_cert.stdout == b""  # --tls-client-ca applies
