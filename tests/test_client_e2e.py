@@ -241,3 +241,14 @@ def test_reset_exits_8() -> None:
     assert out.stderr.decode().strip().splitlines() == [
         "echod client: connection reset by the peer"
     ]
+
+
+def test_any_twisted_client_endpoint(
+    start_daemon: DaemonStarter, tmp_path: Path
+) -> None:
+    """A UNIX socket, named by a Twisted client endpoint string."""
+    path = tmp_path / "echo.sock"
+    daemon = start_daemon("--port", f"unix:{path}")
+    daemon.addresses()
+    out = client(f"unix:path={path}", stdin=b"over unix\n")
+    assert (out.returncode, out.stdout) == (0, b"over unix\n"), out.stderr

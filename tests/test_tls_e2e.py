@@ -372,3 +372,36 @@ def test_tls_directory_listener_gets_the_profile_sni_and_mutual_tls(
         port, "-CAfile", str(a / "ca.pem"), "-servername", "alpha.test"
     )
     assert no_client_cert.stdout == b""  # --tls-client-ca applies
+
+
+def test_tls_directory_reload_on_sighup(
+    start_daemon: DaemonStarter, tmp_path: Path
+) -> None:
+    pems = tmp_path / "pems"
+    pems.mkdir()
+    first, second = tmp_path / "first", tmp_path / "second"
+    make_certificates(first, ["localhost"])
+    make_certificates(second, ["localhost"])
+
+    def install(d: Path) -> None:
+        pem = (d / "server.key").read_bytes() + (d / "server.pem").read_bytes()
+        (pems / "localhost.pem").write_bytes(pem)
+
+    install(first)
+    port = free_port()
+    daemon = start_daemon("--port", f"tls:{pems}:port={port}:interface=127.0.0.1")
+    daemon.wait_for("listening on tls:")
+    trusting = {
+        d: ssl.create_default_context(cafile=str(d / "ca.pem")) for d in (first, second)
+    }
+    with trusting[first].wrap_socket(
+        connect("127.0.0.1", port), server_hostname="localhost"
+    ) as s:
+        assert round_trip(s, b"first") == b"first"
+    install(second)
+    daemon.process.send_signal(signal.SIGHUP)
+    daemon.wait_for("TLS certificates reloaded")
+    with trusting[second].wrap_socket(
+        connect("127.0.0.1", port), server_hostname="localhost"
+    ) as s:
+        assert round_trip(s, b"second") == b"second"
