@@ -42,6 +42,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from echod.echo import can_half_close
 from echod.tlsclient import ClientTLS, TLSClientError, connection_creator
 
 DEFAULT_TARGET = "localhost:10000"
@@ -170,10 +171,9 @@ class Session(Protocol):
 
     def half_close(self) -> bool:
         """Shut our write side if the transport can; False if it cannot (TLS)."""
-        lose_write = getattr(self.transport, "loseWriteConnection", None)
-        if lose_write is None or "TLS" in type(self.transport).__name__:
+        if not can_half_close(self.transport):
             return False
-        lose_write()
+        self.transport.loseWriteConnection()  # type: ignore[union-attr]
         return True
 
 
@@ -196,6 +196,7 @@ class StdinToPeer(Protocol):
         self.idle = idle
         self.reactor = reactor
         self.last = time.monotonic()
+        self.timed_out = False
 
     def connectionMade(self) -> None:
         """Wire the two streams: each side's producer pauses the other's reads."""
@@ -244,35 +245,34 @@ def run_pipe(reactor: Any, session: Session, idle: float | None) -> defer.Deferr
     done: defer.Deferred[int] = defer.Deferred()
 
     def finished(reason: Failure) -> None:
-        code = ended(reason)
-        if code:
-            sys.stderr.write(f"echod client: {classify(reason)}\n")
+        if bridge.timed_out:
+            code = TIMEOUT
+            sys.stderr.write(f"echod client: timed out: nothing for {idle:g}s\n")
+        else:
+            code = ended(reason)
+            if code:
+                sys.stderr.write(f"echod client: {classify(reason)}\n")
         io.loseConnection()  # flushes stdout first
         reactor.callLater(0, done.callback, code)
 
     session.on_close(finished)
     if idle:
-        watch_idle(reactor, session, bridge, idle, done)
+        watch_idle(reactor, session, bridge, idle)
     return done
 
 
 def watch_idle(
-    reactor: Any, session: Session, bridge: Any, idle: float, done: defer.Deferred[int]
+    reactor: Any, session: Session, bridge: StdinToPeer, idle: float
 ) -> None:
-    """Give up with TIMEOUT if nothing moves for C{idle} seconds."""
-
-    def give_up() -> None:
-        if not done.called:
-            done.callback(TIMEOUT)
+    """Abort, marking the bridge timed out, if nothing moves for C{idle} seconds."""
 
     def check() -> None:
-        if done.called or session.closed.called:
+        if session.closed.called:
             return
         if time.monotonic() - bridge.last >= idle:
-            sys.stderr.write(f"echod client: timed out: nothing for {idle:g}s\n")
+            bridge.timed_out = True
             assert session.transport is not None
             session.transport.abortConnection()  # type: ignore[attr-defined]
-            reactor.callLater(0, give_up)
             return
         reactor.callLater(min(idle / 4, 1.0), check)
 

@@ -32,6 +32,7 @@ from twisted.internet.interfaces import (
 )
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
+from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -53,6 +54,20 @@ class StreamTransport(typing.Protocol):
     def loseConnection(self) -> None: ...
     def abortConnection(self) -> None: ...
     def getPeer(self) -> IAddress: ...
+
+
+def can_half_close(transport: object) -> bool:
+    """True if C{transport} can shut its write side and go on reading.
+
+    Wrappers copy the interfaces of the transport they wrap, so Twisted's TLS
+    transport claims L{ITCPTransport} too; its C{loseWriteConnection} would
+    reach the TCP socket under it and cut the TLS stream without a
+    close_notify. TLS cannot half-close; plain sockets (and the PROXY
+    protocol wrapper over one) can.
+    """
+    return ITCPTransport.providedBy(transport) and not isinstance(
+        transport, TLSMemoryBIOProtocol
+    )
 
 
 def format_address(address: IAddress) -> str:
@@ -206,9 +221,7 @@ class EchoProtocol(Protocol):
         transport = self.stream
         transport.unregisterProducer()
         transport.pauseProducing()
-        # Only a plain socket transport tells us when its write side is shut;
-        # wrappers (TLS, PROXY protocol) close the whole connection instead.
-        if ITCPTransport.providedBy(transport):
+        if can_half_close(transport):
             self._discarding = True
             cast(ITCPTransport, transport).loseWriteConnection()
         else:

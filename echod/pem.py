@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 END_CERTIFICATE = b"-----END CERTIFICATE-----"
 
@@ -22,3 +26,18 @@ def certificate_blocks(data: bytes) -> list[bytes]:
         for block in data.split(END_CERTIFICATE)
         if b"-----BEGIN CERTIFICATE" in block
     ]
+
+
+def load_certificates(
+    path: Path, parse: Callable[[bytes], T], error: type[Exception]
+) -> list[T]:
+    """Every certificate of a CA file, parsed; C{error} if one is bad or none is."""
+    certificates = []
+    for block in certificate_blocks(read_file(path, "CA file", error)):
+        try:
+            certificates.append(parse(block))
+        except Exception:
+            raise error(f"bad certificate in CA file {str(path)!r}") from None
+    if not certificates:
+        raise error(f"no certificate in CA file {str(path)!r}")
+    return certificates

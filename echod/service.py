@@ -40,7 +40,6 @@ from echod.tls import (
     TLSConfigError,
     TLSProfile,
     TLSServerEndpoint,
-    expiry_warning,
 )
 from echod.udp import UDPEchoProtocol
 from echod.writethrough import WriteThroughEchoProtocol
@@ -169,7 +168,7 @@ class EchoService(Service):
         self.factory.on_empty = self._connections_empty
 
     def _endpoint(self, description: str) -> IStreamServerEndpoint:
-        """The endpoint for one --port; echod builds ssl: listeners itself."""
+        """The endpoint for one --port; echod builds ssl: and tls: listeners itself."""
         s = self.settings
         if description.startswith("ssl:"):
             return self._ssl_endpoint(description)
@@ -195,24 +194,15 @@ class EchoService(Service):
                 f"{description!r} needs a certificate: --tls-cert FILE --tls-key FILE, "
                 "or privateKey=FILE:certKey=FILE in the endpoint"
             )
-        profile = TLSProfile(s.tls_min_version, s.tls_client_ca)
         try:
-            server = ServerTLS(cert, key, profile)
+            server = ServerTLS(cert, key, self._tls_profile())
         except TLSConfigError as e:
             raise ListenError(str(e)) from None
-        self.tls_servers.append(server)
-        interface = kwargs.get("interface", "")
-        backlog = int(kwargs.get("backlog", s.backlog))
-        port = int(args[0])
-        tcp: IStreamServerEndpoint
-        if ":" in interface:
-            tcp = TCP6ServerEndpoint(self.reactor, port, backlog, interface)
-        else:
-            tcp = TCP4ServerEndpoint(self.reactor, port, backlog, interface)
-        return TLSServerEndpoint(server, tcp)
+        return self._tls_over_tcp(
+            server, int(args[0]), kwargs.get("interface", ""), kwargs
+        )
 
     def _sni_endpoint(self, description: str) -> IStreamServerEndpoint:
-        s = self.settings
         _, args, kwargs = split_description(description)
         unknown = set(kwargs) - {"port", "interface", "backlog"}
         port_text = kwargs.get("port", "443")
@@ -222,20 +212,35 @@ class EchoService(Service):
             )  # fmt: skip
             raise ListenError(f"bad endpoint {description!r}: {why}")
         try:
-            sni = SNIDirectory(
-                Path(args[0]), TLSProfile(s.tls_min_version, s.tls_client_ca)
-            )
+            sni = SNIDirectory(Path(args[0]), self._tls_profile())
         except TLSConfigError as e:
             raise ListenError(str(e)) from None
-        self.tls_servers.append(sni)
-        backlog = int(kwargs.get("backlog", s.backlog))
-        tcp = TCP6ServerEndpoint(
-            self.reactor, int(port_text), backlog, kwargs.get("interface", "::")
+        return self._tls_over_tcp(
+            sni, int(port_text), kwargs.get("interface", "::"), kwargs
         )
-        return TLSServerEndpoint(sni, tcp)
+
+    def _tls_profile(self) -> TLSProfile:
+        return TLSProfile(self.settings.tls_min_version, self.settings.tls_client_ca)
+
+    def _tls_over_tcp(
+        self,
+        server: ServerTLS | SNIDirectory,
+        port: int,
+        interface: str,
+        kwargs: dict[str, str],
+    ) -> IStreamServerEndpoint:
+        """A TCP listener (IPv6 if the interface is) with C{server}'s TLS in front."""
+        self.tls_servers.append(server)
+        backlog = int(kwargs.get("backlog", self.settings.backlog))
+        tcp: IStreamServerEndpoint
+        if ":" in interface:
+            tcp = TCP6ServerEndpoint(self.reactor, port, backlog, interface)
+        else:
+            tcp = TCP4ServerEndpoint(self.reactor, port, backlog, interface)
+        return TLSServerEndpoint(server, tcp)
 
     def reload_tls(self) -> None:
-        """Reload every ssl: listener's key pair (SIGHUP)."""
+        """Reload every TLS listener's key pairs (SIGHUP)."""
         if not self.tls_servers:
             log.info("SIGHUP: no TLS listener to reload")
         for server in self.tls_servers:
@@ -245,9 +250,9 @@ class EchoService(Service):
         """Bind every stream and UDP listener now, or raise L{ListenError}."""
         try:
             for description, endpoint in self.endpoints:
-                self.listening.append(
-                    (description, self._listen_stream(description, endpoint))
-                )
+                failing = f"cannot listen on {description!r}"
+                port = listen_now(endpoint, self.factory, failing)
+                self.listening.append((description, port))
             for udp in self.settings.udp:
                 udp_reactor: IReactorUDP = self.reactor
                 protocol = UDPEchoProtocol(udp, self.stats, self.reactor)
@@ -289,11 +294,6 @@ class EchoService(Service):
         if not self.running:
             return False, "starting"
         return True, "ok"
-
-    def _listen_stream(
-        self, description: str, endpoint: IStreamServerEndpoint
-    ) -> IListeningPort:
-        return listen_now(endpoint, self.factory, f"cannot listen on {description!r}")
 
     def setServiceParent(self, parent: Any) -> None:
         """Join C{parent}; under twistd also choose the log format.
@@ -343,8 +343,7 @@ class EchoService(Service):
             event="limits",
         )
         for server in self.tls_servers:
-            warning = expiry_warning(server.cert)
-            if warning:
+            for warning in server.expiry_warnings():
                 log.warn("{warning}", warning=warning)
         if self.handle_sighup:
             signal.signal(

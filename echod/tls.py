@@ -35,7 +35,7 @@ from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 from zope.interface import implementer
 
-from echod.pem import certificate_blocks, read_file
+from echod.pem import load_certificates, read_file
 
 log = Logger(namespace="echod")
 
@@ -55,7 +55,7 @@ class TLSConfigError(Exception):
 
 @dataclass(frozen=True)
 class TLSProfile:
-    """What every ``ssl:`` listener applies, from the ``--tls-*`` options."""
+    """What every TLS listener applies, from the ``--tls-*`` options."""
 
     min_version: str = "1.2"
     client_ca: Path | None = None
@@ -67,16 +67,9 @@ def _read(path: Path, what: str) -> bytes:
 
 def ca_certificates(path: Path) -> list[crypto.X509]:
     """Every certificate in a CA file; an error if there is none."""
-    blocks = certificate_blocks(_read(path, "CA file"))
-    certificates = []
-    for block in blocks:
-        try:
-            certificates.append(crypto.load_certificate(crypto.FILETYPE_PEM, block))
-        except crypto.Error:
-            raise TLSConfigError(f"bad certificate in CA file {str(path)!r}") from None
-    if not certificates:
-        raise TLSConfigError(f"no certificate in CA file {str(path)!r}")
-    return certificates
+    return load_certificates(
+        path, lambda b: crypto.load_certificate(crypto.FILETYPE_PEM, b), TLSConfigError
+    )
 
 
 def make_context(cert: Path, key: Path, profile: TLSProfile) -> SSL.Context:
@@ -116,9 +109,6 @@ def make_context(cert: Path, key: Path, profile: TLSProfile) -> SSL.Context:
 
 def expiry_warning(cert: Path) -> str | None:
     """A warning if the certificate has expired, or None."""
-    if cert.is_dir():
-        expired = [w for p in sorted(cert.glob("*.pem")) if (w := expiry_warning(p))]
-        return "; ".join(expired) or None
     try:
         x509 = crypto.load_certificate(crypto.FILETYPE_PEM, _read(cert, "certificate"))
     except crypto.Error:
@@ -151,10 +141,14 @@ class ServerTLS:
             return False
         self.context = context
         log.info("TLS certificate reloaded from {cert}", cert=str(self.cert))
-        warning = expiry_warning(self.cert)
-        if warning:
+        for warning in self.expiry_warnings():
             log.warn("{warning}", warning=warning)
         return True
+
+    def expiry_warnings(self) -> list[str]:
+        """A warning if the certificate has expired."""
+        warning = expiry_warning(self.cert)
+        return [warning] if warning else []
 
 
 @implementer(IStreamServerEndpoint)
@@ -198,7 +192,6 @@ class SNIDirectory:
     def __init__(self, directory: Path, profile: TLSProfile) -> None:
         self.directory = directory
         self.profile = profile
-        self.cert = directory  # for the start log's expiry check
         self.contexts: dict[bytes, SSL.Context] = {}
         self.default: SSL.Context | None = None
         self._load()
@@ -240,4 +233,11 @@ class SNIDirectory:
             log.error("TLS reload refused, the old certificates stay: {e}", e=str(e))
             return False
         log.info("TLS certificates reloaded from {d}", d=str(self.directory))
+        for warning in self.expiry_warnings():
+            log.warn("{warning}", warning=warning)
         return True
+
+    def expiry_warnings(self) -> list[str]:
+        """A warning for each expired certificate in the directory."""
+        files = sorted(self.directory.glob("*.pem"))
+        return [w for path in files if (w := expiry_warning(path))]

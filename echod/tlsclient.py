@@ -22,7 +22,7 @@ from typing import Any
 from twisted.internet import ssl
 from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
 
-from echod.pem import certificate_blocks, read_file
+from echod import pem
 
 
 class TLSClientError(Exception):
@@ -40,21 +40,12 @@ class ClientTLS:
 
 
 def _read(path: Path, what: str) -> bytes:
-    return read_file(path, what, TLSClientError)
+    return pem.read_file(path, what, TLSClientError)
 
 
 def load_certificates(path: Path) -> list[ssl.Certificate]:
     """Every certificate in a PEM file (a CA bundle may hold several)."""
-    blocks = certificate_blocks(_read(path, "CA file"))
-    certificates = []
-    for block in blocks:
-        try:
-            certificates.append(ssl.Certificate.loadPEM(block))
-        except Exception as e:
-            raise TLSClientError(f"bad certificate in {str(path)!r}: {e}") from None
-    if not certificates:
-        raise TLSClientError(f"no certificate in CA file {str(path)!r}")
-    return certificates
+    return pem.load_certificates(path, ssl.Certificate.loadPEM, TLSClientError)
 
 
 def connection_creator(

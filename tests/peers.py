@@ -8,6 +8,7 @@ import selectors
 import socket
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass
@@ -27,6 +28,24 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
+
+
+def connect_when_up(
+    port: int, process: Any = None, timeout: float = 30.0, host: str = "127.0.0.1"
+) -> socket.socket:
+    """Connect once something listens on C{port}; fail if C{process} ends first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return connect(host, port)
+        except ConnectionRefusedError:
+            if process is not None and process.poll() is not None:
+                raise AssertionError(
+                    f"the process ended ({process.returncode})"
+                ) from None
+            if time.monotonic() > deadline:
+                raise AssertionError(f"nothing listens on {port}") from None
+            time.sleep(0.1)
 
 
 def connect(

@@ -220,6 +220,7 @@ def test_timeout_exits_6() -> None:
         server.close()
     assert out.returncode == 6
     assert b"timed out" in out.stderr
+    assert len(out.stderr.decode().strip().splitlines()) == 1
 
 
 def test_reset_exits_8() -> None:

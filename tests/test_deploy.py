@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.daemon import need_tool, twistd_path
-from tests.peers import connect, free_port, round_trip
+from tests.peers import connect, connect_when_up, free_port, round_trip
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -149,15 +149,7 @@ def test_socket_unit_activation(tmp_path: Path) -> None:
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                sock = connect("127.0.0.1", port)
-                break
-            except ConnectionRefusedError:
-                assert time.monotonic() < deadline
-                time.sleep(0.1)
-        with sock:
+        with connect_when_up(port, daemon) as sock:
             assert (
                 round_trip(sock, b"held by systemd", timeout=30) == b"held by systemd"
             )

@@ -9,12 +9,11 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.peers import connect, free_port, round_trip
+from tests.peers import connect_when_up, free_port, round_trip
 
 ROOT = Path(__file__).resolve().parent.parent
 SKIP = {".git", ".venv", "build", "dist", ".mypy_cache", ".ruff_cache", ".pytest_cache"}
@@ -85,16 +84,8 @@ def assert_plugin_works(bin_dir: Path, cwd: Path) -> None:
         text=True,
     )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with connect("127.0.0.1", port) as sock:
-                    assert round_trip(sock, b"installed") == b"installed"
-                break
-            except ConnectionRefusedError:
-                assert daemon.poll() is None, daemon.communicate()[0]
-                assert time.monotonic() < deadline
-                time.sleep(0.2)
+        with connect_when_up(port, daemon) as sock:
+            assert round_trip(sock, b"installed") == b"installed"
     finally:
         daemon.terminate()
         out = daemon.communicate(timeout=30)[0]

@@ -20,6 +20,18 @@ class Echo(Protocol):
         self.transport.write(data)
 
 
+def received(sock: socket.socket, expected: bytes) -> Any:
+    """A condition for spin(): C{sock} has received exactly C{expected} so far."""
+    got = bytearray()
+
+    def check() -> bool:
+        with contextlib.suppress(BlockingIOError):
+            got.extend(sock.recv(65536))
+        return bytes(got) == expected
+
+    return check
+
+
 def spin(reactor: Any, until: Any, turns: int = 200) -> None:
     for _ in range(turns):
         if until():
@@ -33,16 +45,9 @@ def test_echoes_through_the_lean_dispatch() -> None:
     port = reactor.listenTCP(0, Factory.forProtocol(Echo), interface="127.0.0.1")
     client = socket.create_connection(("127.0.0.1", port.getHost().port))
     client.setblocking(False)
-    got = bytearray()
-
-    def echoed() -> bool:
-        with contextlib.suppress(BlockingIOError):
-            got.extend(client.recv(65536))
-        return bytes(got) == b"lean"
-
     try:
         client.sendall(b"lean")
-        spin(reactor, echoed)
+        spin(reactor, received(client, b"lean"))
     finally:
         client.close()
         port.stopListening()
@@ -60,14 +65,7 @@ def test_a_failing_handler_drops_only_its_connection() -> None:
         with capturedLogs() as events:
             bad.sendall(b"boom")
             good.sendall(b"fine")
-            got = bytearray()
-
-            def done() -> bool:
-                with contextlib.suppress(BlockingIOError):
-                    got.extend(good.recv(100))
-                return bytes(got) == b"fine"
-
-            spin(reactor, done)
+            spin(reactor, received(good, b"fine"))
 
             def bad_closed() -> bool:
                 try:
@@ -109,14 +107,7 @@ def test_a_failing_disconnect_does_not_stop_the_batch() -> None:
         with capturedLogs() as events:
             bad.sendall(b"boom")  # the handler raises, then so does connectionLost
             good.sendall(b"fine")
-            got = bytearray()
-
-            def done() -> bool:
-                with contextlib.suppress(BlockingIOError):
-                    got.extend(good.recv(100))
-                return bytes(got) == b"fine"
-
-            spin(reactor, done)
+            spin(reactor, received(good, b"fine"))
         assert any("connectionLost failed" in str(e.get("log_failure")) for e in events)
     finally:
         bad.close()

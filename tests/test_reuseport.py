@@ -14,7 +14,7 @@ import pytest
 
 from echod.reuseport import ReusePortAddress, reuse_port_address, split_description
 from tests.daemon import DaemonStarter
-from tests.peers import connect, free_port, round_trip
+from tests.peers import connect, connect_when_up, free_port, round_trip
 
 
 def test_split_description_undoes_escapes() -> None:
@@ -64,15 +64,8 @@ def test_echod_serve_workers(tmp_path: Path) -> None:
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with connect("127.0.0.1", port) as sock:
-                    assert round_trip(sock, b"up") == b"up"
-                break
-            except ConnectionRefusedError:
-                assert time.monotonic() < deadline and process.poll() is None
-                time.sleep(0.2)
+        with connect_when_up(port, process) as sock:
+            assert round_trip(sock, b"up") == b"up"
         for i in range(30):
             with connect("127.0.0.1", port) as sock:
                 assert round_trip(sock, b"%d" % i) == b"%d" % i

@@ -405,3 +405,23 @@ def test_tls_directory_reload_on_sighup(
         connect("127.0.0.1", port), server_hostname="localhost"
     ) as s:
         assert round_trip(s, b"second") == b"second"
+
+
+def test_drain_closes_tls_connections_with_close_notify(
+    start_daemon: DaemonStarter, tmp_path: Path
+) -> None:
+    """At the end of the drain time a TLS client gets its echo, then a TLS close
+    (close_notify), not a bare TCP FIN under the TLS stream."""
+    key, cert = self_signed(tmp_path)
+    port, daemon = ssl_daemon(start_daemon, cert, key, "--drain-timeout", "0")
+    context = ssl.create_default_context(cafile=str(cert))
+    raw = connect("127.0.0.1", port)
+    with context.wrap_socket(
+        raw, server_hostname="localhost", suppress_ragged_eofs=False
+    ) as sock:
+        assert round_trip(sock, b"before the stop") == b"before the stop"
+        daemon.process.send_signal(signal.SIGTERM)
+        sock.settimeout(10)
+        assert sock.recv(100) == b""  # close_notify; a bare EOF would raise SSLEOFError
+    assert daemon.stop() in (0, -signal.SIGTERM)
+    daemon.wait_for(r"closed 127\.0\.0\.1:\d+ in=15 out=15 .*reason=drain")
