@@ -22,6 +22,10 @@ commands:
                     talk to a TCP or TLS service: a prompt on a terminal,
                     a pipe otherwise (like nc -N), a probe with --count
                     (see: echod client --help)
+  fetch [OPTIONS] URL
+                    fetch an http or https URL and show exactly what crossed
+                    the wire: header as received, body saved
+                    (see: echod fetch --help)
   cert DIRECTORY [NAME...]
                     write a private CA, a server and a client certificate
                     (to try TLS and mutual TLS; see: echod cert --help)
@@ -122,6 +126,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from echod.client import main as client_main
 
         return client_main(rest)
+    if command == "fetch":
+        from echod.fetchcli import main as fetch_main
+
+        return fetch_main(rest)
     if command == "cert":
         from echod.certs import main as cert_main
 

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -178,6 +179,17 @@ class DaemonStarter:
             if daemon.process.poll() is None:
                 daemon.process.kill()
                 daemon.process.wait(10)
+
+
+def terminate(process: subprocess.Popen[Any]) -> None:
+    """Stop a process the test started: SIGTERM, then SIGKILL after 10 s."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
 
 
 def iter_chunks(data: bytes, sizes: Iterator[int]) -> Iterator[bytes]:

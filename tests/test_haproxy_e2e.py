@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon import DaemonStarter, need_tool
+from tests.daemon import DaemonStarter, need_tool, terminate
 from tests.peers import closed_by_peer, connect, drain, free_port, round_trip
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,13 +44,7 @@ class HAProxy:
                 time.sleep(0.1)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        terminate(self.process)
 
 
 @pytest.fixture

@@ -1,0 +1,753 @@
+"""The fetch client: HTTP/1.x on Twisted, showing exactly what crossed the wire.
+
+L{FetchProtocol} writes request bytes built by hand (L{echod.fetchrequest})
+and reads response bytes. h11 does the response framing (Content-Length,
+chunked, close-delimited, HEAD, 1xx, 204, 304); everything reported as
+received is sliced from the bytes that arrived, never rebuilt from h11's
+events. L{fetch} runs one request (following redirects when asked) and
+returns a Deferred; ``echod fetch`` is a thin layer over it.
+
+Usage from other Twisted code::
+
+    from echod.fetch import BodyCollector, FetchOptions, fetch
+    from echod.fetchrequest import Request, parse_url
+
+    collector = BodyCollector()
+    d = fetch(reactor, Request(parse_url("http://127.0.0.1:8080/")),
+              FetchOptions(max_time=10), collector)
+    d.addCallback(lambda result: print(result.head.status, len(collector.body())))
+
+Failures arrive as L{FetchError}, whose C{code} is the command's exit code.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import h11
+from twisted.internet import defer, error
+from twisted.internet.address import IPv6Address
+from twisted.internet.endpoints import (
+    TCP4ClientEndpoint,
+    TCP6ClientEndpoint,
+    connectProtocol,
+    wrapClientTLS,
+)
+from twisted.internet.interfaces import (
+    IHandshakeListener,
+    IResolutionReceiver,
+    IStreamClientEndpoint,
+)
+from twisted.internet.protocol import Protocol
+from twisted.protocols.basic import FileSender
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from echod.client import (
+    DNS,
+    RESET,
+    TIMEOUT,
+    USAGE,
+    ClientError,
+    classify,
+)
+from echod.fetchrequest import URL, Request, RequestError, redirect_url
+from echod.httplint import lint_head
+from echod.tlsclient import ClientTLS, TLSClientError, connection_creator
+
+# Exit codes beyond those of echod client (0, 2-8), documented in the README.
+MALFORMED, TRUNCATED, TOO_LARGE, REDIRECT, WRITE = 9, 10, 11, 12, 13
+INTERNAL = 1
+HTTP_ERROR = 22  # --fail, as curl
+
+REDIRECT_STATUSES = (301, 302, 303, 307, 308)
+
+
+class FetchError(ClientError):
+    """A fetch that failed; C{code} is the exit code, the message one line."""
+
+
+@dataclass(frozen=True)
+class FetchOptions:
+    """How a fetch connects, verifies, times out and reads."""
+
+    tls: ClientTLS = field(default_factory=ClientTLS)
+    connect_timeout: float = 30.0  # name lookup, TCP connect and TLS handshake
+    read_timeout: float | None = 120.0  # no byte from the server for this long
+    max_time: float | None = None  # the whole fetch, redirects included
+    max_header_size: int = 65536
+    max_body_size: int | None = None
+    raw_body: bool = False  # chunked bodies as received, not decoded
+    resolve: tuple[tuple[str, int, str], ...] = ()  # (host, port, address)
+    follow_redirects: bool = False
+    max_redirects: int = 10
+
+
+@dataclass(frozen=True)
+class ResponseHead:
+    """A status line and header section: parsed, and the bytes as received."""
+
+    raw: bytes
+    http_version: str
+    status: int
+    reason: str
+    headers: tuple[tuple[str, str], ...]
+
+    def header(self, name: str) -> str | None:
+        """The first value of header C{name}, or None."""
+        name = name.lower()
+        for n, v in self.headers:
+            if n == name:
+                return v
+        return None
+
+    def content_length(self) -> int | None:
+        """The announced body length, when framed by Content-Length."""
+        if self.header("transfer-encoding") is not None:
+            return None
+        value = self.header("content-length")
+        return int(value) if value is not None and value.isdigit() else None
+
+
+@dataclass
+class Timing:
+    """When each step finished, in seconds from the start (curl's -w times)."""
+
+    start: float = field(default_factory=time.perf_counter)
+    dns: float | None = None
+    connect: float | None = None
+    tls: float | None = None
+    first_byte: float | None = None
+    total: float | None = None
+
+    def mark(self, step: str) -> None:
+        """Record that C{step} finished now."""
+        setattr(self, step, time.perf_counter() - self.start)
+
+
+@dataclass
+class FetchResult:
+    """What a fetch saw: every response head, body size, warnings and timing."""
+
+    url: URL
+    request: bytes
+    heads: list[ResponseHead]
+    body_bytes: int
+    warnings: list[str]
+    timing: Timing
+    peer: str = ""
+
+    @property
+    def head(self) -> ResponseHead:
+        """The final response's head."""
+        return self.heads[-1]
+
+
+class FetchObserver:
+    """What a fetch tells its user as it goes. Override what you need.
+
+    C{body_received} is where the body goes (decoded, or raw with
+    C{FetchOptions.raw_body}); it may raise L{FetchError} to stop the fetch.
+    """
+
+    def resolved(self, host: str, addresses: list[str]) -> None:
+        """The name was looked up."""
+
+    def connected(self, peer: str) -> None:
+        """A TCP connection was made to C{peer}."""
+
+    def tls_established(self, description: str) -> None:
+        """The TLS handshake completed."""
+
+    def request_sent(self, data: bytes) -> None:
+        """The request head (and a C{-d} body) was written."""
+
+    def head_received(self, head: ResponseHead) -> None:
+        """A response head arrived (1xx, redirects and the final one)."""
+
+    def body_started(self, head: ResponseHead, length: int | None) -> None:
+        """The final response's body begins; C{length} when it is known."""
+
+    def body_received(self, data: bytes) -> None:
+        """Body bytes, in order."""
+
+    def body_finished(self) -> None:
+        """The body is complete."""
+
+    def warning(self, text: str) -> None:
+        """A protocol violation or a risk worth saying."""
+
+    def redirecting(self, url: URL) -> None:
+        """A redirect is being followed to C{url}."""
+
+
+class BodyCollector(FetchObserver):
+    """Keep the body in memory (bound it with C{FetchOptions.max_body_size})."""
+
+    def __init__(self) -> None:
+        self._parts: list[bytes] = []
+        self.warnings: list[str] = []
+
+    def body_received(self, data: bytes) -> None:
+        """Keep C{data}."""
+        self._parts.append(data)
+
+    def warning(self, text: str) -> None:
+        """Keep the warning."""
+        self.warnings.append(text)
+
+    def body(self) -> bytes:
+        """The body received so far."""
+        return b"".join(self._parts)
+
+
+def _text(value: bytes) -> str:
+    return value.decode("latin-1")
+
+
+@implementer(IHandshakeListener)
+class FetchProtocol(Protocol):
+    """One request and its response, on one connection.
+
+    C{done} fires with the final L{ResponseHead} and the body length once the
+    response is complete (the connection is then closed), or fails with a
+    L{FetchError}. C{deliver(head)} says whether that response's body goes to
+    the observer (a redirect's does not).
+    """
+
+    def __init__(
+        self,
+        request: Request,
+        options: FetchOptions,
+        observer: FetchObserver,
+        timing: Timing,
+        clock: Any,
+        deliver: Callable[[ResponseHead], bool] = lambda head: True,
+        handshake_timeout: float | None = None,
+    ) -> None:
+        self.request = request
+        self.options = options
+        self.observer = observer
+        self.timing = timing
+        self.clock = clock
+        self.deliver = deliver
+        self.handshake_timeout = handshake_timeout
+        self.done: defer.Deferred[tuple[list[ResponseHead], int]] = defer.Deferred(
+            lambda d: self._abort(FetchError(TIMEOUT, "timed out"))
+        )
+        self.heads: list[ResponseHead] = []
+        self.body_bytes = 0
+        self.peer = ""
+        self._h11 = h11.Connection(
+            h11.CLIENT, max_incomplete_event_size=options.max_header_size
+        )
+        self._buffer = bytearray()  # received bytes from offset _mark on
+        self._mark = 0
+        self._received = 0
+        self._head_bytes = 0
+        self._delivering = False
+        self._finished = False
+        self._timers: dict[str, Any] = {}
+        self._file: Any = None
+        self._lost = False
+
+    # Timers.
+
+    def _arm(self, name: str, seconds: float | None, message: str) -> None:
+        self._disarm(name)
+        if seconds is not None:
+            self._timers[name] = self.clock.callLater(
+                seconds, self._abort, FetchError(TIMEOUT, message)
+            )
+
+    def _disarm(self, name: str) -> None:
+        call = self._timers.pop(name, None)
+        if call is not None and call.active():
+            call.cancel()
+
+    # The connection.
+
+    def connectionMade(self) -> None:
+        """Write the request; tell h11 what was asked, for the response framing."""
+        self.timing.mark("connect")
+        peer = self.transport.getPeer()  # type: ignore[union-attr]
+        host = getattr(peer, "host", "?")
+        host = f"[{host}]" if isinstance(peer, IPv6Address) else host
+        self.peer = f"{host}:{getattr(peer, 'port', '?')}"
+        self.observer.connected(self.peer)
+        if self.request.url.tls:
+            self._arm("handshake", self.handshake_timeout, "TLS handshake timed out")
+        # h11 frames the response by the request's method only; it writes
+        # nothing here (the bytes sent are ours), and it knows only HTTP/1.1.
+        self._h11.send(
+            h11.Request(
+                method=self.request.method_sent(),
+                target="/",
+                headers=[("Host", "echod"), ("Connection", "close")],
+            )
+        )
+        self._h11.send(h11.EndOfMessage())
+        head = self.request.head_bytes()
+        self.transport.write(head)  # type: ignore[union-attr]
+        if self.request.body is not None:
+            self.transport.write(self.request.body)  # type: ignore[union-attr]
+            self.observer.request_sent(head + self.request.body)
+        else:
+            self.observer.request_sent(head)
+        if self.request.body_file is not None and self.request.raw is None:
+            try:
+                self._file = self.request.body_file.open("rb")
+            except OSError as e:
+                self._fail(
+                    FetchError(
+                        USAGE, f"cannot read {self.request.body_file}: {e.strerror}"
+                    )
+                )
+                return
+            sent = FileSender().beginFileTransfer(self._file, self.transport)
+            sent.addBoth(self._close_body_file)
+        self._arm("read", self.options.read_timeout, self._read_timeout_message())
+
+    def _close_body_file(self, result: object) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def _read_timeout_message(self) -> str:
+        return f"no data from the server for {self.options.read_timeout:g} s"
+
+    def handshakeCompleted(self) -> None:
+        """Note the TLS handshake's time, version and cipher."""
+        self.timing.mark("tls")
+        self._disarm("handshake")
+        handle = self.transport.getHandle()  # type: ignore[union-attr]
+        try:
+            description = (
+                f"{handle.get_protocol_version_name()}, {handle.get_cipher_name()}"
+            )
+            cert = handle.get_peer_certificate()
+            if cert is not None:
+                subject = cert.get_subject().commonName
+                issuer = cert.get_issuer().commonName
+                description += f", certificate CN={subject} issued by CN={issuer}"
+        except Exception:  # a handle without these methods: say less
+            description = "established"
+        self.observer.tls_established(description)
+
+    def dataReceived(self, data: bytes) -> None:
+        """Feed the response bytes to h11 and act on what it found."""
+        if self._finished:
+            return
+        if self.timing.first_byte is None:
+            self.timing.mark("first_byte")
+        self._arm("read", self.options.read_timeout, self._read_timeout_message())
+        self._buffer += data
+        self._received += len(data)
+        try:
+            self._h11.receive_data(data)
+            self._process()
+        except h11.RemoteProtocolError as e:
+            self._fail(self._protocol_error(e))
+        except FetchError as e:
+            self._fail(e)
+        except Exception as e:  # a bug of ours: one line, not a hang
+            self._fail(FetchError(INTERNAL, f"internal error: {e!r}"))
+
+    def connectionLost(self, reason: Failure = error.ConnectionDone) -> None:  # type: ignore[assignment]
+        """The end of a close-delimited body, a cut-short response, or a failure."""
+        for name in list(self._timers):
+            self._disarm(name)
+        self._close_body_file(None)
+        if self._finished:
+            return
+        self._lost = True
+        if reason.check(error.ConnectionDone):
+            # Only a clean close ends a close-delimited body; a reset never does.
+            try:
+                self._h11.receive_data(b"")
+                self._process()
+            except h11.RemoteProtocolError as e:
+                self._fail(self._protocol_error(e, eof=True))
+                return
+            except FetchError as e:
+                self._fail(e)
+                return
+            if self._finished:
+                return
+            self._fail(self._cut_short())
+        else:
+            failure = classify(reason)
+            if failure.code == RESET and self.heads:
+                failure = FetchError(
+                    RESET, f"{failure} after {self.body_bytes} body bytes"
+                )
+            self._fail(FetchError(failure.code, str(failure)))
+
+    # Reading the response.
+
+    def _consumed(self) -> int:
+        """Stream offset up to which h11 has used the bytes."""
+        return self._received - len(self._h11.trailing_data[0])
+
+    def _take(self, upto: int) -> bytes:
+        """The buffered bytes up to stream offset C{upto}, dropped from the buffer."""
+        count = upto - self._mark
+        taken = bytes(self._buffer[:count])
+        del self._buffer[:count]
+        self._mark = upto
+        return taken
+
+    def _process(self) -> None:
+        while not self._finished:
+            event = self._h11.next_event()
+            if event is h11.NEED_DATA:
+                break
+            if isinstance(event, (h11.InformationalResponse, h11.Response)):
+                self._on_head(event, self._take(self._consumed()))
+            elif isinstance(event, h11.Data):
+                if self.options.raw_body:
+                    self._body(self._take(self._consumed()))
+                else:
+                    self._take(self._consumed())
+                    self._body(bytes(event.data))
+            elif isinstance(event, h11.EndOfMessage):
+                if self.options.raw_body:
+                    self._body(self._take(self._consumed()))
+                self._end_of_message()
+            else:  # ConnectionClosed, PAUSED: nothing more will come
+                self._end_of_message()
+        if self._delivering and not self.options.raw_body:
+            self._take(self._consumed())
+
+    def _on_head(
+        self, event: h11.InformationalResponse | h11.Response, raw: bytes
+    ) -> None:
+        self._head_bytes += len(raw)
+        if self._head_bytes > self.options.max_header_size:
+            raise FetchError(
+                TOO_LARGE,
+                f"the response header section is larger than "
+                f"{self.options.max_header_size} bytes",
+            )
+        head = ResponseHead(
+            raw=raw,
+            http_version=_text(event.http_version),
+            status=event.status_code,
+            reason=_text(event.reason),
+            headers=tuple((_text(n), _text(v)) for n, v in event.headers),
+        )
+        self.heads.append(head)
+        for warning in lint_head(raw):
+            self.observer.warning(warning)
+        self.observer.head_received(head)
+        if isinstance(event, h11.Response):
+            self._delivering = self.deliver(head)
+            if self._delivering:
+                self.observer.body_started(head, head.content_length())
+
+    def _body(self, data: bytes) -> None:
+        if not data:
+            return
+        self.body_bytes += len(data)
+        limit = self.options.max_body_size
+        if limit is not None and self.body_bytes > limit:
+            raise FetchError(TOO_LARGE, f"the body is larger than {limit} bytes")
+        if self._delivering:
+            self.observer.body_received(data)
+
+    def _end_of_message(self) -> None:
+        head = self.heads[-1] if self.heads else None
+        extra = len(self._h11.trailing_data[0])
+        if extra and head is not None:
+            if head.status in (204, 304) or 100 <= head.status < 200:
+                what = f"a body on a {head.status} response"
+            elif self.request.method_sent() == "HEAD":
+                what = "a body in a response to HEAD"
+            else:
+                what = "more bytes than the response's framing announced"
+            self.observer.warning(f"{what}: {extra} extra byte(s) ignored")
+        self._finished = True
+        for name in list(self._timers):
+            self._disarm(name)
+        if self._delivering:
+            self.observer.body_finished()
+        if not self._lost:
+            self.transport.loseConnection()  # type: ignore[union-attr]
+        self.done.callback((self.heads, self.body_bytes))
+
+    def _protocol_error(
+        self, e: h11.RemoteProtocolError, eof: bool = False
+    ) -> FetchError:
+        if e.error_status_hint == 431:
+            return FetchError(
+                TOO_LARGE,
+                f"the response header section is larger than "
+                f"{self.options.max_header_size} bytes",
+            )
+        if eof:
+            return self._cut_short()
+        if not any(isinstance(h, ResponseHead) and h.status >= 200 for h in self.heads):
+            for warning in lint_head(bytes(self._buffer[:4096])):
+                self.observer.warning(warning)
+            return FetchError(MALFORMED, f"malformed response header: {e}")
+        return FetchError(MALFORMED, f"malformed response body: {e}")
+
+    def _cut_short(self) -> FetchError:
+        final = [h for h in self.heads if h.status >= 200]
+        if not final:
+            if self._received == 0:
+                return FetchError(
+                    TRUNCATED, "the server closed the connection without answering"
+                )
+            return FetchError(
+                TRUNCATED,
+                f"the connection closed in the middle of the response header "
+                f"({self._received} bytes received)",
+            )
+        head = final[-1]
+        expected = head.content_length()
+        if expected is not None:
+            got = self.body_bytes
+            return FetchError(
+                TRUNCATED,
+                f"the body was cut short: {got} of {expected} bytes (Content-Length)",
+            )
+        return FetchError(
+            TRUNCATED,
+            f"the chunked body was cut short after {self.body_bytes} bytes "
+            f"(no last chunk)",
+        )
+
+    # Ending.
+
+    def _fail(self, failure: FetchError) -> None:
+        if self._finished:
+            return
+        self._finished = True
+        for name in list(self._timers):
+            self._disarm(name)
+        if self.transport is not None and not self._lost:
+            self.transport.abortConnection()  # type: ignore[attr-defined]
+        self.done.errback(failure)
+
+    def _abort(self, failure: FetchError) -> None:
+        self._fail(failure)
+
+
+def _is_redirect(head: ResponseHead) -> bool:
+    return head.status in REDIRECT_STATUSES and head.header("location") is not None
+
+
+def redirected(request: Request, head: ResponseHead, url: URL) -> Request:
+    """The request to send to a redirect's Location.
+
+    303, and 301 or 302 after a POST, become a GET without a body (as browsers
+    do); 307 and 308 repeat the method and body. Authorization and Cookie are
+    dropped when the redirect leaves the host.
+    """
+    method, body, body_file = request.method, request.body, request.body_file
+    if (head.status == 303 and method != "HEAD") or (
+        head.status in (301, 302) and method == "POST"
+    ):
+        method, body, body_file = "GET", None, None
+    headers = request.headers
+    if (url.host, url.port) != (request.url.host, request.url.port):
+        private = ("authorization", "cookie")
+        headers = tuple((n, v) for n, v in headers if n.lower() not in private)
+    if body is None and body_file is None:
+        headers = tuple((n, v) for n, v in headers if n.lower() != "content-type")
+    return Request(url, method, headers, body, body_file, request.http10, None)
+
+
+@implementer(IResolutionReceiver)
+class _Addresses:
+    """Collects what the reactor's name resolver finds."""
+
+    def __init__(self) -> None:
+        self.found: list[Any] = []
+        self.done: defer.Deferred[list[Any]] = defer.Deferred()
+
+    def resolutionBegan(self, resolution: Any) -> None:
+        """Nothing to do."""
+
+    def addressResolved(self, address: Any) -> None:
+        """Keep the address."""
+        self.found.append(address)
+
+    def resolutionComplete(self) -> None:
+        """Hand over what was found."""
+        self.done.callback(self.found)
+
+
+async def _addresses(reactor: Any, url: URL, options: FetchOptions) -> list[str]:
+    for host, port, address in options.resolve:
+        if host.lower() == url.host.lower() and port == url.port:
+            return [address]
+    receiver = _Addresses()
+    reactor.nameResolver.resolveHostName(receiver, url.host, url.port)
+    found = await receiver.done
+    hosts = list(dict.fromkeys(a.host for a in found))
+    if not hosts:
+        raise FetchError(DNS, f"cannot resolve the name {url.host!r}")
+    return hosts
+
+
+def _endpoint(
+    reactor: Any,
+    url: URL,
+    address: str,
+    options: FetchOptions,
+    timeout: float,
+    observer: FetchObserver,
+) -> IStreamClientEndpoint:
+    endpoint: IStreamClientEndpoint
+    if ":" in address:
+        endpoint = TCP6ClientEndpoint(reactor, address, url.port, timeout=timeout)
+    else:
+        endpoint = TCP4ClientEndpoint(reactor, address, url.port, timeout=timeout)
+    if url.tls:
+        try:
+            creator = connection_creator(
+                url.host,
+                options.tls,
+                warn=lambda text: observer.warning(text.split("warning: ", 1)[-1]),
+            )
+        except TLSClientError as e:
+            raise FetchError(USAGE, str(e)) from None
+        endpoint = wrapClientTLS(creator, endpoint)
+    return endpoint
+
+
+async def _exchange(
+    reactor: Any,
+    request: Request,
+    options: FetchOptions,
+    observer: FetchObserver,
+    timing: Timing,
+    deliver: Callable[[ResponseHead], bool],
+) -> FetchProtocol:
+    url = request.url
+    started = time.perf_counter()
+    lookup = defer.ensureDeferred(_addresses(reactor, url, options))
+    lookup.addTimeout(options.connect_timeout, reactor)
+    try:
+        addresses = await lookup
+    except FetchError:
+        raise
+    except defer.TimeoutError:
+        raise FetchError(TIMEOUT, "name lookup timed out") from None
+    except Exception as e:
+        raise FetchError(DNS, f"cannot resolve the name {url.host!r}: {e}") from None
+    timing.mark("dns")
+    observer.resolved(url.host, addresses)
+    last: ClientError | None = None
+    for address in addresses:
+        left = options.connect_timeout - (time.perf_counter() - started)
+        if left <= 0:
+            raise FetchError(
+                TIMEOUT, f"connecting timed out after {options.connect_timeout:g} s"
+            )
+        protocol = FetchProtocol(
+            request, options, observer, timing, reactor, deliver, handshake_timeout=left
+        )
+        endpoint = _endpoint(reactor, url, address, options, left, observer)
+        connecting = connectProtocol(endpoint, protocol)
+        connecting.addTimeout(left, reactor)
+        try:
+            await connecting
+        except Exception as e:
+            last = classify(e)
+            if isinstance(e, defer.TimeoutError):
+                last = ClientError(
+                    TIMEOUT, f"connecting timed out after {options.connect_timeout:g} s"
+                )
+            continue
+        return protocol
+    assert last is not None
+    raise FetchError(last.code, str(last))
+
+
+async def _fetch(
+    reactor: Any, request: Request, options: FetchOptions, observer: FetchObserver
+) -> FetchResult:
+    timing = Timing()
+    heads: list[ResponseHead] = []
+    redirects = 0
+
+    def deliver(head: ResponseHead) -> bool:
+        return not (options.follow_redirects and _is_redirect(head))
+
+    while True:
+        protocol = await _exchange(reactor, request, options, observer, timing, deliver)
+        got, body_bytes = await protocol.done
+        heads.extend(got)
+        head = got[-1]
+        if not deliver(head):
+            redirects += 1
+            if redirects > options.max_redirects:
+                raise FetchError(
+                    REDIRECT, f"more than {options.max_redirects} redirects"
+                )
+            location = head.header("location") or ""
+            try:
+                url = redirect_url(request.url, location)
+            except RequestError as e:
+                raise FetchError(MALFORMED, f"bad Location {location!r}: {e}") from None
+            if request.url.tls and not url.tls:
+                raise FetchError(
+                    REDIRECT, f"refused to follow a redirect from https to {url}"
+                )
+            request = redirected(request, head, url)
+            observer.redirecting(url)
+            timing = Timing(start=timing.start)
+            continue
+        timing.mark("total")
+        return FetchResult(
+            request.url,
+            request.head_bytes(),
+            heads,
+            body_bytes,
+            [],
+            timing,
+            protocol.peer,
+        )
+
+
+def fetch(
+    reactor: Any,
+    request: Request,
+    options: FetchOptions | None = None,
+    observer: FetchObserver | None = None,
+) -> defer.Deferred[FetchResult]:
+    """Send C{request} and read the response; fires with a L{FetchResult}.
+
+    The body goes to C{observer.body_received} (a L{BodyCollector} keeps it in
+    memory). Fails with L{FetchError}; C{options.max_time} bounds it all.
+    """
+    options = options or FetchOptions()
+    d = defer.ensureDeferred(
+        _fetch(reactor, request, options, observer or FetchObserver())
+    )
+    if options.max_time is not None:
+        limit = options.max_time
+        expired: list[bool] = []
+
+        def expire() -> None:
+            expired.append(True)
+            d.cancel()
+
+        timer = reactor.callLater(limit, expire)
+
+        def finished(result: Any) -> Any:
+            if timer.active():
+                timer.cancel()
+            if expired and isinstance(result, Failure):
+                message = f"timed out after {limit:g} s (--max-time)"
+                return Failure(FetchError(TIMEOUT, message))
+            return result
+
+        d.addBoth(finished)
+    return d

@@ -1,0 +1,474 @@
+"""``echod fetch URL``: the raw HTTP client, as a command.
+
+A thin layer over L{echod.fetch.fetch}: it turns options into a
+L{echod.fetchrequest.Request} and L{echod.fetch.FetchOptions}, prints what
+the fetch observes, and saves the body.
+
+Where things go: the response header section, exactly as received, to
+stdout, or to stderr when stdout carries the body; the body to C{-o FILE},
+to the URL's file name with C{-O} (C{index.html} for a directory URL, as the
+textbook client did), or to stdout. On a terminal a body with a NUL byte is
+not printed (as curl does); C{-o -} prints it anyway. C{-v} adds, on stderr,
+what was looked up and connected to, the TLS session, and the request bytes
+sent; C{--show-crlf} makes line endings visible. Warnings about protocol
+violations always go to stderr; C{--lint} makes them an error (exit 9).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from twisted.python.failure import Failure
+
+from echod.client import OK, USAGE, ClientError
+from echod.fetch import (
+    HTTP_ERROR,
+    MALFORMED,
+    WRITE,
+    FetchError,
+    FetchObserver,
+    FetchOptions,
+    FetchResult,
+    ResponseHead,
+    Timing,
+    fetch,
+)
+from echod.fetchrequest import URL, Request, RequestError, parse_header, parse_url
+from echod.tlsclient import ClientTLS
+
+PROG = "echod fetch"
+INTERRUPTED = 130
+
+
+def visible(data: bytes) -> str:
+    """C{data} with CR, LF, tabs and non-printable bytes written out (C{\\r\\n})."""
+    out: list[str] = []
+    for byte in data:
+        if byte == 0x0D:
+            out.append("\\r")
+        elif byte == 0x0A:
+            out.append("\\n\n")
+        elif byte == 0x09:
+            out.append("\\t")
+        elif byte == 0x5C:
+            out.append("\\\\")
+        elif 0x20 <= byte < 0x7F:
+            out.append(chr(byte))
+        else:
+            out.append(f"\\x{byte:02x}")
+    return "".join(out)
+
+
+def prefixed(data: bytes, prefix: str, show_crlf: bool) -> str:
+    """Each line of C{data} after C{prefix}, line endings visible or not."""
+    if show_crlf:
+        text = visible(data)
+        lines = text.splitlines()
+    else:
+        lines = data.decode("latin-1").replace("\r\n", "\n").split("\n")
+        if lines and lines[-1] == "":
+            lines.pop()
+    return "".join(f"{prefix}{line}\n" for line in lines)
+
+
+class BodyOutput:
+    """Where the body goes: a file (opened when the body starts) or stdout."""
+
+    def __init__(self, path: Path | None, stdout: IO[bytes], terminal: bool) -> None:
+        self.path = path
+        self.stdout = stdout
+        self.terminal = terminal and path is None
+        self.file: IO[bytes] | None = None
+        self.written = 0
+        self.withheld = False
+
+    def open(self) -> None:
+        """Open the output file; L{FetchError} when it cannot be written."""
+        if self.path is None or self.file is not None:
+            return
+        try:
+            self.file = self.path.open("wb")
+        except OSError as e:
+            raise FetchError(WRITE, f"cannot write {self.path}: {e.strerror}") from None
+
+    def write(self, data: bytes) -> None:
+        """Write C{data}, or withhold a binary body from a terminal."""
+        if self.withheld:
+            return
+        if self.terminal and b"\0" in data:
+            self.withheld = True
+            return
+        target = self.file if self.file is not None else self.stdout
+        try:
+            target.write(data)
+            if target is self.stdout:
+                target.flush()
+        except OSError as e:
+            where = self.path or "stdout"
+            raise FetchError(WRITE, f"cannot write {where}: {e.strerror}") from None
+        self.written += len(data)
+
+    def close(self) -> None:
+        """Close the file, if one was opened."""
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+
+
+class CommandObserver(FetchObserver):
+    """Prints what the fetch sees, as the options ask, and saves the body."""
+
+    def __init__(self, args: argparse.Namespace, output: BodyOutput) -> None:
+        self.args = args
+        self.output = output
+        self.err: IO[str] = sys.stderr
+        body_on_stdout = output.path is None
+        self.header_stream: IO[bytes] = (
+            sys.stderr.buffer if body_on_stdout else sys.stdout.buffer
+        )
+        self.warnings: list[str] = []
+        self.progress: Any = None
+        self.failed_status: ResponseHead | None = None
+
+    def info(self, text: str) -> None:
+        """A C{-v} line on stderr."""
+        if self.args.verbose:
+            self.err.write(f"* {text}\n")
+            self.err.flush()
+
+    def resolved(self, host: str, addresses: list[str]) -> None:
+        """Say what the name resolved to."""
+        self.info(f"{host} is {', '.join(addresses)}")
+
+    def connected(self, peer: str) -> None:
+        """Say where we connected."""
+        self.info(f"connected to {peer}")
+
+    def tls_established(self, description: str) -> None:
+        """Say which TLS session was made."""
+        self.info(f"TLS: {description}")
+
+    def request_sent(self, data: bytes) -> None:
+        """Show the request bytes (C{-v})."""
+        if not self.args.verbose:
+            return
+        head, blank, body = data.partition(b"\r\n\r\n")
+        if self.args.request_file is not None:
+            head, body = data, b""
+        self.err.write(prefixed(head + blank, "> ", self.args.show_crlf))
+        if body:
+            self.err.write(f"* {len(body)} body bytes sent\n")
+        self.err.flush()
+
+    def head_received(self, head: ResponseHead) -> None:
+        """Print the header section as it arrived."""
+        if self.args.silent:
+            return
+        if self.args.show_crlf:
+            self.header_stream.write(visible(head.raw).encode())
+        else:
+            self.header_stream.write(head.raw)
+        self.header_stream.flush()
+
+    def body_started(self, head: ResponseHead, length: int | None) -> None:
+        """Open the output, and a progress bar on a terminal."""
+        if self.args.fail and head.status >= 400:
+            self.failed_status = head
+            return
+        self.output.open()
+        if not self.args.silent and sys.stderr.isatty() and not self.output.terminal:
+            from tqdm import tqdm
+
+            self.progress = tqdm(
+                total=length,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                file=sys.stderr,
+                leave=False,
+            )
+
+    def body_received(self, data: bytes) -> None:
+        """Save body bytes."""
+        if self.failed_status is not None:
+            return
+        self.output.write(data)
+        if self.progress is not None:
+            self.progress.update(len(data))
+
+    def body_finished(self) -> None:
+        """Close the progress bar."""
+        self.close_progress()
+
+    def close_progress(self) -> None:
+        """Take the progress bar off the terminal."""
+        if self.progress is not None:
+            self.progress.close()
+            self.progress = None
+
+    def warning(self, text: str) -> None:
+        """Say a protocol violation on stderr (also with C{-s})."""
+        self.warnings.append(text)
+        self.err.write(f"{PROG}: warning: {text}\n")
+        self.err.flush()
+
+    def redirecting(self, url: URL) -> None:
+        """Say where a redirect leads."""
+        self.info(f"following the redirect to {url}")
+
+
+def print_timing(timing: Timing, out: IO[str]) -> None:
+    """The times of each step, from the start (as curl's -w time_* values)."""
+    out.write("timing (seconds from the start):\n")
+    for label, value in (
+        ("dns", timing.dns),
+        ("connect", timing.connect),
+        ("tls", timing.tls),
+        ("first byte", timing.first_byte),
+        ("total", timing.total),
+    ):
+        if value is not None:
+            out.write(f"  {label:<11} {value:.6f}\n")
+
+
+def parse_resolve(text: str) -> tuple[str, int, str]:
+    """C{HOST:PORT:ADDRESS} (C{[v6]} in brackets), as curl's --resolve."""
+    host, _, rest = text.partition(":")
+    port, _, address = rest.partition(":")
+    address = address.removeprefix("[").removesuffix("]")
+    if not host or not port.isdigit() or not address:
+        raise RequestError(f"bad --resolve {text!r} (write it as HOST:PORT:ADDRESS)")
+    return host, int(port), address
+
+
+def parser() -> argparse.ArgumentParser:
+    """The options of ``echod fetch``."""
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        description="Fetch a URL over HTTP/1.x and show exactly what crossed the "
+        "wire: the response header as received, the body saved.",
+    )
+    p.add_argument("url", help="http:// or https:// URL")
+    out = p.add_argument_group("output")
+    out.add_argument("-o", "--output", help="save the body to FILE ('-': stdout)")
+    out.add_argument(
+        "-O", "--remote-name", action="store_true",
+        help="save the body under the URL's file name (index.html for a directory)",
+    )  # fmt: skip
+    out.add_argument(
+        "--raw", action="store_true", help="keep a chunked body as received"
+    )
+    out.add_argument(
+        "-s", "--silent", action="store_true", help="no header, no progress"
+    )
+    out.add_argument(
+        "-v", "--verbose", action="store_true",
+        help="also show (on stderr) the connection and the request bytes sent",
+    )  # fmt: skip
+    out.add_argument(
+        "--show-crlf", action="store_true", help="make \\r and \\n visible"
+    )
+    out.add_argument(
+        "--timing", action="store_true", help="print the time of each step"
+    )
+    out.add_argument(
+        "--lint", action="store_true",
+        help="exit 9 when the response broke the protocol (always warned)",
+    )  # fmt: skip
+    out.add_argument(
+        "-f", "--fail", action="store_true",
+        help="exit 22 on an HTTP status of 400 or more, without saving the body",
+    )  # fmt: skip
+    req = p.add_argument_group("request")
+    req.add_argument("-X", "--request", dest="method", help="the method (default GET)")
+    req.add_argument(
+        "-H", "--header", action="append", default=[], help="'Name: value' (repeatable)"
+    )
+    req.add_argument("-d", "--data", help="send DATA as the body (POST)")
+    req.add_argument("--data-file", type=Path, help="send FILE as the body (POST)")
+    req.add_argument("--http1.0", dest="http10", action="store_true", help="HTTP/1.0")
+    req.add_argument(
+        "--request-file", type=Path,
+        help="send FILE byte for byte as the whole request (raw mode)",
+    )  # fmt: skip
+    net = p.add_argument_group("connection")
+    net.add_argument("-L", "--location", action="store_true", help="follow redirects")
+    net.add_argument("--max-redirs", type=int, default=10, help="default 10")
+    net.add_argument(
+        "--connect-timeout", type=float, default=30.0,
+        help="seconds for lookup, connect and TLS handshake (default 30)",
+    )  # fmt: skip
+    net.add_argument("--max-time", type=float, help="seconds for the whole fetch")
+    net.add_argument(
+        "--read-timeout", type=float, default=120.0,
+        help="seconds without a byte from the server (default 120; 0: none)",
+    )  # fmt: skip
+    net.add_argument(
+        "--resolve", action="append", default=[], metavar="HOST:PORT:ADDRESS",
+        help="connect to ADDRESS for HOST:PORT (no DNS)",
+    )  # fmt: skip
+    net.add_argument(
+        "--max-header-size", type=int, default=65536, help="bytes (default 65536)"
+    )
+    net.add_argument("--max-filesize", type=int, help="refuse a longer body (bytes)")
+    tls = p.add_argument_group("TLS")
+    tls.add_argument("--cacert", type=Path, help="trust this CA file instead")
+    tls.add_argument("--cert", type=Path, help="client certificate (mutual TLS)")
+    tls.add_argument("--key", type=Path, help="client key (mutual TLS)")
+    tls.add_argument(
+        "-k", "--insecure", action="store_true",
+        help="do not verify the server's certificate (warns)",
+    )  # fmt: skip
+    return p
+
+
+@dataclass(frozen=True)
+class Command:
+    """The parsed command: what to send, how, and where the body goes."""
+
+    request: Request
+    options: FetchOptions
+    output: Path | None
+
+
+def _readable(path: Path, what: str) -> None:
+    try:
+        with path.open("rb"):
+            pass
+    except OSError as e:
+        raise RequestError(f"cannot read {what} {str(path)!r}: {e.strerror}") from None
+
+
+def build(args: argparse.Namespace) -> Command:
+    """Options to a request and fetch options; L{RequestError} for bad ones."""
+    url = parse_url(args.url)
+    if args.data is not None and args.data_file is not None:
+        raise RequestError("-d and --data-file cannot go together")
+    if args.output is not None and args.remote_name:
+        raise RequestError("-o and -O cannot go together")
+    for name in ("connect_timeout", "max_time"):
+        value = getattr(args, name)
+        if value is not None and value <= 0:
+            raise RequestError(f"--{name.replace('_', '-')} must be more than 0")
+    if args.read_timeout < 0 or args.max_redirs < 0 or args.max_header_size < 1024:
+        raise RequestError(
+            "--read-timeout and --max-redirs cannot be negative, "
+            "and --max-header-size is at least 1024"
+        )
+    if args.max_filesize is not None and args.max_filesize < 0:
+        raise RequestError("--max-filesize cannot be negative")
+    headers = tuple(parse_header(h) for h in args.header)
+    raw = None
+    if args.request_file is not None:
+        _readable(args.request_file, "the request file")
+        raw = args.request_file.read_bytes()
+    if args.data_file is not None:
+        _readable(args.data_file, "the data file")
+    has_body = args.data is not None or args.data_file is not None
+    method = args.method or ("POST" if has_body else "GET")
+    if not method.isalpha():
+        raise RequestError(f"bad method {method!r}")
+    request = Request(
+        url,
+        method,
+        headers,
+        args.data.encode() if args.data is not None else None,
+        args.data_file,
+        args.http10,
+        raw,
+    )
+    options = FetchOptions(
+        tls=ClientTLS(args.cacert, args.cert, args.key, args.insecure),
+        connect_timeout=args.connect_timeout,
+        read_timeout=args.read_timeout or None,
+        max_time=args.max_time,
+        max_header_size=args.max_header_size,
+        max_body_size=args.max_filesize,
+        raw_body=args.raw,
+        resolve=tuple(parse_resolve(r) for r in args.resolve),
+        follow_redirects=args.location,
+        max_redirects=args.max_redirs,
+    )
+    output: Path | None = None
+    if args.remote_name:
+        output = Path(url.file_name())
+    elif args.output not in (None, "-"):
+        output = Path(args.output)
+    return Command(request, options, output)
+
+
+def main(argv: Sequence[str]) -> int:
+    """Run ``echod fetch``; the result is the exit code."""
+    p = parser()
+    try:
+        args = p.parse_args(argv)
+    except SystemExit as e:
+        return int(e.code or 0) and USAGE
+    try:
+        command = build(args)
+    except RequestError as e:
+        sys.stderr.write(f"{PROG}: error: {e}\n")
+        return USAGE
+    terminal = sys.stdout.isatty() and args.output != "-"
+    output = BodyOutput(command.output, sys.stdout.buffer, terminal)
+    observer = CommandObserver(args, output)
+    from twisted.internet import reactor as global_reactor
+
+    reactor: Any = global_reactor
+    outcome: list[FetchResult | ClientError] = []
+    interrupted: list[bool] = []
+
+    def go() -> None:
+        d = fetch(reactor, command.request, command.options, observer)
+        d.addCallbacks(outcome.append, lambda f: outcome.append(_error(f)))
+        d.addBoth(lambda _: None if interrupted else reactor.stop())
+
+    def shutting_down() -> None:
+        if not outcome:  # stopped by a signal before the fetch ended
+            interrupted.append(True)
+
+    reactor.addSystemEventTrigger("before", "shutdown", shutting_down)
+    reactor.callWhenRunning(go)
+    reactor.run()
+    observer.close_progress()
+    output.close()
+    if interrupted or not outcome:
+        sys.stderr.write(f"{PROG}: interrupted\n")
+        return INTERRUPTED
+    result = outcome[0]
+    if isinstance(result, ClientError):
+        where = (
+            f" ({output.written} bytes left in {output.path})" if output.written else ""
+        )
+        sys.stderr.write(
+            f"{PROG}: {command.request.url.authority()}: {result}{where}\n"
+        )
+        return result.code
+    if args.timing:
+        print_timing(result.timing, sys.stderr)
+    if output.withheld:
+        sys.stderr.write(
+            f"{PROG}: the body is binary and stdout is a terminal: not shown "
+            "(use -o FILE, -O, or -o - to print it anyway)\n"
+        )
+    if observer.failed_status is not None:
+        head = observer.failed_status
+        sys.stderr.write(f"{PROG}: the server answered {head.status} {head.reason}\n")
+        return HTTP_ERROR
+    if args.lint and observer.warnings:
+        sys.stderr.write(
+            f"{PROG}: {len(observer.warnings)} protocol violation(s) (--lint)\n"
+        )
+        return MALFORMED
+    return OK
+
+
+def _error(failure: Failure) -> ClientError:
+    if isinstance(failure.value, ClientError):
+        return failure.value
+    return FetchError(1, f"unexpected failure: {failure.getErrorMessage()}")

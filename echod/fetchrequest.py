@@ -1,0 +1,158 @@
+"""What ``echod fetch`` sends: a URL taken apart, and the request bytes built by hand.
+
+No HTTP library writes the request: the bytes built here are the bytes that
+go on the wire, so that C{-v} can show them exactly. The path and query are
+sent as the URL gives them (a space or a byte outside ASCII is refused, with
+the percent-encoding to use instead).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urljoin, urlsplit
+
+from echod import __version__
+
+DEFAULT_PORTS = {"http": 80, "https": 443}
+USER_AGENT = f"echod/{__version__}"
+
+
+class RequestError(ValueError):
+    """A URL or request option that cannot be used; the message says why."""
+
+
+@dataclass(frozen=True)
+class URL:
+    """An http or https URL, taken apart."""
+
+    scheme: str
+    host: str  # without brackets, for IPv6 literals
+    port: int
+    target: str  # path and query, as given ("/" when empty)
+
+    @property
+    def tls(self) -> bool:
+        """Whether the connection is made with TLS."""
+        return self.scheme == "https"
+
+    def authority(self) -> str:
+        """The Host header: the host, and the port when it is not the default."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        if self.port == DEFAULT_PORTS[self.scheme]:
+            return host
+        return f"{host}:{self.port}"
+
+    def file_name(self) -> str:
+        """The name C{-O} saves to: the path's last segment, or index.html."""
+        path = self.target.split("?", 1)[0]
+        name = path.rsplit("/", 1)[-1]
+        if name in ("", ".", ".."):
+            return "index.html"
+        return name
+
+    def __str__(self) -> str:
+        return f"{self.scheme}://{self.authority()}{self.target}"
+
+
+def parse_url(text: str) -> URL:
+    """Take an http or https URL apart; L{RequestError} says what is wrong with it."""
+    if "://" not in text:
+        raise RequestError(f"{text!r} is not a URL (it needs http:// or https://)")
+    for ch in text:
+        if ch == " ":
+            raise RequestError("the URL has a space in it (write it as %20)")
+        if ord(ch) < 0x21 or ord(ch) > 0x7E:
+            raise RequestError(
+                f"the URL has the character {ch!r} in it (percent-encode it)"
+            )
+    parts = urlsplit(text)
+    scheme = parts.scheme.lower()
+    if scheme not in DEFAULT_PORTS:
+        raise RequestError(f"unsupported scheme {parts.scheme!r} (http and https only)")
+    if parts.username is not None or parts.password is not None:
+        raise RequestError("user:password@ in the URL is not supported (use -H)")
+    host = parts.hostname
+    if not host:
+        raise RequestError(f"no host in {text!r}")
+    try:
+        port = parts.port
+    except ValueError:
+        raise RequestError(f"bad port in {text!r}") from None
+    if port == 0:
+        raise RequestError(f"bad port in {text!r}")
+    # The path and query as written: urlsplit keeps them; the fragment stays here.
+    target = parts.path or "/"
+    if not target.startswith("/"):
+        target = "/" + target
+    if parts.query or text.split("#", 1)[0].endswith("?"):
+        target += "?" + parts.query
+    return URL(scheme, host, port or DEFAULT_PORTS[scheme], target)
+
+
+def redirect_url(base: URL, location: str) -> URL:
+    """The URL a Location header points to, relative to C{base}."""
+    return parse_url(urljoin(str(base), location.strip()))
+
+
+@dataclass(frozen=True)
+class Request:
+    """A request to send: built from options, or hand-written (C{raw})."""
+
+    url: URL
+    method: str = "GET"
+    headers: tuple[tuple[str, str], ...] = ()
+    body: bytes | None = None
+    body_file: Path | None = None
+    http10: bool = False
+    raw: bytes | None = field(default=None, repr=False)
+
+    def body_length(self) -> int | None:
+        """How many body bytes follow the head, or None for no body."""
+        if self.body is not None:
+            return len(self.body)
+        if self.body_file is not None:
+            return self.body_file.stat().st_size
+        return None
+
+    def head_bytes(self) -> bytes:
+        """The request line and header section, exactly as sent."""
+        if self.raw is not None:
+            return self.raw
+        version = "HTTP/1.0" if self.http10 else "HTTP/1.1"
+        defaults: list[tuple[str, str]] = [
+            ("Host", self.url.authority()),
+            ("User-Agent", USER_AGENT),
+            ("Accept", "*/*"),
+        ]
+        if not self.http10:
+            defaults.append(("Connection", "close"))
+        length = self.body_length()
+        if length is not None:
+            defaults.append(("Content-Length", str(length)))
+            if self.body is not None:
+                defaults.append(("Content-Type", "application/x-www-form-urlencoded"))
+        given = {name.lower() for name, _ in self.headers}
+        lines = [f"{self.method} {self.url.target} {version}"]
+        lines += [f"{n}: {v}" for n, v in defaults if n.lower() not in given]
+        # "Name:" with no value drops a default header, as curl does.
+        lines += [f"{n}: {v}" for n, v in self.headers if v != ""]
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+    def method_sent(self) -> str:
+        """The method on the wire (the first word of a hand-written request)."""
+        if self.raw is None:
+            return self.method
+        first = self.raw.split(b" ", 1)[0]
+        return first.decode("latin-1") if first.isalpha() else "GET"
+
+
+def parse_header(text: str) -> tuple[str, str]:
+    """A C{-H 'Name: value'} option; C{'Name:'} removes a default header."""
+    name, colon, value = text.partition(":")
+    name = name.strip()
+    if not colon or not name or any(c in name for c in " \t\r\n"):
+        raise RequestError(f"bad header {text!r} (write it as 'Name: value')")
+    if "\r" in value or "\n" in value:
+        raise RequestError(f"bad header {text!r} (no line breaks in a value)")
+    return name, value.strip()

@@ -1,0 +1,92 @@
+"""Debian's nginx, started by a test on loopback with a configuration of its own."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+from tests.daemon import need_tool, terminate
+from tests.peers import free_port
+
+CONFIG = """\
+daemon off;
+master_process off;
+worker_processes 1;
+error_log {dir}/error.log;
+pid {dir}/nginx.pid;
+events {{ worker_connections 256; }}
+http {{
+    access_log off;
+    gzip off;
+    client_body_temp_path {dir}/client_body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+    types {{ text/html html; application/octet-stream bin; }}
+    server {{
+        listen 127.0.0.1:{port};
+        {tls_listen}
+        root {root};
+        location /ssi/ {{ ssi on; }}
+        location = /redirect {{ return 302 /index.html; }}
+        location = /to-plain {{ return 301 http://127.0.0.1:{port}/index.html; }}
+    }}
+}}
+"""
+
+
+class Nginx:
+    """nginx serving C{root} on a free port (and a TLS port with C{tls})."""
+
+    def __init__(
+        self, directory: Path, root: Path, tls: tuple[Path, Path] | None = None
+    ) -> None:
+        nginx = need_tool("nginx")
+        self.port = free_port()
+        self.tls_port = free_port() if tls else None
+        tls_listen = ""
+        if tls is not None:
+            key, cert = tls
+            tls_listen = (
+                f"listen 127.0.0.1:{self.tls_port} ssl; "
+                f"ssl_certificate {cert}; ssl_certificate_key {key};"
+            )
+        config = directory / "nginx.conf"
+        config.write_text(
+            CONFIG.format(
+                dir=directory, port=self.port, root=root, tls_listen=tls_listen
+            )
+        )
+        self.process = subprocess.Popen(
+            [nginx, "-p", str(directory), "-c", str(config), "-e",
+             str(directory / "error.log")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        self._wait_up()
+
+    def _wait_up(self) -> None:
+        import socket
+
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                err = self.process.stderr.read() if self.process.stderr else b""
+                raise AssertionError(f"nginx exited: {err.decode(errors='replace')}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), 1).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise AssertionError("nginx did not start listening")
+
+    def url(self, path: str, tls: bool = False) -> str:
+        """A URL on this nginx (https on the TLS port, host name localhost)."""
+        if tls:
+            return f"https://localhost:{self.tls_port}{path}"
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def stop(self) -> None:
+        """Stop nginx (kill it if it will not stop)."""
+        terminate(self.process)

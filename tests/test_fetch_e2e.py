@@ -1,0 +1,557 @@
+"""End-to-end: ``echod fetch`` against real servers on loopback.
+
+nginx from Debian (static files, a large file, chunked SSI pages, redirects,
+TLS with a private CA), Python's http.server (HTTP/1.0, close-delimited),
+twisted.web (chunked), curl as the reference for the saved bytes, and a
+hostile server of the tests' own (tests/hostile.py). Every run goes through
+the real ``echod`` command.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pexpect
+import pytest
+
+from tests.certs import issue, private_ca
+from tests.daemon import need_tool
+from tests.hostile import HostileServer, hostile_server
+from tests.httpapps import pattern
+from tests.nginx import Nginx
+
+ECHOD = str(Path(sys.executable).with_name("echod"))
+BIG = 24 << 20
+
+
+class Run:
+    """A finished ``echod fetch``: exit code, output, peak RSS and time taken."""
+
+    def __init__(self, args: list[str], cwd: Path, timeout: float) -> None:
+        started = time.monotonic()
+        process = subprocess.Popen(
+            [ECHOD, "fetch", *args], cwd=cwd, stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        self.peak_rss_kib = 0
+        outputs: dict[str, bytes] = {}
+
+        def collect() -> None:
+            out, err = process.communicate(timeout=timeout)
+            outputs.update(out=out, err=err)
+
+        reader = threading.Thread(target=collect, daemon=True)
+        reader.start()
+        while reader.is_alive():
+            self.peak_rss_kib = max(self.peak_rss_kib, _hwm_kib(process.pid))
+            reader.join(0.05)
+        self.seconds = time.monotonic() - started
+        self.code = process.returncode
+        self.stdout = outputs.get("out", b"")
+        self.stderr = outputs.get("err", b"").decode(errors="replace")
+
+    def __repr__(self) -> str:
+        return f"<exit {self.code}: {self.stderr.strip()[-500:]!r}>"
+
+
+def _hwm_kib(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def fetch(*args: str, cwd: Path, timeout: float = 60) -> Run:
+    """Run ``echod fetch ARGS`` in C{cwd}."""
+    return Run(list(args), cwd, timeout)
+
+
+def curl(*args: str, cwd: Path) -> subprocess.CompletedProcess[bytes]:
+    """Run the real curl."""
+    return subprocess.run(
+        [need_tool("curl"), "-s", *args], cwd=cwd, capture_output=True, timeout=60
+    )
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A document root: a page, a large random file, SSI pages served chunked."""
+    root = tmp_path_factory.mktemp("www")
+    (root / "index.html").write_bytes(b"<html>hello from nginx</html>\n")
+    (root / "big.bin").write_bytes(random.Random(1).randbytes(BIG))
+    ssi = root / "ssi"
+    ssi.mkdir()
+    (ssi / "part.html").write_bytes(random.Random(2).randbytes(300_000).hex().encode())
+    (ssi / "page.html").write_bytes(
+        b"<p>before</p>\n"
+        + b'<!--# include file="part.html" -->\n' * 3
+        + b"<p>after</p>\n"
+    )
+    return root
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A private CA and a certificate for localhost signed by it."""
+    directory = tmp_path_factory.mktemp("pki")
+    ca = private_ca(directory)
+    key, cert = issue(directory, ca, "localhost", "DNS:localhost,IP:127.0.0.1")
+    return {"ca": ca[1], "key": key, "cert": cert}
+
+
+@pytest.fixture(scope="module")
+def nginx(
+    tmp_path_factory: pytest.TempPathFactory, site: Path, pki: dict[str, Path]
+) -> Iterator[Nginx]:
+    """Debian's nginx on the test site, plain and TLS."""
+    server = Nginx(tmp_path_factory.mktemp("nginx"), site, (pki["key"], pki["cert"]))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def hostile() -> Iterator[HostileServer]:
+    """The hostile server."""
+    with hostile_server() as server:
+        yield server
+
+
+class App:
+    """A server from tests/httpapps.py, in a subprocess."""
+
+    def __init__(self, kind: str, directory: Path) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tests.httpapps", kind, str(directory)],
+            cwd=Path(__file__).parent.parent, stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        assert line.startswith("listening "), line
+        self.port = int(line.split()[1])
+
+    def url(self, path: str) -> str:
+        """A URL on this server."""
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def stop(self) -> None:
+        """Kill the server."""
+        self.process.kill()
+        self.process.wait(10)
+
+
+@pytest.fixture
+def app_server(site: Path) -> Iterator[Any]:
+    """Start servers from tests/httpapps.py; all are killed after the test."""
+    started: list[App] = []
+
+    def start(kind: str) -> App:
+        app = App(kind, site)
+        started.append(app)
+        return app
+
+    try:
+        yield start
+    finally:
+        for app in started:
+            app.stop()
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# Bodies: byte-identical to curl's, from nginx, plain and TLS.
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
+@pytest.mark.parametrize("path", ["/index.html", "/big.bin", "/ssi/page.html"])
+def test_body_identical_to_curl(
+    nginx: Nginx, pki: dict[str, Path], tmp_path: Path, path: str, tls: bool
+) -> None:
+    url = nginx.url(path, tls)
+    ca = ["--cacert", str(pki["ca"])] if tls else []
+    ours = fetch(*ca, "-o", "ours", url, cwd=tmp_path)
+    assert ours.code == 0, ours
+    theirs = curl(*ca, "-o", "curl", url, cwd=tmp_path)
+    assert theirs.returncode == 0, theirs.stderr
+    assert (tmp_path / "ours").stat().st_size == (tmp_path / "curl").stat().st_size
+    assert sha(tmp_path / "ours") == sha(tmp_path / "curl")
+    header = ours.stdout
+    assert header.startswith(b"HTTP/1.1 200 OK\r\n") and header.endswith(b"\r\n\r\n")
+    if path == "/ssi/page.html":
+        assert b"Transfer-Encoding: chunked\r\n" in header
+        assert (tmp_path / "ours").stat().st_size > 1_800_000
+    if path == "/big.bin":
+        assert f"Content-Length: {BIG}\r\n".encode() in header
+        # Streamed to disk: the process never held the 24 MiB body.
+        assert ours.peak_rss_kib < 80_000, ours.peak_rss_kib
+
+
+def test_raw_keeps_the_chunked_coding(nginx: Nginx, site: Path, tmp_path: Path) -> None:
+    url = nginx.url("/ssi/page.html")
+    raw = fetch("--raw", "-o", "raw", url, cwd=tmp_path)
+    decoded = fetch("-o", "decoded", url, cwd=tmp_path)
+    assert raw.code == decoded.code == 0
+    data, body = (tmp_path / "raw").read_bytes(), (tmp_path / "decoded").read_bytes()
+    assert data.endswith(b"\r\n0\r\n\r\n")
+    # Decoding the raw bytes by hand gives the decoded body.
+    out, rest = b"", data
+    while True:
+        size_line, _, rest = rest.partition(b"\r\n")
+        size = int(size_line.split(b";")[0], 16)
+        if size == 0:
+            break
+        out, rest = out + rest[:size], rest[size + 2 :]
+    assert out == body
+
+
+def test_header_shown_exactly_as_received(
+    hostile: HostileServer, tmp_path: Path
+) -> None:
+    run = fetch("-o", "body", hostile.url("/bare-lf"), cwd=tmp_path)
+    assert run.code == 0, run
+    assert run.stdout == b"HTTP/1.1 200 OK\nContent-Length: 5\n\n"
+    assert (tmp_path / "body").read_bytes() == b"hello"
+    assert "warning: 3 line(s) end with a bare LF instead of CRLF" in run.stderr
+    shown = fetch("--show-crlf", "-o", "body", hostile.url("/bare-lf"), cwd=tmp_path)
+    assert shown.stdout.decode() == ("HTTP/1.1 200 OK\\n\nContent-Length: 5\\n\n\\n\n")
+
+
+def test_verbose_shows_the_request_bytes(nginx: Nginx, tmp_path: Path) -> None:
+    run = fetch(
+        "-v", "--show-crlf", "-o", "x", nginx.url("/index.html?a=1&b"), cwd=tmp_path
+    )
+    assert run.code == 0, run
+    assert "> GET /index.html?a=1&b HTTP/1.1\\r\\n\n" in run.stderr
+    assert f"> Host: 127.0.0.1:{nginx.port}\\r\\n\n" in run.stderr
+    assert "> Connection: close\\r\\n\n" in run.stderr
+    assert f"* connected to 127.0.0.1:{nginx.port}\n" in run.stderr
+
+
+class Capture:
+    """A server that records the request bytes and answers 200 with their SHA-256."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.requests: list[bytes] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(10)
+                data = b""
+                try:
+                    while b"\r\n\r\n" not in data and b"\n\n" not in data:
+                        piece = conn.recv(65536)
+                        if not piece:
+                            break
+                        data += piece
+                    head = data.split(b"\r\n\r\n")[0].lower()
+                    if b"content-length:" in head:
+                        length = int(
+                            head.split(b"content-length:")[1].split(b"\r\n")[0]
+                        )
+                        while len(data) - len(head) - 4 < length:
+                            data += conn.recv(65536)
+                except OSError:
+                    pass
+                self.requests.append(data)
+                digest = hashlib.sha256(data).hexdigest().encode()
+                conn.sendall(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 64\r\n"
+                    b"Connection: close\r\n\r\n" + digest
+                )
+
+    def url(self, path: str = "/") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+
+def test_request_file_goes_byte_for_byte(tmp_path: Path) -> None:
+    server = Capture()
+    # The textbook's broken line ending, reproduced on purpose.
+    raw = b"GET / HTTP/1.1\r\nHost: example\r\nConnection: close\n\r\n"
+    (tmp_path / "req").write_bytes(raw)
+    run = fetch("--request-file", "req", "-o", "out", server.url(), cwd=tmp_path)
+    assert run.code == 0, run
+    assert server.requests == [raw]
+
+
+def test_post_data_and_data_file(tmp_path: Path) -> None:
+    server = Capture()
+    run = fetch("-d", "a=1", "-H", "X-Test: yes", "-H", "User-Agent:", server.url("/p"),
+                "-o", "out", cwd=tmp_path)  # fmt: skip
+    assert run.code == 0, run
+    sent = server.requests[0]
+    assert sent.startswith(b"POST /p HTTP/1.1\r\nHost: 127.0.0.1:")
+    assert b"Content-Length: 3\r\n" in sent and b"X-Test: yes\r\n" in sent
+    assert b"User-Agent" not in sent
+    assert sent.endswith(b"\r\n\r\na=1")
+    data = random.Random(3).randbytes(5 << 20)
+    (tmp_path / "upload").write_bytes(data)
+    run = fetch(
+        "--data-file", "upload", "-X", "PUT", server.url(), "-o", "out", cwd=tmp_path
+    )
+    assert run.code == 0, run
+    sent = server.requests[1]
+    assert sent.startswith(b"PUT / HTTP/1.1\r\n")
+    assert sent.endswith(data)
+    assert (tmp_path / "out").read_bytes() == hashlib.sha256(sent).hexdigest().encode()
+
+
+def test_http10_close_delimited_from_http_server(
+    app_server: Any, site: Path, tmp_path: Path
+) -> None:
+    server = app_server("stdlib")
+    run = fetch("--http1.0", "-v", "-o", "big", server.url("/close-delimited/big.bin"),
+                cwd=tmp_path)  # fmt: skip
+    assert run.code == 0, run
+    assert "> GET /close-delimited/big.bin HTTP/1.0" in run.stderr
+    assert run.stdout.startswith(b"HTTP/1.0 200 OK\r\n")
+    assert b"Content-Length" not in run.stdout
+    assert sha(tmp_path / "big") == sha(site / "big.bin")
+    theirs = curl("-o", "curl", server.url("/close-delimited/big.bin"), cwd=tmp_path)
+    assert theirs.returncode == 0
+    assert sha(tmp_path / "curl") == sha(tmp_path / "big")
+
+
+def test_chunked_from_twisted_web(app_server: Any, site: Path, tmp_path: Path) -> None:
+    server = app_server("twisted")
+    run = fetch("-o", "chunked", server.url("/chunked?size=3000000"), cwd=tmp_path)
+    assert run.code == 0, run
+    assert b"Transfer-Encoding: chunked\r\n" in run.stdout
+    assert (tmp_path / "chunked").read_bytes() == pattern(3_000_000)
+    static = fetch("-O", server.url("/static/index.html"), cwd=tmp_path)
+    assert static.code == 0, static
+    assert (tmp_path / "index.html").read_bytes() == (site / "index.html").read_bytes()
+
+
+def test_dash_big_o_names_a_directory_url_index_html(
+    nginx: Nginx, tmp_path: Path
+) -> None:
+    run = fetch("-O", nginx.url("/"), cwd=tmp_path)
+    assert run.code == 0, run
+    assert (tmp_path / "index.html").read_bytes() == b"<html>hello from nginx</html>\n"
+    run = fetch("-O", nginx.url("/big.bin?x=1"), cwd=tmp_path)
+    assert run.code == 0 and (tmp_path / "big.bin").stat().st_size == BIG
+
+
+def test_body_to_stdout_when_piped(nginx: Nginx, tmp_path: Path) -> None:
+    run = fetch(nginx.url("/index.html"), cwd=tmp_path)
+    assert run.code == 0
+    assert run.stdout == b"<html>hello from nginx</html>\n"
+    assert "HTTP/1.1 200 OK" in run.stderr  # the header moves to stderr
+
+
+def test_redirects(nginx: Nginx, pki: dict[str, Path], hostile: HostileServer,
+                   tmp_path: Path) -> None:  # fmt: skip
+    not_followed = fetch("-o", "r", nginx.url("/redirect"), cwd=tmp_path)
+    assert not_followed.code == 0 and b"302 Moved Temporarily" in not_followed.stdout
+    followed = fetch("-L", "-o", "r", nginx.url("/redirect"), cwd=tmp_path)
+    assert followed.code == 0, followed
+    assert followed.stdout.count(b"HTTP/1.1 ") == 2
+    assert (tmp_path / "r").read_bytes() == b"<html>hello from nginx</html>\n"
+    down = fetch("-L", "--cacert", str(pki["ca"]), nginx.url("/to-plain", tls=True),
+                 "-o", "d", cwd=tmp_path)  # fmt: skip
+    assert down.code == 12, down
+    assert "refused to follow a redirect from https to http://" in down.stderr
+    loop = fetch(
+        "-L", "--max-redirs", "3", hostile.url("/loop"), "-o", "l", cwd=tmp_path
+    )
+    assert loop.code == 12 and "more than 3 redirects" in loop.stderr
+
+
+def test_head_and_304_have_no_body(nginx: Nginx, tmp_path: Path) -> None:
+    head = fetch("-X", "HEAD", "-o", "h", nginx.url("/big.bin"), cwd=tmp_path)
+    assert head.code == 0, head
+    assert f"Content-Length: {BIG}".encode() in head.stdout
+    assert (tmp_path / "h").read_bytes() == b""
+    etag = next(
+        line.split(b": ", 1)[1]
+        for line in head.stdout.split(b"\r\n")
+        if line.lower().startswith(b"etag:")
+    ).decode()
+    cached = fetch("-H", f"If-None-Match: {etag}", "-o", "c", nginx.url("/big.bin"),
+                   cwd=tmp_path)  # fmt: skip
+    assert cached.code == 0, cached
+    assert cached.stdout.startswith(b"HTTP/1.1 304 Not Modified\r\n")
+    assert (tmp_path / "c").read_bytes() == b""
+
+
+def test_tls_verification(nginx: Nginx, pki: dict[str, Path], tmp_path: Path) -> None:
+    url = nginx.url("/index.html", tls=True)
+    unknown_ca = fetch("-o", "x", url, cwd=tmp_path)
+    assert unknown_ca.code == 7, unknown_ca
+    assert "certificate verify failed" in unknown_ca.stderr
+    port = nginx.tls_port
+    wrong_name = fetch(
+        "--cacert", str(pki["ca"]), "--resolve", f"other.test:{port}:127.0.0.1",
+        "-o", "x", f"https://other.test:{port}/index.html", cwd=tmp_path,
+    )  # fmt: skip
+    assert wrong_name.code == 7, wrong_name
+    assert "does not match" in wrong_name.stderr
+    insecure = fetch("-k", "-o", "x", url, cwd=tmp_path)
+    assert insecure.code == 0, insecure
+    assert "NOT verified" in insecure.stderr
+    timed = fetch(
+        "--cacert", str(pki["ca"]), "--timing", "-v", "-o", "x", url, cwd=tmp_path
+    )
+    assert timed.code == 0, timed
+    for step in ("dns", "connect", "tls", "first byte", "total"):
+        assert f"\n  {step} " in timed.stderr
+    assert "* TLS: TLSv1.2, ECDHE-" in timed.stderr, timed.stderr  # nginx 1.22: 1.2 max
+    assert "certificate CN=localhost issued by CN=ca" in timed.stderr
+
+
+# The hostile server: each case ends in a clear line, bounded time and memory.
+
+HOSTILE = [
+    # path, extra options, exit code, what stderr says
+    ("/oversized-header", [], 11, "header section is larger than 65536 bytes"),
+    ("/endless-header", [], 11, "header section is larger than 65536 bytes"),
+    ("/infinite-chunked", ["--max-filesize", "50000000"], 11,
+     "body is larger than 50000000 bytes"),
+    ("/infinite-chunked", ["--max-time", "1", "-o", "/dev/null"], 6,
+     "timed out after 1 s (--max-time)"),
+    ("/short-body", [], 10, "the body was cut short: 10 of 100 bytes (Content-Length)"),
+    ("/cut-chunked", [], 10, "the chunked body was cut short after 5 bytes"),
+    ("/premature-close", [], 10, "closed in the middle of the response header"),
+    ("/empty", [], 10, "closed the connection without answering"),
+    ("/never-answers", ["--read-timeout", "1"], 6, "no data from the server for 1 s"),
+    ("/never-answers", ["--max-time", "1"], 6, "timed out after 1 s (--max-time)"),
+    ("/conflicting-length", [], 9, "conflicting Content-Length headers: 3, 4"),
+    ("/garbage-status", [], 9, "malformed response header"),
+    ("/reset-mid-body", [], 8, "reset by the peer after 1000 body bytes"),
+    ("/long-body", [], 0, "more bytes than the response's framing announced: 5"),
+    ("/long-body", ["--lint"], 9, "1 protocol violation(s) (--lint)"),
+    ("/body-on-204", [], 0, "a body on a 204 response: 4 extra byte(s) ignored"),
+    ("/duplicate-length", [], 0, "Content-Length appears 2 times"),
+    ("/te-and-cl", [], 0, "both Transfer-Encoding and Content-Length"),
+    ("/bare-lf", ["--lint"], 9, "bare LF"),
+    ("/continue-then-ok", [], 0, ""),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("path", "extra", "code", "says"),
+    HOSTILE,
+    ids=[f"{p[1:]}{'+' + x[0][2:] if x else ''}" for p, x, _, _ in HOSTILE],
+)
+def test_hostile_server(
+    hostile: HostileServer, tmp_path: Path, path: str, extra: list[str], code: int,
+    says: str,
+) -> None:  # fmt: skip
+    run = fetch(*extra, "-o", "body", hostile.url(path), cwd=tmp_path, timeout=30)
+    assert run.code == code, run
+    assert says in run.stderr
+    assert "Traceback" not in run.stderr
+    if code not in (0, 9) or "--lint" not in extra:
+        errors = [line for line in run.stderr.splitlines() if "warning" not in line]
+        assert len(errors) <= 1, run.stderr
+    assert run.seconds < 20
+    assert run.peak_rss_kib < 100_000, run.peak_rss_kib
+
+
+def test_hostile_bodies_that_are_right(hostile: HostileServer, tmp_path: Path) -> None:
+    run = fetch("-o", "b", hostile.url("/te-and-cl"), cwd=tmp_path)
+    assert (tmp_path / "b").read_bytes() == b"abc"
+    run = fetch("-o", "b", hostile.url("/continue-then-ok"), cwd=tmp_path)
+    assert run.stdout.startswith(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n")
+    assert (tmp_path / "b").read_bytes() == b"ok"
+
+
+# Errors of the command itself: one line, documented exit codes.
+
+
+def test_errors_are_one_line(tmp_path: Path) -> None:
+    cases = [
+        (["http://127.0.0.1:1/"], 4, "connection refused"),
+        (["http://no-such-host.invalid/"], 3, "cannot resolve the name"),
+        (["ftp://example/"], 2, "unsupported scheme 'ftp'"),
+        (["http://127.0.0.1/a b"], 2, "space"),
+        (
+            ["--data-file", "missing", "http://127.0.0.1/"],
+            2,
+            "cannot read the data file",
+        ),
+        (["-H", "bad header", "http://127.0.0.1/"], 2, "bad header"),
+        (["--resolve", "x", "http://127.0.0.1/"], 2, "bad --resolve"),
+        (["--cacert", "missing.pem", "https://127.0.0.1:1/"], 2, "missing.pem"),
+    ]
+    for args, code, says in cases:
+        run = fetch(*args, cwd=tmp_path)
+        assert run.code == code, (args, run)
+        lines = run.stderr.strip().splitlines()
+        assert len(lines) == 1 and says in lines[0], (args, run.stderr)
+
+
+def test_unwritable_output(nginx: Nginx, tmp_path: Path) -> None:
+    run = fetch("-o", "no/such/dir/file", nginx.url("/index.html"), cwd=tmp_path)
+    assert run.code == 13, run
+    assert "cannot write no/such/dir/file: No such file or directory" in run.stderr
+
+
+# On a terminal.
+
+
+def on_terminal(url: str, expected: str, cwd: Path) -> None:
+    """Run ``echod fetch URL`` in a pty; it shows C{expected} and exits 0."""
+    child = pexpect.spawn(ECHOD, ["fetch", url], cwd=str(cwd), timeout=20)
+    child.expect(expected)
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+
+
+def test_terminal_text_shown_binary_withheld(nginx: Nginx, tmp_path: Path) -> None:
+    on_terminal(nginx.url("/index.html"), "hello from nginx", tmp_path)
+    withheld = "the body is binary and stdout is a terminal: not shown"
+    on_terminal(nginx.url("/big.bin"), withheld, tmp_path)
+
+
+def test_progress_bar_on_a_terminal(nginx: Nginx, tmp_path: Path) -> None:
+    child = pexpect.spawn(
+        ECHOD, ["fetch", "-o", "big", nginx.url("/big.bin")], cwd=str(tmp_path),
+        timeout=30, env={**os.environ, "COLUMNS": "100"},
+    )  # fmt: skip
+    child.expect(r"\d+(\.\d+)?[kMG]?\s?\[\d\d:\d\d<.*B/s\]")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    assert (tmp_path / "big").stat().st_size == BIG
+
+
+def test_interrupted(hostile: HostileServer, tmp_path: Path) -> None:
+    process = subprocess.Popen(
+        [ECHOD, "fetch", hostile.url("/never-answers")], cwd=tmp_path,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    deadline = time.monotonic() + 10
+    while "/never-answers" not in hostile.paths and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(2)  # SIGINT, as Ctrl-C
+    _, err = process.communicate(timeout=10)
+    assert process.returncode == 130
+    assert err.decode() == "echod fetch: interrupted\n"

@@ -1,0 +1,61 @@
+"""Unit tests of echod.fetchcli: option handling and how bytes are shown."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from echod.fetchcli import build, parse_resolve, parser, prefixed, visible
+from echod.fetchrequest import RequestError
+
+
+def test_visible_writes_out_line_endings_and_odd_bytes() -> None:
+    assert visible(b"A\r\nB\n\t\\\x00\xff") == "A\\r\\n\nB\\n\n\\t\\\\\\x00\\xff"
+
+
+def test_prefixed() -> None:
+    assert prefixed(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n", "> ", False) == (
+        "> GET / HTTP/1.1\n> Host: h\n> \n"
+    )
+    assert prefixed(b"A\r\n\r\n", "> ", True) == "> A\\r\\n\n> \\r\\n\n"
+
+
+def test_parse_resolve() -> None:
+    assert parse_resolve("h:443:127.0.0.1") == ("h", 443, "127.0.0.1")
+    assert parse_resolve("h:80:[::1]") == ("h", 80, "::1")
+    with pytest.raises(RequestError):
+        parse_resolve("h:x:1.2.3.4")
+
+
+def test_build(tmp_path: Path) -> None:
+    command = build(parser().parse_args(["-O", "-L", "--raw", "http://h/a/f.bin"]))
+    assert command.output == Path("f.bin")
+    assert command.options.follow_redirects and command.options.raw_body
+    assert command.request.method == "GET"
+    assert build(parser().parse_args(["-d", "x", "http://h/"])).request.method == "POST"
+    assert build(parser().parse_args(["-o", "-", "http://h/"])).output is None
+    assert (
+        build(
+            parser().parse_args(["--read-timeout", "0", "http://h/"])
+        ).options.read_timeout
+        is None
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["-d", "x", "--data-file", "f", "http://h/"], "cannot go together"),
+        (["-o", "a", "-O", "http://h/"], "cannot go together"),
+        (["--max-time", "0", "http://h/"], "--max-time must be more than 0"),
+        (["-X", "G T", "http://h/"], "bad method"),
+        (
+            ["--request-file", "/nonexistent", "http://h/"],
+            "cannot read the request file",
+        ),
+    ],
+)
+def test_bad_options(args: list[str], says: str) -> None:
+    with pytest.raises(RequestError, match=says):
+        build(parser().parse_args(args))

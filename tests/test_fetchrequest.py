@@ -1,0 +1,99 @@
+"""Unit tests of echod.fetchrequest: URLs taken apart, request bytes built by hand."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from echod.fetchrequest import (
+    URL,
+    Request,
+    RequestError,
+    parse_header,
+    parse_url,
+    redirect_url,
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "url"),
+    [
+        ("http://example.test", URL("http", "example.test", 80, "/")),
+        ("https://e.test/a/b?x=1&y", URL("https", "e.test", 443, "/a/b?x=1&y")),
+        ("http://[::1]:8080/p#frag", URL("http", "::1", 8080, "/p")),
+        ("HTTP://Example.test:80/%20x", URL("http", "example.test", 80, "/%20x")),
+        ("http://h/?", URL("http", "h", 80, "/?")),
+    ],
+)  # fmt: skip
+def test_parse_url(text: str, url: URL) -> None:
+    assert parse_url(text) == url
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("example.test", "needs http:// or https://"),
+        ("ftp://h/", "unsupported scheme"),
+        ("http://h/a b", "space"),
+        ("http://h/é", "percent-encode"),
+        ("http://user:pw@h/", "not supported"),
+        ("http://h:99999/", "bad port"),
+        ("http://:80/", "no host"),
+    ],
+)
+def test_bad_urls(text: str, says: str) -> None:
+    with pytest.raises(RequestError, match=says):
+        parse_url(text)
+
+
+def test_authority_and_file_name() -> None:
+    assert parse_url("http://[::1]:8080/").authority() == "[::1]:8080"
+    assert parse_url("https://h:443/").authority() == "h"
+    assert parse_url("http://h/dir/").file_name() == "index.html"
+    assert parse_url("http://h/a/file.tar.gz?x=1").file_name() == "file.tar.gz"
+    assert parse_url("http://h/a/..").file_name() == "index.html"
+
+
+def test_redirect_url_is_relative_to_the_base() -> None:
+    base = parse_url("https://h:8443/a/b?q")
+    assert str(redirect_url(base, "/c")) == "https://h:8443/c"
+    assert str(redirect_url(base, "d")) == "https://h:8443/a/d"
+    assert str(redirect_url(base, "http://other/")) == "http://other/"
+
+
+def test_request_bytes() -> None:
+    url = parse_url("http://h:81/p")
+    assert Request(url).head_bytes() == (
+        b"GET /p HTTP/1.1\r\nHost: h:81\r\nUser-Agent: echod/0.1.0\r\n"
+        b"Accept: */*\r\nConnection: close\r\n\r\n"
+    )
+    post = Request(url, "POST", (("Accept", "text/plain"), ("X", "1")), b"ab")
+    assert post.head_bytes() == (
+        b"POST /p HTTP/1.1\r\nHost: h:81\r\nUser-Agent: echod/0.1.0\r\n"
+        b"Connection: close\r\nContent-Length: 2\r\n"
+        b"Content-Type: application/x-www-form-urlencoded\r\n"
+        b"Accept: text/plain\r\nX: 1\r\n\r\n"
+    )
+    old = Request(url, "GET", (("User-Agent", ""),), http10=True)
+    assert old.head_bytes() == b"GET /p HTTP/1.0\r\nHost: h:81\r\nAccept: */*\r\n\r\n"
+
+
+def test_body_file_length_and_raw_method(tmp_path: Path) -> None:
+    path = tmp_path / "body"
+    path.write_bytes(b"x" * 1234)
+    request = Request(parse_url("http://h/"), "PUT", body_file=path)
+    assert b"Content-Length: 1234\r\n" in request.head_bytes()
+    assert b"Content-Type" not in request.head_bytes()
+    raw = Request(parse_url("http://h/"), raw=b"HEAD / HTTP/1.1\r\n\r\n")
+    assert raw.head_bytes() == b"HEAD / HTTP/1.1\r\n\r\n"
+    assert raw.method_sent() == "HEAD"
+    assert Request(parse_url("http://h/"), raw=b"\x00junk").method_sent() == "GET"
+
+
+def test_parse_header() -> None:
+    assert parse_header("X-A:  b c ") == ("X-A", "b c")
+    assert parse_header("Accept:") == ("Accept", "")
+    for bad in ("no colon", ": v", "Bad Name: v"):
+        with pytest.raises(RequestError):
+            parse_header(bad)
