@@ -226,7 +226,7 @@ class FetchProtocol(Protocol):
         timing: Timing,
         clock: Any,
         deliver: Callable[[ResponseHead], bool] = lambda head: True,
-        handshake_timeout: float | None = None,
+        connect_deadline: float | None = None,
     ) -> None:
         self.request = request
         self.options = options
@@ -234,7 +234,7 @@ class FetchProtocol(Protocol):
         self.timing = timing
         self.clock = clock
         self.deliver = deliver
-        self.handshake_timeout = handshake_timeout
+        self.connect_deadline = connect_deadline  # time.perf_counter() value
         self.done: defer.Deferred[tuple[list[ResponseHead], int]] = defer.Deferred(
             lambda d: self._abort(FetchError(TIMEOUT, "timed out"))
         )
@@ -278,8 +278,9 @@ class FetchProtocol(Protocol):
         host = f"[{host}]" if isinstance(peer, IPv6Address) else host
         self.peer = f"{host}:{getattr(peer, 'port', '?')}"
         self.observer.connected(self.peer)
-        if self.request.url.tls:
-            self._arm("handshake", self.handshake_timeout, "TLS handshake timed out")
+        if self.request.url.tls and self.connect_deadline is not None:
+            left = max(0.0, self.connect_deadline - time.perf_counter())
+            self._arm("handshake", left, "TLS handshake timed out (--connect-timeout)")
         # h11 frames the response by the request's method only; it writes
         # nothing here (the bytes sent are ours), and it knows only HTTP/1.1.
         self._h11.send(
@@ -651,7 +652,13 @@ async def _exchange(
                 TIMEOUT, f"connecting timed out after {options.connect_timeout:g} s"
             )
         protocol = FetchProtocol(
-            request, options, observer, timing, reactor, deliver, handshake_timeout=left
+            request,
+            options,
+            observer,
+            timing,
+            reactor,
+            deliver,
+            connect_deadline=started + options.connect_timeout,
         )
         endpoint = _endpoint(reactor, url, address, options, left, observer)
         connecting = connectProtocol(endpoint, protocol)
@@ -660,7 +667,7 @@ async def _exchange(
             await connecting
         except Exception as e:
             last = classify(e)
-            if isinstance(e, defer.TimeoutError):
+            if last.code == TIMEOUT:
                 last = ClientError(
                     TIMEOUT, f"connecting timed out after {options.connect_timeout:g} s"
                 )

@@ -555,3 +555,31 @@ def test_interrupted(hostile: HostileServer, tmp_path: Path) -> None:
     _, err = process.communicate(timeout=10)
     assert process.returncode == 130
     assert err.decode() == "echod fetch: interrupted\n"
+
+
+def test_connect_and_handshake_timeouts(hostile: HostileServer, tmp_path: Path) -> None:
+    # A listener whose backlog is full: the kernel drops the next SYN.
+    full = socket.socket()
+    full.bind(("127.0.0.1", 0))
+    full.listen(0)
+    waiting = []
+    for _ in range(3):
+        peer = socket.socket()
+        peer.setblocking(False)
+        peer.connect_ex(full.getsockname())
+        waiting.append(peer)
+    try:
+        port = full.getsockname()[1]
+        run = fetch("--connect-timeout", "1", f"http://127.0.0.1:{port}/", cwd=tmp_path)
+        assert run.code == 6, run
+        assert "connecting timed out after 1 s" in run.stderr
+        assert run.seconds < 10
+    finally:
+        for peer in waiting:
+            peer.close()
+        full.close()
+    # A server that accepts and never says a word of TLS.
+    url = hostile.url("/never-answers").replace("http://", "https://")
+    run = fetch("--connect-timeout", "1", url, cwd=tmp_path)
+    assert run.code == 6, run
+    assert "TLS handshake timed out (--connect-timeout)" in run.stderr
