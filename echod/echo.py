@@ -36,6 +36,7 @@ from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from echod.fdlimit import connection_cap
 from echod.limits import ConnectionLimits, client_key, plain_host
 from echod.settings import EchoSettings
 from echod.stats import EchoStats
@@ -325,7 +326,11 @@ class EchoFactory(Factory):
         self.settings = settings
         self.stats = stats
         self.clock = clock
-        self.limits = ConnectionLimits(settings.max_connections, settings.max_per_ip)
+        self.limits = ConnectionLimits(
+            settings.max_connections,
+            settings.max_per_ip,
+            connection_cap(settings.file_limit),
+        )
         self.connections: set[EchoProtocol] = set()
         self.draining = False
         self.on_empty: Callable[[], None] | None = None

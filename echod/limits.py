@@ -25,9 +25,11 @@ def client_key(address: IAddress) -> str | None:
 class ConnectionLimits:
     """Counts admitted connections and says why a new one must be refused."""
 
-    def __init__(self, max_connections: int, max_per_ip: int) -> None:
+    def __init__(self, max_connections: int, max_per_ip: int, fd_cap: int = 0) -> None:
         self.max_connections = max_connections
         self.max_per_ip = max_per_ip
+        self.fd_cap = fd_cap
+        """Connections the file limit allows (echod.fdlimit); 0: not checked."""
         self.open = 0
         self._per_key: Counter[str] = Counter()
 
@@ -35,6 +37,8 @@ class ConnectionLimits:
         """The reason to refuse a new connection from C{key}, or None to admit."""
         if self.max_connections and self.open >= self.max_connections:
             return "max-connections"
+        if self.fd_cap and self.open >= self.fd_cap:
+            return "file-limit"
         if (
             self.max_per_ip
             and key is not None

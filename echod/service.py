@@ -26,6 +26,7 @@ from twisted.python.components import Componentized
 from twisted.python.failure import Failure
 
 from echod.echo import EchoFactory, EchoProtocol, format_address
+from echod.fdlimit import connection_cap
 from echod.logs import JSONLinesObserver
 from echod.metrics import ListenerState, metrics_site
 from echod.notify import SystemdNotifier
@@ -335,11 +336,14 @@ class EchoService(Service):
 
         log.info(
             "limits: idle_timeout={idle} max_connections={maxc} "
-            "max_per_ip={maxip} drain_timeout={drain}",
+            "max_per_ip={maxip} drain_timeout={drain} "
+            "file_limit={files} (up to {cap} connections)",
             idle=f"{s.idle_timeout:g}s" if s.idle_timeout else "off",
             maxc=limit(s.max_connections),
             maxip=limit(s.max_per_ip),
             drain=f"{s.drain_timeout:g}s",
+            files=limit(s.file_limit),
+            cap=limit(connection_cap(s.file_limit)),
             event="limits",
         )
         for server in self.tls_servers:

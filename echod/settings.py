@@ -36,6 +36,8 @@ class EchoSettings:
     """Open connections across every listener; 0 means no limit."""
     max_per_ip: int = 0
     """Open connections per client address; 0 means no limit."""
+    file_limit: int = 0
+    """The process's file limit, read at start (echod.fdlimit); 0: not checked."""
     drain_timeout: float = DEFAULT_DRAIN_TIMEOUT
     """Seconds open connections may go on after a stop is asked for."""
     backlog: int = DEFAULT_BACKLOG

@@ -7,6 +7,7 @@ L{EchoSettings}, which L{makeService} hands to the service and its factories.
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from twisted.application.service import IService
 from twisted.python import usage
 
 from echod import __version__
+from echod.fdlimit import raise_file_limit
 from echod.reactor import install_if_unset
 from echod.service import EchoService, ListenError
 from echod.settings import (
@@ -263,7 +265,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         from twisted.internet import reactor as default_reactor
 
         reactor = default_reactor
-    settings = options.settings()
+    settings = replace(options.settings(), file_limit=raise_file_limit())
     try:
         service = EchoService(settings, reactor)
         service.listen()

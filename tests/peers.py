@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import random
 import selectors
 import socket
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -167,3 +169,55 @@ def round_trip(sock: socket.socket, message: bytes, timeout: float = 5.0) -> byt
             break
         got += data
     return got
+
+
+class PatternStream:
+    """A reproducible byte stream: the byte at offset i is BLOCK[i % len]."""
+
+    BLOCK = random.Random(7).randbytes(1_000_003)  # a prime length
+
+    def at(self, offset: int, size: int) -> bytes:
+        """C{size} bytes of the stream from C{offset}."""
+        block, n = self.BLOCK, len(self.BLOCK)
+        start = offset % n
+        out = block[start : start + size]
+        while len(out) < size:
+            out += block[: size - len(out)]
+        return out
+
+
+def stream_until_eof(
+    port: int, started: threading.Event, result: dict[str, object], limit: float = 60.0
+) -> None:
+    """Stream the pattern at a client's pace and check every echoed byte."""
+    stream = PatternStream()
+    sock = connect("127.0.0.1", port)
+    sock.setblocking(False)
+    selector = selectors.DefaultSelector()
+    selector.register(sock, selectors.EVENT_READ | selectors.EVENT_WRITE)
+    sent = received = 0
+    ok = True
+    deadline = time.monotonic() + limit
+    try:
+        while time.monotonic() < deadline:
+            events = selector.select(1.0)
+            for _, mask in events:
+                if mask & selectors.EVENT_WRITE:
+                    with contextlib.suppress(BlockingIOError, BrokenPipeError):
+                        sent += sock.send(stream.at(sent, 65536))
+                    if sent > 4 << 20:
+                        started.set()
+                if mask & selectors.EVENT_READ:
+                    data = sock.recv(262144)
+                    if not data:
+                        result.update(sent=sent, received=received, ok=ok, eof=True)
+                        return
+                    ok = ok and data == stream.at(received, len(data))
+                    received += len(data)
+            time.sleep(0.002)  # a client's pace, not a flood
+        result.update(sent=sent, received=received, ok=ok, eof=False)
+    except OSError as e:
+        result.update(sent=sent, received=received, ok=ok, eof=False, error=str(e))
+    finally:
+        selector.close()
+        sock.close()

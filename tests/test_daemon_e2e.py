@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import hashlib
 import json
 import random
-import selectors
 import signal
 import socket
 import subprocess
@@ -26,6 +24,7 @@ from tests.peers import (
     echo_many,
     free_port,
     round_trip,
+    stream_until_eof,
 )
 
 LOCAL = "tcp:0:interface=127.0.0.1"
@@ -197,58 +196,6 @@ def test_max_per_ip(start_daemon: DaemonStarter) -> None:
             assert round_trip(other_ip, b"b") == b"b"
         assert round_trip(a, b"a again") == b"a again"
     daemon.wait_for(r"refused 127\.0\.0\.1:\d+: max-per-ip")
-
-
-class PatternStream:
-    """A reproducible byte stream: the byte at offset i is BLOCK[i % len]."""
-
-    BLOCK = random.Random(7).randbytes(1_000_003)  # a prime length
-
-    def at(self, offset: int, size: int) -> bytes:
-        """C{size} bytes of the stream from C{offset}."""
-        block, n = self.BLOCK, len(self.BLOCK)
-        start = offset % n
-        out = block[start : start + size]
-        while len(out) < size:
-            out += block[: size - len(out)]
-        return out
-
-
-def stream_until_eof(
-    port: int, started: threading.Event, result: dict[str, object], limit: float = 60.0
-) -> None:
-    """Stream the pattern at a client's pace and check every echoed byte."""
-    stream = PatternStream()
-    sock = connect("127.0.0.1", port)
-    sock.setblocking(False)
-    selector = selectors.DefaultSelector()
-    selector.register(sock, selectors.EVENT_READ | selectors.EVENT_WRITE)
-    sent = received = 0
-    ok = True
-    deadline = time.monotonic() + limit
-    try:
-        while time.monotonic() < deadline:
-            events = selector.select(1.0)
-            for _, mask in events:
-                if mask & selectors.EVENT_WRITE:
-                    with contextlib.suppress(BlockingIOError, BrokenPipeError):
-                        sent += sock.send(stream.at(sent, 65536))
-                    if sent > 4 << 20:
-                        started.set()
-                if mask & selectors.EVENT_READ:
-                    data = sock.recv(262144)
-                    if not data:
-                        result.update(sent=sent, received=received, ok=ok, eof=True)
-                        return
-                    ok = ok and data == stream.at(received, len(data))
-                    received += len(data)
-            time.sleep(0.002)  # a client's pace, not a flood
-        result.update(sent=sent, received=received, ok=ok, eof=False)
-    except OSError as e:
-        result.update(sent=sent, received=received, ok=ok, eof=False, error=str(e))
-    finally:
-        selector.close()
-        sock.close()
 
 
 def test_sigterm_drains_a_streaming_client(

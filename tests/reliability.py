@@ -1,0 +1,58 @@
+"""The reliability suite's plumbing: its scale knob and the figures it reports.
+
+``ECHOD_SCALE=large`` runs every case of tests/test_reliability.py at soak
+size (``bench/soak`` sets it); the default is the CI size. Each case calls
+C{report(expectation, figure)} once its assertions hold; with
+``ECHOD_FIGURES=FILE`` set, every report is appended to FILE as one JSON
+line, from which ``bench/reliability_table.py`` writes docs/RELIABILITY.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+from pathlib import Path
+
+SCALE = os.environ.get("ECHOD_SCALE", "ci")
+LARGE = SCALE == "large"
+
+
+def scaled(ci: int, large: int) -> int:
+    """C{ci} at CI size, C{large} when soaking."""
+    return large if LARGE else ci
+
+
+def record(case: str, node: str, expectation: str, figure: str) -> None:
+    """Append a figure to $ECHOD_FIGURES (if set), and print it."""
+    print(f"[{case}] {figure}")
+    path = os.environ.get("ECHOD_FIGURES")
+    if not path:
+        return
+    line = {
+        "case": case,
+        "expectation": expectation,
+        "figure": figure,
+        "rerun": f"python -m pytest '{node}'",
+        "scale": SCALE,
+    }
+    with Path(path).open("a") as out:
+        out.write(json.dumps(line) + "\n")
+
+
+def raise_file_limit(want: int) -> int:
+    """Raise this process's file limit (inherited by what it starts) to C{want}."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft >= want:
+        return soft
+    new_hard = hard if hard == resource.RLIM_INFINITY or hard >= want else want
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, new_hard))
+    except (ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def open_fds(pid: int) -> int:
+    """How many file descriptors process C{pid} holds."""
+    return len(os.listdir(f"/proc/{pid}/fd"))
