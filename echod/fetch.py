@@ -239,6 +239,7 @@ class FetchProtocol(Protocol):
             lambda d: self._abort(FetchError(TIMEOUT, "timed out"))
         )
         self.heads: list[ResponseHead] = []
+        self.warnings: list[str] = []
         self.body_bytes = 0
         self.peer = ""
         self._h11 = h11.Connection(
@@ -420,8 +421,8 @@ class FetchProtocol(Protocol):
                 self._end_of_message()
             else:  # ConnectionClosed, PAUSED: nothing more will come
                 self._end_of_message()
-        if self._delivering and not self.options.raw_body:
-            self._take(self._consumed())
+        if not self.options.raw_body:
+            self._take(self._consumed())  # framing bytes h11 has used up
 
     def _on_head(
         self, event: h11.InformationalResponse | h11.Response, raw: bytes
@@ -442,12 +443,16 @@ class FetchProtocol(Protocol):
         )
         self.heads.append(head)
         for warning in lint_head(raw):
-            self.observer.warning(warning)
+            self._warn(warning)
         self.observer.head_received(head)
         if isinstance(event, h11.Response):
             self._delivering = self.deliver(head)
             if self._delivering:
                 self.observer.body_started(head, head.content_length())
+
+    def _warn(self, text: str) -> None:
+        self.warnings.append(text)
+        self.observer.warning(text)
 
     def _body(self, data: bytes) -> None:
         if not data:
@@ -469,7 +474,7 @@ class FetchProtocol(Protocol):
                 what = "a body in a response to HEAD"
             else:
                 what = "more bytes than the response's framing announced"
-            self.observer.warning(f"{what}: {extra} extra byte(s) ignored")
+            self._warn(f"{what}: {extra} extra byte(s) ignored")
         self._finished = True
         for name in list(self._timers):
             self._disarm(name)
@@ -492,7 +497,7 @@ class FetchProtocol(Protocol):
             return self._cut_short()
         if not any(isinstance(h, ResponseHead) and h.status >= 200 for h in self.heads):
             for warning in lint_head(bytes(self._buffer[:4096])):
-                self.observer.warning(warning)
+                self._warn(warning)
             return FetchError(MALFORMED, f"malformed response header: {e}")
         return FetchError(MALFORMED, f"malformed response body: {e}")
 
@@ -682,6 +687,7 @@ async def _fetch(
 ) -> FetchResult:
     timing = Timing()
     heads: list[ResponseHead] = []
+    warnings: list[str] = []
     redirects = 0
 
     def deliver(head: ResponseHead) -> bool:
@@ -691,6 +697,7 @@ async def _fetch(
         protocol = await _exchange(reactor, request, options, observer, timing, deliver)
         got, body_bytes = await protocol.done
         heads.extend(got)
+        warnings.extend(protocol.warnings)
         head = got[-1]
         if not deliver(head):
             redirects += 1
@@ -717,7 +724,7 @@ async def _fetch(
             request.head_bytes(),
             heads,
             body_bytes,
-            [],
+            warnings,
             timing,
             protocol.peer,
         )

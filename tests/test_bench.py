@@ -27,3 +27,19 @@ def test_bench_quick_run_reports_a_table() -> None:
     assert "Problems seen" not in out
     echod_row = next(line for line in out.splitlines() if line.startswith("| echod |"))
     assert "| yes |" in echod_row  # all bytes back after half-close
+
+
+def test_reliability_table_marks_cases_without_a_figure(tmp_path: Path) -> None:
+    figures = tmp_path / "figures.jsonl"
+    figures.write_text(
+        '{"case": "test_port_in_use_at_start", "expectation": "one | line", '
+        '"figure": "exit 1", "rerun": "python -m pytest \'x\'", "scale": "ci"}\n'
+    )
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "reliability_table.py"), str(figures)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 1  # the other cases have no figure
+    assert "| port in use at start | one \\| line | exit 1 |" in result.stdout
+    assert "no figure: the case failed or did not run" in result.stdout
+    assert "case(s) without a figure" in result.stderr

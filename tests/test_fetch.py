@@ -123,6 +123,7 @@ def test_head_response_has_no_body_and_extra_bytes_are_warned() -> None:
     assert ex.collector.warnings == [
         "a body in a response to HEAD: 5 extra byte(s) ignored"
     ]
+    assert ex.protocol.warnings == ex.collector.warnings
 
 
 def test_informational_heads_are_kept_in_order() -> None:

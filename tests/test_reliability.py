@@ -94,8 +94,11 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str) -> float:
 def test_load_many_connections_held_then_all_echoing(
     start_daemon: DaemonStarter, echoload: str, report: Report
 ) -> None:
-    count = scaled(10_000, 40_000)
-    raise_file_limit(count * 2 + 1000)
+    wanted = scaled(10_000, 25_000)  # one source address: ~28,000 ephemeral ports
+    # Each side (daemon, load generator) needs a descriptor per connection.
+    limit = raise_file_limit(wanted + 1000)
+    count = min(wanted, limit - 500)
+    assert count >= 1000, f"file limit {limit}: too low for this case"
     daemon = start_daemon("--port", LOCAL, "--idle-timeout", "120")
     port = daemon.tcp_port()
     before_fds, before_rss = open_fds(daemon.pid), daemon.rss_kib()
@@ -119,11 +122,12 @@ def test_load_many_connections_held_then_all_echoing(
         f"{count:,} connections held {hold} s with the idle timeout armed, then "
         "each echoes 16 bytes; RSS bounded",
         f"{count:,} connected, {result['verified']:,} verified, 0 failed; "
-        f"{per:.2f} KiB of RSS per connection",
+        f"{per:.2f} KiB of RSS per connection"
+        + (f" (hard file limit {limit}: {wanted:,} asked)" if count < wanted else ""),
     )
 
 
-def test_load_64_mib_across_100_connections(
+def test_load_streams_verified_by_sha256(
     start_daemon: DaemonStarter, report: Report
 ) -> None:
     connections = scaled(100, 400)
@@ -239,7 +243,7 @@ def test_half_closed_clients_that_never_read(
         sock.setblocking(False)
         chunk = b"h" * 65536
         began = time.monotonic()
-        while time.monotonic() - began < 0.5:  # until the daemon stops taking more
+        while time.monotonic() - began < 0.25:  # until the daemon stops taking more
             try:
                 pushed += sock.send(chunk)
             except BlockingIOError:
@@ -541,9 +545,11 @@ def test_udp_oversized_endless_and_reflection(
     flood = scaled(20_000, 500_000)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        flood_began = time.monotonic()
         for i in range(flood):
             datagram = b"u" * (9000 if i % 10 == 0 else 64)
             with_retry(sock.sendto, datagram, ("127.0.0.1", udp_port))
+        flood_seconds = time.monotonic() - flood_began
         sock.settimeout(1)
         answered = 0
         try:
@@ -567,15 +573,15 @@ def test_udp_oversized_endless_and_reflection(
                 pass
     growth = daemon.rss_kib() - before
     assert reflected == 0
-    seconds_of_flood = 10  # generous: the flood takes well under this
-    assert answered <= 50 * (seconds_of_flood + 1), answered
+    assert answered <= 50 * (flood_seconds + 2) + 50, answered  # rate and burst
     assert growth < 4096, growth
     assert daemon.stop() in (0, -signal.SIGTERM)
     dropped = daemon.wait_for(r"udp_dropped=\[([^\]]*)\]")[0][1]
     report(
         "a UDP flood with oversized datagrams from one source: oversized dropped, "
         "answers capped by the per-source rate, nothing to ports 7 and 19",
-        f"{flood:,} datagrams sent, {answered} answered (rate 50/s), "
+        f"{flood:,} datagrams sent in {flood_seconds:.1f} s, {answered} answered "
+        "(rate 50/s), "
         f"dropped [{dropped}], 0 reflected to 7/19, RSS growth {growth} KiB",
     )
 
@@ -591,7 +597,7 @@ def with_retry(send: Callable[..., object], *args: object) -> None:
 
 
 def test_fetch_response_parsing_fuzz(report: Report) -> None:
-    examples = scaled(1_000, 50_000)
+    examples = scaled(1_000, 20_000)
     outcomes = {"result": 0, "error": 0}
     peak = [0]
 
