@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+import signal
 import socket
 import subprocess
 import sys
@@ -543,16 +544,30 @@ def test_progress_bar_on_a_terminal(nginx: Nginx, tmp_path: Path) -> None:
     assert (tmp_path / "big").stat().st_size == BIG
 
 
+def interruptible() -> None:
+    """In the child: SIGINT as a terminal gives it (a background job inherits it
+    ignored, and Twisted then rightly leaves it ignored)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_interrupted(hostile: HostileServer, tmp_path: Path) -> None:
     process = subprocess.Popen(
         [ECHOD, "fetch", hostile.url("/never-answers")], cwd=tmp_path,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=interruptible,
     )  # fmt: skip
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30
     while "/never-answers" not in hostile.paths and time.monotonic() < deadline:
         time.sleep(0.05)
-    process.send_signal(2)  # SIGINT, as Ctrl-C
-    _, err = process.communicate(timeout=10)
+    try:
+        assert "/never-answers" in hostile.paths, "the request never arrived"
+        time.sleep(0.2)
+        process.send_signal(signal.SIGINT)  # as Ctrl-C
+        _, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            _, err = process.communicate()
+            pytest.fail(f"no exit after SIGINT; stderr: {err.decode()!r}")
     assert process.returncode == 130
     assert err.decode() == "echod fetch: interrupted\n"
 
