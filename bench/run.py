@@ -16,6 +16,7 @@ Absolute figures drift on a shared machine; ratios within one run hold.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -192,6 +193,63 @@ SCENARIOS = [
 ]
 
 
+CAP_PERCENT = 50
+
+
+class CpuCap:
+    """A cgroup holding a server to part of one core (cgroup v2 or v1 cpu).
+
+    With the server capped, the load generator has twice its CPU: whatever it
+    measures is the server's limit, not the generator's. None of this is
+    possible without write access to the cgroup file system; then the capped
+    scenario is left out and the report says so.
+    """
+
+    NAME = "echod-bench"
+
+    def __init__(self, percent: int) -> None:
+        period = 100_000
+        quota = period * percent // 100
+        v2 = Path("/sys/fs/cgroup")
+        v1 = Path("/sys/fs/cgroup/cpu")
+        if "cpu" in self._read(v2 / "cgroup.controllers").split():
+            self.path = v2 / self.NAME
+            self.path.mkdir(exist_ok=True)
+            (self.path / "cpu.max").write_text(f"{quota} {period}")
+        elif (v1 / "cpu.cfs_quota_us").exists():
+            self.path = v1 / self.NAME
+            self.path.mkdir(exist_ok=True)
+            (self.path / "cpu.cfs_period_us").write_text(str(period))
+            (self.path / "cpu.cfs_quota_us").write_text(str(quota))
+        else:
+            raise OSError("no cpu cgroup controller")
+
+    @staticmethod
+    def _read(path: Path) -> str:
+        try:
+            return path.read_text()
+        except OSError:
+            return ""
+
+    def add(self, pid: int) -> None:
+        """Move process C{pid} (all its threads) into the cap."""
+        (self.path / "cgroup.procs").write_text(str(pid))
+
+    def remove(self) -> None:
+        """Delete the cgroup (its processes have ended)."""
+        with contextlib.suppress(OSError):
+            self.path.rmdir()
+
+
+def cpu_cap(percent: int) -> CpuCap | None:
+    """A L{CpuCap}, or None where this machine does not allow one."""
+    try:
+        return CpuCap(percent)
+    except OSError as e:
+        print(f"no capped scenario: {e}", file=sys.stderr)
+        return None
+
+
 @dataclass
 class Results:
     """Every figure measured for one server."""
@@ -292,13 +350,31 @@ def load(args: list[str], port: int, timeout: float) -> dict[str, float]:
     return result
 
 
-def timed(server: Server, seconds: float, results: Results) -> None:
-    """One run of every timed scenario on a fresh server."""
+CAPPED = Scenario(
+    "pp100cap",
+    f"ping-pong 100 × 1 KiB, server at {CAP_PERCENT}% of a core",
+    ["pingpong", "-c", "100", "-s", "1024"],
+    "req_per_s",
+    "req/s",
+    needs_many=True,
+)
+
+
+def timed(
+    server: Server, seconds: float, results: Results, cap: CpuCap | None = None
+) -> None:
+    """One run of every timed scenario on a fresh server (then capped, if asked)."""
     running = Running(server)
+    scenarios = list(SCENARIOS)
+    if cap is not None and server.one_process and server.many:
+        scenarios.append(CAPPED)
     try:
-        for s in SCENARIOS:
+        for s in scenarios:
             if s.needs_many and not server.many:
                 continue
+            if s is CAPPED:
+                assert cap is not None
+                cap.add(running.process.pid)
             cpu0 = running.cpu_seconds()
             ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
             r = load([*s.args, "-d", str(seconds)], running.port, seconds + 60)
@@ -463,28 +539,40 @@ def report(
         "(lower is better; it does not depend on the load generator).",
         "",
         "| server | 1 × 64 B: server busy / load busy | 1 × 64 B: server µs/req | "
-        "100 × 1 KiB: server busy / load busy | 100 × 1 KiB: server µs/req |",
-        "|---|---|---|---|---|",
+        "100 × 1 KiB: server busy / load busy | 100 × 1 KiB: server µs/req | "
+        f"100 × 1 KiB, server capped at {CAP_PERCENT}% of a core: req/s "
+        "(server busy / load busy) |",
+        "|---|---|---|---|---|---|",
     ]
     for server in servers:
         r = all_results[server.name]
         cells = [server.name]
         if not server.one_process:
-            lines.append(f"| {server.name} | — | — | — | — |")
+            lines.append(f"| {server.name} | — | — | — | — | — |")
             continue
         for key in ("pp1", "pp100"):
             sb, lb = r.median(key, "server_busy"), r.median(key, "load_busy")
             cells.append("—" if sb is None or lb is None else f"{sb:.2f} / {lb:.2f}")
             cells.append(fmt(r.median(key, "server_us_per_req"), 2))
+        capped = r.median("pp100cap", "req_per_s")
+        sb, lb = r.median("pp100cap", "server_busy"), r.median("pp100cap", "load_busy")
+        cells.append(
+            "—"
+            if capped is None or sb is None or lb is None
+            else f"{fmt(capped)} ({sb:.2f} / {lb:.2f})"
+        )
         lines.append("| " + " | ".join(cells) + " |")
+    if not any(r.runs.get("pp100cap") for r in all_results.values()):
+        lines += ["", "(The capped scenario did not run: no writable cpu cgroup.)"]
     if "echod" in all_results:
         lines += [
             "",
             "echod's ratios (echod ÷ reference, same run):",
             "",
             "| reference | ping-pong 1 × 64 B | ping-pong 100 × 1 KiB | "
-            "stream 1 × 64 KiB | stream 50 × 16 KiB |",
-            "|---|---|---|---|---|",
+            "stream 1 × 64 KiB | stream 50 × 16 KiB | "
+            f"ping-pong 100 × 1 KiB, server at {CAP_PERCENT}% of a core |",
+            "|---|---|---|---|---|---|",
         ]
         e = all_results["echod"]
         for server in servers:
@@ -497,6 +585,7 @@ def report(
                 ("pp100", "req_per_s"),
                 ("stream1", "mb_per_s"),
                 ("stream50", "mb_per_s"),
+                ("pp100cap", "req_per_s"),
             ):
                 a, b = e.median(key, figure), ref.median(key, figure)
                 cells.append(f"{a / b:.2f}" if a and b else "—")
@@ -531,6 +620,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-memory", action="store_true", help="skip the RSS scenarios"
     )
+    parser.add_argument(
+        "--no-cap", action="store_true", help="skip the capped-server scenario"
+    )
     parser.add_argument("--quick", action="store_true", help="1 run of 1 s, 2000 idle")
     parser.add_argument("--out", type=Path, help="also write the Markdown report here")
     args = parser.parse_args(argv)
@@ -547,10 +639,15 @@ def main(argv: list[str] | None = None) -> int:
         servers = [s for s in servers if s.name not in missing]
     build()
     results = {s.name: Results() for s in servers}
-    for run in range(args.runs):
-        for server in servers:
-            print(f"run {run + 1}/{args.runs}: {server.name}", file=sys.stderr)
-            timed(server, args.seconds, results[server.name])
+    cap = None if args.no_cap else cpu_cap(CAP_PERCENT)
+    try:
+        for run in range(args.runs):
+            for server in servers:
+                print(f"run {run + 1}/{args.runs}: {server.name}", file=sys.stderr)
+                timed(server, args.seconds, results[server.name], cap)
+    finally:
+        if cap is not None:
+            cap.remove()
     if not args.no_memory:
         for server in servers:
             if server.one_process:
