@@ -42,6 +42,14 @@ from echod.fetchrequest import URL, Request, RequestError, parse_header, parse_u
 from echod.tlsclient import ClientTLS
 
 PROG = "echod fetch"
+EXIT_CODES = """\
+exit codes: 0 read whole (any HTTP status unless -f), 1 internal error,
+2 usage, 3 name not found, 4 refused, 5 unreachable, 6 timed out,
+7 TLS failure, 8 reset, 9 malformed response (or a violation with --lint),
+10 truncated or no response, 11 header or body over its limit,
+12 redirect refused or too many, 13 cannot write the body,
+22 HTTP status >= 400 with -f, 130 interrupted
+"""
 INTERRUPTED = 130
 
 
@@ -252,6 +260,8 @@ def parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Fetch a URL over HTTP/1.x and show exactly what crossed the "
         "wire: the response header as received, the body saved.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("url", help="http:// or https:// URL")
     out = p.add_argument_group("output")

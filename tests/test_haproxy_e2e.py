@@ -4,47 +4,17 @@ from __future__ import annotations
 
 import signal
 import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.daemon import DaemonStarter, need_tool, terminate
+from tests.daemon import DaemonStarter
+from tests.haproxy import HAProxy, simple_config
 from tests.peers import closed_by_peer, connect, drain, free_port, round_trip
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-class HAProxy:
-    """A ``haproxy -db`` process with a given configuration."""
-
-    def __init__(self, config: str, directory: Path, frontend: int) -> None:
-        path = directory / "haproxy.cfg"
-        path.write_text(config)
-        self.frontend = frontend
-        self.process = subprocess.Popen(
-            [need_tool("haproxy"), "-f", str(path), "-db"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )  # fmt: skip
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", frontend), timeout=1).close()
-                return
-            except OSError:
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    out = (
-                        self.process.communicate(timeout=5)[0]
-                        if self.process.poll()
-                        else ""
-                    )
-                    raise AssertionError(f"haproxy did not start: {out}") from None
-                time.sleep(0.1)
-
-    def stop(self) -> None:
-        terminate(self.process)
 
 
 @pytest.fixture
@@ -55,21 +25,6 @@ def haproxies(tmp_path: Path) -> Iterator[list[HAProxy]]:
     finally:
         for h in started:
             h.stop()
-
-
-def simple_config(frontend: int, backend: int, send_proxy: str) -> str:
-    return f"""
-defaults
-    mode tcp
-    timeout connect 5s
-    timeout client 30s
-    timeout server 30s
-frontend fe
-    bind 127.0.0.1:{frontend}
-    default_backend be
-backend be
-    server echod 127.0.0.1:{backend} {send_proxy}
-"""
 
 
 @pytest.mark.parametrize("send_proxy", ["send-proxy", "send-proxy-v2"])

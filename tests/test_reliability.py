@@ -35,10 +35,10 @@ from twisted.python.failure import Failure
 from echod.fetch import FetchError
 from tests.certs import issue, private_ca
 from tests.daemon import DaemonStarter, need_tool, terminate
+from tests.haproxy import HAProxy, simple_config
 from tests.peers import closed_by_peer, connect, echo_many, round_trip, stream_until_eof
 from tests.reliability import open_fds, raise_file_limit, record, scaled
 from tests.test_fetch import KNOWN, Exchange, response_like
-from tests.test_haproxy_e2e import HAProxy, simple_config
 
 LOCAL = "tcp:0:interface=127.0.0.1"
 ROOT = Path(__file__).resolve().parent.parent
