@@ -21,6 +21,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from echod.cli import parse_arguments
+
 DEFAULT_NAMES = ("localhost", "127.0.0.1", "::1")
 
 
@@ -139,10 +141,9 @@ def main(argv: Sequence[str]) -> int:
         help="server names (default: localhost 127.0.0.1 ::1)",
     )
     parser.add_argument("--days", type=int, default=365, help="leaf validity (days)")
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as e:
-        return int(e.code or 0) and 2
+    args = parse_arguments(parser, argv)
+    if isinstance(args, int):
+        return args
     try:
         written = make_certificates(args.directory, args.names, args.days)
     except OSError as e:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from collections.abc import Sequence
@@ -34,6 +35,19 @@ commands:
                     who may write there (see deploy/README.md)
   version           print echod's version
 """
+
+
+def parse_arguments(
+    parser: argparse.ArgumentParser, argv: Sequence[str]
+) -> argparse.Namespace | int:
+    """The parsed options, or the exit code once argparse has spoken.
+
+    0 after C{--help}, 2 after a usage error (argparse has printed the line).
+    """
+    try:
+        return parser.parse_args(argv)
+    except SystemExit as e:
+        return 2 if e.code else 0
 
 
 TWISTD = (

@@ -42,6 +42,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from echod.cli import parse_arguments
 from echod.echo import can_half_close
 from echod.tlsclient import ClientTLS, TLSClientError, connection_creator
 
@@ -561,11 +562,9 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str]) -> int:
     """Run ``echod client``; the result is the exit code."""
-    p = parser()
-    try:
-        args = p.parse_args(argv)
-    except SystemExit as e:
-        return int(e.code or 0) and USAGE
+    args = parse_arguments(parser(), argv)
+    if isinstance(args, int):
+        return args
     if args.count is not None and (args.count < 1 or args.size < 1):
         sys.stderr.write("echod client: error: --count and --size must be at least 1\n")
         return USAGE

@@ -38,6 +38,7 @@ from twisted.internet.endpoints import (
 )
 from twisted.internet.interfaces import (
     IHandshakeListener,
+    IOpenSSLClientConnectionCreator,
     IResolutionReceiver,
     IStreamClientEndpoint,
 )
@@ -236,7 +237,7 @@ class FetchProtocol(Protocol):
         self.deliver = deliver
         self.connect_deadline = connect_deadline  # time.perf_counter() value
         self.done: defer.Deferred[tuple[list[ResponseHead], int]] = defer.Deferred(
-            lambda d: self._abort(FetchError(TIMEOUT, "timed out"))
+            lambda d: self._fail(FetchError(TIMEOUT, "timed out"))
         )
         self.heads: list[ResponseHead] = []
         self.warnings: list[str] = []
@@ -261,7 +262,7 @@ class FetchProtocol(Protocol):
         self._disarm(name)
         if seconds is not None:
             self._timers[name] = self.clock.callLater(
-                seconds, self._abort, FetchError(TIMEOUT, message)
+                seconds, self._fail, FetchError(TIMEOUT, message)
             )
 
     def _disarm(self, name: str) -> None:
@@ -495,7 +496,7 @@ class FetchProtocol(Protocol):
             )
         if eof:
             return self._cut_short()
-        if not any(isinstance(h, ResponseHead) and h.status >= 200 for h in self.heads):
+        if not any(h.status >= 200 for h in self.heads):
             for warning in lint_head(bytes(self._buffer[:4096])):
                 self._warn(warning)
             return FetchError(MALFORMED, f"malformed response header: {e}")
@@ -538,9 +539,6 @@ class FetchProtocol(Protocol):
         if self.transport is not None and not self._lost:
             self.transport.abortConnection()  # type: ignore[attr-defined]
         self.done.errback(failure)
-
-    def _abort(self, failure: FetchError) -> None:
-        self._fail(failure)
 
 
 def _is_redirect(head: ResponseHead) -> bool:
@@ -601,28 +599,35 @@ async def _addresses(reactor: Any, url: URL, options: FetchOptions) -> list[str]
     return hosts
 
 
+def _tls_creator(
+    url: URL, options: FetchOptions, observer: FetchObserver
+) -> IOpenSSLClientConnectionCreator | None:
+    """The TLS settings for C{url} (files read once per exchange), or None."""
+    if not url.tls:
+        return None
+    try:
+        return connection_creator(
+            url.host,
+            options.tls,
+            warn=lambda text: observer.warning(text.split("warning: ", 1)[-1]),
+        )
+    except TLSClientError as e:
+        raise FetchError(USAGE, str(e)) from None
+
+
 def _endpoint(
     reactor: Any,
     url: URL,
     address: str,
-    options: FetchOptions,
     timeout: float,
-    observer: FetchObserver,
+    creator: IOpenSSLClientConnectionCreator | None,
 ) -> IStreamClientEndpoint:
     endpoint: IStreamClientEndpoint
     if ":" in address:
         endpoint = TCP6ClientEndpoint(reactor, address, url.port, timeout=timeout)
     else:
         endpoint = TCP4ClientEndpoint(reactor, address, url.port, timeout=timeout)
-    if url.tls:
-        try:
-            creator = connection_creator(
-                url.host,
-                options.tls,
-                warn=lambda text: observer.warning(text.split("warning: ", 1)[-1]),
-            )
-        except TLSClientError as e:
-            raise FetchError(USAGE, str(e)) from None
+    if creator is not None:
         endpoint = wrapClientTLS(creator, endpoint)
     return endpoint
 
@@ -637,6 +642,8 @@ async def _exchange(
 ) -> FetchProtocol:
     url = request.url
     started = time.perf_counter()
+    creator = _tls_creator(url, options, observer)
+    timed_out = f"connecting timed out after {options.connect_timeout:g} s"
     lookup = defer.ensureDeferred(_addresses(reactor, url, options))
     lookup.addTimeout(options.connect_timeout, reactor)
     try:
@@ -653,9 +660,7 @@ async def _exchange(
     for address in addresses:
         left = options.connect_timeout - (time.perf_counter() - started)
         if left <= 0:
-            raise FetchError(
-                TIMEOUT, f"connecting timed out after {options.connect_timeout:g} s"
-            )
+            raise FetchError(TIMEOUT, timed_out)
         protocol = FetchProtocol(
             request,
             options,
@@ -665,7 +670,7 @@ async def _exchange(
             deliver,
             connect_deadline=started + options.connect_timeout,
         )
-        endpoint = _endpoint(reactor, url, address, options, left, observer)
+        endpoint = _endpoint(reactor, url, address, left, creator)
         connecting = connectProtocol(endpoint, protocol)
         connecting.addTimeout(left, reactor)
         try:
@@ -673,9 +678,7 @@ async def _exchange(
         except Exception as e:
             last = classify(e)
             if last.code == TIMEOUT:
-                last = ClientError(
-                    TIMEOUT, f"connecting timed out after {options.connect_timeout:g} s"
-                )
+                last = ClientError(TIMEOUT, timed_out)
             continue
         return protocol
     assert last is not None
@@ -746,6 +749,8 @@ def fetch(
         _fetch(reactor, request, options, observer or FetchObserver())
     )
     if options.max_time is not None:
+        # Not Deferred.addTimeout: the protocol's canceller fails with its own
+        # FetchError, which addTimeout would pass on unrenamed.
         limit = options.max_time
         expired: list[bool] = []
 

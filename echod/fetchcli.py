@@ -25,9 +25,11 @@ from typing import IO, Any
 
 from twisted.python.failure import Failure
 
+from echod.cli import parse_arguments
 from echod.client import OK, USAGE, ClientError
 from echod.fetch import (
     HTTP_ERROR,
+    INTERNAL,
     MALFORMED,
     WRITE,
     FetchError,
@@ -414,11 +416,9 @@ def build(args: argparse.Namespace) -> Command:
 
 def main(argv: Sequence[str]) -> int:
     """Run ``echod fetch``; the result is the exit code."""
-    p = parser()
-    try:
-        args = p.parse_args(argv)
-    except SystemExit as e:
-        return int(e.code or 0) and USAGE
+    args = parse_arguments(parser(), argv)
+    if isinstance(args, int):
+        return args
     try:
         command = build(args)
     except RequestError as e:
@@ -481,4 +481,4 @@ def main(argv: Sequence[str]) -> int:
 def _error(failure: Failure) -> ClientError:
     if isinstance(failure.value, ClientError):
         return failure.value
-    return FetchError(1, f"unexpected failure: {failure.getErrorMessage()}")
+    return FetchError(INTERNAL, f"unexpected failure: {failure.getErrorMessage()}")

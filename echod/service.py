@@ -26,7 +26,6 @@ from twisted.python.components import Componentized
 from twisted.python.failure import Failure
 
 from echod.echo import EchoFactory, EchoProtocol, format_address
-from echod.fdlimit import connection_cap
 from echod.logs import JSONLinesObserver
 from echod.metrics import ListenerState, metrics_site
 from echod.notify import SystemdNotifier
@@ -343,7 +342,7 @@ class EchoService(Service):
             maxip=limit(s.max_per_ip),
             drain=f"{s.drain_timeout:g}s",
             files=limit(s.file_limit),
-            cap=limit(connection_cap(s.file_limit)),
+            cap=limit(self.factory.limits.fd_cap),
             event="limits",
         )
         for server in self.tls_servers:

@@ -33,6 +33,7 @@ http {{
         location = /redirect {{ return 302 /index.html; }}
         location = /to-plain {{ return 301 http://127.0.0.1:{port}/index.html; }}
     }}
+    {mtls_server}
 }}
 """
 
@@ -41,22 +42,36 @@ class Nginx:
     """nginx serving C{root} on a free port (and a TLS port with C{tls})."""
 
     def __init__(
-        self, directory: Path, root: Path, tls: tuple[Path, Path] | None = None
+        self,
+        directory: Path,
+        root: Path,
+        tls: tuple[Path, Path] | None = None,
+        client_ca: Path | None = None,
     ) -> None:
         nginx = need_tool("nginx")
         self.port = free_port()
         self.tls_port = free_port() if tls else None
-        tls_listen = ""
+        tls_listen = mtls_server = ""
+        self.mtls_port = free_port() if tls and client_ca else None
         if tls is not None:
             key, cert = tls
-            tls_listen = (
-                f"listen 127.0.0.1:{self.tls_port} ssl; "
-                f"ssl_certificate {cert}; ssl_certificate_key {key};"
-            )
+            pair = f"ssl_certificate {cert}; ssl_certificate_key {key};"
+            tls_listen = f"listen 127.0.0.1:{self.tls_port} ssl; {pair}"
+            if client_ca is not None:
+                # Mutual TLS: a client certificate from client_ca, or no page.
+                mtls_server = (
+                    f"server {{ listen 127.0.0.1:{self.mtls_port} ssl; {pair} "
+                    f"ssl_client_certificate {client_ca}; ssl_verify_client on; "
+                    f"root {root}; }}"
+                )
         config = directory / "nginx.conf"
         config.write_text(
             CONFIG.format(
-                dir=directory, port=self.port, root=root, tls_listen=tls_listen
+                dir=directory,
+                port=self.port,
+                root=root,
+                tls_listen=tls_listen,
+                mtls_server=mtls_server,
             )
         )
         self.process = subprocess.Popen(
@@ -81,8 +96,10 @@ class Nginx:
                 time.sleep(0.05)
         raise AssertionError("nginx did not start listening")
 
-    def url(self, path: str, tls: bool = False) -> str:
-        """A URL on this nginx (https on the TLS port, host name localhost)."""
+    def url(self, path: str, tls: bool = False, mtls: bool = False) -> str:
+        """A URL on this nginx (https on the TLS ports, host name localhost)."""
+        if mtls:
+            return f"https://localhost:{self.mtls_port}{path}"
         if tls:
             return f"https://localhost:{self.tls_port}{path}"
         return f"http://127.0.0.1:{self.port}{path}"

@@ -14,6 +14,8 @@ import os
 import resource
 from pathlib import Path
 
+from echod.fdlimit import raise_file_limit
+
 SCALE = os.environ.get("ECHOD_SCALE", "ci")
 LARGE = SCALE == "large"
 
@@ -40,17 +42,22 @@ def record(case: str, node: str, expectation: str, figure: str) -> None:
         out.write(json.dumps(line) + "\n")
 
 
-def raise_file_limit(want: int) -> int:
-    """Raise this process's file limit (inherited by what it starts) to C{want}."""
+def raise_file_limit_to(want: int) -> int:
+    """Raise this process's file limit (inherited by what it starts) to C{want}.
+
+    Past the hard limit only where allowed (root outside a container); else as
+    far as echod itself goes (L{echod.fdlimit.raise_file_limit}). Returns the
+    soft limit now.
+    """
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft >= want:
         return soft
-    new_hard = hard if hard == resource.RLIM_INFINITY or hard >= want else want
     try:
+        new_hard = hard if hard == resource.RLIM_INFINITY else max(hard, want)
         resource.setrlimit(resource.RLIMIT_NOFILE, (want, new_hard))
     except (ValueError, OSError):
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        return raise_file_limit()
+    return want
 
 
 def open_fds(pid: int) -> int:

@@ -343,6 +343,12 @@ def test_echod_cert_writes_a_working_set(tmp_path: Path) -> None:
     assert verify.returncode == 0, verify.stdout + verify.stderr
 
 
+def install_pem(pems: Path, name: str, made: Path) -> None:
+    """NAME.pem for a tls:DIRECTORY listener: the key and certificate in C{made}."""
+    pem = (made / "server.key").read_bytes() + (made / "server.pem").read_bytes()
+    (pems / f"{name}.pem").write_bytes(pem)
+
+
 def test_tls_directory_listener_gets_the_profile_sni_and_mutual_tls(
     start_daemon: DaemonStarter, tmp_path: Path
 ) -> None:
@@ -353,9 +359,7 @@ def test_tls_directory_listener_gets_the_profile_sni_and_mutual_tls(
     make_certificates(a, ["alpha.test"])
     make_certificates(b, ["beta.test"], days=30)
     for name, d in (("alpha.test", a), ("beta.test", b)):
-        (pems / f"{name}.pem").write_bytes(
-            (d / "server.key").read_bytes() + (d / "server.pem").read_bytes()
-        )
+        install_pem(pems, name, d)
     port = free_port()
     daemon = start_daemon(
         "--port", f"tls:{pems}:port={port}:interface=127.0.0.1",
@@ -383,11 +387,7 @@ def test_tls_directory_reload_on_sighup(
     make_certificates(first, ["localhost"])
     make_certificates(second, ["localhost"])
 
-    def install(d: Path) -> None:
-        pem = (d / "server.key").read_bytes() + (d / "server.pem").read_bytes()
-        (pems / "localhost.pem").write_bytes(pem)
-
-    install(first)
+    install_pem(pems, "localhost", first)
     port = free_port()
     daemon = start_daemon("--port", f"tls:{pems}:port={port}:interface=127.0.0.1")
     daemon.wait_for("listening on tls:")
@@ -398,7 +398,7 @@ def test_tls_directory_reload_on_sighup(
         connect("127.0.0.1", port), server_hostname="localhost"
     ) as s:
         assert round_trip(s, b"first") == b"first"
-    install(second)
+    install_pem(pems, "localhost", second)
     daemon.process.send_signal(signal.SIGHUP)
     daemon.wait_for("TLS certificates reloaded")
     with trusting[second].wrap_socket(
