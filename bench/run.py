@@ -119,6 +119,21 @@ SERVERS = [
         "echod with write-through off (Twisted's public write path)",
     ),
     Server(
+        "echod-busy-poll",
+        lambda p: [
+            twistd(),
+            "-n",
+            "--pidfile=",
+            "echod",
+            "--busy-poll",
+            "100",
+            "--port",
+            f"tcp:{p}:interface=127.0.0.1",
+        ],
+        "echod polling without sleeping for 100 µs after each event (an "
+        "option, off by default; a busy core while traffic flows)",
+    ),
+    Server(
         "echod-2-workers",
         lambda p: [
             str(Path(PY).with_name("echod")),

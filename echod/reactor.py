@@ -10,6 +10,22 @@ other event goes through the reactor's own C{_doReadOrWrite}. Exceptions are
 still caught per event (in the handler and in the disconnection that follows
 it), logged, and disconnect only that selectable.
 
+Its C{mainLoop} also skips the timer bookkeeping on turns where nothing is
+due: the stock loop runs C{runUntilCurrent} and C{timeout} (two clock
+reads, a context manager, a dozen attribute lookups) before every poll; the
+lean loop reads the clock once, and calls them only when a thread call, a
+new or due timed call or a stop is waiting. With one connection in
+ping-pong that is every turn, so every request (docs/PERFORMANCE.md).
+
+Busy polling, off by default (C{twistd echod --busy-poll USEC}, as HAProxy's
+C{busy-polling}): after a turn that handled I/O, the lean loop polls with a
+zero timeout for the next USEC microseconds instead of sleeping in
+epoll_wait. Each wake-up from epoll_wait costs microseconds of latency (more
+on a virtual machine); a one-connection ping-pong then answers faster than
+a C server that sleeps between requests, at the price of a busy core while
+traffic flows. Once USEC passes without an event the loop sleeps again, so
+an idle daemon does not spin.
+
 The one visible difference: legacy C{log.msg} calls made inside an I/O
 handler have no per-connection C{system} prefix. echod logs through
 twisted.logger with its own namespace, so its lines are unchanged.
@@ -31,6 +47,9 @@ from echod.compat import twisted_tested
 
 log = Logger(namespace="echod.reactor")
 
+LONGEST_POLL = 2147483
+"""The longest poll timeout in seconds: epoll_wait takes an int of milliseconds."""
+
 try:
     from twisted.internet.epollreactor import EPollReactor
 except ImportError:  # not Linux
@@ -42,6 +61,10 @@ if EPollReactor is not None:
     class LeanEPollReactor(EPollReactor):  # type: ignore[misc,valid-type]
         """Twisted's epoll reactor without the per-event legacy log context."""
 
+        busy_poll = 0.0
+        """Seconds to keep polling without sleeping after the last I/O event."""
+        _events = 0
+
         def doPoll(self, timeout: float | None) -> None:
             """Poll for events and dispatch them (see the module docstring)."""
             if timeout is None:
@@ -52,6 +75,7 @@ if EPollReactor is not None:
                 if err.errno == errno.EINTR:
                     return
                 raise
+            self._events = len(events)
             selectables = self._selectables
             dispatch = self._doReadOrWrite
             for fd, event in events:
@@ -77,6 +101,43 @@ if EPollReactor is not None:
 
         doIteration = doPoll
 
+        def mainLoop(self) -> None:
+            """Run until stopped; an unexpected error is logged and the loop goes on."""
+            while self._started:
+                with log.failureHandler("Unexpected error in main loop"):
+                    self._run_turns()
+            log.info("Main loop terminated.")
+
+        def _run_turns(self) -> None:
+            # The stock loop, turn by turn: runUntilCurrent(), then
+            # doIteration(running and timeout()). Here both are called only
+            # when they have work; otherwise the poll timeout is the time
+            # left until the first pending timed call, as timeout() computes.
+            seconds = self.seconds
+            poll = self.doPoll
+            busy = self.busy_poll
+            spin_until = 0.0
+            while self._started:
+                pending = self._pendingTimedCalls
+                now = seconds()
+                if (
+                    self.threadCallQueue
+                    or self._newTimedCalls
+                    or self._justStopped
+                    or (pending and pending[0].time <= now)
+                ):
+                    self.runUntilCurrent()
+                    timeout = self.timeout()
+                elif pending:
+                    timeout = min(pending[0].time - now, LONGEST_POLL)
+                else:
+                    timeout = None
+                if now < spin_until:
+                    timeout = 0
+                poll(self.running and timeout)
+                if busy and self._events:
+                    spin_until = seconds() + busy
+
 
 def install_if_unset() -> str:
     """Install L{LeanEPollReactor} unless a reactor is already installed.
@@ -91,6 +152,20 @@ def install_if_unset() -> str:
     from twisted.internet import reactor
 
     return describe(reactor)
+
+
+def enable_busy_poll(reactor: Any, seconds: float) -> None:
+    """Make C{reactor} poll without sleeping for C{seconds} after each I/O event.
+
+    Only L{LeanEPollReactor} can; for any other reactor this raises
+    L{ValueError} with a line for the user.
+    """
+    if EPollReactor is None or not isinstance(reactor, LeanEPollReactor):
+        raise ValueError(
+            "--busy-poll needs echod's own reactor (leave out --reactor); "
+            f"this one is {describe(reactor)}"
+        )
+    reactor.busy_poll = seconds
 
 
 def describe(reactor: Any) -> str:

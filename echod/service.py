@@ -323,9 +323,12 @@ class EchoService(Service):
                 event="metrics",
             )
         log.info(
-            "reactor: {reactor}; write-through: {wt}",
+            "reactor: {reactor}; write-through: {wt}; busy-poll: {busy}",
             reactor=describe(self.reactor),
             wt="on" if self.settings.write_through else "off",
+            busy=f"{self.settings.busy_poll * 1e6:g} us"
+            if self.settings.busy_poll
+            else "off",
             event="reactor",
         )
         s = self.settings

@@ -57,3 +57,5 @@ class EchoSettings:
     metrics: str | None = None
     """Endpoint serving /metrics and /healthz, or None (off)."""
     log_format: str = "text"
+    busy_poll: float = 0.0
+    """Seconds the reactor polls without sleeping after an I/O event; 0: off."""

@@ -27,6 +27,8 @@ ECHO_PATHS = {
     "stock-reactor": (("--reactor=epoll",), ()),
     # Twisted's public write path only
     "public-write": ((), ("--no-write-through",)),
+    # the lean reactor polling without sleeping for 200 us after each event
+    "busy-poll": ((), ("--busy-poll", "200")),
 }
 
 

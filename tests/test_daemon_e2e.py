@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import os
 import random
 import signal
 import socket
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.certs import self_signed
-from tests.daemon import DaemonStarter, need_tool
+from tests.daemon import Daemon, DaemonStarter, need_tool
 from tests.peers import (
     closed_by_peer,
     connect,
@@ -496,13 +497,61 @@ def test_reactor_and_write_path_are_logged(
     start_daemon_any_path: DaemonStarter,
 ) -> None:
     daemon = start_daemon_any_path("--port", LOCAL)
-    line = daemon.wait_for(r"reactor: (\S+); write-through: (on|off)")[0]
+    line = daemon.wait_for(
+        r"reactor: (\S+); write-through: (on|off); busy-poll: (off|200 us)"
+    )[0]
     if "--reactor=epoll" in start_daemon_any_path.twistd_args:
         assert line[1] == "twisted.internet.epollreactor.EPollReactor"
     else:
         assert line[1] == "echod.reactor.LeanEPollReactor"
     expected = "off" if "--no-write-through" in start_daemon_any_path.extra else "on"
     assert line[2] == expected
+    busy = "200 us" if "--busy-poll" in start_daemon_any_path.extra else "off"
+    assert line[3] == busy
+
+
+def test_busy_poll_with_another_reactor_is_refused_in_one_line(
+    start_daemon: DaemonStarter,
+) -> None:
+    daemon = Daemon(
+        ["--busy-poll", "50", "--port", LOCAL],
+        start_daemon.cwd,
+        twistd_args=["--reactor=epoll"],
+    )
+    start_daemon.started.append(daemon)
+    assert daemon.process.wait(30) == 2
+    daemon.stop()
+    assert daemon.lines == [
+        "twistd echod: error: --busy-poll needs echod's own reactor (leave out "
+        "--reactor); this one is twisted.internet.epollreactor.EPollReactor"
+    ]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of process C{pid}, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_busy_poll_spins_only_while_traffic_flows(start_daemon: DaemonStarter) -> None:
+    daemon = start_daemon("--busy-poll", "1000", "--port", LOCAL)
+    port = daemon.tcp_port()
+    with connect("127.0.0.1", port) as sock:
+        started, cpu = time.monotonic(), cpu_seconds(daemon.pid)
+        rounds = 0
+        while time.monotonic() - started < 1.0:
+            assert round_trip(sock, b"ping") == b"ping"
+            rounds += 1
+        busy = cpu_seconds(daemon.pid) - cpu
+        # While a client ping-pongs, the daemon polls instead of sleeping.
+        assert busy > 0.3, f"{busy:.2f} s of CPU in 1 s of ping-pong"
+        time.sleep(0.2)
+        cpu = cpu_seconds(daemon.pid)
+        time.sleep(1.0)
+        idle = cpu_seconds(daemon.pid) - cpu
+    # 1 ms after the last event it sleeps again: an idle daemon does not spin.
+    assert idle < 0.1, f"{idle:.2f} s of CPU in 1 s idle"
+    assert rounds > 0
 
 
 def curl(url: str) -> tuple[int, str]:

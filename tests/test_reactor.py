@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import threading
+import time
 from typing import Any
 
+import pytest
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import capturedLogs
 
-from echod.reactor import LeanEPollReactor, describe
+from echod.reactor import LeanEPollReactor, describe, enable_busy_poll
 
 
 class Echo(Protocol):
@@ -114,3 +117,133 @@ def test_a_failing_disconnect_does_not_stop_the_batch() -> None:
         good.close()
         bad_port.stopListening()
         good_port.stopListening()
+
+
+class PollLog:
+    """Records the timeout of every poll a reactor makes, then polls."""
+
+    def __init__(self, reactor: Any) -> None:
+        self.reactor = reactor
+        self.real = reactor.doPoll
+        self.polls: list[tuple[float, float | None]] = []
+        reactor.doPoll = self
+
+    def __call__(self, timeout: float | None) -> None:
+        # While stopping (running false) every reactor polls with False: not
+        # a turn of the running loop, so not recorded.
+        if timeout is not False:
+            self.polls.append((time.monotonic(), timeout))
+        self.real(timeout)
+
+
+def run_for(reactor: Any, seconds: float) -> None:
+    """Run C{reactor} (its own main loop) for C{seconds}, then stop it."""
+    reactor.callLater(seconds, reactor.stop)
+    started = time.monotonic()
+    reactor.run(installSignalHandlers=False)
+    assert time.monotonic() - started < seconds + 5
+
+
+def test_the_lean_loop_runs_timers_thread_calls_and_stops() -> None:
+    reactor: Any = LeanEPollReactor()
+    calls: list[str] = []
+
+    def later() -> None:
+        calls.append("timer")
+        # a timed call added by a timed call, and a call from another thread
+        reactor.callLater(0.05, calls.append, "nested")
+        threading.Thread(
+            target=reactor.callFromThread, args=(calls.append, "thread")
+        ).start()
+
+    reactor.callLater(0.05, later)
+    run_for(reactor, 0.5)
+    assert sorted(calls) == ["nested", "thread", "timer"]
+    assert calls[0] == "timer"
+
+
+def test_the_lean_loop_sleeps_until_the_next_timed_call() -> None:
+    reactor: Any = LeanEPollReactor()
+    reactor.callLater(0.3, lambda: None)
+    log = PollLog(reactor)
+    run_for(reactor, 0.6)
+    timeouts = [t for _, t in log.polls]
+    # Without I/O, one long sleep per timed call: never a busy turn.
+    assert len(timeouts) < 10
+    assert all(t is None or t > 0 for t in timeouts)
+    assert timeouts[0] is not None and 0.2 < timeouts[0] <= 0.3
+
+
+def test_an_error_in_a_turn_is_logged_and_the_loop_goes_on() -> None:
+    reactor: Any = LeanEPollReactor()
+    real = reactor.doPoll
+    failed: list[bool] = []
+
+    def poll_failing_once(timeout: float | None) -> None:
+        if not failed:
+            failed.append(True)
+            raise RuntimeError("turn failed")
+        real(timeout)
+
+    reactor.doPoll = poll_failing_once
+    calls: list[str] = []
+    reactor.callLater(0.1, calls.append, "after")
+    with capturedLogs() as events:
+        run_for(reactor, 0.3)
+    assert calls == ["after"]
+    assert any("turn failed" in str(e.get("log_failure")) for e in events)
+
+
+def busy_turns(busy_poll: float) -> tuple[list[tuple[float, float | None]], float]:
+    """Polls made around one echoed message, and when the echo was seen."""
+    reactor: Any = LeanEPollReactor()
+    if busy_poll:
+        enable_busy_poll(reactor, busy_poll)
+    port = reactor.listenTCP(0, Factory.forProtocol(Echo), interface="127.0.0.1")
+    client = socket.create_connection(("127.0.0.1", port.getHost().port))
+    seen: list[float] = []
+
+    def send() -> None:
+        client.sendall(b"ping")
+
+    def check() -> None:
+        client.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            if client.recv(10) == b"ping":
+                seen.append(time.monotonic())
+                return
+        reactor.callLater(0.001, check)
+
+    reactor.callLater(0.1, send)
+    reactor.callLater(0.1, check)
+    log = PollLog(reactor)
+    try:
+        run_for(reactor, 0.6)
+    finally:
+        client.close()
+        port.stopListening()
+    assert seen, "the echo never came back"
+    return log.polls, seen[0]
+
+
+def test_busy_poll_spins_after_io_then_sleeps_again() -> None:
+    polls, echoed = busy_turns(0.05)
+    spinning = [at for at, t in polls if t == 0]
+    assert spinning, "no zero-timeout poll after the echo"
+    # It spins for about the busy-poll time after the last event...
+    assert max(spinning) - echoed < 0.05 + 0.2
+    # ...and then sleeps: the last polls wait again.
+    assert polls[-1][1] is None or polls[-1][1] > 0
+
+
+def test_without_busy_poll_the_loop_never_spins() -> None:
+    polls, _ = busy_turns(0.0)
+    # The 1 ms check timer makes the loop wake often, but it always waits.
+    assert all(t is None or t > 0 for _, t in polls)
+
+
+def test_busy_poll_needs_the_lean_reactor() -> None:
+    from twisted.internet.epollreactor import EPollReactor
+
+    with pytest.raises(ValueError, match="--busy-poll needs echod's own reactor"):
+        enable_busy_poll(EPollReactor(), 0.001)

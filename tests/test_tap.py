@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from twisted.internet.testing import MemoryReactorClock
 
+from echod.reactor import LeanEPollReactor
 from echod.service import EchoService
 from echod.settings import EchoSettings, UDPSettings
 from echod.tap import Options, makeService
@@ -49,6 +50,8 @@ def test_every_option() -> None:
         "json",
         "--backlog",
         "128",
+        "--busy-poll",
+        "50",
     ).settings()
     assert settings == EchoSettings(
         ports=("tcp:7", "unix:/run/echo.sock"),
@@ -62,6 +65,7 @@ def test_every_option() -> None:
             UDPSettings(port=7007, interface="::1", rate=10, max_size=512),
         ),
         log_format="json",
+        busy_poll=50e-6,
     )
 
 
@@ -74,6 +78,7 @@ def test_every_option() -> None:
         (["--udp-max-size", "70000"], "--udp-max-size must be at most 65507"),
         (["--udp", "1.2.3.4:99999"], "--udp port must be 0-65535"),
         (["--log-format", "yaml"], "--log-format must be one of text, json"),
+        (["--busy-poll", "-1"], "--busy-poll must be at least 0"),
     ],
 )
 def test_bad_values_exit_2_with_one_line(
@@ -110,3 +115,26 @@ def test_make_service_bad_endpoint_exits_1(capsys: pytest.CaptureFixture[str]) -
     assert capsys.readouterr().err.startswith(
         "twistd echod: error: bad endpoint 'carrier-pigeon:1': "
     )
+
+
+def test_make_service_busy_poll_sets_the_lean_reactor() -> None:
+    reactor = LeanEPollReactor()
+    service = makeService(
+        parse("-p", "tcp:0:interface=127.0.0.1", "--busy-poll", "75"), reactor
+    )
+    try:
+        assert reactor.busy_poll == pytest.approx(75e-6)
+    finally:
+        for _, port in service.listening:  # type: ignore[attr-defined]
+            port.stopListening()
+
+
+def test_make_service_busy_poll_on_another_reactor_exits_2(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        makeService(parse("--busy-poll", "75"), MemoryReactorClock())
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith("twistd echod: error: --busy-poll needs echod's own reactor")
