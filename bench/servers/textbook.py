@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import sys
 
@@ -13,7 +14,9 @@ def main() -> None:
         s.listen(1)
         while True:
             conn, _ = s.accept()
-            with conn:
+            # The tutorial's loop; a client that resets mid-echo (a load
+            # generator that stops) ends its connection, not the server.
+            with conn, contextlib.suppress(ConnectionError):
                 while True:
                     data = conn.recv(1024)
                     if not data:
