@@ -27,6 +27,10 @@ commands:
                     fetch an http or https URL and show exactly what crossed
                     the wire: header as received, body saved
                     (see: echod fetch --help)
+  bench [OPTIONS] [TARGET]
+                    load-test an echo server: many connections, every byte
+                    verified; req/s, MB/s, latency percentiles
+                    (see: echod bench --help)
   cert DIRECTORY [NAME...]
                     write a private CA, a server and a client certificate
                     (to try TLS and mutual TLS; see: echod cert --help)
@@ -144,6 +148,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from echod.fetchcli import main as fetch_main
 
         return fetch_main(rest)
+    if command == "bench":
+        from echod.benchcli import main as bench_main
+
+        return bench_main(rest)
     if command == "cert":
         from echod.certs import main as cert_main
 

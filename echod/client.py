@@ -521,13 +521,8 @@ def close_session(session: Session) -> None:
 # The command.
 
 
-def parser() -> argparse.ArgumentParser:
-    """The options of ``echod client``."""
-    p = argparse.ArgumentParser(
-        prog="echod client",
-        description="Talk to a TCP or TLS service: a prompt on a terminal, a pipe "
-        "otherwise (like nc -N), or an echo probe with --count.",
-    )
+def add_target_arguments(p: argparse.ArgumentParser) -> None:
+    """The target and its TLS options, shared by ``echod client`` and ``bench``."""
     p.add_argument(
         "target",
         nargs="?",
@@ -546,6 +541,32 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not verify the server's certificate (warns)",
     )
+
+
+def target_endpoint(
+    args: argparse.Namespace, reactor: Any, prog: str
+) -> tuple[Target, IStreamClientEndpoint] | int:
+    """The target of L{add_target_arguments} and its endpoint.
+
+    Or the exit code, once the reason is written to stderr in one line.
+    """
+    settings = ClientTLS(args.cacert, args.cert, args.key, args.insecure)
+    try:
+        target = parse_target(args.target, args.tls)
+        return target, make_endpoint(reactor, target, settings, args.timeout)
+    except ClientError as e:
+        sys.stderr.write(f"{prog}: error: {e}\n")
+        return e.code
+
+
+def parser() -> argparse.ArgumentParser:
+    """The options of ``echod client``."""
+    p = argparse.ArgumentParser(
+        prog="echod client",
+        description="Talk to a TCP or TLS service: a prompt on a terminal, a pipe "
+        "otherwise (like nc -N), or an echo probe with --count.",
+    )
+    add_target_arguments(p)
     p.add_argument(
         "--timeout",
         type=float,
@@ -571,20 +592,13 @@ def main(argv: Sequence[str]) -> int:
     if args.timeout is not None and args.timeout <= 0:
         sys.stderr.write("echod client: error: --timeout must be more than 0\n")
         return USAGE
-    settings = ClientTLS(args.cacert, args.cert, args.key, args.insecure)
-    try:
-        target = parse_target(args.target, args.tls)
-    except ClientError as e:
-        sys.stderr.write(f"echod client: error: {e}\n")
-        return e.code
     from twisted.internet import reactor as global_reactor
 
     reactor: Any = global_reactor
-    try:
-        endpoint = make_endpoint(reactor, target, settings, args.timeout)
-    except ClientError as e:
-        sys.stderr.write(f"echod client: error: {e}\n")
-        return e.code
+    resolved = target_endpoint(args, reactor, "echod client")
+    if isinstance(resolved, int):
+        return resolved
+    target, endpoint = resolved
     interactive = args.count is None and sys.stdin.isatty()
     result: list[int] = []
     connected = threading.Event()

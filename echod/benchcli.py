@@ -1,0 +1,210 @@
+"""``echod bench``: load-test any echo server, every byte verified.
+
+Opens C{--connections} connections to the target (the targets and TLS
+options of ``echod client``), runs ping-pong or stream traffic for
+C{--duration} seconds (L{echod.loadgen}), then prints requests per second,
+MB/s, latency percentiles and what was verified. The exit code is 0 only if
+every byte of every connection came back in order and every connection
+ended with the server's EOF; 1 if any did not; a connection failure exits
+with ``echod client``'s codes (4 refused, 6 timed out, 7 TLS, ...).
+
+It is a Python client: on a small machine it, not the server, may be the
+limit. bench/run.py's C generator measures servers; this proves a path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from twisted.internet.protocol import Factory
+from twisted.python.failure import Failure
+
+from echod.cli import parse_arguments
+from echod.client import (
+    OK,
+    USAGE,
+    add_target_arguments,
+    classify,
+    target_endpoint,
+)
+from echod.fdlimit import raise_file_limit
+from echod.loadgen import LoadResult, LoadRun, LoadSettings
+
+FAILED = 1
+"""Exit code: some byte did not come back, or not in order."""
+FD_RESERVE = 32
+"""File descriptors kept free beside the connections."""
+
+
+def parser() -> argparse.ArgumentParser:
+    """The options of ``echod bench``."""
+    p = argparse.ArgumentParser(
+        prog="echod bench",
+        description="Load-test an echo server: many connections, every byte "
+        "verified; prints req/s, MB/s and latency percentiles.",
+    )
+    add_target_arguments(p)
+    p.add_argument("-c", "--connections", type=int, default=10, help="default 10")
+    p.add_argument(
+        "-s",
+        "--size",
+        type=int,
+        default=1024,
+        help="bytes per message (ping-pong) or per write (stream); default 1024",
+    )
+    p.add_argument(
+        "-d", "--duration", type=float, default=5.0, help="seconds; default 5"
+    )
+    p.add_argument(
+        "--stream",
+        action="store_true",
+        help="stream (up to --window bytes in flight per connection) "
+        "instead of ping-pong",
+    )
+    p.add_argument(
+        "--window",
+        type=int,
+        default=4 * 1024 * 1024,
+        help="stream: bytes in flight per connection; default 4 MiB",
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=10.0,
+        help="seconds for connecting, and for the last echoes after the end; "
+        "default 10",
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    return p
+
+
+def check(args: argparse.Namespace, file_limit: int) -> str | None:
+    """Why the numbers in C{args} cannot run, or None."""
+    if args.connections < 1 or args.size < 1 or args.window < 1:
+        return "--connections, --size and --window must be at least 1"
+    if args.duration <= 0 or args.timeout <= 0:
+        return "--duration and --timeout must be more than 0"
+    if file_limit and args.connections > file_limit - FD_RESERVE:
+        return (
+            f"--connections {args.connections} needs more file descriptors than "
+            f"the limit allows ({file_limit}; see ulimit -n)"
+        )
+    return None
+
+
+def figures(result: LoadResult, label: str) -> dict[str, Any]:
+    """The result as plain figures (the --json output)."""
+    s = result.settings
+    elapsed = result.elapsed or s.duration
+
+    def micro(fraction: float) -> float | None:
+        value = result.percentile(fraction)
+        return None if value is None else round(value * 1e6, 1)
+
+    return {
+        "target": label,
+        "mode": "stream" if s.stream else "pingpong",
+        "connections": s.connections,
+        "size": s.size,
+        "seconds": round(elapsed, 3),
+        "requests": result.requests,
+        "req_per_s": round(result.requests / elapsed, 1),
+        "mb_per_s": round(result.bytes_in_time / elapsed / 1e6, 2),
+        "p50_us": micro(0.5),
+        "p99_us": micro(0.99),
+        "p999_us": micro(0.999),
+        "max_us": micro(1.0),
+        "bytes_sent": result.bytes_sent,
+        "bytes_verified": result.bytes_verified,
+        "clean_connections": result.clean,
+        "mismatches": [vars(m) for m in result.mismatches],
+        "problems": result.problems,
+        "ok": result.ok,
+    }
+
+
+def report(f: dict[str, Any]) -> str:
+    """The result for a person: a few aligned lines."""
+    lines = [
+        f"echod bench: {f['target']}, {f['mode']}, {f['connections']} connections "
+        f"x {f['size']:,} B, {f['seconds']:g} s"
+    ]
+    if f["mode"] == "pingpong":
+        lines.append(f"requests   {f['requests']:,} ({f['req_per_s']:,.0f}/s)")
+        if f["p50_us"] is not None:
+            lines.append(
+                f"latency    p50 {f['p50_us']:,.0f} µs, p99 {f['p99_us']:,.0f} µs, "
+                f"p99.9 {f['p999_us']:,.0f} µs, max {f['max_us']:,.0f} µs"
+            )
+    lines.append(f"throughput {f['mb_per_s']:,.2f} MB/s each way")
+    verdict = (
+        "every byte back, in order" if f["ok"] else "NOT every byte back (see below)"
+    )
+    lines.append(
+        f"verified   {f['bytes_verified']:,} of {f['bytes_sent']:,} bytes sent: "
+        f"{verdict}; {f['clean_connections']}/{f['connections']} connections "
+        "ended cleanly"
+    )
+    for m in f["mismatches"]:
+        lines.append(
+            f"mismatch   connection {m['connection']} at byte {m['offset']:,}: "
+            f"expected 0x{m['expected']:02x}, got 0x{m['got']:02x}"
+        )
+    lines += [f"problem    {p}" for p in f["problems"]]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str]) -> int:
+    """Run ``echod bench``; the result is the exit code."""
+    args = parse_arguments(parser(), argv)
+    if isinstance(args, int):
+        return args
+    complaint = check(args, raise_file_limit())
+    if complaint is not None:
+        sys.stderr.write(f"echod bench: error: {complaint}\n")
+        return USAGE
+    from twisted.internet import reactor as global_reactor
+
+    reactor: Any = global_reactor
+    resolved = target_endpoint(args, reactor, "echod bench")
+    if isinstance(resolved, int):
+        return resolved
+    target, endpoint = resolved
+    load = LoadSettings(
+        connections=args.connections,
+        size=args.size,
+        duration=args.duration,
+        stream=args.stream,
+        window=args.window,
+        drain_timeout=args.timeout,
+    )
+
+    def connect(factory: Factory) -> Any:
+        d = endpoint.connect(factory)
+        d.addTimeout(args.timeout, reactor)
+        return d
+
+    outcome: list[int] = []
+
+    def finished(result: LoadResult) -> None:
+        f = figures(result, target.label())
+        print(json.dumps(f) if args.json else report(f))
+        outcome.append(OK if result.ok else FAILED)
+
+    def failed(failure: Failure) -> None:
+        e = classify(failure)
+        sys.stderr.write(f"echod bench: {target.label()}: {e}\n")
+        outcome.append(e.code)
+
+    def go() -> None:
+        d = LoadRun(load, reactor, connect).start()
+        d.addCallbacks(finished, failed)
+        d.addBoth(lambda _: reactor.stop())
+
+    reactor.callWhenRunning(go)
+    reactor.run()
+    return outcome[0] if outcome else FAILED

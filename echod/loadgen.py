@@ -1,0 +1,389 @@
+"""A load generator for echo servers: many connections, every byte verified.
+
+Each connection sends a byte stream that is a function of its offset and of
+the connection (L{Pattern}), so every byte that comes back can be checked
+where it lands: a lost, duplicated, reordered, corrupted or crossed-over
+byte shows as a mismatch at a known offset. When the time is up each
+connection stops sending, half-closes once everything it sent is written,
+and reads until the server's EOF; it ends clean only if every byte it sent
+came back.
+
+- ping-pong: one message of C{size} bytes in flight per connection; the
+  next is sent when the whole echo is back (its round trip is a latency
+  sample);
+- stream: each connection keeps up to C{window} bytes in flight, written in
+  pieces of C{size} bytes, and reads what comes back.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from twisted.internet import defer, error
+from twisted.internet.interfaces import IHalfCloseableProtocol, IReactorTime
+from twisted.internet.protocol import Factory, Protocol
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from echod.echo import can_half_close
+
+PERIOD = 251
+"""The pattern repeats every PERIOD bytes (a prime: no power-of-two alignment)."""
+MAX_PIECE = 65536
+"""The longest slice L{Pattern.at} is asked for at once."""
+
+
+@functools.lru_cache(maxsize=4)
+def _base(length: int) -> bytes:
+    return bytes(i % PERIOD for i in range(PERIOD + length))
+
+
+class Pattern:
+    """The bytes one connection sends: offset C{n} holds C{(n + seed) % 251}."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed % PERIOD
+        self._base = _base(MAX_PIECE)
+
+    def at(self, offset: int, length: int) -> bytes:
+        """The C{length} bytes (at most L{MAX_PIECE}) from stream offset C{offset}."""
+        start = (offset + self.seed) % PERIOD
+        return self._base[start : start + length]
+
+    def first_difference(self, offset: int, data: bytes) -> int | None:
+        """Where C{data}, received at C{offset}, first differs from the pattern."""
+        for done in range(0, len(data), MAX_PIECE):
+            piece = data[done : done + MAX_PIECE]
+            expected = self.at(offset + done, len(piece))
+            if piece != expected:
+                at = next(
+                    i
+                    for i, (a, b) in enumerate(zip(piece, expected, strict=True))
+                    if a != b
+                )
+                return done + at
+        return None
+
+
+@dataclass(frozen=True)
+class LoadSettings:
+    """What to run: the mode, how many connections, how big, how long."""
+
+    connections: int = 10
+    size: int = 1024
+    """ping-pong: bytes per message; stream: bytes per write."""
+    duration: float = 5.0
+    stream: bool = False
+    window: int = 4 * 1024 * 1024
+    """stream: most bytes a connection has in flight."""
+    drain_timeout: float = 10.0
+    """After the time is up, how long the echoes of bytes in flight may take."""
+
+
+@dataclass
+class Mismatch:
+    """The first wrong byte one connection received."""
+
+    connection: int
+    offset: int
+    expected: int
+    got: int
+
+
+@dataclass
+class LoadResult:
+    """Everything one run measured."""
+
+    settings: LoadSettings
+    elapsed: float = 0.0
+    requests: int = 0
+    """ping-pong round trips completed within the time."""
+    bytes_sent: int = 0
+    bytes_verified: int = 0
+    bytes_in_time: int = 0
+    """Bytes echoed back within the time (for the rate)."""
+    latencies: list[float] = field(default_factory=list)
+    clean: int = 0
+    """Connections that got every byte back, then the server's EOF."""
+    mismatches: list[Mismatch] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """Every byte of every connection came back, in order."""
+        return (
+            not self.mismatches
+            and not self.problems
+            and self.clean == self.settings.connections
+        )
+
+    def percentile(self, fraction: float) -> float | None:
+        """A latency percentile in seconds (C{fraction} 0.5 for the median)."""
+        if not self.latencies:
+            return None
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+@implementer(IHalfCloseableProtocol)
+class LoadProtocol(Protocol):
+    """One connection of a load run: sends its pattern and checks the echo."""
+
+    def __init__(self, run: LoadRun, index: int) -> None:
+        self.run = run
+        self.index = index
+        self.pattern = Pattern(index * 37 + 1)
+        self.sent = 0
+        self.received = 0
+        self.began = False
+        self.alive = True
+        self.sending = False
+        self.stopped = False
+        self.closing = False
+        self.failed = False
+        self._request_started = 0.0
+
+    def connectionMade(self) -> None:
+        """Wait for the run to start all connections together."""
+        self.run.connection_made(self)
+
+    def start(self) -> None:
+        """Begin sending."""
+        self.began = self.sending = True
+        if self.run.settings.stream:
+            self._top_up()
+        else:
+            self._send_request()
+
+    def stop(self) -> None:
+        """The time is up: send nothing more; half-close once all is echoed."""
+        self.sending = False
+        if self.run.settings.stream or self.received == self.sent:
+            self._half_close()
+
+    def _write(self, length: int) -> None:
+        assert self.transport is not None
+        while length > 0:
+            piece = min(length, MAX_PIECE)
+            self.transport.write(self.pattern.at(self.sent, piece))
+            self.sent += piece
+            length -= piece
+
+    def _send_request(self) -> None:
+        self._request_started = self.run.clock.seconds()
+        self._write(self.run.settings.size)
+
+    def _top_up(self) -> None:
+        settings = self.run.settings
+        while self.sending and self.sent - self.received < settings.window:
+            self._write(settings.size)
+
+    def _half_close(self) -> None:
+        # Sending is over. A plain socket shuts its write side now (after what
+        # is queued) and reads on until the server's EOF; TLS cannot half-close,
+        # so it closes once every byte is back.
+        if self.closing or self.transport is None:
+            return
+        self.stopped = True
+        if can_half_close(self.transport):
+            self.closing = True
+            self.transport.loseWriteConnection()  # type: ignore[attr-defined]
+        elif self.received == self.sent:
+            self.closing = True
+            self.transport.loseConnection()
+
+    def dataReceived(self, data: bytes) -> None:
+        """Check the echo byte for byte; go on sending while the run lasts."""
+        if self.failed:
+            return
+        if self.received + len(data) > self.sent:
+            self._fail_extra(data)
+            return
+        wrong = self.pattern.first_difference(self.received, data)
+        if wrong is not None:
+            self._fail_mismatch(data, wrong)
+            return
+        self.received += len(data)
+        self.run.echoed(len(data))
+        if self.run.settings.stream:
+            if self.sending:
+                self._top_up()
+            elif self.received == self.sent:
+                self._half_close()
+            return
+        if self.received == self.sent:
+            self.run.round_trip(self.run.clock.seconds() - self._request_started)
+            if self.sending:
+                self._send_request()
+            else:
+                self._half_close()
+
+    def _fail_mismatch(self, data: bytes, wrong: int) -> None:
+        offset = self.received + wrong
+        expected = self.pattern.at(offset, 1)[0]
+        self.run.mismatch(Mismatch(self.index, offset, expected, data[wrong]))
+        self._abort()
+
+    def _fail_extra(self, data: bytes) -> None:
+        self.run.problem(
+            f"connection {self.index}: {self.received + len(data) - self.sent:,} "
+            f"bytes more came back than were sent"
+        )
+        self._abort()
+
+    def _abort(self) -> None:
+        self.failed = True
+        if self.transport is not None:
+            self.transport.abortConnection()  # type: ignore[attr-defined]
+
+    def readConnectionLost(self) -> None:
+        """The server's EOF: the end, clean if every byte came back."""
+        assert self.transport is not None
+        self.transport.loseConnection()
+
+    def writeConnectionLost(self) -> None:
+        """Our half-close went out; keep reading until the server's EOF."""
+
+    def connectionLost(self, reason: Failure = error.ConnectionDone) -> None:  # type: ignore[assignment]
+        """Report how this connection ended."""
+        self.alive = False
+        self.run.connection_lost(self, reason)
+
+
+class LoadRun:
+    """Connects, runs and ends one load test; C{done} fires with the result."""
+
+    def __init__(
+        self,
+        settings: LoadSettings,
+        clock: IReactorTime,
+        connect: Callable[[Factory], defer.Deferred[Any]],
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.connect = connect
+        self.result = LoadResult(settings)
+        self.protocols: list[LoadProtocol] = []
+        self.open = 0
+        self.running = False
+        self.ended = False
+        self.started = 0.0
+        self.done: defer.Deferred[LoadResult] = defer.Deferred()
+        self._indexes = itertools.count()
+        self._time_call: Any = None
+        self._deadline: Any = None
+
+    def start(self) -> defer.Deferred[LoadResult]:
+        """Open every connection, then run; a failed connect fails the run."""
+        factory = Factory()
+        factory.protocol = lambda: LoadProtocol(self, next(self._indexes))  # type: ignore[assignment,misc]
+        attempts = [self.connect(factory) for _ in range(self.settings.connections)]
+        connected = defer.gatherResults(attempts, consumeErrors=True)
+        connected.addCallbacks(lambda _: self._go(), self._connect_failed)
+        return self.done
+
+    def connection_made(self, protocol: LoadProtocol) -> None:
+        """Count an open connection."""
+        self.protocols.append(protocol)
+        self.open += 1
+
+    def _connect_failed(self, failure: Failure) -> None:
+        for protocol in self.protocols:
+            protocol._abort()
+        if isinstance(failure.value, defer.FirstError):
+            failure = failure.value.subFailure
+        if not self.done.called:
+            self.done.errback(failure)
+
+    def _go(self) -> None:
+        self.running = True
+        self.started = self.clock.seconds()
+        for protocol in self.protocols:
+            if protocol.alive:
+                protocol.start()
+        self._time_call = self.clock.callLater(self.settings.duration, self._time_up)
+        if not self.open:  # every connection was closed before the start
+            self._time_up()
+
+    def _time_up(self) -> None:
+        if self._time_call is not None and self._time_call.active():
+            self._time_call.cancel()
+        self.running = False
+        self.ended = True
+        self.result.elapsed = self.clock.seconds() - self.started
+        for protocol in list(self.protocols):
+            protocol.stop()
+        self._deadline = self.clock.callLater(
+            self.settings.drain_timeout, self._drain_over
+        )
+        self._maybe_done()
+
+    def _drain_over(self) -> None:
+        self._deadline = None
+        stuck = [p for p in self.protocols if p.alive and not p.failed]
+        if stuck:
+            self.problem(
+                f"{len(stuck)} connection(s) still waiting for their echo "
+                f"{self.settings.drain_timeout:g} s after the end"
+            )
+            for protocol in stuck:
+                protocol._abort()
+
+    def echoed(self, count: int) -> None:
+        """C{count} more bytes came back, verified."""
+        self.result.bytes_verified += count
+        if self.running:
+            self.result.bytes_in_time += count
+
+    def round_trip(self, seconds: float) -> None:
+        """A ping-pong message came back whole."""
+        if self.running:
+            self.result.requests += 1
+            self.result.latencies.append(seconds)
+
+    def mismatch(self, found: Mismatch) -> None:
+        """A wrong byte came back."""
+        self.result.mismatches.append(found)
+
+    def problem(self, text: str) -> None:
+        """Something other than a wrong byte went wrong."""
+        self.result.problems.append(text)
+
+    def connection_lost(self, protocol: LoadProtocol, reason: Failure) -> None:
+        """Account for one ended connection; finish when all have."""
+        self.open -= 1
+        self.result.bytes_sent += protocol.sent
+        if protocol.failed:
+            pass  # already reported
+        elif not protocol.began:
+            self.problem(
+                f"connection {protocol.index}: closed by the server before the start"
+            )
+        elif not protocol.stopped:
+            why = "reset" if reason.check(error.ConnectionLost) else "closed"
+            self.problem(
+                f"connection {protocol.index}: {why} by the server after "
+                f"{protocol.received:,} of {protocol.sent:,} bytes came back"
+            )
+        elif protocol.received != protocol.sent:
+            lost = protocol.sent - protocol.received
+            self.problem(
+                f"connection {protocol.index}: {lost:,} of {protocol.sent:,} bytes "
+                f"never came back"
+            )
+        else:
+            self.result.clean += 1
+        if self.running and not self.open:
+            self._time_up()  # nothing left to measure
+        self._maybe_done()
+
+    def _maybe_done(self) -> None:
+        if self.open or not self.ended or self.done.called:
+            return
+        if self._deadline is not None and self._deadline.active():
+            self._deadline.cancel()
+        self.done.callback(self.result)

@@ -1,0 +1,177 @@
+"""End-to-end: ``echod bench`` against real echo servers, good and broken."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import socketserver
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from tests.certs import self_signed
+from tests.daemon import DaemonStarter, need_tool, terminate
+from tests.peers import connect_when_up, free_port
+
+LOCAL = "tcp:0:interface=127.0.0.1"
+ECHOD = str(Path(sys.executable).with_name("echod"))
+
+
+def bench(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [ECHOD, "bench", *args], capture_output=True, text=True, timeout=timeout
+    )
+
+
+def figures(out: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    result: dict[str, Any] = json.loads(out.stdout)
+    return result
+
+
+def test_ping_pong_against_echod_verifies_every_byte(
+    start_daemon: DaemonStarter,
+) -> None:
+    port = start_daemon("--port", LOCAL).tcp_port()
+    out = bench("-c", "20", "-s", "1000", "-d", "1", "--json", f"127.0.0.1:{port}")
+    assert out.returncode == 0, out.stderr
+    f = figures(out)
+    assert f["ok"] and f["clean_connections"] == 20
+    assert f["requests"] > 100
+    assert f["bytes_verified"] == f["bytes_sent"] >= f["requests"] * 1000
+    assert 0 < f["p50_us"] <= f["p99_us"] <= f["p999_us"] <= f["max_us"]
+    assert f["req_per_s"] > 0 and f["mb_per_s"] > 0
+
+
+def test_stream_against_echod_prints_the_summary(start_daemon: DaemonStarter) -> None:
+    port = start_daemon("--port", LOCAL).tcp_port()
+    out = bench("--stream", "-c", "4", "-s", "65536", "-d", "1", f"127.0.0.1:{port}")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith(
+        f"echod bench: 127.0.0.1:{port}, stream, 4 connections x 65,536 B"
+    )
+    assert lines[1].startswith("throughput ")
+    assert "every byte back, in order; 4/4 connections ended cleanly" in lines[2]
+
+
+def test_against_socat_a_real_peer() -> None:
+    socat = need_tool("socat")
+    port = free_port()
+    server = subprocess.Popen(
+        [socat, f"TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork", "PIPE"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        connect_when_up(port, server).close()
+        out = bench("-c", "5", "-d", "1", "--json", f"127.0.0.1:{port}")
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert figures(out)["clean_connections"] == 5
+    finally:
+        terminate(server)
+
+
+def test_over_tls(start_daemon: DaemonStarter, tmp_path: Path) -> None:
+    key, cert = self_signed(tmp_path)
+    daemon = start_daemon(
+        "--port", f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}"
+    )
+    port = daemon.tcp_port()
+    out = bench(
+        "-c", "3", "-d", "1", "--cacert", str(cert), "--json", f"tls:localhost:{port}"
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert figures(out)["ok"]
+    # TLS cannot half-close: a stream ends by closing once every byte is back
+    out = bench(
+        "--stream", "-c", "2", "-d", "1", "--cacert", str(cert), "--json",
+        f"tls:localhost:{port}",
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert figures(out)["clean_connections"] == 2
+
+
+class Transforming(socketserver.BaseRequestHandler):
+    """An echo that passes its bytes through the server's C{transform}."""
+
+    def handle(self) -> None:
+        sock: socket.socket = self.request
+        transform: Callable[[int, bytes], bytes] = self.server.transform  # type: ignore[attr-defined]
+        offset = 0
+        with contextlib.suppress(ConnectionError):  # the client aborts on a mismatch
+            while data := sock.recv(65536):
+                sock.sendall(transform(offset, data))
+                offset += len(data)
+            sock.shutdown(socket.SHUT_WR)
+
+
+@contextmanager
+def broken_echo(transform: Callable[[int, bytes], bytes]) -> Iterator[int]:
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Transforming)
+    server.daemon_threads = True
+    server.transform = transform  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def flip_byte_5000(offset: int, data: bytes) -> bytes:
+    if offset <= 5000 < offset + len(data):
+        at = 5000 - offset
+        return data[:at] + bytes([data[at] ^ 0x20]) + data[at + 1 :]
+    return data
+
+
+def test_a_corrupted_byte_is_found_where_it_is() -> None:
+    with broken_echo(flip_byte_5000) as port:
+        out = bench("-c", "1", "-s", "1000", "-d", "1", f"127.0.0.1:{port}")
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "NOT every byte back" in out.stdout
+    assert "mismatch   connection 0 at byte 5,000: expected 0x" in out.stdout
+
+
+def swallow_after_10000(offset: int, data: bytes) -> bytes:
+    """Echo nothing past the first 10,000 bytes (EOF still answers EOF)."""
+    return data[: max(0, 10_000 - offset)]
+
+
+def test_a_lost_tail_is_reported_stream() -> None:
+    with broken_echo(swallow_after_10000) as port:
+        out = bench("-c", "2", "--stream", "-d", "1", f"127.0.0.1:{port}")
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "verified   20,000 of " in out.stdout
+    assert "0/2 connections ended cleanly" in out.stdout
+    assert out.stdout.count("bytes never came back") == 2
+
+
+def test_a_lost_tail_is_reported_ping_pong() -> None:
+    with broken_echo(swallow_after_10000) as port:
+        out = bench("-c", "2", "-d", "1", "--timeout", "2", f"127.0.0.1:{port}")
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert (
+        "2 connection(s) still waiting for their echo 2 s after the end" in out.stdout
+    )
+
+
+def test_connection_refused_is_one_line_and_exit_4() -> None:
+    out = bench("-d", "1", f"127.0.0.1:{free_port()}")
+    assert out.returncode == 4
+    assert out.stderr.count("\n") == 1 and "connection refused" in out.stderr
+    assert out.stdout == ""
+
+
+def test_bad_options_are_one_line_and_exit_2() -> None:
+    for args in (["-c", "0"], ["-d", "-1"], ["--size", "big"], ["-c", "10000000"]):
+        out = bench(*args)
+        assert out.returncode == 2, args
+        assert out.stderr.count("\n") == 1 or out.stderr.startswith("usage:"), args
+        assert "Traceback" not in out.stderr

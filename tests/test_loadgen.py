@@ -1,0 +1,176 @@
+"""Unit tests of echod.loadgen: the pattern, and a load run against fake peers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from twisted.internet import defer, error
+from twisted.internet.protocol import Factory
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.python.failure import Failure
+
+from echod.loadgen import (
+    MAX_PIECE,
+    PERIOD,
+    LoadResult,
+    LoadRun,
+    LoadSettings,
+    Pattern,
+)
+
+
+def test_the_pattern_is_periodic_and_differs_per_connection() -> None:
+    a, b = Pattern(1), Pattern(2)
+    assert a.at(0, 10) != b.at(0, 10)
+    assert a.at(5, 300) == a.at(5 + PERIOD, 300)
+    assert a.at(0, 300)[7:17] == a.at(7, 10)
+    assert len(a.at(123, MAX_PIECE)) == MAX_PIECE
+
+
+def test_first_difference_finds_the_wrong_byte() -> None:
+    p = Pattern(9)
+    data = bytearray()
+    for offset in range(1000, 1000 + 150_000, MAX_PIECE):
+        data += p.at(offset, min(MAX_PIECE, 1000 + 150_000 - offset))
+    assert p.first_difference(1000, bytes(data)) is None
+    data[140_001] ^= 0xFF
+    assert p.first_difference(1000, bytes(data)) == 140_001
+    # shifted by one byte: wrong at once
+    assert p.first_difference(1001, bytes(data[:10])) == 0
+
+
+class Peer:
+    """Fake connections: each a StringTransport whose protocol we drive."""
+
+    def __init__(self, refuse: bool = False) -> None:
+        self.refuse = refuse
+        self.transports: list[StringTransport] = []
+        self.protocols: list[Any] = []
+
+    def connect(self, factory: Factory) -> defer.Deferred[Any]:
+        if self.refuse:
+            return defer.fail(error.ConnectionRefusedError())
+        protocol: Any = factory.buildProtocol(None)  # type: ignore[arg-type]
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        self.transports.append(transport)
+        self.protocols.append(protocol)
+        return defer.succeed(protocol)
+
+    def echo(self, index: int, change: Any = None) -> int:
+        """Send back what connection C{index} wrote; returns the byte count."""
+        data = self.transports[index].value()
+        self.transports[index].clear()
+        if change is not None:
+            data = change(data)
+        if data:
+            self.protocols[index].dataReceived(data)
+        return len(data)
+
+    def close(self, index: int) -> None:
+        """The server's EOF, then the connection closes."""
+        self.protocols[index].readConnectionLost()
+        self.protocols[index].connectionLost(Failure(error.ConnectionDone()))
+
+
+def start(settings: LoadSettings, peer: Peer) -> tuple[Any, MemoryReactorClock]:
+    clock = MemoryReactorClock()
+    results: list[Any] = []
+    LoadRun(settings, clock, peer.connect).start().addBoth(results.append)
+    return results, clock
+
+
+def test_ping_pong_counts_round_trips_and_ends_clean() -> None:
+    peer = Peer()
+    results, clock = start(LoadSettings(connections=2, size=100, duration=1.0), peer)
+    for _ in range(5):
+        clock.advance(0.01)
+        assert peer.echo(0) == 100
+        assert peer.echo(1) == 100
+    clock.advance(1.0)  # time up: the in-flight messages come back, then EOF
+    peer.echo(0)
+    peer.echo(1)
+    assert all(t.disconnecting for t in peer.transports)  # half-closed
+    assert not results
+    peer.close(0)
+    peer.close(1)
+    [result] = results
+    assert isinstance(result, LoadResult)
+    assert result.ok
+    assert result.requests == 10
+    assert result.bytes_verified == result.bytes_sent == 1200
+    assert result.percentile(0.5) == pytest.approx(0.01)
+
+
+def test_a_wrong_byte_is_a_mismatch_at_its_offset() -> None:
+    peer = Peer()
+    results, clock = start(LoadSettings(connections=1, size=100), peer)
+    peer.echo(0)
+
+    def corrupt(data: bytes) -> bytes:
+        return data[:42] + bytes([data[42] ^ 1]) + data[43:]
+
+    peer.echo(0, corrupt)
+    assert peer.transports[0].disconnecting  # aborted
+    peer.protocols[0].connectionLost(Failure(error.ConnectionLost()))
+    clock.advance(10)
+    [result] = results
+    assert not result.ok
+    [m] = result.mismatches
+    assert (m.connection, m.offset) == (0, 142)
+    assert m.got == m.expected ^ 1
+
+
+def test_bytes_that_never_come_back_are_reported() -> None:
+    peer = Peer()
+    results, clock = start(LoadSettings(connections=1, size=100, duration=1), peer)
+    peer.echo(0, lambda data: data[:60])  # 40 bytes lost
+    clock.advance(1)
+    peer.close(0)
+    [result] = results
+    assert not result.ok
+    assert result.problems == [
+        "connection 0: closed by the server after 60 of 100 bytes came back"
+    ]
+
+
+def test_more_bytes_back_than_sent_is_a_failure() -> None:
+    peer = Peer()
+    results, clock = start(LoadSettings(connections=1, size=10), peer)
+    peer.echo(0, lambda data: data + data)
+    peer.protocols[0].connectionLost(Failure(error.ConnectionLost()))
+    clock.advance(10)
+    [result] = results
+    assert result.problems == ["connection 0: 10 bytes more came back than were sent"]
+
+
+def test_stream_keeps_at_most_the_window_in_flight() -> None:
+    peer = Peer()
+    settings = LoadSettings(connections=1, size=1000, stream=True, window=10_000)
+    start(settings, peer)
+    assert len(peer.transports[0].value()) == 10_000
+    # 2,500 back: topped up in 1,000-byte writes until 10,000 or more are in flight
+    peer.echo(0, lambda data: data[:2500])
+    assert len(peer.transports[0].value()) == 3000
+    protocol = peer.protocols[0]
+    assert protocol.sent - protocol.received <= settings.window + settings.size
+
+
+def test_a_failed_connect_fails_the_run() -> None:
+    results, _ = start(LoadSettings(connections=3), Peer(refuse=True))
+    [failure] = results
+    assert isinstance(failure, Failure)
+    assert failure.check(error.ConnectionRefusedError)
+
+
+def test_the_drain_timeout_ends_a_stuck_run() -> None:
+    peer = Peer()
+    settings = LoadSettings(connections=1, size=10, duration=1, drain_timeout=2)
+    results, clock = start(settings, peer)
+    clock.advance(1)  # time up with a message in flight that never returns
+    clock.advance(2)
+    assert peer.transports[0].disconnecting
+    peer.protocols[0].connectionLost(Failure(error.ConnectionLost()))
+    [result] = results
+    assert result.problems[0].startswith("1 connection(s) still waiting")
