@@ -16,6 +16,7 @@ from typing import Any
 
 from tests.certs import self_signed
 from tests.daemon import DaemonStarter, need_tool, terminate
+from tests.haproxy import HAProxy, simple_config
 from tests.peers import connect_when_up, free_port
 
 LOCAL = "tcp:0:interface=127.0.0.1"
@@ -175,3 +176,19 @@ def test_bad_options_are_one_line_and_exit_2() -> None:
         assert out.returncode == 2, args
         assert out.stderr.count("\n") == 1 or out.stderr.startswith("usage:"), args
         assert "Traceback" not in out.stderr
+
+
+def test_through_haproxy_to_echod(start_daemon: DaemonStarter, tmp_path: Path) -> None:
+    """The use it is for: proving a path through a load balancer, every byte."""
+    backend = start_daemon("--port", LOCAL).tcp_port()
+    frontend = free_port()
+    haproxy = HAProxy(simple_config(frontend, backend, ""), tmp_path, frontend)
+    try:
+        for mode in ([], ["--stream"]):
+            out = bench(*mode, "-c", "10", "-d", "1", "--json", f"127.0.0.1:{frontend}")
+            assert out.returncode == 0, out.stdout + out.stderr
+            f = figures(out)
+            assert f["clean_connections"] == 10
+            assert f["bytes_verified"] == f["bytes_sent"] > 0
+    finally:
+        haproxy.stop()
