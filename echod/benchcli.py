@@ -6,7 +6,8 @@ C{--duration} seconds (L{echod.loadgen}), then prints requests per second,
 MB/s, latency percentiles and what was verified. The exit code is 0 only if
 every byte of every connection came back in order and every connection
 ended with the server's EOF; 1 if any did not; a connection failure exits
-with ``echod client``'s codes (4 refused, 6 timed out, 7 TLS, ...).
+with ``echod client``'s codes (4 refused, 6 timed out, 7 TLS, ...); Ctrl-C
+shows the figures so far and exits 130.
 
 It is a Python client: on a small machine it, not the server, may be the
 limit. bench/run.py's C generator measures servers; this proves a path.
@@ -36,6 +37,8 @@ from echod.loadgen import LoadResult, LoadRun, LoadSettings
 
 FAILED = 1
 """Exit code: some byte did not come back, or not in order."""
+INTERRUPTED = 130
+"""Exit code: stopped by SIGINT (Ctrl-C) or SIGTERM; the figures so far are shown."""
 FD_RESERVE = 32
 """File descriptors kept free beside the connections."""
 
@@ -189,6 +192,7 @@ def main(argv: Sequence[str]) -> int:
         return d
 
     outcome: list[int] = []
+    runs: list[LoadRun] = []
 
     def finished(result: LoadResult) -> None:
         f = figures(result, target.label())
@@ -201,10 +205,26 @@ def main(argv: Sequence[str]) -> int:
         outcome.append(e.code)
 
     def go() -> None:
-        d = LoadRun(load, reactor, connect).start()
+        runs.append(LoadRun(load, reactor, connect))
+        d = runs[0].start()
         d.addCallbacks(finished, failed)
-        d.addBoth(lambda _: reactor.stop())
+        d.addBoth(lambda _: None if interrupted else reactor.stop())
 
+    interrupted: list[bool] = []
+
+    def shutting_down() -> None:
+        if not outcome:  # stopped by a signal (Ctrl-C) before the end
+            interrupted.append(True)
+            if runs:
+                runs[0].interrupt()
+
+    reactor.addSystemEventTrigger("before", "shutdown", shutting_down)
     reactor.callWhenRunning(go)
     reactor.run()
-    return outcome[0] if outcome else FAILED
+    if interrupted or not outcome:
+        if runs and runs[0].started:
+            f = figures(runs[0].result, target.label())
+            print(json.dumps(f) if args.json else report(f))
+        sys.stderr.write("echod bench: interrupted\n")
+        return INTERRUPTED
+    return outcome[0]

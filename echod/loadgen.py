@@ -271,6 +271,7 @@ class LoadRun:
         self.open = 0
         self.running = False
         self.ended = False
+        self.stopped_early = False
         self.started = 0.0
         self.done: defer.Deferred[LoadResult] = defer.Deferred()
         self._indexes = itertools.count()
@@ -290,6 +291,24 @@ class LoadRun:
         """Count an open connection."""
         self.protocols.append(protocol)
         self.open += 1
+
+    def interrupt(self) -> None:
+        """Stop now (Ctrl-C): keep the figures so far; close without judging.
+
+        The connections are about to be dropped by us, not by the server, so
+        their ends are counted but not reported, and C{done} never fires.
+        """
+        if self.running:
+            self.result.elapsed = self.clock.seconds() - self.started
+        self.running = False
+        self.ended = self.stopped_early = True
+        for call in (self._time_call, self._deadline):
+            if call is not None and call.active():
+                call.cancel()
+        self.result.problems.append(
+            f"interrupted after {self.result.elapsed:.1f} s, every connection "
+            "still open"
+        )
 
     def _connect_failed(self, failure: Failure) -> None:
         for protocol in self.protocols:
@@ -357,6 +376,8 @@ class LoadRun:
         """Account for one ended connection; finish when all have."""
         self.open -= 1
         self.result.bytes_sent += protocol.sent
+        if self.stopped_early:
+            return  # interrupted: we dropped it
         if protocol.failed:
             pass  # already reported
         elif not protocol.began:

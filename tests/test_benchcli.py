@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import contextlib
 import json
+import signal
 import socket
 import socketserver
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from tests.certs import self_signed
 from tests.daemon import DaemonStarter, need_tool, terminate
@@ -192,3 +196,35 @@ def test_through_haproxy_to_echod(start_daemon: DaemonStarter, tmp_path: Path) -
             assert f["bytes_verified"] == f["bytes_sent"] > 0
     finally:
         haproxy.stop()
+
+
+def interruptible() -> None:
+    """In the child: SIGINT as a terminal gives it (see test_fetch_e2e)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def test_ctrl_c_shows_the_figures_so_far_and_exits_130(
+    start_daemon: DaemonStarter,
+) -> None:
+    port = start_daemon("--port", LOCAL).tcp_port()
+    process = subprocess.Popen(
+        [ECHOD, "bench", "-c", "3", "-d", "60", f"127.0.0.1:{port}"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=interruptible,
+    )  # fmt: skip
+    try:
+        time.sleep(2)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+            pytest.fail("no exit after SIGINT")
+    assert process.returncode == 130
+    assert err == "echod bench: interrupted\n"
+    lines = out.splitlines()
+    assert lines[0].startswith("echod bench: ") and lines[1].startswith("requests ")
+    problems = [line for line in lines if line.startswith("problem")]
+    assert len(problems) == 1, out  # no blame on the server for our close
+    assert problems[0].startswith("problem    interrupted after ")
