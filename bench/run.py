@@ -513,9 +513,9 @@ def report(
         f"Server on core {SERVER_CORE}, load generator on core {LOAD_CORE}; medians of "
         f"{args.runs} runs of {args.seconds:g} s; every echoed byte verified.",
         "",
-        "| server | ping-pong 1 × 64 B, req/s | ping-pong 100 × 1 KiB, req/s | "
-        "stream 1 × 64 KiB, MB/s | stream 50 × 16 KiB, MB/s | "
-        "all bytes back after half-close | RSS growth, 1 GiB slow reader | "
+        "| server | "
+        + "".join(f"{s.title}, {s.unit} | " for s in SCENARIOS)
+        + "all bytes back after half-close | RSS growth, 1 GiB slow reader | "
         f"RSS per idle connection ({args.idle:,} held) | latency 100 conns p50 / p99 / "
         "p99.9 µs |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -535,12 +535,7 @@ def report(
             lat = " / ".join(
                 fmt(r.median("pp100", k)) for k in ("p50_us", "p99_us", "p999_us")
             )
-        figures = [
-            fmt(r.median("pp1", "req_per_s")),
-            fmt(r.median("pp100", "req_per_s")),
-            fmt(r.median("stream1", "mb_per_s")),
-            fmt(r.median("stream50", "mb_per_s")),
-        ]
+        figures = [fmt(r.median(s.key, s.figure)) for s in SCENARIOS]
         cells = [server.name, *figures, half, slow_txt, idle_txt, lat]
         lines.append("| " + " | ".join(cells) + " |")
     lines += [
@@ -584,9 +579,7 @@ def report(
             "",
             "echod's ratios (echod ÷ reference, same run):",
             "",
-            "| reference | ping-pong 1 × 64 B | ping-pong 100 × 1 KiB | "
-            "stream 1 × 64 KiB | stream 50 × 16 KiB | "
-            f"ping-pong 100 × 1 KiB, server at {CAP_PERCENT}% of a core |",
+            "| reference | " + " | ".join(s.title for s in [*SCENARIOS, CAPPED]) + " |",
             "|---|---|---|---|---|---|",
         ]
         e = all_results["echod"]

@@ -6,6 +6,7 @@ import hashlib
 import os
 import random
 import shutil
+import signal
 import socket
 import struct
 import subprocess
@@ -119,6 +120,35 @@ def test_interactive_ctrl_d_half_closes_and_prints_what_is_coming(
         assert child.wait() == 0
     finally:
         child.close(force=True)
+
+
+def sigint_default() -> None:
+    """In the child: SIGINT as a terminal gives it (a CI job started in the
+    background inherits it ignored, and Python then leaves it ignored)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def test_interactive_ctrl_c_quits_at_once(start_daemon: DaemonStarter) -> None:
+    daemon = start_daemon("--port", LOCAL)
+    port = daemon.tcp_port()
+    child = pexpect.spawn(
+        ECHOD, ["client", f"127.0.0.1:{port}"], timeout=10, encoding="utf-8",
+        dimensions=(24, 100), preexec_fn=sigint_default,
+    )  # fmt: skip
+    try:
+        child.expect("input> ")
+        child.sendline("before ctrl-c")
+        child.expect("before ctrl-c")
+        child.expect("before ctrl-c")
+        child.expect("input> ")
+        child.sendintr()  # Ctrl-C at the prompt, as a terminal sends it
+        child.expect(pexpect.EOF)
+        assert child.wait() == 0
+        assert "Traceback" not in (child.before or "")
+    finally:
+        child.close(force=True)
+    # The connection was closed, not left behind: the daemon logged its end.
+    daemon.wait_for(r"closed 127\.0\.0\.1:\d+ in=14 out=14")
 
 
 def test_interactive_late_reply_never_lands_in_the_typed_line() -> None:

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.internet import error
-from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.internet.testing import MemoryReactorClock
 from twisted.python.failure import Failure
 
 from echod.client import RESET, TIMEOUT
@@ -22,62 +22,14 @@ from echod.fetch import (
     MALFORMED,
     TOO_LARGE,
     TRUNCATED,
-    BodyCollector,
     FetchError,
     FetchOptions,
-    FetchProtocol,
     ResponseHead,
-    Timing,
     fetch,
     redirected,
 )
 from echod.fetchrequest import Request, parse_url
-
-URL = parse_url("http://example.test:8080/path?q=1")
-
-
-class Exchange:
-    """A FetchProtocol on a StringTransport, and what it produced."""
-
-    def __init__(self, method: str = "GET", **options: Any) -> None:
-        self.clock = MemoryReactorClock()
-        self.collector = BodyCollector()
-        self.protocol = FetchProtocol(
-            Request(URL, method),
-            FetchOptions(**options),
-            self.collector,
-            Timing(),
-            self.clock,
-        )
-        self.transport = StringTransport()
-        self.outcome: list[Any] = []
-        self.protocol.done.addBoth(self.outcome.append)
-        self.protocol.makeConnection(self.transport)
-
-    def feed(self, *pieces: bytes) -> Exchange:
-        for piece in pieces:
-            self.protocol.dataReceived(piece)
-        return self
-
-    def close(self, reason: Any = error.ConnectionDone) -> Exchange:
-        if not self.outcome or not self.transport.disconnecting:
-            self.protocol.connectionLost(Failure(reason()))
-        return self
-
-    def heads(self) -> list[ResponseHead]:
-        assert self.outcome, "not finished"
-        result = self.outcome[0]
-        assert not isinstance(result, Failure), result
-        heads: list[ResponseHead] = result[0]
-        return heads
-
-    def error(self) -> FetchError:
-        assert self.outcome, "not finished"
-        failure = self.outcome[0]
-        assert isinstance(failure, Failure), failure
-        value = failure.value
-        assert isinstance(value, FetchError)
-        return value
+from tests.fetchfuzz import KNOWN, URL, Exchange, cut, response_like
 
 
 def test_request_bytes_are_written() -> None:
@@ -220,21 +172,11 @@ framed = st.builds(
 )
 
 
-def _cut(data: bytes, sizes: list[int]) -> list[bytes]:
-    pieces, offset, i = [], 0, 0
-    while offset < len(data):
-        size = sizes[i % len(sizes)]
-        pieces.append(data[offset : offset + size])
-        offset += size
-        i += 1
-    return pieces
-
-
 @given(framed)
 @settings(max_examples=200, deadline=None)
 def test_any_cut_gives_the_same_body(case: tuple[bytes, bytes, list[int]]) -> None:
     data, body, sizes = case
-    ex = Exchange().feed(*_cut(data, sizes))
+    ex = Exchange().feed(*cut(data, sizes))
     assert ex.collector.body() == body
 
 
@@ -250,31 +192,12 @@ def _chunked(parts: list[bytes]) -> bytes:
     st.lists(st.integers(1, 64), min_size=1, max_size=20),
 )
 @settings(max_examples=200, deadline=None)
-def test_chunked_any_cut(parts: list[bytes], sizes: list[int]) -> None:
+def test_chunked_anycut(parts: list[bytes], sizes: list[int]) -> None:
     data = _chunked(parts)
-    decoded = Exchange().feed(*_cut(data, sizes))
+    decoded = Exchange().feed(*cut(data, sizes))
     assert decoded.collector.body() == b"".join(parts)
-    raw = Exchange(raw_body=True).feed(*_cut(data, sizes))
+    raw = Exchange(raw_body=True).feed(*cut(data, sizes))
     assert raw.collector.body() == data[data.index(b"\r\n\r\n") + 4 :]
-
-
-KNOWN = {MALFORMED, TRUNCATED, TOO_LARGE, RESET}
-
-response_like = st.one_of(
-    st.binary(max_size=3000),
-    st.builds(
-        lambda status, headers, body: status + headers + b"\r\n" + body,
-        st.sampled_from([b"HTTP/1.1 200 OK\r\n", b"HTTP/1.0 204 X\r\n",
-                         b"HTTP/1.1 100 Continue\r\n", b"HTTP/1.1 304 N\r\n",
-                         b"HTTP/2 200\r\n", b"HTTP/1.1 999 ?\r\n"]),
-        st.lists(st.sampled_from([b"Content-Length: 3\r\n", b"Content-Length: x\r\n",
-                                  b"Transfer-Encoding: chunked\r\n", b"X:\r\n",
-                                  b" folded\r\n", b"\n", b"Bad Header\r\n",
-                                  b"Content-Length: 99999999999\r\n"]),
-                 max_size=6).map(b"".join),
-        st.binary(max_size=500),
-    ),
-)  # fmt: skip
 
 
 @given(response_like, st.lists(st.integers(1, 200), min_size=1, max_size=10),
@@ -284,7 +207,7 @@ def test_arbitrary_responses_end_cleanly(
     data: bytes, sizes: list[int], raw: bool, reset: bool
 ) -> None:
     ex = Exchange(raw_body=raw, max_header_size=2048)
-    for piece in _cut(data, sizes):
+    for piece in cut(data, sizes):
         ex.feed(piece)
         assert len(ex.protocol._buffer) <= 2048 + 200
     ex.close(error.ConnectionLost if reset else error.ConnectionDone)

@@ -34,6 +34,7 @@ from twisted.python.failure import Failure
 from echod.fetch import FetchError
 from tests.certs import issue, private_ca
 from tests.daemon import DaemonStarter, need_tool, terminate
+from tests.fetchfuzz import KNOWN, Exchange, cut, response_like
 from tests.haproxy import HAProxy, simple_config
 from tests.peers import (
     closed_by_peer,
@@ -44,7 +45,6 @@ from tests.peers import (
     stream_until_eof,
 )
 from tests.reliability import open_fds, raise_file_limit_to, record, scaled
-from tests.test_fetch import KNOWN, Exchange, response_like
 
 LOCAL = "tcp:0:interface=127.0.0.1"
 ROOT = Path(__file__).resolve().parent.parent
@@ -614,12 +614,7 @@ def test_fetch_response_parsing_fuzz(report: Report) -> None:
         tracemalloc.reset_peak()
         start = tracemalloc.get_traced_memory()[0]
         ex = Exchange(raw_body=raw, max_header_size=4096)
-        offset = 0
-        for size in sizes * (len(data) // max(1, sum(sizes)) + 1):
-            if offset >= len(data):
-                break
-            ex.feed(data[offset : offset + size])
-            offset += size
+        ex.feed(*cut(data, sizes))
         ex.protocol.connectionLost(Failure(error.ConnectionLost() if reset
                                            else error.ConnectionDone()))  # fmt: skip
         assert ex.outcome, "never ended"
