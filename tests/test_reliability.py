@@ -44,7 +44,7 @@ from tests.peers import (
     round_trip,
     stream_until_eof,
 )
-from tests.reliability import open_fds, raise_file_limit_to, record, scaled
+from tests.reliability import SCALE, open_fds, raise_file_limit_to, record, scaled
 
 LOCAL = "tcp:0:interface=127.0.0.1"
 ROOT = Path(__file__).resolve().parent.parent
@@ -762,13 +762,13 @@ def test_clients_refuse_bad_certificates_and_never_default_to_insecure(
     )
 
 
-def test_figures_file_is_json_lines(tmp_path: Path) -> None:
+def test_figures_file_is_json_lines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     out = tmp_path / "figures.jsonl"
-    os.environ["ECHOD_FIGURES"] = str(out)
-    try:
-        record("case", "tests/x.py::case", "expect", "figure")
-    finally:
-        del os.environ["ECHOD_FIGURES"]
+    # monkeypatch puts back the soak's own ECHOD_FIGURES afterwards
+    monkeypatch.setenv("ECHOD_FIGURES", str(out))
+    record("case", "tests/x.py::case", "expect", "figure")
     line = json.loads(out.read_text())
     assert line["rerun"] == "python -m pytest 'tests/x.py::case'"
-    assert (line["case"], line["figure"], line["scale"]) == ("case", "figure", "ci")
+    assert (line["case"], line["figure"], line["scale"]) == ("case", "figure", SCALE)
