@@ -49,6 +49,10 @@ def parser() -> argparse.ArgumentParser:
         prog="echod bench",
         description="Load-test an echo server: many connections, every byte "
         "verified; prints req/s, MB/s and latency percentiles.",
+        epilog="exit status: 0 every byte of every connection came back, in "
+        "order; 1 some did not (each problem on a line); 2 bad option; 3 name "
+        "not resolved; 4 refused; 5 unreachable; 6 timed out; 7 TLS failure; "
+        "8 reset; 130 interrupted (the figures so far are shown)",
     )
     add_target_arguments(p)
     p.add_argument("-c", "--connections", type=int, default=10, help="default 10")

@@ -228,3 +228,11 @@ def test_ctrl_c_shows_the_figures_so_far_and_exits_130(
     problems = [line for line in lines if line.startswith("problem")]
     assert len(problems) == 1, out  # no blame on the server for our close
     assert problems[0].startswith("problem    interrupted after ")
+
+
+def test_help_lists_the_exit_codes() -> None:
+    out = bench("--help")
+    assert out.returncode == 0
+    text = " ".join(out.stdout.split())
+    assert "exit status: 0 every byte of every connection came back" in text
+    assert "4 refused" in text and "130 interrupted" in text
