@@ -518,7 +518,7 @@ def report(
         + "all bytes back after half-close | RSS growth, 1 GiB slow reader | "
         f"RSS per idle connection ({args.idle:,} held) | latency 100 conns p50 / p99 / "
         "p99.9 µs |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---" * (len(SCENARIOS) + 5) + "|",
     ]
     for server in servers:
         r = all_results[server.name]
@@ -580,7 +580,7 @@ def report(
             "echod's ratios (echod ÷ reference, same run):",
             "",
             "| reference | " + " | ".join(s.title for s in [*SCENARIOS, CAPPED]) + " |",
-            "|---|---|---|---|---|---|",
+            "|---" * (len(SCENARIOS) + 2) + "|",
         ]
         e = all_results["echod"]
         for server in servers:

@@ -108,10 +108,10 @@ def figures(result: LoadResult, label: str) -> dict[str, Any]:
     s = result.settings
     elapsed = result.elapsed or s.duration
 
-    def micro(fraction: float) -> float | None:
-        value = result.percentile(fraction)
-        return None if value is None else round(value * 1e6, 1)
-
+    p50, p99, p999, most = (
+        None if value is None else round(value * 1e6, 1)
+        for value in result.percentiles(0.5, 0.99, 0.999, 1.0)
+    )
     return {
         "target": label,
         "mode": "stream" if s.stream else "pingpong",
@@ -121,10 +121,10 @@ def figures(result: LoadResult, label: str) -> dict[str, Any]:
         "requests": result.requests,
         "req_per_s": round(result.requests / elapsed, 1),
         "mb_per_s": round(result.bytes_in_time / elapsed / 1e6, 2),
-        "p50_us": micro(0.5),
-        "p99_us": micro(0.99),
-        "p999_us": micro(0.999),
-        "max_us": micro(1.0),
+        "p50_us": p50,
+        "p99_us": p99,
+        "p999_us": p999,
+        "max_us": most,
         "bytes_sent": result.bytes_sent,
         "bytes_verified": result.bytes_verified,
         "clean_connections": result.clean,
@@ -198,9 +198,12 @@ def main(argv: Sequence[str]) -> int:
     outcome: list[int] = []
     runs: list[LoadRun] = []
 
-    def finished(result: LoadResult) -> None:
+    def show(result: LoadResult) -> None:
         f = figures(result, target.label())
         print(json.dumps(f) if args.json else report(f))
+
+    def finished(result: LoadResult) -> None:
+        show(result)
         outcome.append(OK if result.ok else FAILED)
 
     def failed(failure: Failure) -> None:
@@ -227,8 +230,7 @@ def main(argv: Sequence[str]) -> int:
     reactor.run()
     if interrupted or not outcome:
         if runs and runs[0].started:
-            f = figures(runs[0].result, target.label())
-            print(json.dumps(f) if args.json else report(f))
+            show(runs[0].result)
         sys.stderr.write("echod bench: interrupted\n")
         return INTERRUPTED
     return outcome[0]

@@ -17,7 +17,6 @@ came back.
 
 from __future__ import annotations
 
-import functools
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,11 +34,8 @@ PERIOD = 251
 """The pattern repeats every PERIOD bytes (a prime: no power-of-two alignment)."""
 MAX_PIECE = 65536
 """The longest slice L{Pattern.at} is asked for at once."""
-
-
-@functools.lru_cache(maxsize=4)
-def _base(length: int) -> bytes:
-    return bytes(i % PERIOD for i in range(PERIOD + length))
+_BASE = bytes(range(PERIOD)) * (MAX_PIECE // PERIOD + 2)
+"""The pattern from offset 0, long enough for any start plus L{MAX_PIECE}."""
 
 
 class Pattern:
@@ -47,12 +43,11 @@ class Pattern:
 
     def __init__(self, seed: int) -> None:
         self.seed = seed % PERIOD
-        self._base = _base(MAX_PIECE)
 
     def at(self, offset: int, length: int) -> bytes:
         """The C{length} bytes (at most L{MAX_PIECE}) from stream offset C{offset}."""
         start = (offset + self.seed) % PERIOD
-        return self._base[start : start + length]
+        return _BASE[start : start + length]
 
     def first_difference(self, offset: int, data: bytes) -> int | None:
         """Where C{data}, received at C{offset}, first differs from the pattern."""
@@ -121,12 +116,17 @@ class LoadResult:
             and self.clean == self.settings.connections
         )
 
-    def percentile(self, fraction: float) -> float | None:
-        """A latency percentile in seconds (C{fraction} 0.5 for the median)."""
+    def percentiles(self, *fractions: float) -> list[float | None]:
+        """Latency percentiles in seconds (0.5 for the median), one sort for all."""
         if not self.latencies:
-            return None
+            return [None for _ in fractions]
         ordered = sorted(self.latencies)
-        return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+        last = len(ordered) - 1
+        return [ordered[min(last, int(f * len(ordered)))] for f in fractions]
+
+    def percentile(self, fraction: float) -> float | None:
+        """One latency percentile in seconds."""
+        return self.percentiles(fraction)[0]
 
 
 @implementer(IHalfCloseableProtocol)

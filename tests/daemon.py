@@ -140,6 +140,11 @@ class Daemon:
         self._reader.join(5)
         return self.process.returncode
 
+    def cpu_seconds(self) -> float:
+        """User plus system CPU time the daemon has used, from /proc."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def rss_kib(self) -> int:
         """The daemon's resident set size, in KiB, from /proc."""
         for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():

@@ -29,6 +29,22 @@ def test_bench_quick_run_reports_a_table() -> None:
     assert "| yes |" in echod_row  # all bytes back after half-close
 
 
+@pytest.mark.slow
+def test_micro_benchmarks_run_and_report_each_part() -> None:
+    """bench/micro.py, the source of the in-process figures in PERFORMANCE.md."""
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "micro.py")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    for heading in ("1. a reactor turn", "2. Python of one readable event",
+                    "3. send + recv of 1 KiB"):  # fmt: skip
+        assert any(line.startswith(heading) for line in lines), heading
+    assert any(line.strip().startswith("fresh   256 KiB") for line in lines)
+    assert any(line.strip().startswith("raised  256 KiB") for line in lines)
+
+
 def test_reliability_table_marks_cases_without_a_figure(tmp_path: Path) -> None:
     figures = tmp_path / "figures.jsonl"
     figures.write_text(

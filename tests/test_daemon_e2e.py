@@ -5,7 +5,6 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
-import os
 import random
 import signal
 import socket
@@ -527,28 +526,22 @@ def test_busy_poll_with_another_reactor_is_refused_in_one_line(
     ]
 
 
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of process C{pid}, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def test_busy_poll_spins_only_while_traffic_flows(start_daemon: DaemonStarter) -> None:
     daemon = start_daemon("--busy-poll", "1000", "--port", LOCAL)
     port = daemon.tcp_port()
     with connect("127.0.0.1", port) as sock:
-        started, cpu = time.monotonic(), cpu_seconds(daemon.pid)
+        started, cpu = time.monotonic(), daemon.cpu_seconds()
         rounds = 0
         while time.monotonic() - started < 1.0:
             assert round_trip(sock, b"ping") == b"ping"
             rounds += 1
-        busy = cpu_seconds(daemon.pid) - cpu
+        busy = daemon.cpu_seconds() - cpu
         # While a client ping-pongs, the daemon polls instead of sleeping.
         assert busy > 0.3, f"{busy:.2f} s of CPU in 1 s of ping-pong"
         time.sleep(0.2)
-        cpu = cpu_seconds(daemon.pid)
+        cpu = daemon.cpu_seconds()
         time.sleep(1.0)
-        idle = cpu_seconds(daemon.pid) - cpu
+        idle = daemon.cpu_seconds() - cpu
     # 1 ms after the last event it sleeps again: an idle daemon does not spin.
     assert idle < 0.1, f"{idle:.2f} s of CPU in 1 s idle"
     assert rounds > 0
