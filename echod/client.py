@@ -44,7 +44,12 @@ from zope.interface import implementer
 
 from echod.cli import parse_arguments
 from echod.echo import can_half_close
-from echod.tlsclient import ClientTLS, TLSClientError, connection_creator
+from echod.tlsclient import (
+    CertificateRejectedError,
+    ClientTLS,
+    TLSClientError,
+    connection_creator,
+)
 
 DEFAULT_TARGET = "localhost:10000"
 PROMPT = "input> "
@@ -80,6 +85,8 @@ def classify(failure: Failure | BaseException) -> ClientError:
         return ClientError(UNREACHABLE, f"unreachable: {e}")
     if isinstance(e, VerificationError):
         return ClientError(TLS, f"TLS failure: the certificate does not match: {e}")
+    if isinstance(e, CertificateRejectedError):
+        return ClientError(TLS, f"TLS failure: {e}")
     if isinstance(e, SSLError):
         reason = "; ".join(str(x[2]) for x in e.args[0] if len(x) > 2) if e.args else ""
         return ClientError(TLS, f"TLS failure: {reason or e}")

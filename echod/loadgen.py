@@ -22,6 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from OpenSSL.SSL import Error as SSLError
+from service_identity import VerificationError
 from twisted.internet import defer, error
 from twisted.internet.interfaces import IHalfCloseableProtocol, IReactorTime
 from twisted.internet.protocol import Factory, Protocol
@@ -311,10 +313,19 @@ class LoadRun:
         )
 
     def _connect_failed(self, failure: Failure) -> None:
-        for protocol in self.protocols:
-            protocol._abort()
         if isinstance(failure.value, defer.FirstError):
             failure = failure.value.subFailure
+        self._fail(failure)
+
+    def _fail(self, failure: Failure) -> None:
+        """End the run with C{failure} instead of a result (a failure to connect)."""
+        self.running = False
+        self.ended = True
+        for call in (self._time_call, self._deadline):
+            if call is not None and call.active():
+                call.cancel()
+        for protocol in self.protocols:
+            protocol._abort()
         if not self.done.called:
             self.done.errback(failure)
 
@@ -380,6 +391,11 @@ class LoadRun:
             return  # interrupted: we dropped it
         if protocol.failed:
             pass  # already reported
+        elif not protocol.received and reason.check(SSLError, VerificationError):
+            # The TLS handshake failed: that is a failure to connect (a TLS
+            # endpoint's connect fires before the handshake), as curl reports it.
+            self._fail(reason)
+            return
         elif not protocol.began:
             self.problem(
                 f"connection {protocol.index}: closed by the server before the start"

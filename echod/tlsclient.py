@@ -7,6 +7,9 @@ command behaves the same:
   against C{--cacert FILE} for a private CA, and its name is checked against
   the host name asked for (service_identity, through Twisted's
   C{optionsForClientTLS});
+- a rejected certificate fails with OpenSSL's reason (C{certificate has
+  expired}, C{self-signed certificate}, ...), not only "certificate verify
+  failed": L{ExplainedVerification} keeps it;
 - C{--cert FILE --key FILE} presents a client certificate (mutual TLS);
 - C{--insecure} turns verification off, only when asked, and says so on
   stderr every time.
@@ -14,13 +17,25 @@ command behaves the same:
 
 from __future__ import annotations
 
+import ipaddress
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cryptography.x509.oid import NameOID
+from OpenSSL.crypto import X509
+from OpenSSL.SSL import Connection
+from OpenSSL.SSL import Error as SSLError
+from service_identity import CertificateError, VerificationError
+from service_identity.hazmat import DNS_ID, IPAddress_ID, verify_service_identity
+from service_identity.pyopenssl import extract_patterns
 from twisted.internet import ssl
 from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
+from twisted.protocols.tls import TLSMemoryBIOProtocol
+from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from echod import pem
 
@@ -37,6 +52,118 @@ class ClientTLS:
     cert: Path | None = None
     key: Path | None = None
     insecure: bool = False
+
+
+# OpenSSL's X509_V_ERR_* codes a client meets, in OpenSSL's own words (what
+# curl and openssl s_client print, so that they can be looked up).
+VERIFY_ERRORS = {
+    2: "unable to get issuer certificate",
+    4: "unable to decrypt certificate's signature",
+    7: "certificate signature failure",
+    9: "certificate is not yet valid",
+    10: "certificate has expired",
+    18: "self-signed certificate",
+    19: "self-signed certificate in certificate chain",
+    20: "unable to get local issuer certificate",
+    21: "unable to verify the first certificate",
+    22: "certificate chain too long",
+    23: "certificate revoked",
+    24: "invalid CA certificate",
+    26: "unsupported certificate purpose",
+    27: "certificate not trusted",
+    28: "certificate rejected",
+}
+
+
+class CertificateRejectedError(SSLError):
+    """The server's certificate chain failed verification; the message says why."""
+
+
+def rejection(code: int, depth: int, certificate: X509) -> CertificateRejectedError:
+    """The error for OpenSSL's verify error C{code} on the certificate at C{depth}."""
+    reason = VERIFY_ERRORS.get(code, f"verify error {code}")
+    names = certificate.to_cryptography().subject.get_attributes_for_oid(
+        NameOID.COMMON_NAME
+    )
+    subject = str(names[0].value) if names else ""
+    where = "the server's certificate" if depth == 0 else f"chain depth {depth}"
+    named = f", {subject}" if subject else ""
+    return CertificateRejectedError(
+        f"certificate verify failed: {reason} ({where}{named})"
+    )
+
+
+def _name(pattern: object) -> str:
+    """A service_identity pattern as text: C{localhost}, C{*.example.com}, C{::1}."""
+    value = getattr(pattern, "pattern", None)
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    return type(pattern).__name__ if value is None else str(value)
+
+
+@implementer(IOpenSSLClientConnectionCreator)
+class ExplainedVerification:
+    """Twisted's verifying client TLS, failing with OpenSSL's reason.
+
+    Twisted's C{optionsForClientTLS} makes the connection (trust root, client
+    certificate, SNI); this replaces its verify callback with one that checks
+    the same things (OpenSSL's chain verdict, then the host name on the leaf
+    certificate through service_identity) and, on a rejection, fails the
+    connection with L{CertificateRejectedError} carrying OpenSSL's error code as
+    words. pyOpenSSL has no public C{SSL_get_verify_result}: the callback is
+    the only public place that code is seen.
+    """
+
+    def __init__(self, hostname: str, inner: IOpenSSLClientConnectionCreator) -> None:
+        self._inner = inner
+        self._hostname = hostname
+        self._identity: DNS_ID | IPAddress_ID
+        try:
+            ipaddress.ip_address(hostname)
+        except ValueError:
+            self._identity = DNS_ID(hostname)
+        else:
+            self._identity = IPAddress_ID(hostname)
+
+    def clientConnectionForTLS(self, tlsProtocol: TLSMemoryBIOProtocol) -> Connection:
+        """The inner creator's connection, with the explaining verify callback."""
+        connection: Connection = self._inner.clientConnectionForTLS(tlsProtocol)
+        connection.set_verify(connection.get_verify_mode(), self._callback(tlsProtocol))
+        return connection
+
+    def _check_name(self, certificate: X509) -> None:
+        patterns: Sequence[object] = []
+        try:
+            patterns = extract_patterns(certificate)
+            verify_service_identity(patterns, [self._identity], [])
+        except (CertificateError, VerificationError):  # CertificateError: no names
+            names = ", ".join(_name(p) for p in patterns)
+            raise CertificateRejectedError(
+                f"the certificate does not match {self._hostname!r}"
+                f" (it names {names or 'nothing'})"
+            ) from None
+
+    def _callback(
+        self, tls: TLSMemoryBIOProtocol
+    ) -> Callable[[Connection, X509, int, int, int], bool]:
+        def verify(
+            connection: Connection, certificate: X509, code: int, depth: int, ok: int
+        ) -> bool:
+            try:
+                if not ok:
+                    raise rejection(code, depth, certificate)
+                if depth == 0:
+                    self._check_name(certificate)
+            except CertificateRejectedError:
+                tls.failVerification(Failure())
+                return False
+            except Exception as e:  # fail closed, whatever went wrong
+                reason = CertificateRejectedError(f"cannot verify the certificate: {e}")
+                tls.failVerification(Failure(reason))
+                return False
+            return True
+
+        return verify
 
 
 def _read(path: Path, what: str) -> bytes:
@@ -79,6 +206,9 @@ def connection_creator(
     trust: Any = None
     if settings.cacert is not None:
         trust = ssl.trustRootFromCertificates(load_certificates(settings.cacert))
-    return ssl.optionsForClientTLS(
-        hostname, trustRoot=trust, clientCertificate=client_certificate
+    return ExplainedVerification(
+        hostname,
+        ssl.optionsForClientTLS(
+            hostname, trustRoot=trust, clientCertificate=client_certificate
+        ),
     )

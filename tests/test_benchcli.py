@@ -99,6 +99,12 @@ def test_over_tls(start_daemon: DaemonStarter, tmp_path: Path) -> None:
     )  # fmt: skip
     assert out.returncode == 0, out.stdout + out.stderr
     assert figures(out)["clean_connections"] == 2
+    # an unverifiable certificate fails the run as a failure to connect: one
+    # line with OpenSSL's reason and echod client's exit code for TLS (7)
+    out = bench("-c", "3", "-d", "1", f"tls:localhost:{port}")
+    assert out.returncode == 7, out.stdout + out.stderr
+    assert out.stderr.count("\n") == 1 and out.stdout == "", out.stderr
+    assert "self-signed certificate (the server's certificate" in out.stderr
 
 
 class Transforming(socketserver.BaseRequestHandler):

@@ -183,11 +183,17 @@ def test_interactive_late_reply_never_lands_in_the_typed_line() -> None:
         server.close()
 
 
-def tls_daemon(start_daemon: DaemonStarter, tmp_path: Path) -> tuple[int, Path]:
+def tls_daemon(
+    start_daemon: DaemonStarter,
+    tmp_path: Path,
+    san: str = "DNS:localhost",
+    interface: str = "127.0.0.1",
+) -> tuple[int, Path]:
+    tmp_path.mkdir(exist_ok=True)
     ca = private_ca(tmp_path)
-    key, cert = issue(tmp_path, ca, "server", "DNS:localhost")
+    key, cert = issue(tmp_path, ca, "server", san)
     daemon = start_daemon(
-        "--port", f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}"
+        "--port", f"ssl:0:interface={interface}:privateKey={key}:certKey={cert}"
     )
     return daemon.tcp_port(), ca[1]
 
@@ -206,9 +212,23 @@ def test_tls_verification_failures_exit_7(
     port, ca = tls_daemon(start_daemon, tmp_path)
     unknown_ca = client(f"tls:localhost:{port}", stdin=b"x")  # system store only
     assert unknown_ca.returncode == 7, unknown_ca.stderr
-    assert b"TLS failure" in unknown_ca.stderr
+    assert unknown_ca.stderr.endswith(
+        b"TLS failure: certificate verify failed: unable to get local issuer "
+        b"certificate (the server's certificate, server)\n"
+    )
     wrong_name = client("--cacert", str(ca), f"tls:127.0.0.1:{port}", stdin=b"x")
     assert wrong_name.returncode == 7, wrong_name.stderr
+    assert wrong_name.stderr.endswith(
+        b"TLS failure: the certificate does not match '127.0.0.1' "
+        b"(it names localhost)\n"
+    )
+    by_address = tls_daemon(
+        start_daemon, tmp_path / "ip", "IP:127.0.0.1,IP:::1", r"\:\:"
+    )
+    for host in ("127.0.0.1", "[::1]"):
+        out = client("--cacert", str(by_address[1]), f"tls:{host}:{by_address[0]}",
+                     stdin=b"by address\n")  # fmt: skip
+        assert (out.returncode, out.stdout) == (0, b"by address\n"), out.stderr
     insecure = client("--insecure", f"tls:localhost:{port}", stdin=b"anyway\n")
     assert insecure.returncode == 0 and insecure.stdout == b"anyway\n"
     assert b"NOT verified" in insecure.stderr

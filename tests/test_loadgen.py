@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from OpenSSL.SSL import Error as SSLError
 from twisted.internet import defer, error
 from twisted.internet.protocol import Factory
 from twisted.internet.testing import MemoryReactorClock, StringTransport
@@ -18,6 +19,7 @@ from echod.loadgen import (
     LoadSettings,
     Pattern,
 )
+from echod.tlsclient import CertificateRejectedError
 
 
 def test_the_pattern_is_periodic_and_differs_per_connection() -> None:
@@ -162,6 +164,32 @@ def test_a_failed_connect_fails_the_run() -> None:
     [failure] = results
     assert isinstance(failure, Failure)
     assert failure.check(error.ConnectionRefusedError)
+
+
+def test_a_failed_tls_handshake_fails_the_run_like_a_failed_connect() -> None:
+    """A TLS endpoint's connect fires before the handshake; its failure comes later."""
+    peer = Peer()
+    results, clock = start(LoadSettings(connections=3, duration=1.0), peer)
+    rejected = CertificateRejectedError("certificate verify failed: nope")
+    peer.protocols[1].connectionLost(Failure(rejected))
+    [failure] = results
+    assert isinstance(failure, Failure) and failure.value is rejected
+    assert all(t.disconnecting for t in peer.transports)  # the others aborted
+    for index in (0, 2):
+        peer.protocols[index].connectionLost(Failure(error.ConnectionAborted()))
+    clock.advance(2.0)  # no timer left to fire into the ended run
+    assert not clock.getDelayedCalls()
+
+
+def test_a_tls_failure_after_echoes_is_a_problem_not_a_connect_failure() -> None:
+    peer = Peer()
+    results, clock = start(LoadSettings(connections=1, duration=1.0), peer)
+    clock.advance(0.01)
+    peer.echo(0)
+    peer.protocols[0].connectionLost(Failure(SSLError([("SSL routines", "", "bad")])))
+    [result] = results
+    assert isinstance(result, LoadResult) and not result.ok
+    assert "closed by the server" in result.problems[0]
 
 
 def test_the_drain_timeout_ends_a_stuck_run() -> None:

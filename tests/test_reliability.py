@@ -739,12 +739,12 @@ def test_clients_refuse_bad_certificates_and_never_default_to_insecure(
                               timeout=60, stdin=subprocess.DEVNULL)  # fmt: skip
 
     expired = run("fetch", "--cacert", str(cert), f"https://localhost:{port}/")
-    # OpenSSL says only "certificate verify failed" (see the closing note).
     assert expired.returncode == 7, expired.stderr
-    assert "certificate verify failed" in expired.stderr
+    assert "certificate verify failed: certificate has expired" in expired.stderr
     expired_client = run("client", "--count", "1", "--cacert", str(cert),
                          f"tls:localhost:{port}")  # fmt: skip
     assert expired_client.returncode == 7, expired_client.stderr
+    assert "certificate has expired" in expired_client.stderr
     wrong = run("fetch", "--cacert", str(ca[1]), f"https://localhost:{other_port}/")
     assert wrong.returncode == 7 and "does not match" in wrong.stderr, wrong.stderr
     default = run("fetch", f"https://localhost:{other_port}/")

@@ -5,20 +5,100 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from OpenSSL.crypto import X509
 from twisted.internet import ssl
+from twisted.python.failure import Failure
 
 from echod.tlsclient import (
+    CertificateRejectedError,
     ClientTLS,
+    ExplainedVerification,
     TLSClientError,
     connection_creator,
     load_certificates,
+    rejection,
 )
 from tests.certs import issue, private_ca
 
 
 def test_default_verifies_against_the_system_store() -> None:
     creator = connection_creator("example.test", ClientTLS())
-    assert not isinstance(creator, ssl.CertificateOptions)  # optionsForClientTLS
+    assert isinstance(creator, ExplainedVerification)
+
+
+class FailedTLS:
+    """Stands for the TLS protocol: records what verification failed with."""
+
+    def __init__(self) -> None:
+        self.reasons: list[Failure] = []
+
+    def failVerification(self, reason: Failure) -> None:
+        self.reasons.append(reason)
+
+
+def leaf(tmp_path: Path, san: str) -> X509:
+    _, cert = issue(tmp_path, private_ca(tmp_path), "server", san)
+    return ssl.Certificate.loadPEM(cert.read_bytes()).original  # type: ignore[no-any-return]
+
+
+def verify_as(
+    hostname: str, certificate: X509, code: int, depth: int, ok: int
+) -> tuple[bool, list[str]]:
+    """What the verify callback answers, and the failures it reports."""
+    tls = FailedTLS()
+    creator = ExplainedVerification(hostname, connection_creator(hostname, ClientTLS()))
+    answer = creator._callback(tls)(None, certificate, code, depth, ok)  # type: ignore[arg-type]
+    return answer, [str(f.value) for f in tls.reasons]
+
+
+def test_verified_chain_and_matching_name_pass(tmp_path: Path) -> None:
+    cert = leaf(tmp_path, "DNS:localhost,IP:127.0.0.1,IP:::1")
+    for host in ("localhost", "127.0.0.1", "::1"):
+        assert verify_as(host, cert, 0, 0, 1) == (True, []), host
+    assert verify_as("elsewhere.test", cert, 0, 1, 1) == (True, [])  # not the leaf
+
+
+def test_openssl_verdict_is_kept_in_words(tmp_path: Path) -> None:
+    cert = leaf(tmp_path, "DNS:localhost")
+    answer, reasons = verify_as("localhost", cert, 10, 0, 0)
+    assert answer is False
+    assert reasons == [
+        "certificate verify failed: certificate has expired "
+        "(the server's certificate, server)"
+    ]
+    _, reasons = verify_as("localhost", cert, 19, 1, 0)
+    assert reasons == [
+        "certificate verify failed: self-signed certificate in certificate chain "
+        "(chain depth 1, server)"
+    ]
+    assert "verify error 99 " in str(rejection(99, 0, cert))
+    assert isinstance(rejection(10, 0, cert), CertificateRejectedError)
+
+
+def test_a_wrong_name_fails_and_says_which_names(tmp_path: Path) -> None:
+    cert = leaf(tmp_path, "DNS:localhost,IP:::1")
+    for host in ("elsewhere.test", "127.0.0.1"):
+        answer, reasons = verify_as(host, cert, 0, 0, 1)
+        assert answer is False
+        assert reasons == [
+            f"the certificate does not match {host!r} (it names localhost, ::1)"
+        ]
+
+
+def test_a_certificate_without_names_matches_nothing(tmp_path: Path) -> None:
+    _, ca = private_ca(tmp_path)  # CN=ca, no subjectAltName
+    cert = ssl.Certificate.loadPEM(ca.read_bytes()).original
+    assert verify_as("ca", cert, 0, 0, 1) == (
+        False,
+        ["the certificate does not match 'ca' (it names nothing)"],
+    )
+
+
+def test_a_broken_certificate_fails_closed() -> None:
+    for broken in (X509(), object()):  # an empty one; not a certificate
+        answer, reasons = verify_as("localhost", broken, 0, 0, 1)  # type: ignore[arg-type]
+        assert answer is False and len(reasons) == 1
+        assert reasons[0].startswith("cannot verify the certificate: "), reasons
 
 
 def test_insecure_warns(tmp_path: Path) -> None:
