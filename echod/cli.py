@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from echod import __version__
+from echod.stdstreams import report_stdout, reserve_standard_fds
 
 USAGE = """\
 usage: echod COMMAND [ARGS...]
@@ -133,6 +134,7 @@ def cache_plugins() -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``echod`` console script."""
+    reserve_standard_fds()
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help", "help"):
         sys.stdout.write(USAGE)
@@ -143,7 +145,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command == "client":
         from echod.client import main as client_main
 
-        return client_main(rest)
+        with report_stdout():
+            return client_main(rest)
     if command == "fetch":
         from echod.fetchcli import main as fetch_main
 
@@ -151,7 +154,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command == "bench":
         from echod.benchcli import main as bench_main
 
-        return bench_main(rest)
+        with report_stdout():
+            return bench_main(rest)
     if command == "cert":
         from echod.certs import main as cert_main
 

@@ -41,6 +41,7 @@ from echod.fetch import (
     fetch,
 )
 from echod.fetchrequest import URL, Request, RequestError, parse_header, parse_url
+from echod.stdstreams import discard_stdout
 from echod.tlsclient import ClientTLS
 
 PROG = "echod fetch"
@@ -119,6 +120,8 @@ class BodyOutput:
             if target is self.stdout:
                 target.flush()
         except OSError as e:
+            if self.path is None:
+                discard_stdout()
             where = self.path or "stdout"
             raise FetchError(WRITE, f"cannot write {where}: {e.strerror}") from None
         self.written += len(data)
@@ -179,11 +182,14 @@ class CommandObserver(FetchObserver):
         """Print the header section as it arrived."""
         if self.args.silent:
             return
-        if self.args.show_crlf:
-            self.header_stream.write(visible(head.raw).encode())
-        else:
-            self.header_stream.write(head.raw)
-        self.header_stream.flush()
+        raw = visible(head.raw).encode() if self.args.show_crlf else head.raw
+        try:
+            self.header_stream.write(raw)
+            self.header_stream.flush()
+        except OSError as e:
+            if self.header_stream is sys.stdout.buffer:
+                discard_stdout()
+            raise FetchError(WRITE, f"cannot write the header: {e.strerror}") from None
 
     def body_started(self, head: ResponseHead, length: int | None) -> None:
         """Open the output, and a progress bar on a terminal."""
@@ -453,7 +459,9 @@ def main(argv: Sequence[str]) -> int:
     result = outcome[0]
     if isinstance(result, ClientError):
         where = (
-            f" ({output.written} bytes left in {output.path})" if output.written else ""
+            f" ({output.written} bytes left in {output.path})"
+            if output.written and output.path is not None
+            else ""
         )
         sys.stderr.write(
             f"{PROG}: {command.request.url.authority()}: {result}{where}\n"

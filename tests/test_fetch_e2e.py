@@ -438,6 +438,36 @@ def test_head_and_304_have_no_body(nginx: Nginx, tmp_path: Path) -> None:
     assert (tmp_path / "c").read_bytes() == b""
 
 
+def test_stdout_gone_or_closed_is_exit_13_in_one_line(
+    nginx: Nginx, tmp_path: Path
+) -> None:
+    """As curl's "Failure writing output": one line, no traceback, nothing after."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader went away
+
+    def run(args: list[str], close_stdout: bool) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [ECHOD, "fetch", *args], cwd=tmp_path, stdin=subprocess.DEVNULL,
+            stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=60,
+            preexec_fn=(lambda: os.close(1)) if close_stdout else None,
+        )  # fmt: skip
+
+    where = f"echod fetch: 127.0.0.1:{nginx.port}"
+    try:
+        body = run(["-s", "-o", "-", nginx.url("/big.bin")], close_stdout=False)
+        header = run(["-o", "saved", nginx.url("/index.html")], close_stdout=True)
+    finally:
+        os.close(write_end)
+    assert (body.returncode, body.stderr) == (
+        13,
+        f"{where}: cannot write stdout: Broken pipe\n",
+    )
+    assert (header.returncode, header.stderr) == (
+        13,
+        f"{where}: cannot write the header: Bad file descriptor\n",
+    )
+
+
 def test_tls_verification(nginx: Nginx, pki: dict[str, Path], tmp_path: Path) -> None:
     url = nginx.url("/index.html", tls=True)
     unknown_ca = fetch("-o", "x", url, cwd=tmp_path)

@@ -1,0 +1,76 @@
+"""echod.stdstreams: closed or abandoned standard streams, never a traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from echod.stdstreams import ReportStdout
+from tests.daemon import DaemonStarter
+
+ECHOD = str(Path(sys.executable).with_name("echod"))
+
+
+def test_a_report_to_a_gone_reader_is_dropped_quietly() -> None:
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader went away
+    with open(write_end, "w") as stream:
+        report = ReportStdout(stream)
+        assert report.write("x" * 100_000) == 100_000
+        report.flush()
+        assert report.dropped
+        assert report.write("more\n") == 5  # now to /dev/null
+        report.flush()
+
+
+def test_a_report_to_a_reader_is_written() -> None:
+    read_end, write_end = os.pipe()
+    with open(write_end, "w") as stream, open(read_end) as reader:
+        report = ReportStdout(stream)
+        report.write("figures\n")
+        report.flush()
+        assert not report.dropped
+        assert reader.readline() == "figures\n"
+
+
+def run(args: list[str], stdout: Any = None, close_stdout: bool = False) -> Any:
+    """Run ``echod ARGS`` with stdout a pipe nobody reads, or closed."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+
+    def before() -> None:
+        if close_stdout:
+            os.close(1)
+
+    try:
+        return subprocess.run(
+            [ECHOD, *args], stdin=subprocess.DEVNULL, stdout=write_end,
+            stderr=subprocess.PIPE, text=True, timeout=60, preexec_fn=before,
+        )  # fmt: skip
+    finally:
+        os.close(write_end)
+
+
+def test_client_and_bench_end_by_their_verdict_when_stdout_is_gone(
+    start_daemon: DaemonStarter,
+) -> None:
+    target = f"127.0.0.1:{start_daemon().tcp_port()}"
+    for close_stdout in (False, True):
+        probe = run(["client", "--count", "3", target], close_stdout=close_stdout)
+        assert (probe.returncode, probe.stderr) == (0, ""), close_stdout
+        load = run(["bench", "-c", "2", "-d", "0.5", target], close_stdout=close_stdout)
+        assert (load.returncode, load.stderr) == (0, ""), close_stdout
+
+
+def test_pipe_mode_with_stdout_closed_ends(start_daemon: DaemonStarter) -> None:
+    """Without fd 1 reserved, Twisted's stdio wrote to whatever took fd 1 and hung."""
+    target = f"127.0.0.1:{start_daemon().tcp_port()}"
+    piped = subprocess.run(
+        [ECHOD, "client", target], input="hello\n", stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, text=True, timeout=30,
+        preexec_fn=lambda: os.close(1),
+    )  # fmt: skip
+    assert (piped.returncode, piped.stderr) == (0, "")
