@@ -305,6 +305,21 @@ def pinned(core: str, command: list[str]) -> list[str]:
     )
 
 
+def wait_until_accepting(
+    port: int, process: subprocess.Popen[bytes], timeout: float, name: str
+) -> None:
+    """Return once 127.0.0.1:C{port} accepts; raise if C{process} ends first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{name} did not start") from None
+            time.sleep(0.1)
+
+
 class Running:
     """A started server process, waited on until it accepts connections."""
 
@@ -317,15 +332,7 @@ class Running:
             cwd=BUILD,
             start_new_session=True,
         )
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                break
-            except OSError:
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"{server.name} did not start") from None
-                time.sleep(0.1)
+        wait_until_accepting(self.port, self.process, 30, server.name)
         time.sleep(0.3)
 
     def rss_kib(self) -> int:

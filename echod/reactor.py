@@ -77,7 +77,6 @@ if EPollReactor is not None:
                 raise
             self._events = len(events)
             selectables = self._selectables
-            dispatch = self._doReadOrWrite
             for fd, event in events:
                 selectable = selectables.get(fd)
                 if selectable is None:
@@ -95,7 +94,7 @@ if EPollReactor is not None:
                         if why:
                             self._disconnectSelectable(selectable, why, True)
                     else:
-                        dispatch(selectable, fd, event)
+                        self._doReadOrWrite(selectable, fd, event)
                 except BaseException:
                     log.failure("handling an event of {s}", s=selectable)
 
@@ -129,7 +128,9 @@ if EPollReactor is not None:
                     self.runUntilCurrent()
                     timeout = self.timeout()
                 elif pending:
-                    timeout = min(pending[0].time - now, LONGEST_POLL)
+                    timeout = pending[0].time - now
+                    if timeout > LONGEST_POLL:  # not min(): a call to parse
+                        timeout = LONGEST_POLL
                 else:
                     timeout = None
                 if now < spin_until:

@@ -65,16 +65,26 @@ class WriteThroughEchoProtocol(EchoProtocol):
 
     def connectionMade(self) -> None:
         """Find out whether this transport allows write-through."""
-        send = direct_send(self.transport)
+        transport: Any = self.transport
+        send = direct_send(transport)
         if send is not None:
             self._send = send
-            self.transport.bufferSize = BUFFER_SIZE  # type: ignore[union-attr]
+            transport.bufferSize = BUFFER_SIZE
+            # Twisted's empty queue is a class attribute until first used;
+            # on the instance, the check below is a plain dictionary hit
+            # instead of a generic lookup on every message.
+            transport.dataBuffer = b""
         super().connectionMade()
+
+    def finish(self) -> None:
+        """Stop as L{EchoProtocol} does; what still arrives takes its path."""
+        self._send = None
+        super().finish()
 
     def dataReceived(self, data: bytes) -> None:
         """Echo C{data}: straight to the socket if nothing is queued."""
         send = self._send
-        if send is None or self._discarding:
+        if send is None:  # no write-through, or finishing (see finish)
             return super().dataReceived(data)
         self.bytes_in += len(data)
         transport: Any = self.transport

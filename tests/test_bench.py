@@ -45,6 +45,22 @@ def test_micro_benchmarks_run_and_report_each_part() -> None:
     assert any(line.strip().startswith("raised  256 KiB") for line in lines)
 
 
+@pytest.mark.slow
+def test_instruction_counts_run_under_callgrind() -> None:
+    """bench/instructions.py, the source of the noise-free figures (C only: quick)."""
+    need_tool("valgrind")
+    need_tool("cc")
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "instructions.py"), "--servers",
+         "c-epoll", "--connections", "2", "--size", "64", "--seconds", "3"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    row = next(x for x in result.stdout.splitlines() if x.startswith("| c-epoll |"))
+    count = int(row.split("|")[2].replace(",", ""))
+    assert 10 < count < 1000, row  # a few dozen instructions around two syscalls
+
+
 def test_reliability_table_marks_cases_without_a_figure(tmp_path: Path) -> None:
     figures = tmp_path / "figures.jsonl"
     figures.write_text(

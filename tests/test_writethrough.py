@@ -111,6 +111,16 @@ def test_a_send_error_goes_to_the_ordinary_path() -> None:
     assert transport.value() == b"lost?"
 
 
+def test_after_finish_input_takes_the_ordinary_path() -> None:
+    """A stopping daemon discards late input there; it is never sent straight on."""
+    protocol, _, kernel = make(room=100)
+    protocol.finish()
+    assert protocol._send is None
+    protocol.dataReceived(b"late")
+    assert kernel.taken == b""
+    assert protocol.end_reason == "drain"
+
+
 def test_transports_without_known_internals_take_the_public_path() -> None:
     assert direct_send(StringTransport()) is None
     factory = EchoFactory(
