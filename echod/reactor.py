@@ -50,6 +50,16 @@ log = Logger(namespace="echod.reactor")
 LONGEST_POLL = 2147483
 """The longest poll timeout in seconds: epoll_wait takes an int of milliseconds."""
 
+TURNS_PER_CALL = 256
+"""Turns L{LeanEPollReactor._run_turns} makes before it returns to C{mainLoop}.
+
+CPython 3.11 specialises a function's bytecode (attribute loads, comparisons)
+only after the function has been entered a few times; a loop that never
+returns would run its generic bytecode for ever (seen with C{dis.dis(...,
+adaptive=True)}, counted by bench/instructions.py). Returning now and then
+costs one call in 256 turns.
+"""
+
 try:
     from twisted.internet.epollreactor import EPollReactor
 except ImportError:  # not Linux
@@ -64,6 +74,7 @@ if EPollReactor is not None:
         busy_poll = 0.0
         """Seconds to keep polling without sleeping after the last I/O event."""
         _events = 0
+        _spin_until = 0.0
 
         def doPoll(self, timeout: float | None) -> None:
             """Poll for events and dispatch them (see the module docstring)."""
@@ -115,8 +126,10 @@ if EPollReactor is not None:
             seconds = self.seconds
             poll = self.doPoll
             busy = self.busy_poll
-            spin_until = 0.0
-            while self._started:
+            spin_until = self._spin_until
+            for _ in range(TURNS_PER_CALL):
+                if not self._started:
+                    break
                 pending = self._pendingTimedCalls
                 now = seconds()
                 if (
@@ -138,6 +151,7 @@ if EPollReactor is not None:
                 poll(self.running and timeout)
                 if busy and self._events:
                     spin_until = seconds() + busy
+            self._spin_until = spin_until
 
 
 def install_if_unset() -> str:

@@ -12,6 +12,7 @@ import pytest
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import capturedLogs
 
+import echod.reactor
 from echod.reactor import LeanEPollReactor, describe, enable_busy_poll
 
 
@@ -240,6 +241,25 @@ def test_without_busy_poll_the_loop_never_spins() -> None:
     polls, _ = busy_turns(0.0)
     # The 1 ms check timer makes the loop wake often, but it always waits.
     assert all(t is None or t > 0 for _, t in polls)
+
+
+def test_the_loop_returns_now_and_then_and_a_spin_goes_on_across(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """CPython 3.11 specialises _run_turns only if it is entered again and again."""
+    monkeypatch.setattr(echod.reactor, "TURNS_PER_CALL", 2)
+    entries: list[int] = []
+    real = LeanEPollReactor._run_turns
+
+    def counted(self: Any) -> None:
+        entries.append(1)
+        real(self)
+
+    monkeypatch.setattr(LeanEPollReactor, "_run_turns", counted)
+    polls, echoed = busy_turns(0.05)
+    assert len(entries) > len(polls) // 2 - 1  # back in mainLoop every 2 turns
+    spin = [t for at, t in polls if echoed < at < echoed + 0.03]
+    assert spin and all(t == 0 for t in spin)  # never a sleep while spinning
 
 
 def test_busy_poll_needs_the_lean_reactor() -> None:
