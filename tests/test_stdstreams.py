@@ -74,3 +74,10 @@ def test_pipe_mode_with_stdout_closed_ends(start_daemon: DaemonStarter) -> None:
         preexec_fn=lambda: os.close(1),
     )  # fmt: skip
     assert (piped.returncode, piped.stderr) == (0, "")
+
+
+def test_help_and_version_with_stdout_gone() -> None:
+    for args in (["--help"], ["version"], ["client", "--help"]):
+        for close_stdout in (False, True):
+            out = run(args, close_stdout=close_stdout)
+            assert (out.returncode, out.stderr) == (0, ""), (args, close_stdout)
