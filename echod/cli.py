@@ -136,18 +136,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``echod`` console script."""
     reserve_standard_fds()
     args = list(sys.argv[1:] if argv is None else argv)
-    if args and args[0] == "fetch":
-        from echod.fetchcli import main as fetch_main
-
-        # Its stdout is the output asked for: a failure to write it is an
-        # error (exit 13), as in curl. For the others it is a report.
-        return fetch_main(args[1:])
+    if args[:1] in (["fetch"], ["serve"]):
+        # fetch's stdout is the output asked for: failing to write it is an
+        # error (exit 13), as in curl; serve's is the daemon's log. For the
+        # other commands stdout is a report.
+        return run_command(args)
     with report_stdout():
         return run_command(args)
 
 
 def run_command(args: list[str]) -> int:
-    """Every command but C{fetch}; the result is the exit code."""
+    """Run the command in C{args}; the result is the exit code."""
     if not args or args[0] in ("-h", "--help", "help"):
         sys.stdout.write(USAGE)
         return 0 if args else 2
@@ -158,6 +157,10 @@ def run_command(args: list[str]) -> int:
         from echod.client import main as client_main
 
         return client_main(rest)
+    if command == "fetch":
+        from echod.fetchcli import main as fetch_main
+
+        return fetch_main(rest)
     if command == "bench":
         from echod.benchcli import main as bench_main
 
