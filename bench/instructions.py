@@ -79,16 +79,36 @@ def total_instructions(path: Path) -> int:
     return int(found.group(1))
 
 
+def by_function(path: Path) -> dict[str, int]:
+    """Instructions per C function of a callgrind output (callgrind_annotate)."""
+    out = subprocess.run(
+        ["callgrind_annotate", "--threshold=100", str(path)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    counts = {}
+    for line in out.stdout.splitlines():
+        found = re.match(r"\s*([\d,]+) \([^)]*\)\s+(\S+)", line)
+        if found and found.group(2) != "PROGRAM":
+            counts[found.group(2)] = int(found.group(1).replace(",", ""))
+    return counts
+
+
 def per_request(
     server: bench.Server, load_args: list[str], seconds: float, work: Path
-) -> float:
-    """Instructions of one request: the long run less the short, per request."""
-    short = counted_run(server, load_args, SHORT, work / f"{server.name}.short")
-    long = counted_run(server, load_args, seconds, work / f"{server.name}.long")
+) -> tuple[float, dict[str, float]]:
+    """Instructions of one request (the long run less the short), and by function."""
+    short_out, long_out = work / f"{server.name}.short", work / f"{server.name}.long"
+    short = counted_run(server, load_args, SHORT, short_out)
+    long = counted_run(server, load_args, seconds, long_out)
     requests = long[1] - short[1]
     if requests <= 0:
         raise RuntimeError(f"{server.name}: the long run did no more requests")
-    return (long[0] - short[0]) / requests
+    before, after = by_function(short_out), by_function(long_out)
+    functions = {
+        name: (after.get(name, 0) - before.get(name, 0)) / requests
+        for name in before.keys() | after.keys()
+    }
+    return (long[0] - short[0]) / requests, functions
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -97,6 +117,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--servers", default="c-epoll,uvloop,echod")
     parser.add_argument("--connections", type=int, default=100)
     parser.add_argument("--size", type=int, default=1024)
+    parser.add_argument(
+        "--functions",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also list the N C functions with the most instructions per request",
+    )
     parser.add_argument(
         "--seconds",
         type=float,
@@ -116,17 +143,24 @@ def main(argv: list[str] | None = None) -> int:
     print("| server | instructions per request | ÷ c-epoll |")
     print("|---|---|---|")
     baseline = None
+    breakdowns: list[tuple[str, dict[str, float]]] = []
     with tempfile.TemporaryDirectory() as work:
         for name in names:
             server = known[name]
             if not server.available():
                 print(f"| {name} | not available | |")
                 continue
-            count = per_request(server, load_args, args.seconds, Path(work))
+            count, functions = per_request(server, load_args, args.seconds, Path(work))
             if name == "c-epoll":
                 baseline = count
             ratio = f"{count / baseline:.1f}" if baseline else ""
             print(f"| {name} | {count:,.0f} | {ratio} |", flush=True)
+            breakdowns.append((name, functions))
+    for name, functions in breakdowns if args.functions else []:
+        print(f"\n{name}: instructions per request by C function (self)")
+        top = sorted(functions.items(), key=lambda item: -item[1])[: args.functions]
+        for function, count in top:
+            print(f"  {count:8,.0f}  {function}")
     return 0
 
 

@@ -37,6 +37,7 @@ untested Twisted (L{echod.compat}) gets it automatically.
 from __future__ import annotations
 
 import errno
+import itertools
 import select
 import sys
 from typing import Any
@@ -49,16 +50,6 @@ log = Logger(namespace="echod.reactor")
 
 LONGEST_POLL = 2147483
 """The longest poll timeout in seconds: epoll_wait takes an int of milliseconds."""
-
-TURNS_PER_CALL = 256
-"""Turns L{LeanEPollReactor._run_turns} makes before it returns to C{mainLoop}.
-
-CPython 3.11 specialises a function's bytecode (attribute loads, comparisons)
-only after the function has been entered a few times; a loop that never
-returns would run its generic bytecode for ever (seen with C{dis.dis(...,
-adaptive=True)}, counted by bench/instructions.py). Returning now and then
-costs one call in 256 turns.
-"""
 
 try:
     from twisted.internet.epollreactor import EPollReactor
@@ -73,20 +64,21 @@ if EPollReactor is not None:
 
         busy_poll = 0.0
         """Seconds to keep polling without sleeping after the last I/O event."""
-        _events = 0
-        _spin_until = 0.0
 
-        def doPoll(self, timeout: float | None) -> None:
-            """Poll for events and dispatch them (see the module docstring)."""
+        def doPoll(self, timeout: float | None) -> int:
+            """Poll for events and dispatch them (see the module docstring).
+
+            Returns how many events there were (Twisted ignores it; busy
+            polling needs it).
+            """
             if timeout is None:
                 timeout = -1
             try:
                 events = self._poller.poll(timeout, len(self._selectables))
             except OSError as err:
                 if err.errno == errno.EINTR:
-                    return
+                    return 0
                 raise
-            self._events = len(events)
             selectables = self._selectables
             for fd, event in events:
                 selectable = selectables.get(fd)
@@ -108,6 +100,7 @@ if EPollReactor is not None:
                         self._doReadOrWrite(selectable, fd, event)
                 except BaseException:
                     log.failure("handling an event of {s}", s=selectable)
+            return len(events)
 
         doIteration = doPoll
 
@@ -123,11 +116,18 @@ if EPollReactor is not None:
             # doIteration(running and timeout()). Here both are called only
             # when they have work; otherwise the poll timeout is the time
             # left until the first pending timed call, as timeout() computes.
+            #
+            # A for loop, not "while self._started": CPython 3.11 warms a
+            # function's bytecode up for specialisation on entry and on the
+            # unconditional backward jump of a for loop, never on the
+            # conditional one a while loop ends with, so a while loop entered
+            # once runs generic bytecode for ever (docs/PERFORMANCE.md,
+            # lesson 9).
             seconds = self.seconds
             poll = self.doPoll
             busy = self.busy_poll
-            spin_until = self._spin_until
-            for _ in range(TURNS_PER_CALL):
+            spin_until = 0.0
+            for _ in itertools.count():
                 if not self._started:
                     break
                 pending = self._pendingTimedCalls
@@ -148,10 +148,8 @@ if EPollReactor is not None:
                     timeout = None
                 if now < spin_until:
                     timeout = 0
-                poll(self.running and timeout)
-                if busy and self._events:
+                if poll(self.running and timeout) and busy:
                     spin_until = seconds() + busy
-            self._spin_until = spin_until
 
 
 def install_if_unset() -> str:

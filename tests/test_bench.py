@@ -52,13 +52,16 @@ def test_instruction_counts_run_under_callgrind() -> None:
     need_tool("cc")
     result = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "instructions.py"), "--servers",
-         "c-epoll", "--connections", "2", "--size", "64", "--seconds", "3"],
+         "c-epoll", "--connections", "2", "--size", "64", "--seconds", "3",
+         "--functions", "3"],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     row = next(x for x in result.stdout.splitlines() if x.startswith("| c-epoll |"))
     count = int(row.split("|")[2].replace(",", ""))
     assert 10 < count < 1000, row  # a few dozen instructions around two syscalls
+    breakdown = result.stdout.split("c-epoll: instructions per request by C function")
+    assert len(breakdown) == 2 and len(breakdown[1].strip().splitlines()) == 4
 
 
 def test_reliability_table_marks_cases_without_a_figure(tmp_path: Path) -> None:
