@@ -89,6 +89,12 @@ SERVERS = [
         available=_has_module("uvloop"),
     ),
     Server(
+        "python-epoll",
+        lambda p: [PY, str(HERE / "servers/python_epoll.py"), str(p)],
+        "bench/cecho.c in Python: a bare epoll loop, no framework (the floor "
+        "for any Python server)",
+    ),
+    Server(
         "twisted-minimal",
         lambda p: [PY, str(HERE / "servers/twisted_echo.py"), str(p)],
         "minimal Twisted echo (no half-close, no backpressure)",
