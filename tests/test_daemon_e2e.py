@@ -352,6 +352,19 @@ def test_port_in_use_is_one_clear_line(
     assert not (tmp_path / "twistd.pid").exists()
 
 
+def test_unix_socket_in_a_missing_directory_is_one_clear_line(
+    start_daemon: DaemonStarter, tmp_path: Path
+) -> None:
+    path = tmp_path / "no-such-dir" / "echod.sock"
+    daemon = start_daemon("--port", f"unix:{path}")
+    assert daemon.process.wait(30) == 1
+    daemon.stop()
+    assert daemon.output.strip().splitlines() == [
+        f"twistd echod: error: cannot listen on 'unix:{path}': "
+        f"{path}.lock: No such file or directory"
+    ]
+
+
 def test_log_line_per_connection_and_json_format(start_daemon: DaemonStarter) -> None:
     daemon = start_daemon("--port", LOCAL, "--log-format", "json")
     port = daemon.tcp_port()
