@@ -44,6 +44,7 @@ from zope.interface import implementer
 
 from echod.cli import parse_arguments
 from echod.echo import can_half_close
+from echod.endpointerrors import parse_error_message
 from echod.tlsclient import (
     CertificateRejectedError,
     ClientTLS,
@@ -112,8 +113,17 @@ class Target:
     tls: bool
 
     def label(self) -> str:
-        """How messages name the peer."""
-        return self.endpoint or f"{self.host}:{self.port}"
+        """How messages name the peer: C{host:port}, C{[v6]:port} or the endpoint."""
+        if self.endpoint is not None:
+            return self.endpoint
+        host = f"[{self.host}]" if self.host and ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+TARGET_FORMS = (
+    "expected HOST:PORT, [IPv6]:PORT or a Twisted endpoint such as "
+    "tcp:host=HOST:port=PORT"
+)
 
 
 def parse_target(text: str, tls: bool) -> Target:
@@ -126,7 +136,10 @@ def parse_target(text: str, tls: bool) -> Target:
     else:
         host, _, port_text = text.rpartition(":")
     if host and port_text.isdigit() and "=" not in text:
-        return Target(host, int(port_text), None, tls)
+        port = int(port_text)
+        if not 1 <= port <= 65535:
+            raise ClientError(USAGE, f"bad port in {text!r}: ports are 1 to 65535")
+        return Target(host, port, None, tls)
     if tls:
         raise ClientError(USAGE, f"TLS needs HOST:PORT, not {text!r}")
     return Target(None, None, text, False)
@@ -140,7 +153,14 @@ def make_endpoint(
         try:
             endpoint: IStreamClientEndpoint = clientFromString(reactor, target.endpoint)
         except Exception as e:
-            raise ClientError(USAGE, f"bad endpoint {target.endpoint!r}: {e}") from None
+            text = target.endpoint
+            if str(e).startswith("Unknown endpoint type") and "=" not in text:
+                # Most likely HOST:PORT with a port that is not a number.
+                raise ClientError(
+                    USAGE, f"bad target {text!r}: {TARGET_FORMS}"
+                ) from None
+            detail = parse_error_message(e)
+            raise ClientError(USAGE, f"bad endpoint {text!r}: {detail}") from None
         return endpoint
     assert target.host is not None and target.port is not None
     endpoint = HostnameEndpoint(

@@ -28,6 +28,7 @@ from twisted.python.components import Componentized
 from twisted.python.failure import Failure
 
 from echod.echo import EchoFactory, EchoProtocol, format_address
+from echod.endpointerrors import parse_error_message
 from echod.logs import JSONLinesObserver
 from echod.metrics import ListenerState, metrics_site
 from echod.notify import SystemdNotifier
@@ -136,11 +137,13 @@ def parse_endpoint(
             raise ListenError(f"bad endpoint {description!r}: {e}") from None
         if address is not None:
             return ReusePortEndpoint(reactor, address)
+    if description == "unix:" or description.startswith("unix::"):
+        raise ListenError(f"bad endpoint {description!r}: no socket path")
     try:
         used = description if backlog is None else with_backlog(description, backlog)
         endpoint: IStreamServerEndpoint = serverFromString(reactor, used)
     except Exception as e:  # the parsers raise anything from ValueError to OSError
-        detail = str(e) or e.__class__.__name__
+        detail = parse_error_message(e)
         if description.startswith("systemd:") and isinstance(e, (IndexError, KeyError)):
             detail = (
                 "no socket inherited from systemd at that index or name "

@@ -181,7 +181,13 @@ def test_connection_refused_is_one_line_and_exit_4() -> None:
 
 
 def test_bad_options_are_one_line_and_exit_2() -> None:
-    for args in (["-c", "0"], ["-d", "-1"], ["--size", "big"], ["-c", "10000000"]):
+    for args in (
+        ["-c", "0"],
+        ["-d", "-1"],
+        ["--size", "big"],
+        ["-c", "10000000"],
+        ["127.0.0.1:70000"],
+    ):
         out = bench(*args)
         assert out.returncode == 2, args
         assert out.stderr.count("\n") == 1 or out.stderr.startswith("usage:"), args

@@ -45,6 +45,19 @@ def test_parse_target(text: str, tls: bool, target: Target) -> None:
     assert parse_target(text, tls) == target
 
 
+@pytest.mark.parametrize("text", ["localhost:0", "localhost:65536", "[::1]:99999"])
+def test_a_port_out_of_range_is_a_usage_error(text: str) -> None:
+    with pytest.raises(ClientError, match=r"bad port in .*: ports are 1 to 65535") as e:
+        parse_target(text, False)
+    assert e.value.code == USAGE
+
+
+def test_labels_bracket_ipv6() -> None:
+    assert Target("::1", 7, None, False).label() == "[::1]:7"
+    assert Target("localhost", 7, None, False).label() == "localhost:7"
+    assert Target(None, None, "unix:path=/x", False).label() == "unix:path=/x"
+
+
 def test_tls_needs_host_and_port() -> None:
     with pytest.raises(ClientError) as e:
         parse_target("unix:path=/x", True)

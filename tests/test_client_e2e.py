@@ -241,6 +241,22 @@ def test_refused_exits_4() -> None:
     assert len(out.stderr.decode().strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ("127.0.0.1:99999", "bad port in '127.0.0.1:99999': ports are 1 to 65535"),
+        ("localhost:http", "bad target 'localhost:http': expected HOST:PORT"),
+        ("127.0.0.1:-1", "bad target '127.0.0.1:-1': expected HOST:PORT"),
+    ],
+)
+def test_a_bad_target_is_one_line_and_exit_2(target: str, message: str) -> None:
+    """Was "connection refused" (exit 4) or "Unknown endpoint type: '127.0.0.1'"."""
+    out = client(target)
+    assert out.returncode == 2
+    lines = out.stderr.decode().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"echod client: error: {message}")
+
+
 def test_dns_failure_exits_3() -> None:
     out = client("no-such-host.invalid:7", timeout=60)
     assert out.returncode == 3

@@ -307,7 +307,10 @@ def test_udp_never_answers_small_service_ports(start_daemon: DaemonStarter) -> N
     ("args", "message"),
     [
         (["--port", "bogus:1"], "bad endpoint 'bogus:1'"),
-        (["--port", "tcp:notaport"], "bad endpoint 'tcp:notaport'"),
+        (["--port", "tcp:notaport"], "bad endpoint 'tcp:notaport': 'notaport' is not"),
+        (["--port", "tcp"], "bad endpoint 'tcp': missing 'port'"),
+        (["--port", "tcp:0:frob=1"], "bad endpoint 'tcp:0:frob=1': unknown parameter"),
+        (["--port", "unix:"], "bad endpoint 'unix:': no socket path"),
         (
             ["--port", "ssl:0:privateKey=/nonexistent/key.pem"],
             "cannot read certificate",

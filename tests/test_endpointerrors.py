@@ -1,0 +1,40 @@
+"""echod.endpointerrors: Twisted's parser errors said in endpoint-string words."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from twisted.internet.endpoints import clientFromString, serverFromString
+from twisted.internet.testing import MemoryReactor
+
+from echod.endpointerrors import parse_error_message
+
+
+@pytest.mark.parametrize(
+    ("parse", "description", "message"),
+    [
+        (serverFromString, "tcp", "missing 'port'"),
+        (serverFromString, "unix", "missing 'address'"),
+        (serverFromString, "tcp:10000:frob=1", "unknown parameter 'frob'"),
+        (serverFromString, "tcp:ten", "'ten' is not a number"),
+        (serverFromString, "tcp:10000:backlog=many", "'many' is not a number"),
+        (serverFromString, "pigeon:1", "Unknown endpoint type: 'pigeon'"),
+        (clientFromString, "tcp:host=localhost", "missing 'port'"),
+        (clientFromString, "tcp:host=h:port=7:frob=2", "unknown parameter 'frob'"),
+        (clientFromString, "tcp:host=h:port=seven", "'seven' is not a number"),
+    ],
+)
+def test_twisted_parser_errors(
+    parse: Callable[[Any, str], object], description: str, message: str
+) -> None:
+    """The real parsers' errors (they change with Twisted; this catches it)."""
+    with pytest.raises(Exception) as raised:
+        parse(MemoryReactor(), description)
+    assert parse_error_message(raised.value) == message
+
+
+def test_other_errors_keep_their_words() -> None:
+    assert parse_error_message(TypeError("something else")) == "something else"
+    assert parse_error_message(KeyError()) == "KeyError"
