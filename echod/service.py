@@ -106,7 +106,7 @@ def listen_failure_message(error: BaseException | None) -> str:
         return f"Couldn't listen on {os.fsdecode(error.port)}: {error.socketError}."
     if isinstance(error, OSError) and error.strerror:
         path = error.filename if error.filename2 is None else error.filename2
-        if path is not None:
+        if isinstance(path, (str, bytes)):
             return f"{os.fsdecode(path)}: {error.strerror}"
     return "an unknown error" if error is None else str(error)
 
