@@ -33,7 +33,7 @@ from echod.client import (
     target_endpoint,
 )
 from echod.fdlimit import raise_file_limit
-from echod.loadgen import LoadResult, LoadRun, LoadSettings
+from echod.loadgen import LoadResult, LoadRun, LoadSettings, percentiles
 
 FAILED = 1
 """Exit code: some byte did not come back, or not in order."""
@@ -112,6 +112,11 @@ def figures(result: LoadResult, label: str) -> dict[str, Any]:
         None if value is None else round(value * 1e6, 1)
         for value in result.percentiles(0.5, 0.99, 0.999, 1.0)
     )
+    connect_p50, connect_most, handshake_p50, handshake_most = (
+        None if value is None else round(value * 1e6, 1)
+        for value in percentiles(result.connect_times, 0.5, 1.0)
+        + percentiles(result.handshake_times, 0.5, 1.0)
+    )
     return {
         "target": label,
         "mode": "stream" if s.stream else "pingpong",
@@ -125,6 +130,10 @@ def figures(result: LoadResult, label: str) -> dict[str, Any]:
         "p99_us": p99,
         "p999_us": p999,
         "max_us": most,
+        "connect_p50_us": connect_p50,
+        "connect_max_us": connect_most,
+        "handshake_p50_us": handshake_p50,
+        "handshake_max_us": handshake_most,
         "bytes_sent": result.bytes_sent,
         "bytes_verified": result.bytes_verified,
         "clean_connections": result.clean,
@@ -147,6 +156,17 @@ def report(f: dict[str, Any]) -> str:
                 f"latency    p50 {f['p50_us']:,.0f} µs, p99 {f['p99_us']:,.0f} µs, "
                 f"p99.9 {f['p999_us']:,.0f} µs, max {f['max_us']:,.0f} µs"
             )
+    if f["connect_p50_us"] is not None:
+        lines.append(
+            f"connect    p50 {f['connect_p50_us']:,.0f} µs, max "
+            f"{f['connect_max_us']:,.0f} µs (name lookup and TCP connect; all "
+            f"{f['connections']} at once)"
+        )
+    if f["handshake_p50_us"] is not None:
+        lines.append(
+            f"handshake  p50 {f['handshake_p50_us']:,.0f} µs, max "
+            f"{f['handshake_max_us']:,.0f} µs (TLS, from the TCP connect)"
+        )
     lines.append(f"throughput {f['mb_per_s']:,.2f} MB/s each way")
     verdict = (
         "every byte back, in order" if f["ok"] else "NOT every byte back (see below)"

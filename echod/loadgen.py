@@ -25,7 +25,11 @@ from typing import Any
 from OpenSSL.SSL import Error as SSLError
 from service_identity import VerificationError
 from twisted.internet import defer, error
-from twisted.internet.interfaces import IHalfCloseableProtocol, IReactorTime
+from twisted.internet.interfaces import (
+    IHalfCloseableProtocol,
+    IHandshakeListener,
+    IReactorTime,
+)
 from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -104,6 +108,12 @@ class LoadResult:
     bytes_in_time: int = 0
     """Bytes echoed back within the time (for the rate)."""
     latencies: list[float] = field(default_factory=list)
+    connect_times: list[float] = field(default_factory=list)
+    """Seconds from the connect call to the TCP connection (name lookup
+    included). All connections are opened at once, so with many these include
+    waiting on each other."""
+    handshake_times: list[float] = field(default_factory=list)
+    """Over TLS: seconds from the TCP connection to the handshake done."""
     clean: int = 0
     """Connections that got every byte back, then the server's EOF."""
     mismatches: list[Mismatch] = field(default_factory=list)
@@ -120,18 +130,23 @@ class LoadResult:
 
     def percentiles(self, *fractions: float) -> list[float | None]:
         """Latency percentiles in seconds (0.5 for the median), one sort for all."""
-        if not self.latencies:
-            return [None for _ in fractions]
-        ordered = sorted(self.latencies)
-        last = len(ordered) - 1
-        return [ordered[min(last, int(f * len(ordered)))] for f in fractions]
+        return percentiles(self.latencies, *fractions)
 
     def percentile(self, fraction: float) -> float | None:
         """One latency percentile in seconds."""
         return self.percentiles(fraction)[0]
 
 
-@implementer(IHalfCloseableProtocol)
+def percentiles(samples: list[float], *fractions: float) -> list[float | None]:
+    """Percentiles of C{samples} (0.5 for the median, 1.0 the most), one sort."""
+    if not samples:
+        return [None for _ in fractions]
+    ordered = sorted(samples)
+    last = len(ordered) - 1
+    return [ordered[min(last, int(f * len(ordered)))] for f in fractions]
+
+
+@implementer(IHalfCloseableProtocol, IHandshakeListener)
 class LoadProtocol(Protocol):
     """One connection of a load run: sends its pattern and checks the echo."""
 
@@ -148,10 +163,15 @@ class LoadProtocol(Protocol):
         self.closing = False
         self.failed = False
         self._request_started = 0.0
+        self.connected_at = 0.0
 
     def connectionMade(self) -> None:
         """Wait for the run to start all connections together."""
         self.run.connection_made(self)
+
+    def handshakeCompleted(self) -> None:
+        """Over TLS: time the handshake."""
+        self.run.handshake_done(self)
 
     def start(self) -> None:
         """Begin sending."""
@@ -279,20 +299,29 @@ class LoadRun:
         self._indexes = itertools.count()
         self._time_call: Any = None
         self._deadline: Any = None
+        self._connecting_since = 0.0
 
     def start(self) -> defer.Deferred[LoadResult]:
         """Open every connection, then run; a failed connect fails the run."""
         factory = Factory()
         factory.protocol = lambda: LoadProtocol(self, next(self._indexes))  # type: ignore[assignment,misc]
+        self._connecting_since = self.clock.seconds()
         attempts = [self.connect(factory) for _ in range(self.settings.connections)]
         connected = defer.gatherResults(attempts, consumeErrors=True)
         connected.addCallbacks(lambda _: self._go(), self._connect_failed)
         return self.done
 
     def connection_made(self, protocol: LoadProtocol) -> None:
-        """Count an open connection."""
+        """Count an open connection and the time it took to connect."""
         self.protocols.append(protocol)
         self.open += 1
+        protocol.connected_at = self.clock.seconds()
+        self.result.connect_times.append(protocol.connected_at - self._connecting_since)
+
+    def handshake_done(self, protocol: LoadProtocol) -> None:
+        """Note how long C{protocol}'s TLS handshake took."""
+        took = self.clock.seconds() - protocol.connected_at
+        self.result.handshake_times.append(took)
 
     def interrupt(self) -> None:
         """Stop now (Ctrl-C): keep the figures so far; close without judging.

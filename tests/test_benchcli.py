@@ -50,6 +50,8 @@ def test_ping_pong_against_echod_verifies_every_byte(
     assert f["bytes_verified"] == f["bytes_sent"] >= f["requests"] * 1000
     assert 0 < f["p50_us"] <= f["p99_us"] <= f["p999_us"] <= f["max_us"]
     assert f["req_per_s"] > 0 and f["mb_per_s"] > 0
+    assert 0 < f["connect_p50_us"] <= f["connect_max_us"]
+    assert f["handshake_p50_us"] is None  # not TLS
 
 
 def test_stream_against_echod_prints_the_summary(start_daemon: DaemonStarter) -> None:
@@ -60,8 +62,10 @@ def test_stream_against_echod_prints_the_summary(start_daemon: DaemonStarter) ->
     assert lines[0].startswith(
         f"echod bench: 127.0.0.1:{port}, stream, 4 connections x 65,536 B"
     )
-    assert lines[1].startswith("throughput ")
-    assert "every byte back, in order; 4/4 connections ended cleanly" in lines[2]
+    assert lines[1].startswith("connect    p50 ")
+    assert lines[1].endswith(" µs (name lookup and TCP connect; all 4 at once)")
+    assert lines[2].startswith("throughput ")
+    assert "every byte back, in order; 4/4 connections ended cleanly" in lines[3]
 
 
 def test_against_socat_a_real_peer() -> None:
@@ -91,7 +95,17 @@ def test_over_tls(start_daemon: DaemonStarter, tmp_path: Path) -> None:
         "-c", "3", "-d", "1", "--cacert", str(cert), "--json", f"tls:localhost:{port}"
     )
     assert out.returncode == 0, out.stdout + out.stderr
-    assert figures(out)["ok"]
+    f = figures(out)
+    assert f["ok"]
+    # the TLS handshake is timed on its own, from the TCP connect
+    assert 0 < f["connect_p50_us"] <= f["connect_max_us"]
+    assert 0 < f["handshake_p50_us"] <= f["handshake_max_us"]
+    text = bench("-c", "2", "-d", "0.5", "--cacert", str(cert), f"tls:localhost:{port}")
+    assert any(
+        line.startswith("handshake  p50 ")
+        and line.endswith("(TLS, from the TCP connect)")
+        for line in text.stdout.splitlines()
+    ), text.stdout
     # TLS cannot half-close: a stream ends by closing once every byte is back
     out = bench(
         "--stream", "-c", "2", "-d", "1", "--cacert", str(cert), "--json",

@@ -14,10 +14,12 @@ from twisted.python.failure import Failure
 from echod.loadgen import (
     MAX_PIECE,
     PERIOD,
+    LoadProtocol,
     LoadResult,
     LoadRun,
     LoadSettings,
     Pattern,
+    percentiles,
 )
 from echod.tlsclient import CertificateRejectedError
 
@@ -103,6 +105,30 @@ def test_ping_pong_counts_round_trips_and_ends_clean() -> None:
     assert result.requests == 10
     assert result.bytes_verified == result.bytes_sent == 1200
     assert result.percentile(0.5) == pytest.approx(0.01)
+
+
+def test_connect_and_handshake_times() -> None:
+    """Connect: from the connect call to TCP connected; handshake: then to done."""
+    clock = MemoryReactorClock()
+    pending: list[defer.Deferred[Any]] = []
+
+    def connect(factory: Factory) -> defer.Deferred[Any]:
+        pending.append(defer.Deferred())
+        return pending[-1]
+
+    run = LoadRun(LoadSettings(connections=2), clock, connect)
+    run.start()
+    first, second = LoadProtocol(run, 0), LoadProtocol(run, 1)
+    clock.advance(0.25)
+    first.makeConnection(StringTransport())
+    clock.advance(0.5)
+    second.makeConnection(StringTransport())
+    clock.advance(0.125)
+    second.handshakeCompleted()
+    assert run.result.connect_times == [0.25, 0.75]
+    assert run.result.handshake_times == [0.125]
+    assert percentiles(run.result.connect_times, 0.5, 1.0) == [0.75, 0.75]
+    assert percentiles([], 0.5) == [None]
 
 
 def test_a_wrong_byte_is_a_mismatch_at_its_offset() -> None:
