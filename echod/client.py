@@ -44,7 +44,7 @@ from zope.interface import implementer
 
 from echod.cli import parse_arguments
 from echod.echo import can_half_close
-from echod.endpointerrors import parse_error_message
+from echod.endpointerrors import empty_unix_path, parse_error_message
 from echod.tlsclient import (
     CertificateRejectedError,
     ClientTLS,
@@ -150,6 +150,10 @@ def make_endpoint(
 ) -> IStreamClientEndpoint:
     """The endpoint for C{target}, TLS-wrapped when asked."""
     if target.endpoint is not None:
+        if empty_unix_path(target.endpoint):
+            raise ClientError(
+                USAGE, f"bad endpoint {target.endpoint!r}: no socket path"
+            )
         try:
             endpoint: IStreamClientEndpoint = clientFromString(reactor, target.endpoint)
         except Exception as e:

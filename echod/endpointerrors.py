@@ -27,3 +27,21 @@ def parse_error_message(error: Exception) -> str:
     if not_int:
         return f"{not_int.group(1)} is not a number"
     return message
+
+
+def empty_unix_path(description: str) -> bool:
+    """True for a C{unix:} endpoint string whose socket path is empty.
+
+    Twisted's parsers take an empty path; binding or connecting then fails
+    with a bare "Invalid argument" or a lock-file error.
+    """
+    kind, _, rest = description.partition(":")
+    if kind != "unix":
+        return False
+    for part in rest.split(":"):
+        name, equals, value = part.partition("=")
+        if not equals:  # the path, given by position
+            return part == ""
+        if name in ("address", "path"):  # by name: server, client
+            return value == ""
+    return False

@@ -28,7 +28,7 @@ from twisted.python.components import Componentized
 from twisted.python.failure import Failure
 
 from echod.echo import EchoFactory, EchoProtocol, format_address
-from echod.endpointerrors import parse_error_message
+from echod.endpointerrors import empty_unix_path, parse_error_message
 from echod.logs import JSONLinesObserver
 from echod.metrics import ListenerState, metrics_site
 from echod.notify import SystemdNotifier
@@ -137,7 +137,7 @@ def parse_endpoint(
             raise ListenError(f"bad endpoint {description!r}: {e}") from None
         if address is not None:
             return ReusePortEndpoint(reactor, address)
-    if description == "unix:" or description.startswith("unix::"):
+    if empty_unix_path(description):
         raise ListenError(f"bad endpoint {description!r}: no socket path")
     try:
         used = description if backlog is None else with_backlog(description, backlog)

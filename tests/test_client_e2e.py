@@ -247,6 +247,7 @@ def test_refused_exits_4() -> None:
         ("127.0.0.1:99999", "bad port in '127.0.0.1:99999': ports are 1 to 65535"),
         ("localhost:http", "bad target 'localhost:http': expected HOST:PORT"),
         ("127.0.0.1:-1", "bad target '127.0.0.1:-1': expected HOST:PORT"),
+        ("unix:path=", "bad endpoint 'unix:path=': no socket path"),
     ],
 )
 def test_a_bad_target_is_one_line_and_exit_2(target: str, message: str) -> None:

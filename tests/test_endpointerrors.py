@@ -9,7 +9,7 @@ import pytest
 from twisted.internet.endpoints import clientFromString, serverFromString
 from twisted.internet.testing import MemoryReactor
 
-from echod.endpointerrors import parse_error_message
+from echod.endpointerrors import empty_unix_path, parse_error_message
 
 
 @pytest.mark.parametrize(
@@ -38,3 +38,21 @@ def test_twisted_parser_errors(
 def test_other_errors_keep_their_words() -> None:
     assert parse_error_message(TypeError("something else")) == "something else"
     assert parse_error_message(KeyError()) == "KeyError"
+
+
+@pytest.mark.parametrize(
+    ("description", "empty"),
+    [
+        ("unix:", True),
+        ("unix::mode=660", True),
+        ("unix:address=", True),
+        ("unix:mode=600:address=", True),
+        ("unix:path=", True),
+        ("unix:/run/e.sock", False),
+        ("unix:path=/run/e.sock:timeout=3", False),
+        ("unix:mode=600", False),  # no path at all: Twisted's parser says so
+        ("tcp:", False),
+    ],
+)
+def test_empty_unix_path(description: str, empty: bool) -> None:
+    assert empty_unix_path(description) is empty
