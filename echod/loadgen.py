@@ -31,6 +31,7 @@ from twisted.internet.interfaces import (
     IReactorTime,
 )
 from twisted.internet.protocol import Factory, Protocol
+from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -164,13 +165,14 @@ class LoadProtocol(Protocol):
         self.failed = False
         self._request_started = 0.0
         self.connected_at = 0.0
+        self.handshaking = False
 
     def connectionMade(self) -> None:
         """Wait for the run to start all connections together."""
         self.run.connection_made(self)
 
     def handshakeCompleted(self) -> None:
-        """Over TLS: time the handshake."""
+        """Over TLS: time the handshake; the run starts once all are done."""
         self.run.handshake_done(self)
 
     def start(self) -> None:
@@ -300,6 +302,9 @@ class LoadRun:
         self._time_call: Any = None
         self._deadline: Any = None
         self._connecting_since = 0.0
+        self._connected = False
+        self._handshaking = 0
+        """TLS connections whose handshake is not done: the run waits for them."""
 
     def start(self) -> defer.Deferred[LoadResult]:
         """Open every connection, then run; a failed connect fails the run."""
@@ -308,7 +313,7 @@ class LoadRun:
         self._connecting_since = self.clock.seconds()
         attempts = [self.connect(factory) for _ in range(self.settings.connections)]
         connected = defer.gatherResults(attempts, consumeErrors=True)
-        connected.addCallbacks(lambda _: self._go(), self._connect_failed)
+        connected.addCallbacks(lambda _: self._all_connected(), self._connect_failed)
         return self.done
 
     def connection_made(self, protocol: LoadProtocol) -> None:
@@ -317,11 +322,35 @@ class LoadRun:
         self.open += 1
         protocol.connected_at = self.clock.seconds()
         self.result.connect_times.append(protocol.connected_at - self._connecting_since)
+        if isinstance(protocol.transport, TLSMemoryBIOProtocol):
+            protocol.handshaking = True
+            self._handshaking += 1
 
     def handshake_done(self, protocol: LoadProtocol) -> None:
-        """Note how long C{protocol}'s TLS handshake took."""
+        """Note how long C{protocol}'s TLS handshake took; start when all are done."""
         took = self.clock.seconds() - protocol.connected_at
         self.result.handshake_times.append(took)
+        self._handshake_over(protocol)
+
+    def _handshake_over(self, protocol: LoadProtocol) -> None:
+        if protocol.handshaking:
+            protocol.handshaking = False
+            self._handshaking -= 1
+            self._maybe_go()
+
+    def _all_connected(self) -> None:
+        self._connected = True
+        self._maybe_go()
+
+    def _maybe_go(self) -> None:
+        """Start once every connection is connected and every handshake done.
+
+        So the figures are of echoing only: a TLS handshake is neither in the
+        first round trip's latency nor in the time the rates divide by.
+        """
+        waiting = not self._connected or self._handshaking
+        if not (waiting or self.running or self.ended):
+            self._go()
 
     def interrupt(self) -> None:
         """Stop now (Ctrl-C): keep the figures so far; close without judging.
@@ -418,6 +447,9 @@ class LoadRun:
         self.result.bytes_sent += protocol.sent
         if self.stopped_early:
             return  # interrupted: we dropped it
+        handshaking = protocol.handshaking
+        protocol.handshaking = False
+        self._handshaking -= handshaking
         if protocol.failed:
             pass  # already reported
         elif not protocol.received and reason.check(SSLError, VerificationError):
@@ -445,6 +477,8 @@ class LoadRun:
             self.result.clean += 1
         if self.running and not self.open:
             self._time_up()  # nothing left to measure
+        elif handshaking:
+            self._maybe_go()  # the others may have been waiting for this one
         self._maybe_done()
 
     def _maybe_done(self) -> None:

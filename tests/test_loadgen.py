@@ -9,6 +9,7 @@ from OpenSSL.SSL import Error as SSLError
 from twisted.internet import defer, error
 from twisted.internet.protocol import Factory
 from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 
 from echod.loadgen import (
@@ -129,6 +130,53 @@ def test_connect_and_handshake_times() -> None:
     assert run.result.handshake_times == [0.125]
     assert percentiles(run.result.connect_times, 0.5, 1.0) == [0.75, 0.75]
     assert percentiles([], 0.5) == [None]
+
+
+class TLSStringTransport(StringTransport, TLSMemoryBIOProtocol):  # type: ignore[misc]
+    """A StringTransport that the load generator takes for a TLS connection."""
+
+
+def tls_run(connections: int) -> tuple[LoadRun, list[Any], list[Any], Any]:
+    clock = MemoryReactorClock()
+    protocols: list[Any] = []
+
+    def connect(factory: Factory) -> defer.Deferred[Any]:
+        protocol: Any = factory.buildProtocol(None)  # type: ignore[arg-type]
+        protocol.makeConnection(TLSStringTransport())
+        protocols.append(protocol)
+        return defer.succeed(protocol)
+
+    results: list[Any] = []
+    run = LoadRun(LoadSettings(connections=connections, size=10), clock, connect)
+    run.start().addBoth(results.append)
+    return run, protocols, results, clock
+
+
+def test_tls_runs_start_once_every_handshake_is_done() -> None:
+    """No handshake in the first round trip's latency, nor in the rates."""
+    run, protocols, _, clock = tls_run(2)
+    assert not run.running and protocols[0].transport.value() == b""
+    clock.advance(0.5)
+    protocols[0].handshakeCompleted()
+    assert not run.running
+    protocols[1].handshakeCompleted()
+    assert run.running and run.started == 0.5
+    assert [len(p.transport.value()) for p in protocols] == [10, 10]
+    assert run.result.handshake_times == [0.5, 0.5]
+
+
+def test_a_connection_lost_in_its_handshake_does_not_hold_the_run() -> None:
+    run, protocols, results, clock = tls_run(2)
+    protocols[0].handshakeCompleted()
+    protocols[1].connectionLost(Failure(error.ConnectionDone()))
+    assert run.running  # the other one goes on
+    clock.advance(5.0)  # time up; connection 0's message is still out
+    protocols[0].dataReceived(protocols[0].transport.value())
+    protocols[0].readConnectionLost()
+    protocols[0].connectionLost(Failure(error.ConnectionDone()))
+    [result] = results
+    assert result.problems == ["connection 1: closed by the server before the start"]
+    assert result.clean == 1
 
 
 def test_a_wrong_byte_is_a_mismatch_at_its_offset() -> None:
