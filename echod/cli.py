@@ -110,7 +110,10 @@ def serve(args: Sequence[str]) -> int:
             else (args[0].partition("=")[2], args[1:])
         )  # fmt: skip
         if not count.isdigit() or int(count) < 1:
-            sys.stderr.write(f"echod: error: --workers takes a number, not {count!r}\n")
+            sys.stderr.write(
+                f"echod: error: --workers takes a number of processes, 1 or more, "
+                f"not {count!r}\n"
+            )
             return 2
         return serve_workers(int(count), rest)
     from twisted.scripts.twistd import run

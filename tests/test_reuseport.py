@@ -84,5 +84,9 @@ def test_echod_serve_workers(tmp_path: Path) -> None:
 def test_workers_needs_a_number(capsys: pytest.CaptureFixture[str]) -> None:
     from echod.cli import main
 
-    assert main(["serve", "--workers", "many"]) == 2
-    assert "--workers takes a number" in capsys.readouterr().err
+    for count in ("many", "0", "-1"):
+        assert main(["serve", "--workers", count]) == 2
+        assert capsys.readouterr().err == (
+            "echod: error: --workers takes a number of processes, 1 or more, "
+            f"not {count!r}\n"
+        )
