@@ -628,7 +628,21 @@ def report(
     return "\n".join(lines) + "\n"
 
 
+def stop_on_sigterm() -> None:
+    """Make SIGTERM unwind like Ctrl-C, so every server started is stopped.
+
+    The servers run in sessions of their own (a load test must not signal
+    them by accident), so nothing else would stop them if we were killed.
+    """
+
+    def unwind(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, unwind)
+
+
 def main(argv: list[str] | None = None) -> int:
+    stop_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--servers", help="comma-separated names (default: all available)"

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -81,3 +83,47 @@ def test_reliability_table_marks_cases_without_a_figure(tmp_path: Path) -> None:
     assert "| port in use at start | one \\| line | exit 1 |" in result.stdout
     assert "no figure: the case failed or did not run" in result.stdout
     assert "case(s) without a figure" in result.stderr
+
+
+def children_of(pid: int) -> list[int]:
+    """The pids whose parent is C{pid}."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.slow
+def test_sigterm_stops_the_server_under_test() -> None:
+    """The servers run in their own sessions: killing the benchmark must stop them."""
+    need_tool("cc")
+    run = subprocess.Popen(
+        [sys.executable, str(ROOT / "bench" / "run.py"), "--servers", "python-epoll",
+         "--runs", "1", "--seconds", "60", "--no-memory", "--no-cap"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert run.stderr is not None
+        assert run.stderr.readline().startswith("run 1/1: python-epoll")
+        deadline = time.monotonic() + 30
+        while len(children_of(run.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)  # the server, then the load generator
+        started = children_of(run.pid)
+        assert len(started) == 2, started
+        run.terminate()
+        assert run.wait(30) == 128 + signal.SIGTERM
+        for pid in started:
+            assert not Path(f"/proc/{pid}").exists() or (
+                Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+                == "Z"
+            ), pid
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
