@@ -113,6 +113,7 @@ def per_request(
 
 def main(argv: list[str] | None = None) -> int:
     """Print a Markdown table of instructions per request."""
+    bench.stop_on_sigterm()  # the servers run in sessions of their own
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--servers", default="c-epoll,uvloop,echod")
     parser.add_argument("--connections", type=int, default=100)

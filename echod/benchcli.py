@@ -103,19 +103,22 @@ def check(args: argparse.Namespace, file_limit: int) -> str | None:
     return None
 
 
+def microseconds(seconds: list[float | None]) -> list[float | None]:
+    """Each of C{seconds} in microseconds to a tenth (None stays None)."""
+    return [None if value is None else round(value * 1e6, 1) for value in seconds]
+
+
 def figures(result: LoadResult, label: str) -> dict[str, Any]:
     """The result as plain figures (the --json output)."""
     s = result.settings
     elapsed = result.elapsed or s.duration
 
-    p50, p99, p999, most = (
-        None if value is None else round(value * 1e6, 1)
-        for value in result.percentiles(0.5, 0.99, 0.999, 1.0)
+    p50, p99, p999, most = microseconds(result.percentiles(0.5, 0.99, 0.999, 1.0))
+    connect_p50, connect_most = microseconds(
+        percentiles(result.connect_times, 0.5, 1.0)
     )
-    connect_p50, connect_most, handshake_p50, handshake_most = (
-        None if value is None else round(value * 1e6, 1)
-        for value in percentiles(result.connect_times, 0.5, 1.0)
-        + percentiles(result.handshake_times, 0.5, 1.0)
+    handshake_p50, handshake_most = microseconds(
+        percentiles(result.handshake_times, 0.5, 1.0)
     )
     return {
         "target": label,

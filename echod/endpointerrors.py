@@ -1,8 +1,11 @@
-"""Endpoint-string errors in the words of the string, not of Twisted's parsers."""
+"""Endpoint errors in the words of the endpoint string, not of Twisted's internals."""
 
 from __future__ import annotations
 
+import os
 import re
+
+from twisted.internet.error import CannotListenError
 
 
 def parse_error_message(error: Exception) -> str:
@@ -45,3 +48,21 @@ def empty_unix_path(description: str) -> bool:
         if name in ("address", "path"):  # by name: server, client
             return value == ""
     return False
+
+
+def listen_failure_message(error: BaseException | None) -> str:
+    """Why listening failed, naming the file when a file was the trouble.
+
+    Twisted's own messages say it for TCP ("Couldn't listen on 127.0.0.1:80:
+    [Errno 13] Permission denied."). For a UNIX socket they show the path as
+    a bytes repr, and the lock file a C{unix:} listener takes by default fails
+    as a symlink error ("'4242' -> b'/run/x/e.sock.lock'") that names the pid
+    it would have written before the file it could not create.
+    """
+    if isinstance(error, CannotListenError) and isinstance(error.port, bytes):
+        return f"Couldn't listen on {os.fsdecode(error.port)}: {error.socketError}."
+    if isinstance(error, OSError) and error.strerror:
+        path = error.filename if error.filename2 is None else error.filename2
+        if isinstance(path, (str, bytes)):
+            return f"{os.fsdecode(path)}: {error.strerror}"
+    return "an unknown error" if error is None else str(error)

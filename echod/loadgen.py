@@ -330,13 +330,16 @@ class LoadRun:
         """Note how long C{protocol}'s TLS handshake took; start when all are done."""
         took = self.clock.seconds() - protocol.connected_at
         self.result.handshake_times.append(took)
-        self._handshake_over(protocol)
-
-    def _handshake_over(self, protocol: LoadProtocol) -> None:
-        if protocol.handshaking:
-            protocol.handshaking = False
-            self._handshaking -= 1
+        if self._handshake_ended(protocol):
             self._maybe_go()
+
+    def _handshake_ended(self, protocol: LoadProtocol) -> bool:
+        """C{protocol} has no handshake under way now; True if it had one."""
+        if not protocol.handshaking:
+            return False
+        protocol.handshaking = False
+        self._handshaking -= 1
+        return True
 
     def _all_connected(self) -> None:
         self._connected = True
@@ -447,9 +450,7 @@ class LoadRun:
         self.result.bytes_sent += protocol.sent
         if self.stopped_early:
             return  # interrupted: we dropped it
-        handshaking = protocol.handshaking
-        protocol.handshaking = False
-        self._handshaking -= handshaking
+        handshaking = self._handshake_ended(protocol)
         if protocol.failed:
             pass  # already reported
         elif not protocol.received and reason.check(SSLError, VerificationError):

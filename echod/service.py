@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
 from pathlib import Path
@@ -15,7 +14,6 @@ from twisted.internet.endpoints import (
     TCP6ServerEndpoint,
     serverFromString,
 )
-from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import (
     IListeningPort,
     IProtocolFactory,
@@ -28,7 +26,11 @@ from twisted.python.components import Componentized
 from twisted.python.failure import Failure
 
 from echod.echo import EchoFactory, EchoProtocol, format_address
-from echod.endpointerrors import empty_unix_path, parse_error_message
+from echod.endpointerrors import (
+    empty_unix_path,
+    listen_failure_message,
+    parse_error_message,
+)
 from echod.logs import JSONLinesObserver
 from echod.metrics import ListenerState, metrics_site
 from echod.notify import SystemdNotifier
@@ -91,24 +93,6 @@ def listen_now(
     if isinstance(outcome, Failure):
         raise ListenError(f"{failing}: {listen_failure_message(outcome.value)}")
     return outcome
-
-
-def listen_failure_message(error: BaseException | None) -> str:
-    """Why listening failed, naming the file when a file was the trouble.
-
-    Twisted's own messages say it for TCP ("Couldn't listen on 127.0.0.1:80:
-    [Errno 13] Permission denied."). For a UNIX socket they show the path as
-    a bytes repr, and the lock file a C{unix:} listener takes by default fails
-    as a symlink error ("'4242' -> b'/run/x/e.sock.lock'") that names the pid
-    it would have written before the file it could not create.
-    """
-    if isinstance(error, CannotListenError) and isinstance(error.port, bytes):
-        return f"Couldn't listen on {os.fsdecode(error.port)}: {error.socketError}."
-    if isinstance(error, OSError) and error.strerror:
-        path = error.filename if error.filename2 is None else error.filename2
-        if isinstance(path, (str, bytes)):
-            return f"{os.fsdecode(path)}: {error.strerror}"
-    return "an unknown error" if error is None else str(error)
 
 
 def parse_endpoint(

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 from twisted.internet.endpoints import clientFromString, serverFromString
+from twisted.internet.error import CannotListenError
 from twisted.internet.testing import MemoryReactor
 
-from echod.endpointerrors import empty_unix_path, parse_error_message
+from echod.endpointerrors import (
+    empty_unix_path,
+    listen_failure_message,
+    parse_error_message,
+)
 
 
 @pytest.mark.parametrize(
@@ -56,3 +62,22 @@ def test_other_errors_keep_their_words() -> None:
 )
 def test_empty_unix_path(description: str, empty: bool) -> None:
     assert empty_unix_path(description) is empty
+
+
+def test_listen_failure_message_names_the_file() -> None:
+    """The lock file a unix: listener takes fails as a symlink error."""
+    lock = FileNotFoundError(errno.ENOENT, "No such file or directory", "4242")
+    lock.filename2 = b"/run/x/e.sock.lock"
+    assert listen_failure_message(lock) == (
+        "/run/x/e.sock.lock: No such file or directory"
+    )
+    denied = PermissionError(errno.EACCES, "Permission denied", "/run/e.sock")
+    assert listen_failure_message(denied) == "/run/e.sock: Permission denied"
+    unix = CannotListenError(None, b"/run/x/e.sock", FileNotFoundError(2, "gone"))
+    assert listen_failure_message(unix) == (
+        "Couldn't listen on /run/x/e.sock: [Errno 2] gone."
+    )
+    # TCP keeps Twisted's own words, as the README shows them.
+    tcp = CannotListenError("127.0.0.1", 80, OSError(98, "Address already in use"))
+    assert listen_failure_message(tcp) == str(tcp)
+    assert listen_failure_message(OSError("no room")) == "no room"

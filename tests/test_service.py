@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import errno
-
 import pytest
 from twisted.internet.address import IPv4Address
-from twisted.internet.error import CannotListenError
 from twisted.internet.testing import (
     MemoryReactorClock,
     StringTransport,
@@ -18,7 +15,6 @@ from echod.service import (
     FLUSH_GRACE,
     EchoService,
     ListenError,
-    listen_failure_message,
     with_backlog,
 )
 from echod.settings import EchoSettings
@@ -119,25 +115,6 @@ def test_listen_failure_names_the_endpoint_and_releases_the_others() -> None:
     with pytest.raises(ListenError, match="cannot listen on 'tcp:2': no room"):
         service.listen()
     assert service.listening == []
-
-
-def test_listen_failure_message_names_the_file() -> None:
-    """The lock file a unix: listener takes fails as a symlink error."""
-    lock = FileNotFoundError(errno.ENOENT, "No such file or directory", "4242")
-    lock.filename2 = b"/run/x/e.sock.lock"
-    assert listen_failure_message(lock) == (
-        "/run/x/e.sock.lock: No such file or directory"
-    )
-    denied = PermissionError(errno.EACCES, "Permission denied", "/run/e.sock")
-    assert listen_failure_message(denied) == "/run/e.sock: Permission denied"
-    unix = CannotListenError(None, b"/run/x/e.sock", FileNotFoundError(2, "gone"))
-    assert listen_failure_message(unix) == (
-        "Couldn't listen on /run/x/e.sock: [Errno 2] gone."
-    )
-    # TCP keeps Twisted's own words, as the README shows them.
-    tcp = CannotListenError("127.0.0.1", 80, OSError(98, "Address already in use"))
-    assert listen_failure_message(tcp) == str(tcp)
-    assert listen_failure_message(OSError("no room")) == "no room"
 
 
 @pytest.mark.parametrize(
