@@ -30,6 +30,10 @@ The one visible difference: legacy C{log.msg} calls made inside an I/O
 handler have no per-connection C{system} prefix. echod logs through
 twisted.logger with its own namespace, so its lines are unchanged.
 
+A stop signal (SIGTERM, SIGINT) that comes while a stop is under way is
+logged and ignored, where the stock reactor logs a ReactorNotRunning
+traceback (L{LeanEPollReactor._stop_once}).
+
 C{twistd --reactor=epoll echod} chooses the stock reactor instead, and an
 untested Twisted (L{echod.compat}) gets it automatically.
 """
@@ -103,6 +107,33 @@ if EPollReactor is not None:
             return len(events)
 
         doIteration = doPoll
+
+        def sigInt(self, number: int, frame: Any = None) -> None:
+            """SIGINT: stop, once (see L{_stop_once})."""
+            self._stop_by_signal("SIGINT", number)
+
+        def sigTerm(self, number: int, frame: Any = None) -> None:
+            """SIGTERM: stop, once (see L{_stop_once})."""
+            self._stop_by_signal("SIGTERM", number)
+
+        def _stop_by_signal(self, name: str, number: int) -> None:
+            self._exitSignal = number  # twistd ends by the signal, as stock
+            self.callFromThread(self._stop_once, name)
+
+        def _stop_once(self, name: str) -> None:
+            """Stop the reactor, unless a stop has begun already.
+
+            The stock handlers call C{stop()} for every signal, and a second
+            one while the first stop drains raises ReactorNotRunning: a
+            critical traceback in the log. A second signal is ordinary:
+            systemd signals every process of a unit and C{echod serve
+            --workers} passes the signal on too, so each worker gets two.
+            """
+            if self._stopped:
+                log.info("Received {signal} again; already stopping", signal=name)
+                return
+            log.info("Received {signal}, shutting down.", signal=name)
+            self.stop()
 
         def mainLoop(self) -> None:
             """Run until stopped; an unexpected error is logged and the loop goes on."""

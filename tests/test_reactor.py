@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import signal
 import socket
 import subprocess
 import sys
@@ -15,6 +16,8 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import capturedLogs
 
 from echod.reactor import LeanEPollReactor, describe, enable_busy_poll
+from tests.daemon import DaemonStarter
+from tests.peers import connect, round_trip
 
 
 class Echo(Protocol):
@@ -280,3 +283,33 @@ def test_busy_poll_needs_the_lean_reactor() -> None:
 
     with pytest.raises(ValueError, match="--busy-poll needs echod's own reactor"):
         enable_busy_poll(EPollReactor(), 0.001)
+
+
+def test_a_second_stop_signal_while_stopping_is_no_error() -> None:
+    """systemd signals every process of a unit, and ``echod serve --workers``
+    passes the signal on too: a worker gets SIGTERM twice."""
+    reactor: Any = LeanEPollReactor()
+    stops: list[str] = []
+    reactor.addSystemEventTrigger("before", "shutdown", stops.append, "shutdown")
+    reactor.callLater(0.05, reactor.sigTerm, signal.SIGTERM)
+    reactor.callLater(0.05, reactor.sigTerm, signal.SIGTERM)
+    reactor.callLater(0.05, reactor.sigInt, signal.SIGINT)
+    with capturedLogs() as events:
+        run_for(reactor, 5.0)
+    assert stops == ["shutdown"]
+    assert [e.get("log_failure") for e in events if e.get("log_failure")] == []
+    assert reactor._exitSignal == signal.SIGINT  # twistd exits by the last one
+
+
+def test_a_daemon_signalled_twice_stops_once(start_daemon: DaemonStarter) -> None:
+    daemon = start_daemon("--port", "tcp:0:interface=127.0.0.1")
+    with connect("127.0.0.1", daemon.tcp_port()) as sock:  # the reactor runs
+        assert round_trip(sock, b"up") == b"up"
+        daemon.process.send_signal(signal.SIGTERM)
+        daemon.wait_for(r"stopping: no longer accepting; 1 open")  # draining it
+        daemon.process.send_signal(signal.SIGTERM)
+        daemon.wait_for(r"Received SIGTERM", count=2)
+        assert round_trip(sock, b"still") == b"still"
+    assert daemon.stop() in (0, -signal.SIGTERM)
+    assert "Traceback" not in daemon.output, daemon.output
+    assert daemon.output.count("stopped: ") == 1, daemon.output
