@@ -18,8 +18,9 @@ commands:
                     (the same as: twistd -n --pidfile= echod [OPTIONS];
                     see: echod serve --help)
   serve --workers N [OPTIONS]
-                    run N such daemons sharing their tcp/tcp6 ports
-                    (SO_REUSEPORT): one per core; SIGTERM stops them all
+                    run N such daemons sharing their listeners (tcp, tcp6,
+                    ssl, tls by SO_REUSEPORT; systemd sockets): one per core;
+                    SIGTERM stops them all
   client [OPTIONS] [TARGET]
                     talk to a TCP or TLS service: a prompt on a terminal,
                     a pipe otherwise (like nc -N), a probe with --count
@@ -55,53 +56,6 @@ def parse_arguments(
         return 2 if e.code else 0
 
 
-TWISTD = (
-    "import sys; from twisted.scripts.twistd import run; sys.argv[0] = 'twistd'; run()"
-)
-
-
-def serve_workers(workers: int, args: Sequence[str]) -> int:
-    """Run C{workers} echod processes on the same ports, and supervise them.
-
-    SIGTERM, SIGINT and SIGHUP are passed to every worker. If one worker
-    ends by itself, the others are stopped too and the exit status is 1.
-    """
-    import signal
-    import subprocess
-    import time
-
-    command = [sys.executable, "-c", TWISTD, "--nodaemon", "--pidfile=", "echod",
-               "--reuse-port", *args]  # fmt: skip
-    children = [subprocess.Popen(command) for _ in range(workers)]
-    asked_to_stop = False
-
-    def forward(signum: int, frame: object) -> None:
-        nonlocal asked_to_stop
-        asked_to_stop = True
-        for child in children:
-            if child.poll() is None:
-                child.send_signal(signum)
-
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(signum, forward)
-    lost_one = False
-    while any(child.poll() is None for child in children):
-        if (
-            not asked_to_stop
-            and not lost_one
-            and any(child.poll() is not None for child in children)
-        ):
-            sys.stderr.write("echod: a worker ended; stopping the others\n")
-            lost_one = True
-            for child in children:
-                if child.poll() is None:
-                    child.terminate()
-        time.sleep(0.2)
-    clean = (0, -signal.SIGTERM, -signal.SIGINT)
-    ok = asked_to_stop and not lost_one
-    return 0 if ok and all(c.returncode in clean for c in children) else 1
-
-
 def serve(args: Sequence[str]) -> int:
     """Run twistd in the foreground with the echod plugin and C{args}."""
     if args[:1] == ["--workers"] or (args and args[0].startswith("--workers=")):
@@ -115,6 +69,8 @@ def serve(args: Sequence[str]) -> int:
                 f"not {count!r}\n"
             )
             return 2
+        from echod.workers import serve_workers
+
         return serve_workers(int(count), rest)
     from twisted.scripts.twistd import run
 

@@ -59,7 +59,9 @@ def reuse_port_address(description: str, backlog: int) -> ReusePortAddress | Non
         return None
     unknown = set(kwargs) - {"interface", "backlog"}
     if unknown:
-        raise ValueError(f"--reuse-port does not take {', '.join(sorted(unknown))}")
+        names = ", ".join(repr(name) for name in sorted(unknown))
+        plural = "s" if len(unknown) > 1 else ""
+        raise ValueError(f"unknown parameter{plural} {names} (with --reuse-port)")
     family = socket.AF_INET6 if kind == "tcp6" else socket.AF_INET
     default = "::" if kind == "tcp6" else "0.0.0.0"
     return ReusePortAddress(

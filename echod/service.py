@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,12 @@ from echod.metrics import ListenerState, metrics_site
 from echod.notify import SystemdNotifier
 from echod.proxy import ProxyHeaderEndpoint
 from echod.reactor import describe
-from echod.reuseport import ReusePortEndpoint, reuse_port_address, split_description
+from echod.reuseport import (
+    ReusePortAddress,
+    ReusePortEndpoint,
+    reuse_port_address,
+    split_description,
+)
 from echod.settings import DEFAULT_BACKLOG, EchoSettings
 from echod.stats import EchoStats
 from echod.tls import (
@@ -118,7 +124,8 @@ def parse_endpoint(
         try:
             address = reuse_port_address(description, backlog or DEFAULT_BACKLOG)
         except ValueError as e:
-            raise ListenError(f"bad endpoint {description!r}: {e}") from None
+            detail = parse_error_message(e)
+            raise ListenError(f"bad endpoint {description!r}: {detail}") from None
         if address is not None:
             return ReusePortEndpoint(reactor, address)
     if empty_unix_path(description):
@@ -240,7 +247,11 @@ class EchoService(Service):
         self.tls_servers.append(server)
         backlog = int(kwargs.get("backlog", self.settings.backlog))
         tcp: IStreamServerEndpoint
-        if ":" in interface:
+        if self.settings.reuse_port:
+            family = socket.AF_INET6 if ":" in interface else socket.AF_INET
+            address = ReusePortAddress(family, interface or "0.0.0.0", port, backlog)
+            tcp = ReusePortEndpoint(self.reactor, address)
+        elif ":" in interface:
             tcp = TCP6ServerEndpoint(self.reactor, port, backlog, interface)
         else:
             tcp = TCP4ServerEndpoint(self.reactor, port, backlog, interface)

@@ -43,7 +43,8 @@ class EchoSettings:
     backlog: int = DEFAULT_BACKLOG
     """Listen queue of the stream listeners that take one (the kernel caps it)."""
     reuse_port: bool = False
-    """Open tcp/tcp6 listeners with SO_REUSEPORT (several processes, one port)."""
+    """Open tcp, tcp6, ssl and tls listeners with SO_REUSEPORT (several processes,
+    one port)."""
     write_through: bool = True
     """Send echoes at once when nothing is queued (see echod.writethrough)."""
     udp: tuple[UDPSettings, ...] = ()

@@ -171,8 +171,8 @@ class Options(usage.Options):
         [
             "reuse-port",
             None,
-            "Open tcp/tcp6 listeners with SO_REUSEPORT, so that several echod "
-            "processes share a port (see: echod serve --workers).",
+            "Open tcp, tcp6, ssl and tls listeners with SO_REUSEPORT, so that "
+            "several echod processes share a port (see: echod serve --workers).",
         ],
         [
             "no-write-through",

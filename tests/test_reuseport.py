@@ -1,20 +1,15 @@
-"""echod.reuseport and ``echod serve --workers``: several processes, one port."""
+"""echod.reuseport: several processes, one port."""
 
 from __future__ import annotations
 
-import re
 import signal
 import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
 
 from echod.reuseport import ReusePortAddress, reuse_port_address, split_description
 from tests.daemon import DaemonStarter
-from tests.peers import connect, connect_when_up, free_port, round_trip
+from tests.peers import connect, free_port, round_trip
 
 
 def test_split_description_undoes_escapes() -> None:
@@ -33,7 +28,7 @@ def test_reuse_port_address() -> None:
         ReusePortAddress(socket.AF_INET6, "::1", 7, 3)
     )
     assert reuse_port_address("unix:/run/e.sock", 50) is None
-    with pytest.raises(ValueError, match="does not take"):
+    with pytest.raises(ValueError, match=r"unknown parameter 'reuse' \(with --reuse"):
         reuse_port_address("tcp:7:reuse=1", 50)
 
 
@@ -53,40 +48,3 @@ def test_two_daemons_share_a_port(start_daemon: DaemonStarter) -> None:
     for _ in range(10):  # the other one serves everyone now
         with connect("127.0.0.1", port) as sock:
             assert round_trip(sock, b"after") == b"after"
-
-
-def test_echod_serve_workers(tmp_path: Path) -> None:
-    port = free_port()
-    echod = Path(sys.executable).with_name("echod")
-    process = subprocess.Popen(
-        [str(echod), "serve", "--workers", "2",
-         "--port", f"tcp:{port}:interface=127.0.0.1"],
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    try:
-        with connect_when_up(port, process) as sock:
-            assert round_trip(sock, b"up") == b"up"
-        for i in range(30):
-            with connect("127.0.0.1", port) as sock:
-                assert round_trip(sock, b"%d" % i) == b"%d" % i
-        time.sleep(0.5)
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(30) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-        out = process.communicate(timeout=10)[0]
-    listening = re.findall(r"listening on tcp:\d+\S* at 127\.0\.0\.1:(\d+)", out)
-    assert listening == [str(port)] * 2, out
-    assert out.count("stopped: ") == 2, out
-
-
-def test_workers_needs_a_number(capsys: pytest.CaptureFixture[str]) -> None:
-    from echod.cli import main
-
-    for count in ("many", "0", "-1"):
-        assert main(["serve", "--workers", count]) == 2
-        assert capsys.readouterr().err == (
-            "echod: error: --workers takes a number of processes, 1 or more, "
-            f"not {count!r}\n"
-        )
