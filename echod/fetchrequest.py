@@ -66,7 +66,10 @@ def parse_url(text: str) -> URL:
             raise RequestError(
                 f"the URL has the character {ch!r} in it (percent-encode it)"
             )
-    parts = urlsplit(text)
+    try:
+        parts = urlsplit(text)
+    except ValueError:  # an unclosed [ or not an address between [ and ]
+        raise RequestError(f"bad IPv6 address in {text!r}") from None
     scheme = parts.scheme.lower()
     if scheme not in DEFAULT_PORTS:
         raise RequestError(f"unsupported scheme {parts.scheme!r} (http and https only)")
@@ -92,7 +95,11 @@ def parse_url(text: str) -> URL:
 
 def redirect_url(base: URL, location: str) -> URL:
     """The URL a Location header points to, relative to C{base}."""
-    return parse_url(urljoin(str(base), location.strip()))
+    try:
+        joined = urljoin(str(base), location.strip())
+    except ValueError:  # urljoin splits the location as parse_url does
+        raise RequestError(f"bad IPv6 address in {location.strip()!r}") from None
+    return parse_url(joined)
 
 
 @dataclass(frozen=True)

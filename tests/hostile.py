@@ -86,6 +86,9 @@ SCENARIOS: dict[str, Callable[[socket.socket], None]] = {
     "/loop": _send(
         b"HTTP/1.1 302 Found\r\nLocation: /loop\r\nContent-Length: 0\r\n\r\n"
     ),
+    "/to-broken-ipv6": _send(
+        b"HTTP/1.1 302 Found\r\nLocation: http://[::1/x\r\nContent-Length: 0\r\n\r\n"
+    ),
 }
 
 

@@ -419,6 +419,12 @@ def test_redirects(nginx: Nginx, pki: dict[str, Path], hostile: HostileServer,
         "-L", "--max-redirs", "3", hostile.url("/loop"), "-o", "l", cwd=tmp_path
     )
     assert loop.code == 12 and "more than 3 redirects" in loop.stderr
+    broken = fetch("-L", hostile.url("/to-broken-ipv6"), "-o", "b", cwd=tmp_path)
+    assert broken.code == 9, broken  # a malformed answer
+    assert broken.stderr == (
+        f"echod fetch: 127.0.0.1:{hostile.port}: bad Location 'http://[::1/x': "
+        "bad IPv6 address in 'http://[::1/x'\n"
+    )
 
 
 def test_head_and_304_have_no_body(nginx: Nginx, tmp_path: Path) -> None:

@@ -40,6 +40,8 @@ def test_parse_url(text: str, url: URL) -> None:
         ("http://user:pw@h/", "not supported"),
         ("http://h:99999/", "bad port"),
         ("http://:80/", "no host"),
+        ("http://[::1/", r"bad IPv6 address in 'http://\[::1/'"),
+        ("http://[zz]/", "bad IPv6 address"),
     ],
 )
 def test_bad_urls(text: str, says: str) -> None:
