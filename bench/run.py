@@ -55,6 +55,7 @@ class Server:
     one_process: bool = True  # RSS of one pid tells its memory
     cores: str = SERVER_CORE  # where it runs (taskset)
     available: Callable[[], bool] = lambda: True
+    notifies: bool = False  # says READY=1 on $NOTIFY_SOCKET once all of it serves
 
 
 def _has_module(name: str) -> Callable[[], bool]:
@@ -153,6 +154,7 @@ SERVERS = [
         "load generator shares core 1 with one of them",
         one_process=False,
         cores="0,1",
+        notifies=True,  # the first worker accepts a second before the other
     ),
     Server(
         "socat",
@@ -326,19 +328,44 @@ def wait_until_accepting(
             time.sleep(0.1)
 
 
+def wait_until_ready(
+    notices: socket.socket, process: subprocess.Popen[bytes], timeout: float, name: str
+) -> None:
+    """Return once C{process} says READY=1 on C{notices}; raise if it ends first."""
+    deadline = time.monotonic() + timeout
+    while process.poll() is None and time.monotonic() < deadline:
+        notices.settimeout(0.2)
+        with contextlib.suppress(TimeoutError):
+            if "READY=1" in notices.recv(4096).decode(errors="replace").split("\n"):
+                return
+    raise RuntimeError(f"{name} did not say READY=1")
+
+
 class Running:
     """A started server process, waited on until it accepts connections."""
 
     def __init__(self, server: Server) -> None:
         self.port = free_port()
-        self.process = subprocess.Popen(
-            pinned(server.cores, server.command(self.port)),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            cwd=BUILD,
-            start_new_session=True,
-        )
-        wait_until_accepting(self.port, self.process, 30, server.name)
+        with contextlib.ExitStack() as stack:
+            env = None
+            if server.notifies:
+                notices = stack.enter_context(
+                    socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+                )
+                name = f"echod-bench-{os.getpid()}-{self.port}"
+                notices.bind("\0" + name)
+                env = {**os.environ, "NOTIFY_SOCKET": "@" + name}
+            self.process = subprocess.Popen(
+                pinned(server.cores, server.command(self.port)),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                cwd=BUILD,
+                start_new_session=True,
+                env=env,
+            )
+            wait_until_accepting(self.port, self.process, 30, server.name)
+            if server.notifies:
+                wait_until_ready(notices, self.process, 30, server.name)
         time.sleep(0.3)
 
     def rss_kib(self) -> int:
