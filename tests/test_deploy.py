@@ -12,6 +12,7 @@ import ssl
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,14 @@ ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 SERVICES = ("echod.service", "echod-activated.service")
 INSTALLED_TWISTD = "/opt/echod/bin/twistd"
+INSTALLED_ECHOD = "/opt/echod/bin/echod"
+WORKERS_DROP_IN = "echod.service.d/workers.conf"
+
+
+def installed(text: str) -> str:
+    """C{text} with the install paths pointing at this venv's commands."""
+    echod = str(Path(twistd_path()).with_name("echod"))
+    return text.replace(INSTALLED_TWISTD, twistd_path()).replace(INSTALLED_ECHOD, echod)
 
 
 def unit_settings(name: str) -> dict[str, list[str]]:
@@ -40,9 +49,9 @@ def unit_settings(name: str) -> dict[str, list[str]]:
 def exec_start(name: str, replace: dict[str, str]) -> list[str]:
     """The unit's ExecStart as systemd splits it, with the install path and
     ports replaced for a test run."""
-    line = unit_settings(name)["ExecStart"][0]
+    line = unit_settings(name)["ExecStart"][-1]  # a drop-in resets it first
     args = shlex.split(line)  # systemd's quoting and \\ escapes, for this line
-    args[0] = args[0].replace(INSTALLED_TWISTD, twistd_path())
+    args[0] = installed(args[0])
     out = []
     for arg in args:
         for old, new in replace.items():
@@ -54,9 +63,9 @@ def exec_start(name: str, replace: dict[str, str]) -> list[str]:
 @pytest.fixture
 def units(tmp_path: Path) -> Path:
     """The units, pointing at this venv's twistd (verify wants a real binary)."""
-    for unit in (*SERVICES, "echod.socket"):
-        text = (DEPLOY / unit).read_text().replace(INSTALLED_TWISTD, twistd_path())
-        (tmp_path / unit).write_text(text)
+    (tmp_path / WORKERS_DROP_IN).parent.mkdir()
+    for unit in (*SERVICES, "echod.socket", WORKERS_DROP_IN):
+        (tmp_path / unit).write_text(installed((DEPLOY / unit).read_text()))
     return tmp_path
 
 
@@ -107,33 +116,70 @@ class NotifySocket:
         self.sock.close()
 
 
-def test_unit_command_notifies_ready_watchdog_stopping(tmp_path: Path) -> None:
-    """echod.service's own ExecStart, with the test's NOTIFY_SOCKET and watchdog."""
-    port, metrics = free_port(), free_port()
-    command = exec_start(
-        "echod.service", {"tcp6:7:": f"tcp6:{port}:", ":9107:": f":{metrics}:"}
-    )
-    notify = NotifySocket(tmp_path / "notify")
+def run_as_notify_unit(
+    command: list[str], cwd: Path, exercise: Callable[[], None]
+) -> tuple[int, str]:
+    """Run a unit's command as systemd runs a Type=notify unit with a watchdog.
+
+    It must say READY=1 with its own pid as MAINPID; C{exercise} then runs;
+    WATCHDOG=1 must come; SIGTERM must bring STOPPING=1. Returns the exit
+    status and the output, which must hold no traceback.
+    """
+    notify = NotifySocket(cwd / "notify")
     env = {**os.environ, "NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": "400000"}
-    daemon = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+    daemon = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True)  # fmt: skip
     try:
         messages = notify.wait_for("READY=1")
         ready = next(m for m in messages if "READY=1" in m.split("\n"))
         assert f"MAINPID={daemon.pid}" in ready.split("\n")
-        with connect("127.0.0.1", port) as sock:  # IPv4 through the dual-stack listener
-            assert round_trip(sock, b"unit") == b"unit"
+        exercise()
         notify.wait_for("WATCHDOG=1")
         daemon.send_signal(signal.SIGTERM)
         notify.wait_for("STOPPING=1")
-        assert daemon.wait(30) in (0, -signal.SIGTERM)
+        code = daemon.wait(30)
     finally:
         if daemon.poll() is None:
             daemon.kill()
         out = daemon.communicate(timeout=10)[0]
         notify.close()
     assert "Traceback" not in out, out
+    return code, out
+
+
+def echoes(port: int, count: int) -> Callable[[], None]:
+    """Check C{count} connections to 127.0.0.1:C{port}, one round trip each."""
+
+    def exercise() -> None:
+        for _ in range(count):
+            with connect("127.0.0.1", port) as sock:
+                assert round_trip(sock, b"unit") == b"unit"
+
+    return exercise
+
+
+def test_unit_command_notifies_ready_watchdog_stopping(tmp_path: Path) -> None:
+    """echod.service's own ExecStart, with the test's NOTIFY_SOCKET and watchdog."""
+    port, metrics = free_port(), free_port()
+    command = exec_start(
+        "echod.service", {"tcp6:7:": f"tcp6:{port}:", ":9107:": f":{metrics}:"}
+    )
+    # IPv4 through the dual-stack listener.
+    code, out = run_as_notify_unit(command, tmp_path, echoes(port, 1))
+    assert code in (0, -signal.SIGTERM)
     assert re.search(r"closed 127\.0\.0\.1:\d+ in=4 out=4", out), out
+
+
+def test_workers_drop_in_notifies_for_its_workers(tmp_path: Path) -> None:
+    """echod.service with the workers drop-in: the parent is the main pid and
+    says READY=1, WATCHDOG=1 and STOPPING=1 for both workers."""
+    port = free_port()
+    command = exec_start(WORKERS_DROP_IN, {"tcp6:7:": f"tcp6:{port}:"})
+    assert command[1:4] == ["serve", "--workers", "2"]
+    code, out = run_as_notify_unit(command, tmp_path, echoes(port, 20))
+    assert code == 0
+    assert out.count(f"listening on tcp6:{port}:") == 2, out
+    assert len(re.findall(r"closed 127\.0\.0\.1:\d+ in=4 out=4", out)) == 20, out
 
 
 def test_socket_unit_activation(tmp_path: Path) -> None:
