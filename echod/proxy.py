@@ -12,14 +12,17 @@ and wraps the inner endpoint with L{ProxyHeaderFactory}, whose protocol:
 - only then asks the echo factory for a protocol, with the client's real
   address, so limits, logs and metrics all see the client;
 - passes half-close (C{readConnectionLost}, C{writeConnectionLost}) through;
-- closes a connection whose header is missing, malformed or late, logging it
-  and counting it as refused (C{bad-proxy-header}).
+- closes a connection whose header is missing, malformed (addresses and ports
+  included: L{well_formed}) or late, logging it and counting it as refused
+  (C{bad-proxy-header}).
 """
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.interfaces import (
     IAddress,
     IDelayedCall,
@@ -46,6 +49,24 @@ HEADER_TIMEOUT = 10.0
 
 V1_PREFIX = b"PROXY "
 MAX_V2_HEADER = 16 + 65535
+
+
+def well_formed(address: IAddress | None) -> bool:
+    """Whether a header's address is a real one, as HAProxy requires: an IP of
+    the family the header names and a port 0-65535.
+
+    Twisted's v1 parser takes any token for a host (C{999.0.0.1}, an IPv6
+    address after C{TCP4}) and any integer for a port. Absent (C{UNKNOWN},
+    C{LOCAL}) and UNIX addresses pass.
+    """
+    if not isinstance(address, (IPv4Address, IPv6Address)):
+        return True
+    try:
+        ip = ipaddress.ip_address(address.host)
+    except ValueError:
+        return False
+    family = 4 if isinstance(address, IPv4Address) else 6
+    return ip.version == family and 0 <= address.port <= 65535
 
 
 @implementer(IHalfCloseableProtocol)
@@ -84,10 +105,13 @@ class ProxyHeaderProtocol(ProtocolWrapper):
             return
         try:
             info, rest = self._feed(data)
-        except InvalidProxyHeader:
+        except (InvalidProxyHeader, ValueError):  # v1: int() of a port that is not
             self._refuse("malformed PROXY header")
             return
         if info is None:
+            return
+        if not (well_formed(info.source) and well_formed(info.destination)):
+            self._refuse("malformed PROXY header")
             return
         self._cancel_timeout()
         self._source = info.source or self.link.getPeer()

@@ -435,6 +435,25 @@ def test_haproxy_proxy_v1_header_gives_real_peer(start_daemon: DaemonStarter) ->
     daemon.wait_for(r"closed 203\.0\.113\.9:40000 in=9 out=9")
 
 
+def test_haproxy_malformed_header_is_a_counted_refusal(
+    start_daemon: DaemonStarter,
+) -> None:
+    """A port that is not a number: one warning, counted; no traceback."""
+    daemon = start_daemon("--port", "haproxy:tcp:0:interface=127.0.0.1")
+    port = daemon.tcp_port()
+    with connect("127.0.0.1", port) as sock:
+        sock.sendall(b"PROXY TCP4 203.0.113.9 127.0.0.1 abc 10000\r\nlost")
+        assert closed_by_peer(sock)
+    daemon.wait_for(r"refused 127\.0\.0\.1:\d+: malformed PROXY header")
+    with connect("127.0.0.1", port) as sock:  # the next client is served
+        sock.sendall(b"PROXY TCP4 203.0.113.9 127.0.0.1 40000 10000\r\nnext")
+        sock.shutdown(socket.SHUT_WR)
+        assert drain(sock) == b"next"
+    assert daemon.stop() in (0, -signal.SIGTERM)
+    assert "Traceback" not in daemon.output, daemon.output
+    assert "refused=[bad-proxy-header=1]" in daemon.output, daemon.output
+
+
 def test_ssl_endpoint(start_daemon: DaemonStarter, tmp_path: Path) -> None:
     import ssl
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import socket
 import struct
 
+import pytest
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.logger import capturedLogs
 
 from echod.echo import EchoFactory, EchoProtocol
 from echod.proxy import HEADER_TIMEOUT, ProxyHeaderFactory, ProxyHeaderProtocol
@@ -88,6 +90,30 @@ def test_malformed_header_is_refused_and_counted() -> None:
     assert transport.disconnected
     assert factory.wrappedFactory.stats.refused["bad-proxy-header"] == 1
     assert protocol.wrappedProtocol is None
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        b"PROXY TCP4 203.0.113.7 192.0.2.1 abc 10000\r\n",  # Twisted: ValueError
+        b"PROXY TCP4 203.0.113.7 192.0.2.1 1 \xff\r\n",
+        b"PROXY TCP4 999.0.113.7 192.0.2.1 1 10000\r\n",
+        b"PROXY TCP4 2001:db8::1 192.0.2.1 1 10000\r\n",
+        b"PROXY TCP6 203.0.113.7 2001:db8::2 1 10000\r\n",
+        b"PROXY TCP4 203.0.113.7 192.0.2.1 65536 10000\r\n",
+        b"PROXY TCP4 203.0.113.7 192.0.2.1 1 -1\r\n",
+    ],
+)
+def test_bad_addresses_and_ports_are_refused_and_counted(header: bytes) -> None:
+    """As HAProxy's own parser: a header must carry real addresses and ports."""
+    factory, _ = make()
+    protocol, transport = connect(factory)
+    with capturedLogs() as events:
+        protocol.dataReceived(header + b"data")
+    assert transport.disconnected and transport.value() == b""
+    assert factory.wrappedFactory.stats.refused["bad-proxy-header"] == 1
+    assert protocol.wrappedProtocol is None
+    assert [e["why"] for e in events] == ["malformed PROXY header"]
 
 
 def test_missing_header_times_out() -> None:
