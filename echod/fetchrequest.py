@@ -8,6 +8,7 @@ the percent-encoding to use instead).
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
@@ -68,7 +69,10 @@ def parse_url(text: str) -> URL:
             )
     try:
         parts = urlsplit(text)
-    except ValueError:  # an unclosed [ or not an address between [ and ]
+        bracketed = parts.netloc.rpartition("@")[2].startswith("[")
+        if bracketed and parts.hostname is not None:
+            ipaddress.IPv6Address(parts.hostname)  # Python before 3.11.4 let any by
+    except ValueError:  # an unclosed [ or not an IPv6 address between [ and ]
         raise RequestError(f"bad IPv6 address in {text!r}") from None
     scheme = parts.scheme.lower()
     if scheme not in DEFAULT_PORTS:
