@@ -145,6 +145,13 @@ def parse_endpoint(
     return endpoint
 
 
+def check_backlog(description: str, kwargs: dict[str, str]) -> None:
+    """Raise L{ListenError} if an endpoint's C{backlog=} is not a number."""
+    backlog = kwargs.get("backlog", "0")
+    if not backlog.isdigit():
+        raise ListenError(f"bad endpoint {description!r}: {backlog!r} is not a number")
+
+
 class EchoService(Service):
     """Serves echo on every configured listener with one factory and one stats.
 
@@ -199,6 +206,7 @@ class EchoService(Service):
                 f"unknown {', '.join(sorted(unknown))}" if unknown else "ssl:PORT[:...]"
             )
             raise ListenError(f"bad endpoint {description!r}: {why}")
+        check_backlog(description, kwargs)
         key_text = kwargs.get("privateKey")
         cert_text = kwargs.get("certKey") or key_text
         cert = Path(cert_text) if cert_text else s.tls_cert
@@ -225,6 +233,7 @@ class EchoService(Service):
                 "tls:DIRECTORY[:port=N][:interface=ADDR]"
             )  # fmt: skip
             raise ListenError(f"bad endpoint {description!r}: {why}")
+        check_backlog(description, kwargs)
         try:
             sni = SNIDirectory(Path(args[0]), self._tls_profile())
         except TLSConfigError as e:

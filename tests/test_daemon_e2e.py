@@ -311,6 +311,11 @@ def test_udp_never_answers_small_service_ports(start_daemon: DaemonStarter) -> N
         (["--port", "tcp"], "bad endpoint 'tcp': missing 'port'"),
         (["--port", "tcp:0:frob=1"], "bad endpoint 'tcp:0:frob=1': unknown parameter"),
         (["--port", "unix:"], "bad endpoint 'unix:': no socket path"),
+        (["--port", "ssl:0:backlog=x"], "bad endpoint 'ssl:0:backlog=x': 'x' is not"),
+        (
+            ["--port", "tls:.:backlog=-1"],
+            "bad endpoint 'tls:.:backlog=-1': '-1' is not",
+        ),
         (
             ["--port", "ssl:0:privateKey=/nonexistent/key.pem"],
             "cannot read certificate",
