@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import ipaddress
 import os
 import signal
 import statistics
@@ -126,13 +127,24 @@ TARGET_FORMS = (
 )
 
 
+def is_ipv6(text: str) -> bool:
+    """Whether C{text} is an IPv6 address."""
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True
+
+
 def parse_target(text: str, tls: bool) -> Target:
     """C{host:port}, C{[v6]:port}, C{tls:host:port}, or a client endpoint string."""
     if text.startswith("tls:"):
         tls, text = True, text[len("tls:") :]
     if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
+        host, closed, rest = text[1:].partition("]")
         port_text = rest.removeprefix(":")
+        if not (closed and is_ipv6(host)):
+            raise ClientError(USAGE, f"bad IPv6 address in {text!r}")
     else:
         host, _, port_text = text.rpartition(":")
     if host and port_text.isdigit() and "=" not in text:

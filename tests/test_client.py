@@ -52,6 +52,13 @@ def test_a_port_out_of_range_is_a_usage_error(text: str) -> None:
     assert e.value.code == USAGE
 
 
+@pytest.mark.parametrize("text", ["[zz]:7", "[::1:7", "[192.0.2.1]:7"])
+def test_brackets_hold_an_ipv6_address(text: str) -> None:
+    with pytest.raises(ClientError, match=r"bad IPv6 address in ") as e:
+        parse_target(text, False)
+    assert e.value.code == USAGE
+
+
 def test_labels_bracket_ipv6() -> None:
     assert Target("::1", 7, None, False).label() == "[::1]:7"
     assert Target("localhost", 7, None, False).label() == "localhost:7"
