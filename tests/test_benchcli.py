@@ -21,6 +21,7 @@ import pytest
 from tests.certs import self_signed
 from tests.daemon import DaemonStarter, need_tool, terminate
 from tests.haproxy import HAProxy, simple_config
+from tests.launch import prepared
 from tests.peers import connect_when_up, free_port
 
 LOCAL = "tcp:0:interface=127.0.0.1"
@@ -224,19 +225,14 @@ def test_through_haproxy_to_echod(start_daemon: DaemonStarter, tmp_path: Path) -
         haproxy.stop()
 
 
-def interruptible() -> None:
-    """In the child: SIGINT as a terminal gives it (see test_fetch_e2e)."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def test_ctrl_c_shows_the_figures_so_far_and_exits_130(
     start_daemon: DaemonStarter,
 ) -> None:
     port = start_daemon("--port", LOCAL).tcp_port()
     process = subprocess.Popen(
-        [ECHOD, "bench", "-c", "3", "-d", "60", f"127.0.0.1:{port}"],
+        prepared([ECHOD, "bench", "-c", "3", "-d", "60", f"127.0.0.1:{port}"],
+                 default_sigint=True),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        preexec_fn=interruptible,
     )  # fmt: skip
     try:
         time.sleep(2)

@@ -6,7 +6,6 @@ import hashlib
 import os
 import random
 import shutil
-import signal
 import socket
 import struct
 import subprocess
@@ -21,6 +20,7 @@ import pytest
 from tests.certs import issue, private_ca
 from tests.daemon import DaemonStarter
 from tests.peers import free_port
+from tests.terminal import Terminal
 
 LOCAL = "tcp:0:interface=127.0.0.1"
 ECHOD = str(Path(sys.executable).with_name("echod"))
@@ -82,9 +82,9 @@ def test_probe_reports_a_wrong_echo(tmp_path: Path) -> None:
     assert b"2 sent, 0 echoed intact, 2 wrong" in out.stdout
 
 
-def spawn_client(*args: str) -> pexpect.spawn:
-    return pexpect.spawn(ECHOD, ["client", *args], timeout=10, encoding="utf-8",
-                         dimensions=(24, 100))  # fmt: skip
+def spawn_client(*args: str, default_sigint: bool = False) -> Terminal:
+    return Terminal([ECHOD, "client", *args], encoding="utf-8", dimensions=(24, 100),
+                    default_sigint=default_sigint)  # fmt: skip
 
 
 def test_interactive_prompt_echo_and_exit(start_daemon: DaemonStarter) -> None:
@@ -122,19 +122,10 @@ def test_interactive_ctrl_d_half_closes_and_prints_what_is_coming(
         child.close(force=True)
 
 
-def sigint_default() -> None:
-    """In the child: SIGINT as a terminal gives it (a CI job started in the
-    background inherits it ignored, and Python then leaves it ignored)."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def test_interactive_ctrl_c_quits_at_once(start_daemon: DaemonStarter) -> None:
     daemon = start_daemon("--port", LOCAL)
     port = daemon.tcp_port()
-    child = pexpect.spawn(
-        ECHOD, ["client", f"127.0.0.1:{port}"], timeout=10, encoding="utf-8",
-        dimensions=(24, 100), preexec_fn=sigint_default,
-    )  # fmt: skip
+    child = spawn_client(f"127.0.0.1:{port}", default_sigint=True)
     try:
         child.expect("input> ")
         child.sendline("before ctrl-c")

@@ -29,7 +29,9 @@ from tests.certs import issue, private_ca
 from tests.daemon import need_tool
 from tests.hostile import HostileServer, hostile_server
 from tests.httpapps import pattern
+from tests.launch import prepared
 from tests.nginx import Nginx
+from tests.terminal import Terminal
 
 ECHOD = str(Path(sys.executable).with_name("echod"))
 BIG = 24 << 20
@@ -453,9 +455,9 @@ def test_stdout_gone_or_closed_is_exit_13_in_one_line(
 
     def run(args: list[str], close_stdout: bool) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [ECHOD, "fetch", *args], cwd=tmp_path, stdin=subprocess.DEVNULL,
-            stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=60,
-            preexec_fn=(lambda: os.close(1)) if close_stdout else None,
+            prepared([ECHOD, "fetch", *args], close_stdout=close_stdout),
+            cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=write_end,
+            stderr=subprocess.PIPE, text=True, timeout=60,
         )  # fmt: skip
 
     where = f"echod fetch: 127.0.0.1:{nginx.port}"
@@ -591,7 +593,7 @@ def test_unwritable_output(nginx: Nginx, tmp_path: Path) -> None:
 
 def on_terminal(url: str, expected: str, cwd: Path) -> None:
     """Run ``echod fetch URL`` in a pty; it shows C{expected} and exits 0."""
-    child = pexpect.spawn(ECHOD, ["fetch", url], cwd=str(cwd), timeout=20)
+    child = Terminal([ECHOD, "fetch", url], cwd=str(cwd), timeout=20)
     child.expect(expected)
     child.expect(pexpect.EOF)
     child.close()
@@ -605,8 +607,8 @@ def test_terminal_text_shown_binary_withheld(nginx: Nginx, tmp_path: Path) -> No
 
 
 def test_progress_bar_on_a_terminal(nginx: Nginx, tmp_path: Path) -> None:
-    child = pexpect.spawn(
-        ECHOD, ["fetch", "-o", "big", nginx.url("/big.bin")], cwd=str(tmp_path),
+    child = Terminal(
+        [ECHOD, "fetch", "-o", "big", nginx.url("/big.bin")], cwd=str(tmp_path),
         timeout=30, env={**os.environ, "COLUMNS": "100"},
     )  # fmt: skip
     child.expect(r"\d+(\.\d+)?[kMG]?\s?\[\d\d:\d\d<.*B/s\]")
@@ -616,16 +618,10 @@ def test_progress_bar_on_a_terminal(nginx: Nginx, tmp_path: Path) -> None:
     assert (tmp_path / "big").stat().st_size == BIG
 
 
-def interruptible() -> None:
-    """In the child: SIGINT as a terminal gives it (a background job inherits it
-    ignored, and Twisted then rightly leaves it ignored)."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def test_interrupted(hostile: HostileServer, tmp_path: Path) -> None:
     process = subprocess.Popen(
-        [ECHOD, "fetch", hostile.url("/never-answers")], cwd=tmp_path,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=interruptible,
+        prepared([ECHOD, "fetch", hostile.url("/never-answers")], default_sigint=True),
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
     deadline = time.monotonic() + 30
     while "/never-answers" not in hostile.paths and time.monotonic() < deadline:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pexpect
 
 from tests.daemon import DaemonStarter, need_tool
+from tests.terminal import Terminal
 
 LOCAL = "tcp:0:interface=127.0.0.1"
 
@@ -13,9 +14,7 @@ def test_telnet_session(start_daemon: DaemonStarter) -> None:
     telnet = need_tool("telnet")
     daemon = start_daemon("--port", LOCAL)
     port = daemon.tcp_port()
-    child = pexpect.spawn(
-        telnet, ["127.0.0.1", str(port)], timeout=10, encoding="utf-8"
-    )
+    child = Terminal([telnet, "127.0.0.1", str(port)], encoding="utf-8")
     try:
         child.expect("Escape character is")
         child.sendline("hello from telnet")
@@ -38,9 +37,7 @@ def test_nc_session(start_daemon: DaemonStarter) -> None:
     nc = need_tool("nc")
     daemon = start_daemon("--port", LOCAL)
     port = daemon.tcp_port()
-    child = pexpect.spawn(
-        nc, ["-N", "127.0.0.1", str(port)], timeout=10, encoding="utf-8"
-    )
+    child = Terminal([nc, "-N", "127.0.0.1", str(port)], encoding="utf-8")
     try:
         child.sendline("hello from nc")
         child.expect("hello from nc\r\n")  # the terminal's own echo

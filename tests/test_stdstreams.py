@@ -10,6 +10,7 @@ from typing import Any
 
 from echod.stdstreams import ReportStdout
 from tests.daemon import DaemonStarter
+from tests.launch import prepared
 
 ECHOD = str(Path(sys.executable).with_name("echod"))
 
@@ -40,15 +41,11 @@ def run(args: list[str], stdout: Any = None, close_stdout: bool = False) -> Any:
     """Run ``echod ARGS`` with stdout a pipe nobody reads, or closed."""
     read_end, write_end = os.pipe()
     os.close(read_end)
-
-    def before() -> None:
-        if close_stdout:
-            os.close(1)
-
     try:
         return subprocess.run(
-            [ECHOD, *args], stdin=subprocess.DEVNULL, stdout=write_end,
-            stderr=subprocess.PIPE, text=True, timeout=60, preexec_fn=before,
+            prepared([ECHOD, *args], close_stdout=close_stdout),
+            stdin=subprocess.DEVNULL, stdout=write_end, stderr=subprocess.PIPE,
+            text=True, timeout=60,
         )  # fmt: skip
     finally:
         os.close(write_end)
@@ -69,9 +66,8 @@ def test_pipe_mode_with_stdout_closed_ends(start_daemon: DaemonStarter) -> None:
     """Without fd 1 reserved, Twisted's stdio wrote to whatever took fd 1 and hung."""
     target = f"127.0.0.1:{start_daemon().tcp_port()}"
     piped = subprocess.run(
-        [ECHOD, "client", target], input="hello\n", stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE, text=True, timeout=30,
-        preexec_fn=lambda: os.close(1),
+        prepared([ECHOD, "client", target], close_stdout=True), input="hello\n",
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=30,
     )  # fmt: skip
     assert (piped.returncode, piped.stderr) == (0, "")
 
