@@ -25,13 +25,14 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.x509.oid import NameOID
-from OpenSSL.crypto import X509
+from OpenSSL.crypto import FILETYPE_PEM, X509
 from OpenSSL.SSL import Connection
 from OpenSSL.SSL import Error as SSLError
 from service_identity import CertificateError, VerificationError
 from service_identity.hazmat import DNS_ID, IPAddress_ID, verify_service_identity
 from service_identity.pyopenssl import extract_patterns
 from twisted.internet import ssl
+from twisted.internet.error import VerifyError
 from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
 from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
@@ -175,6 +176,29 @@ def load_certificates(path: Path) -> list[ssl.Certificate]:
     return pem.load_certificates(path, ssl.Certificate.loadPEM, TLSClientError)
 
 
+def client_key_pair(cert: Path, key: Path) -> ssl.PrivateCertificate:
+    """The client certificate and its key, or L{TLSClientError} naming the file
+    at fault (the words of the daemon's own checks, echod.tls)."""
+    cert_pem, key_pem = _read(cert, "certificate"), _read(key, "key")
+    try:
+        certificate = ssl.Certificate.loadPEM(cert_pem)
+    except Exception:
+        raise TLSClientError(f"no usable certificate in {str(cert)!r}") from None
+    try:
+        key_pair = ssl.KeyPair.load(key_pem, FILETYPE_PEM)
+    except Exception:
+        raise TLSClientError(f"no usable private key in {str(key)!r}") from None
+    try:
+        pair: ssl.PrivateCertificate = ssl.PrivateCertificate.fromCertificateAndKeyPair(
+            certificate, key_pair
+        )
+    except VerifyError:
+        raise TLSClientError(
+            f"the key {str(key)!r} does not match the certificate {str(cert)!r}"
+        ) from None
+    return pair
+
+
 def connection_creator(
     hostname: str, settings: ClientTLS, warn: Any = None
 ) -> IOpenSSLClientConnectionCreator:
@@ -184,13 +208,7 @@ def connection_creator(
     if settings.cert is not None or settings.key is not None:
         if settings.cert is None or settings.key is None:
             raise TLSClientError("--cert and --key go together")
-        pem = _read(settings.cert, "certificate") + b"\n" + _read(settings.key, "key")
-        try:
-            client_certificate = ssl.PrivateCertificate.loadPEM(pem)
-        except Exception as e:
-            raise TLSClientError(
-                f"cannot use {str(settings.cert)!r} with {str(settings.key)!r}: {e}"
-            ) from None
+        client_certificate = client_key_pair(settings.cert, settings.key)
     if settings.insecure:
         warn(
             "echod: warning: --insecure: the server's certificate and name are "

@@ -140,3 +140,21 @@ def test_client_certificate(tmp_path: Path) -> None:
     ca = private_ca(tmp_path)
     key, cert = issue(tmp_path, ca, "client")
     connection_creator("localhost", ClientTLS(cacert=ca[1], cert=cert, key=key))
+
+
+def test_client_certificate_and_key_problems_say_which_file(tmp_path: Path) -> None:
+    ca = private_ca(tmp_path)
+    key, cert = issue(tmp_path, ca, "client")
+    other_key, _ = issue(tmp_path, ca, "other")
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_bytes(b"not PEM at all\n")
+    cases = [
+        (garbage, key, f"no usable certificate in {str(garbage)!r}"),
+        (cert, garbage, f"no usable private key in {str(garbage)!r}"),
+        (cert, other_key, f"the key {str(other_key)!r} does not match the certificate"),
+    ]
+    for cert_path, key_path, message in cases:
+        settings = ClientTLS(cacert=ca[1], cert=cert_path, key=key_path)
+        with pytest.raises(TLSClientError) as e:
+            connection_creator("localhost", settings)
+        assert str(e.value).startswith(message), str(e.value)
