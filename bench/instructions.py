@@ -98,11 +98,16 @@ def per_request(
 ) -> tuple[float, dict[str, float]]:
     """Instructions of one request (the long run less the short), and by function."""
     short_out, long_out = work / f"{server.name}.short", work / f"{server.name}.long"
-    short = counted_run(server, load_args, SHORT, short_out)
+    # A third of the long run at most, so that the difference is mostly
+    # requests even when a busy machine slows one run down.
+    short = counted_run(server, load_args, min(SHORT, seconds / 3), short_out)
     long = counted_run(server, load_args, seconds, long_out)
     requests = long[1] - short[1]
     if requests <= 0:
-        raise RuntimeError(f"{server.name}: the long run did no more requests")
+        raise RuntimeError(
+            f"{server.name}: the long run did no more requests than the short "
+            f"({long[1]} and {short[1]}): a machine this busy cannot count; run again"
+        )
     before, after = by_function(short_out), by_function(long_out)
     functions = {
         name: (after.get(name, 0) - before.get(name, 0)) / requests

@@ -150,14 +150,19 @@ def test_worker_notices_know_the_sender_by_pid() -> None:
 # end to end
 
 
-def test_echod_serve_workers(tmp_path: Path) -> None:
+def test_echod_serve_workers(
+    tmp_path: Path, notify_socket: tuple[str, socket.socket]
+) -> None:
+    address, notices = notify_socket
     port = free_port()
     process = start_workers(
-        ["2", "--port", f"tcp:{port}:interface=127.0.0.1"], tmp_path
-    )
+        ["2", "--port", f"tcp:{port}:interface=127.0.0.1"],
+        tmp_path, dict(os.environ, NOTIFY_SOCKET=address),
+    )  # fmt: skip
     try:
-        with connect_when_up(port, process) as sock:
+        with connect_when_up(port, process) as sock:  # the first worker serves
             assert round_trip(sock, b"up") == b"up"
+        assert "READY=1" in next_notice(notices, 30).lines  # and now both
         for i in range(30):
             with connect("127.0.0.1", port) as sock:
                 assert round_trip(sock, b"%d" % i) == b"%d" % i
