@@ -12,7 +12,8 @@ The first worker starts alone and the others once it listens, so a port that
 cannot be bound is reported once. The parent speaks for the workers to systemd:
 READY=1 once every worker listens, STOPPING=1 when a stop begins, and WATCHDOG=1
 only while every worker keeps sending its own (each worker's sd_notify goes to
-a socket of the parent's).
+a socket of the parent's). A worker whose parent dies, even by SIGKILL, gets
+SIGTERM from the kernel and drains.
 """
 
 from __future__ import annotations
@@ -31,16 +32,24 @@ from echod.notify import SystemdNotifier
 from echod.reuseport import split_description
 from echod.settings import EchoSettings
 
-WORKER_BOOTSTRAP = (
-    "import os, sys\n"
-    "if os.environ.pop('ECHOD_INHERIT_LISTEN_FDS', ''):\n"
-    "    os.environ['LISTEN_PID'] = str(os.getpid())\n"
-    "from twisted.scripts.twistd import run\n"
-    "sys.argv[0] = 'twistd'\n"
-    "run()\n"
-)
-"""Run twistd; take over the parent's systemd sockets (LISTEN_PID names the
-process they are for, and Twisted checks it)."""
+WORKER_BOOTSTRAP = """\
+import ctypes, os, signal, sys
+parent = int(os.environ.pop("ECHOD_WORKERS_PARENT", "0"))
+prctl = getattr(ctypes.CDLL(None), "prctl", None)
+if parent and prctl is not None:
+    prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG: SIGTERM when the parent dies
+    if os.getppid() != parent:  # it died before that
+        sys.exit(1)
+if os.environ.pop("ECHOD_INHERIT_LISTEN_FDS", ""):
+    os.environ["LISTEN_PID"] = str(os.getpid())
+from twisted.scripts.twistd import run
+sys.argv[0] = "twistd"
+run()
+"""
+"""Run twistd as a worker: stopped (SIGTERM, so it drains) if the parent dies,
+even by SIGKILL, rather than left serving on its own; and the owner of the
+parent's systemd sockets (LISTEN_PID names the process they are for, and
+Twisted checks it)."""
 
 SHARED_BY_REUSE_PORT = ("tcp", "tcp6", "ssl", "tls")
 TICK = 0.2
@@ -123,6 +132,7 @@ def worker_environment(
     """
     env = dict(environ)
     env["NOTIFY_SOCKET"] = notify_address
+    env["ECHOD_WORKERS_PARENT"] = str(os.getpid())
     env.pop("WATCHDOG_PID", None)
     fds: tuple[int, ...] = ()
     count = env.pop("LISTEN_FDS", "")

@@ -113,6 +113,7 @@ def test_worker_environment_passes_systemd_sockets_on() -> None:
         "ECHOD_INHERIT_LISTEN_FDS": "1",
         "WATCHDOG_USEC": "1000000",
         "NOTIFY_SOCKET": "@parent",
+        "ECHOD_WORKERS_PARENT": str(os.getpid()),
         "PATH": "/bin",
     }
 
@@ -121,7 +122,7 @@ def test_worker_environment_drops_sockets_meant_for_another_process() -> None:
     environ = {"LISTEN_PID": "1", "LISTEN_FDS": "1", "LISTEN_FDNAMES": "a"}
     env, fds = worker_environment(environ, "@parent")
     assert fds == ()
-    assert env == {"NOTIFY_SOCKET": "@parent"}
+    assert env == {"NOTIFY_SOCKET": "@parent", "ECHOD_WORKERS_PARENT": str(os.getpid())}
 
 
 # WorkerNotices
@@ -171,6 +172,46 @@ def test_echod_serve_workers(
         terminate(process)
     listening = re.findall(r"listening on tcp:\d+\S* at 127\.0\.0\.1:(\d+)", out)
     assert listening == [str(port)] * 2, out
+    assert out.count("stopped: ") == 2, out
+
+
+def running(pid: int) -> bool:
+    """Whether process C{pid} exists and is not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_workers_end_when_the_parent_is_killed(
+    tmp_path: Path, notify_socket: tuple[str, socket.socket]
+) -> None:
+    """SIGKILL leaves the parent no time to pass anything on; the workers are
+    stopped by the kernel (PR_SET_PDEATHSIG), drain, and exit."""
+    address, notices = notify_socket
+    port = free_port()
+    process = start_workers(
+        ["2", "--port", f"tcp:{port}:interface=127.0.0.1"],
+        tmp_path, dict(os.environ, NOTIFY_SOCKET=address),
+    )  # fmt: skip
+    workers: list[int] = []
+    try:
+        assert "READY=1" in next_notice(notices, 30).lines
+        workers = children_of(process.pid)
+        assert len(workers) == 2
+        process.kill()
+        process.wait(10)
+        deadline = time.monotonic() + 30
+        while any(map(running, workers)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(map(running, workers)), "workers outlived their parent"
+    finally:
+        terminate(process)
+        for pid in filter(running, workers):
+            os.kill(pid, signal.SIGKILL)
+        out = process.communicate(timeout=10)[0]  # the workers held the pipe
+    assert out.count("Received SIGTERM, shutting down.") == 2, out
     assert out.count("stopped: ") == 2, out
 
 
