@@ -52,6 +52,9 @@ parent's systemd sockets (LISTEN_PID names the process they are for, and
 Twisted checks it)."""
 
 SHARED_BY_REUSE_PORT = ("tcp", "tcp6", "ssl", "tls")
+UCRED = struct.Struct("3i")
+"""struct ucred (pid, uid, gid): the credentials SO_PASSCRED attaches."""
+CREDENTIALS_SPACE = socket.CMSG_SPACE(UCRED.size)
 TICK = 0.2
 
 
@@ -166,15 +169,14 @@ class WorkerNotices:
     def wait(self, seconds: float) -> None:
         """Wait up to C{seconds} for datagrams, then read every one there is."""
         select.select([self.socket], [], [], seconds)
-        credentials_size = socket.CMSG_SPACE(struct.calcsize("3i"))
         while True:
             try:
-                data, ancillary, _, _ = self.socket.recvmsg(4096, credentials_size)
+                data, ancillary, _, _ = self.socket.recvmsg(4096, CREDENTIALS_SPACE)
             except BlockingIOError:
                 return
             pid = next(
                 (
-                    struct.unpack("3i", cmsg_data[: struct.calcsize("3i")])[0]
+                    UCRED.unpack(cmsg_data[: UCRED.size])[0]
                     for level, kind, cmsg_data in ancillary
                     if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS
                 ),

@@ -43,6 +43,17 @@ def start_workers(
     )  # fmt: skip
 
 
+def two_tcp_workers(
+    cwd: Path, notify_address: str, **environ: str
+) -> tuple[int, subprocess.Popen[str]]:
+    """C{echod serve --workers 2} on a free 127.0.0.1 port, telling its
+    sd_notify to C{notify_address}: (the port, the parent process)."""
+    port = free_port()
+    env = dict(os.environ, NOTIFY_SOCKET=notify_address, **environ)
+    args = ["2", "--port", f"tcp:{port}:interface=127.0.0.1"]
+    return port, start_workers(args, cwd, env)
+
+
 def stop_workers(process: subprocess.Popen[str]) -> str:
     """SIGTERM the parent; all it wrote, once it has ended with status 0."""
     time.sleep(0.5)  # the workers log their last connections' ends
@@ -155,11 +166,7 @@ def test_echod_serve_workers(
     tmp_path: Path, notify_socket: tuple[str, socket.socket]
 ) -> None:
     address, notices = notify_socket
-    port = free_port()
-    process = start_workers(
-        ["2", "--port", f"tcp:{port}:interface=127.0.0.1"],
-        tmp_path, dict(os.environ, NOTIFY_SOCKET=address),
-    )  # fmt: skip
+    port, process = two_tcp_workers(tmp_path, address)
     try:
         with connect_when_up(port, process) as sock:  # the first worker serves
             assert round_trip(sock, b"up") == b"up"
@@ -190,11 +197,7 @@ def test_workers_end_when_the_parent_is_killed(
     """SIGKILL leaves the parent no time to pass anything on; the workers are
     stopped by the kernel (PR_SET_PDEATHSIG), drain, and exit."""
     address, notices = notify_socket
-    port = free_port()
-    process = start_workers(
-        ["2", "--port", f"tcp:{port}:interface=127.0.0.1"],
-        tmp_path, dict(os.environ, NOTIFY_SOCKET=address),
-    )  # fmt: skip
+    _, process = two_tcp_workers(tmp_path, address)
     workers: list[int] = []
     try:
         assert "READY=1" in next_notice(notices, 30).lines
@@ -308,11 +311,7 @@ def test_workers_speak_for_systemd(
     """READY=1 once all listen, WATCHDOG=1 while all answer, STOPPING=1: all
     from the parent (the unit's main pid, as NotifyAccess=main wants)."""
     address, sock = notify_socket
-    port = free_port()
-    env = dict(os.environ, NOTIFY_SOCKET=address, WATCHDOG_USEC="600000")
-    process = start_workers(
-        ["2", "--port", f"tcp:{port}:interface=127.0.0.1"], tmp_path, env
-    )
+    port, process = two_tcp_workers(tmp_path, address, WATCHDOG_USEC="600000")
     try:
         ready = next_notice(sock, 30)
         assert ready.pid == process.pid
