@@ -10,19 +10,39 @@ renders in the reactor instead.)
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from twisted.internet.interfaces import IAddress
+from twisted.internet.protocol import Protocol
+from twisted.logger import Logger
+from twisted.protocols.policies import WrappingFactory
 from twisted.web import http
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
-from echod.echo import EchoFactory
+from echod.echo import EchoFactory, RefusedProtocol, format_address
+from echod.stats import REFUSAL_REASONS, UDP_DROP_REASONS, EchoStats
 
 CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
+
+MAX_CONNECTIONS = 16
+"""Most connections the metrics listener holds open at once.
+
+Prometheus scrapes over one connection and a load balancer's health check
+takes another; beyond a few, connections only take file descriptors from the
+echo service. Sixteen fit in the descriptors echod keeps back from echo
+connections (L{echod.fdlimit.RESERVE}).
+"""
+
+IDLE_TIMEOUT = 60.0
+"""Seconds a metrics connection may stay without a request before it is closed."""
+
+log = Logger(namespace="echod")
 
 
 @dataclass(frozen=True)
@@ -31,6 +51,11 @@ class ListenerState:
 
     endpoint: str
     up: bool
+
+
+def every_reason(known: tuple[str, ...], counts: Counter[str]) -> list[str]:
+    """The reasons to export: every known one (zero or not), then any other counted."""
+    return [*known, *sorted(set(counts) - set(known))]
 
 
 class EchoCollector(Collector):
@@ -57,8 +82,8 @@ class EchoCollector(Collector):
             "echod_connections_refused", "Connections refused, by reason.",
             labels=["reason"],
         )  # fmt: skip
-        for reason in ("max-connections", "max-per-ip", "draining"):
-            refused.add_metric([reason], stats.refused.get(reason, 0))
+        for reason in every_reason(REFUSAL_REASONS, stats.refused):
+            refused.add_metric([reason], stats.refused[reason])
         yield refused
         closed = CounterMetricFamily(
             "echod_connections_closed", "Connections ended, by why.", labels=["reason"]
@@ -89,9 +114,14 @@ class EchoCollector(Collector):
         dropped = CounterMetricFamily(
             "echod_udp_dropped", "UDP datagrams dropped, by reason.", labels=["reason"]
         )
-        for reason in ("source-port", "size", "rate"):
-            dropped.add_metric([reason], stats.udp_dropped.get(reason, 0))
+        for reason in every_reason(UDP_DROP_REASONS, stats.udp_dropped):
+            dropped.add_metric([reason], stats.udp_dropped[reason])
         yield dropped
+        yield CounterMetricFamily(
+            "echod_metrics_connections_refused",
+            "Connections to this metrics listener refused: too many open at once.",
+            value=stats.metrics_refused,
+        )
         up = GaugeMetricFamily(
             "echod_listener_up", "1 while a listener accepts.", labels=["endpoint"]
         )
@@ -141,18 +171,56 @@ class QuietSite(Site):
         """Log nothing per request."""
 
 
+class BoundedSiteFactory(WrappingFactory):
+    """A site that holds at most C{most} connections open, refusing the rest.
+
+    Without a bound, clients of the metrics port (idle, or slow on purpose)
+    could hold every file descriptor the daemon has, and echo clients would
+    be turned away. A refused connection is closed at once and counted in
+    L{EchoStats.metrics_refused}; the first refusal is logged, then every
+    1000th, so a flood is not a flood of log lines.
+    """
+
+    noisy = False
+
+    def __init__(self, site: Site, most: int, stats: EchoStats) -> None:
+        super().__init__(site)
+        self.most = most
+        self.stats = stats
+
+    def buildProtocol(self, addr: IAddress | None) -> Protocol:  # type: ignore[override]
+        """The site's protocol, or one that closes at once when C{most} are open.
+
+        (Not None, as Twisted's ports allow: a TLS listener wraps this factory
+        and would wrap None too.)
+        """
+        if len(self.protocols) < self.most:
+            return super().buildProtocol(addr)
+        self.stats.metrics_refused += 1
+        if self.stats.metrics_refused % 1000 == 1:
+            log.warn(
+                "refused metrics connection {peer}: {most} already open "
+                "({count} so far)",
+                peer=format_address(addr) if addr is not None else "?",
+                most=self.most,
+                count=self.stats.metrics_refused,
+                event="metrics-refused",
+            )
+        return RefusedProtocol()
+
+
 def metrics_site(
     factory: EchoFactory,
     listeners: Callable[[], list[ListenerState]],
     healthy: Callable[[], tuple[bool, str]],
-) -> Site:
-    """The web site served on ``--metrics``: /metrics and /healthz."""
+) -> BoundedSiteFactory:
+    """The web site served on ``--metrics``: /metrics and /healthz, bounded."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(EchoCollector(factory, listeners))
     root = Resource()
     root.putChild(b"metrics", MetricsPage(registry))
     root.putChild(b"healthz", HealthPage(healthy))
-    site = QuietSite(root)
+    site = QuietSite(root, timeout=IDLE_TIMEOUT)
     site.noisy = False
     site.displayTracebacks = False
-    return site
+    return BoundedSiteFactory(site, MAX_CONNECTIONS, factory.stats)

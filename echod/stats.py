@@ -5,6 +5,18 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+REFUSAL_REASONS = (
+    "max-connections",
+    "max-per-ip",
+    "file-limit",
+    "draining",
+    "bad-proxy-header",
+)
+"""Every reason an echo connection is refused for (each is always exported)."""
+
+UDP_DROP_REASONS = ("source-port", "size", "rate")
+"""Every reason a UDP datagram is dropped for (each is always exported)."""
+
 
 @dataclass
 class EchoStats:
@@ -13,7 +25,7 @@ class EchoStats:
     connections_open: int = 0
     connections_total: int = 0
     refused: Counter[str] = field(default_factory=Counter)
-    """Refused connections by reason (max-connections, max-per-ip, draining)."""
+    """Refused connections by reason (L{REFUSAL_REASONS})."""
     closed: Counter[str] = field(default_factory=Counter)
     """Closed connections by why they ended (client closed, idle timeout, ...)."""
     tls_handshake_failures: int = 0
@@ -22,7 +34,9 @@ class EchoStats:
     bytes_out: int = 0
     udp_datagrams: int = 0
     udp_dropped: Counter[str] = field(default_factory=Counter)
-    """Dropped datagrams by reason (source port, rate, size)."""
+    """Dropped datagrams by reason (L{UDP_DROP_REASONS})."""
+    metrics_refused: int = 0
+    """Connections to the metrics listener refused (too many open at once)."""
 
     def summary(self) -> str:
         """One line that sums the counters up, for the log at stop."""

@@ -444,8 +444,12 @@ def test_haproxy_malformed_header_is_a_counted_refusal(
     start_daemon: DaemonStarter,
 ) -> None:
     """A port that is not a number: one warning, counted; no traceback."""
-    daemon = start_daemon("--port", "haproxy:tcp:0:interface=127.0.0.1")
+    daemon = start_daemon(
+        "--port", "haproxy:tcp:0:interface=127.0.0.1",
+        "--metrics", "tcp:0:interface=127.0.0.1",
+    )  # fmt: skip
     port = daemon.tcp_port()
+    address = daemon.wait_for(r"metrics on \S+ at (\S+) \(/metrics")[0][1]
     with connect("127.0.0.1", port) as sock:
         sock.sendall(b"PROXY TCP4 203.0.113.9 127.0.0.1 abc 10000\r\nlost")
         assert closed_by_peer(sock)
@@ -454,6 +458,9 @@ def test_haproxy_malformed_header_is_a_counted_refusal(
         sock.sendall(b"PROXY TCP4 203.0.113.9 127.0.0.1 40000 10000\r\nnext")
         sock.shutdown(socket.SHUT_WR)
         assert drain(sock) == b"next"
+    _, text = curl(f"http://{address}/metrics")
+    refused = 'echod_connections_refused_total{reason="bad-proxy-header"}'
+    assert metric(text, refused) == 1
     assert daemon.stop() in (0, -signal.SIGTERM)
     assert "Traceback" not in daemon.output, daemon.output
     assert "refused=[bad-proxy-header=1]" in daemon.output, daemon.output
@@ -598,10 +605,48 @@ def curl(url: str) -> tuple[int, str]:
 
 
 def metric(text: str, name: str) -> float:
+    """The value of the first sample of C{name} (a name, or a name{labels})."""
     for line in text.splitlines():
         if line.startswith(name + " ") or line.startswith(name + "{"):
             return float(line.rsplit(" ", 1)[1])
     raise AssertionError(f"{name} not in metrics")
+
+
+def test_metrics_connections_are_bounded_and_cannot_starve_echo(
+    start_daemon: DaemonStarter,
+) -> None:
+    """Idle clients of the metrics port, however many, hold at most 16 slots.
+
+    The rest are closed at once and counted, so they take no file descriptors
+    from echo clients (before, 250 idle ones under a file limit of 200 made
+    the echo port drop clients without a byte).
+    """
+    daemon = start_daemon(
+        "--port", LOCAL, "--metrics", "tcp:0:interface=127.0.0.1",
+    )  # fmt: skip
+    port = daemon.tcp_port()
+    address = daemon.wait_for(r"metrics on \S+ at (\S+) \(/metrics")[0][1]
+    host, metrics_port = address.rsplit(":", 1)
+    held = [connect(host, int(metrics_port)) for _ in range(40)]
+    try:
+        shut = sum(closed_by_peer(sock, timeout=0.5) for sock in held[16:])
+        assert shut == 24
+        assert not any(closed_by_peer(sock, timeout=0.2) for sock in held[:16])
+        with connect("127.0.0.1", port) as sock:
+            assert round_trip(sock, b"still served") == b"still served"
+        daemon.wait_for(r"refused metrics connection 127\.0\.0\.1:\d+: 16 already")
+    finally:
+        for sock in held:
+            sock.close()
+    text = ""
+    for _ in range(50):  # the server sees the 16 close soon after
+        code, text = curl(f"http://{address}/metrics")
+        if code == 200:
+            break
+        time.sleep(0.1)
+    assert metric(text, "echod_metrics_connections_refused_total") >= 24
+    assert daemon.stop() in (0, -signal.SIGTERM)
+    assert "Traceback" not in daemon.output, daemon.output
 
 
 def test_metrics_and_health_scraped_with_curl_while_traffic_flows(

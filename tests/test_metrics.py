@@ -5,12 +5,20 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, generate_latest
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.web.resource import Resource
+from twisted.web.server import Site
 from twisted.web.test.requesthelper import DummyRequest
 
-from echod.echo import EchoFactory, EchoProtocol
-from echod.metrics import EchoCollector, HealthPage, ListenerState
+from echod.echo import EchoFactory, EchoProtocol, RefusedProtocol
+from echod.metrics import (
+    BoundedSiteFactory,
+    EchoCollector,
+    HealthPage,
+    ListenerState,
+    metrics_site,
+)
 from echod.settings import EchoSettings
-from echod.stats import EchoStats
+from echod.stats import REFUSAL_REASONS, UDP_DROP_REASONS, EchoStats
 
 
 def scrape(factory: EchoFactory, listeners: list[ListenerState]) -> str:
@@ -54,3 +62,46 @@ def test_health_page() -> None:
     request = DummyRequest([b""])
     assert HealthPage(lambda: (False, "stopping")).render_GET(request) == b"stopping\n"  # type: ignore[arg-type]
     assert request.responseCode == 503
+
+
+def test_every_reason_is_exported_even_at_zero() -> None:
+    """Each documented reason has a sample from the start (rate() needs it)."""
+    factory = EchoFactory(EchoSettings(), EchoStats(), MemoryReactorClock())
+    factory.stats.refused["bad-proxy-header"] = 2
+    factory.stats.refused["file-limit"] = 1
+    factory.stats.refused["some-new-reason"] = 4
+    lines = scrape(factory, []).splitlines()
+    for reason in REFUSAL_REASONS:
+        count = factory.stats.refused[reason]
+        sample = f'echod_connections_refused_total{{reason="{reason}"}} {count}.0'
+        assert sample in lines
+    assert 'echod_connections_refused_total{reason="some-new-reason"} 4.0' in lines
+    for reason in UDP_DROP_REASONS:
+        assert f'echod_udp_dropped_total{{reason="{reason}"}} 0.0' in lines
+    assert "echod_metrics_connections_refused_total 0.0" in lines
+
+
+def test_bounded_site_refuses_past_its_bound_and_admits_again() -> None:
+    stats = EchoStats()
+    bounded = BoundedSiteFactory(Site(Resource()), 2, stats)
+    peer = IPv4Address("TCP", "192.0.2.1", 1)
+    first, second = bounded.buildProtocol(peer), bounded.buildProtocol(peer)
+    for protocol in (first, second):
+        protocol.makeConnection(StringTransport())
+    third = bounded.buildProtocol(peer)
+    assert isinstance(third, RefusedProtocol)
+    transport = StringTransport()
+    third.makeConnection(transport)
+    assert transport.disconnecting and transport.value() == b""
+    assert stats.metrics_refused == 1
+    first.connectionLost(None)  # type: ignore[arg-type]
+    fourth = bounded.buildProtocol(peer)
+    assert not isinstance(fourth, RefusedProtocol)
+
+
+def test_metrics_site_is_bounded_with_an_idle_timeout() -> None:
+    factory = EchoFactory(EchoSettings(), EchoStats(), MemoryReactorClock())
+    site = metrics_site(factory, lambda: [], lambda: (True, "ok"))
+    assert site.most == 16
+    assert site.wrappedFactory.timeOut == 60
+    assert site.stats is factory.stats
