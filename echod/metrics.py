@@ -17,13 +17,14 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from twisted.internet.interfaces import IAddress
+from twisted.internet.interfaces import IAddress, IProtocolNegotiationFactory
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.protocols.policies import WrappingFactory
 from twisted.web import http
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
+from zope.interface import implementer
 
 from echod.echo import EchoFactory, RefusedProtocol, format_address
 from echod.stats import REFUSAL_REASONS, UDP_DROP_REASONS, EchoStats
@@ -171,6 +172,7 @@ class QuietSite(Site):
         """Log nothing per request."""
 
 
+@implementer(IProtocolNegotiationFactory)
 class BoundedSiteFactory(WrappingFactory):
     """A site that holds at most C{most} connections open, refusing the rest.
 
@@ -207,6 +209,15 @@ class BoundedSiteFactory(WrappingFactory):
                 event="metrics-refused",
             )
         return RefusedProtocol()
+
+    def acceptableProtocols(self) -> list[bytes]:
+        """The site's ALPN protocols, for a TLS listener to offer.
+
+        (Twisted's TLS fails the handshake of a client that offers ALPN when
+        the factory it wraps names no protocol, as curl's does.)
+        """
+        site: Site = self.wrappedFactory
+        return list(site.acceptableProtocols())
 
 
 def metrics_site(

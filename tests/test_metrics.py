@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, generate_latest
 from twisted.internet.address import IPv4Address
+from twisted.internet.interfaces import IProtocolNegotiationFactory
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.web.resource import Resource
 from twisted.web.server import Site
@@ -105,3 +106,6 @@ def test_metrics_site_is_bounded_with_an_idle_timeout() -> None:
     assert site.most == 16
     assert site.wrappedFactory.timeOut == 60
     assert site.stats is factory.stats
+    # A TLS listener offers the site's ALPN protocols through the wrapper.
+    assert IProtocolNegotiationFactory.providedBy(site)
+    assert site.acceptableProtocols() == Site(Resource()).acceptableProtocols()
