@@ -371,6 +371,14 @@ def test_tls_directory_listener_gets_the_profile_sni_and_mutual_tls(
         context.load_cert_chain(str(a / "client.pem"), str(a / "client.key"))
         with context.wrap_socket(connect("127.0.0.1", port), server_hostname=name) as s:
             assert round_trip(s, name.encode()) == name.encode()  # SNI chose the pair
+    # A name in another case gets its pair; a name with no file gets the first
+    # file's (the handshake verifies against that pair's CA only).
+    for sent, d in (("BETA.TEST", b), ("other.test", a)):
+        context = ssl.create_default_context(cafile=str(d / "ca.pem"))
+        context.check_hostname = False
+        context.load_cert_chain(str(a / "client.pem"), str(a / "client.key"))
+        with context.wrap_socket(connect("127.0.0.1", port), server_hostname=sent) as s:
+            assert round_trip(s, sent.encode()) == sent.encode()
     assert not handshake(port, "-tls1_2")  # --tls-min-version applies
     no_client_cert = s_client(
         port, "-CAfile", str(a / "ca.pem"), "-servername", "alpha.test"
