@@ -46,6 +46,7 @@ from zope.interface import implementer
 from echod.cli import parse_arguments
 from echod.echo import can_half_close
 from echod.endpointerrors import empty_unix_path, parse_error_message
+from echod.reuseport import split_description
 from echod.tlsclient import (
     CertificateRejectedError,
     ClientTLS,
@@ -136,10 +137,75 @@ def is_ipv6(text: str) -> bool:
     return True
 
 
+def checked_port(text: str, port_text: str) -> int:
+    """C{port_text} as a port number, or L{ClientError} (usage) naming C{text}."""
+    port = int(port_text)
+    if not 1 <= port <= 65535:
+        raise ClientError(USAGE, f"bad port in {text!r}: ports are 1 to 65535")
+    return port
+
+
+def endpoint_host_port(text: str) -> tuple[str | None, str | None]:
+    """The host and port text of a C{tcp:} or C{ssl:} client endpoint string."""
+    _, args, kwargs = split_description(text)
+    host = kwargs.get("host", args[0] if args else None)
+    port = kwargs.get("port", args[1] if len(args) > 1 else None)
+    return host, port
+
+
+def check_endpoint_host(text: str, host: str | None) -> None:
+    """Refuse a bracketed host in an endpoint string, which Twisted would look up."""
+    if host is not None and ("[" in host or "]" in host):
+        raise ClientError(
+            USAGE,
+            f"bad host {host!r} in {text!r}: in an endpoint string an IPv6 "
+            "address has no brackets and its colons are escaped "
+            "(host=\\:\\:1); or give [IPv6]:PORT",
+        )
+
+
+def ssl_target(text: str) -> Target:
+    """Twisted's C{ssl:} client endpoint string as a target of echod's own TLS.
+
+    Twisted's C{ssl:} client endpoint verifies nothing unless given a CA
+    directory; echod never connects unverified without C{--insecure}, so
+    C{ssl:host=H:port=P} (or C{ssl:H:P}) means what C{tls:H:P} means.
+    """
+    _, _, kwargs = split_description(text)
+    other = sorted(set(kwargs) - {"host", "port"})
+    if other:
+        raise ClientError(
+            USAGE,
+            f"bad endpoint {text!r}: echod does TLS itself, so {', '.join(other)} "
+            "has no place here: use tls:HOST:PORT with --cacert, --cert, --key",
+        )
+    host, port_text = endpoint_host_port(text)
+    check_endpoint_host(text, host)
+    if not host or port_text is None or not port_text.isdigit():
+        raise ClientError(USAGE, f"bad endpoint {text!r}: expected ssl:HOST:PORT")
+    return Target(host, checked_port(text, port_text), None, True)
+
+
+def check_endpoint(text: str) -> None:
+    """Check the host and port of a C{tcp:} client endpoint string up front.
+
+    Twisted would take a bracketed host as a name to look up (and report a
+    refused or failed connection) and a port past 65535 as a connect error.
+    """
+    if not text.startswith("tcp:"):
+        return
+    host, port_text = endpoint_host_port(text)
+    check_endpoint_host(text, host)
+    if port_text is not None and port_text.isdigit():
+        checked_port(text, port_text)
+
+
 def parse_target(text: str, tls: bool) -> Target:
     """C{host:port}, C{[v6]:port}, C{tls:host:port}, or a client endpoint string."""
     if text.startswith("tls:"):
         tls, text = True, text[len("tls:") :]
+    if text.startswith("ssl:"):
+        return ssl_target(text)
     if text.startswith("["):
         host, closed, rest = text[1:].partition("]")
         port_text = rest.removeprefix(":")
@@ -147,13 +213,13 @@ def parse_target(text: str, tls: bool) -> Target:
             raise ClientError(USAGE, f"bad IPv6 address in {text!r}")
     else:
         host, _, port_text = text.rpartition(":")
+        if ":" in host and not is_ipv6(host):
+            host = ""  # an endpoint string such as tcp:HOST:PORT
     if host and port_text.isdigit() and "=" not in text:
-        port = int(port_text)
-        if not 1 <= port <= 65535:
-            raise ClientError(USAGE, f"bad port in {text!r}: ports are 1 to 65535")
-        return Target(host, port, None, tls)
+        return Target(host, checked_port(text, port_text), None, tls)
     if tls:
         raise ClientError(USAGE, f"TLS needs HOST:PORT, not {text!r}")
+    check_endpoint(text)
     return Target(None, None, text, False)
 
 

@@ -39,6 +39,16 @@ from echod.client import (
             False,
             Target(None, None, "tcp:host=localhost:port=7", False),
         ),
+        ("tcp:127.0.0.1:7", False, Target(None, None, "tcp:127.0.0.1:7", False)),
+        ("::1:7", False, Target("::1", 7, None, False)),
+        # Twisted's ssl: client endpoint verifies nothing: it is echod's TLS.
+        (
+            "ssl:host=example.test:port=443",
+            False,
+            Target("example.test", 443, None, True),
+        ),
+        ("ssl:example.test:443", False, Target("example.test", 443, None, True)),
+        ("ssl:host=\\:\\:1:port=443", False, Target("::1", 443, None, True)),
     ],
 )
 def test_parse_target(text: str, tls: bool, target: Target) -> None:
@@ -55,6 +65,24 @@ def test_a_port_out_of_range_is_a_usage_error(text: str) -> None:
 @pytest.mark.parametrize("text", ["[zz]:7", "[::1:7", "[192.0.2.1]:7"])
 def test_brackets_hold_an_ipv6_address(text: str) -> None:
     with pytest.raises(ClientError, match=r"bad IPv6 address in ") as e:
+        parse_target(text, False)
+    assert e.value.code == USAGE
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("tcp:host=localhost:port=0", "bad port in "),
+        ("tcp:localhost:65536", "bad port in "),
+        ("ssl:localhost:65536", "bad port in "),
+        ("tcp:host=[::1]:port=7", "bad host '\\[' in "),
+        ("ssl:host=[::1:port=7", "bad host '\\[' in "),
+        ("ssl:localhost", "expected ssl:HOST:PORT"),
+        ("ssl:localhost:443:privateKey=k.pem", "privateKey has no place here"),
+    ],
+)
+def test_endpoint_strings_are_checked_up_front(text: str, message: str) -> None:
+    with pytest.raises(ClientError, match=message) as e:
         parse_target(text, False)
     assert e.value.code == USAGE
 

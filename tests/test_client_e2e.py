@@ -225,6 +225,26 @@ def test_tls_verification_failures_exit_7(
     assert b"NOT verified" in insecure.stderr
 
 
+def test_a_twisted_ssl_endpoint_string_is_verified_too(
+    start_daemon: DaemonStarter, tmp_path: Path
+) -> None:
+    """Twisted's ssl: client endpoint verifies nothing; echod's does.
+
+    Before, ``echod client ssl:host=localhost:port=P`` echoed through a server
+    whose certificate no trusted CA signed, without a word.
+    """
+    port, ca = tls_daemon(start_daemon, tmp_path)
+    for target in (f"ssl:host=localhost:port={port}", f"ssl:localhost:{port}"):
+        untrusted = client(target, stdin=b"x")
+        assert untrusted.returncode == 7, untrusted.stderr
+        assert b"unable to get local issuer certificate" in untrusted.stderr
+        trusted = client("--cacert", str(ca), target, stdin=b"verified\n")
+        assert (trusted.returncode, trusted.stdout) == (0, b"verified\n")
+    probe = ECHOD, "bench", "-d", "1", "-c", "1", f"ssl:localhost:{port}"
+    bench = subprocess.run(probe, capture_output=True, timeout=60)
+    assert bench.returncode == 7, bench.stderr
+
+
 def test_refused_exits_4() -> None:
     out = client(f"127.0.0.1:{free_port()}")
     assert out.returncode == 4
@@ -239,10 +259,17 @@ def test_refused_exits_4() -> None:
         ("localhost:http", "bad target 'localhost:http': expected HOST:PORT"),
         ("127.0.0.1:-1", "bad target '127.0.0.1:-1': expected HOST:PORT"),
         ("unix:path=", "bad endpoint 'unix:path=': no socket path"),
+        (
+            "tcp:host=127.0.0.1:port=99999",
+            "bad port in 'tcp:host=127.0.0.1:port=99999'",
+        ),
+        ("tcp:host=[::1:port=7", "bad host '[' in 'tcp:host=[::1:port=7'"),
+        ("ssl:localhost:7:caCertsDir=/etc/ssl", "bad endpoint 'ssl:localhost:7:caCer"),
     ],
 )
 def test_a_bad_target_is_one_line_and_exit_2(target: str, message: str) -> None:
-    """Was "connection refused" (exit 4) or "Unknown endpoint type: '127.0.0.1'"."""
+    """Was "connection refused" (exit 4), "Unknown endpoint type: '127.0.0.1'",
+    or for a port past 65535 in an endpoint string, a connect error (exit 8)."""
     out = client(target)
     assert out.returncode == 2
     lines = out.stderr.decode().splitlines()
@@ -311,3 +338,6 @@ def test_any_twisted_client_endpoint(
     daemon.addresses()
     out = client(f"unix:path={path}", stdin=b"over unix\n")
     assert (out.returncode, out.stdout) == (0, b"over unix\n"), out.stderr
+    tcp = start_daemon("--port", "tcp:0:interface=127.0.0.1").tcp_port()
+    out = client(f"tcp:127.0.0.1:{tcp}", stdin=b"tcp:HOST:PORT\n")  # Twisted's form
+    assert (out.returncode, out.stdout) == (0, b"tcp:HOST:PORT\n"), out.stderr
