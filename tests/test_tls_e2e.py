@@ -341,6 +341,18 @@ def test_echod_cert_writes_a_working_set(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=30,
     )  # fmt: skip
     assert verify.returncode == 0, verify.stdout + verify.stderr
+    kept = (tmp_path / "c" / "ca.pem").read_bytes()
+    again = subprocess.run([ECHOD, "cert", str(tmp_path / "c"), "echo.test"],
+                           capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    assert "kept the CA already in" in again.stdout
+    (tmp_path / "trusted.pem").write_bytes(kept)  # what clients were given before
+    verify = subprocess.run(
+        [need_tool("openssl"), "verify", "-CAfile", str(tmp_path / "trusted.pem"),
+         "-verify_hostname", "echo.test", str(tmp_path / "c" / "server.pem")],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert verify.returncode == 0, verify.stdout + verify.stderr
 
 
 def install_pem(pems: Path, name: str, made: Path) -> None:
