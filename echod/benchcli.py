@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -41,6 +42,13 @@ INTERRUPTED = 130
 """Exit code: stopped by SIGINT (Ctrl-C) or SIGTERM; the figures so far are shown."""
 FD_RESERVE = 32
 """File descriptors kept free beside the connections."""
+MAX_IN_FLIGHT = 2 << 30
+"""Most bytes all connections may have sent and not yet had back (2 GiB).
+
+A connection queues its whole message (ping-pong) or its window and a write
+(stream) before the server answers; past this, a run would take the machine's
+memory instead of measuring anything.
+"""
 
 
 def parser() -> argparse.ArgumentParser:
@@ -93,8 +101,15 @@ def check(args: argparse.Namespace, file_limit: int) -> str | None:
     """Why the numbers in C{args} cannot run, or None."""
     if args.connections < 1 or args.size < 1 or args.window < 1:
         return "--connections, --size and --window must be at least 1"
-    if args.duration <= 0 or args.timeout <= 0:
-        return "--duration and --timeout must be more than 0"
+    if not (0 < args.duration < math.inf and 0 < args.timeout < math.inf):
+        return "--duration and --timeout must be numbers of seconds more than 0"
+    each = args.size + (args.window if args.stream else 0)
+    if args.connections * each > MAX_IN_FLIGHT:
+        return (
+            f"{args.connections} connections with {each:,} bytes in flight each "
+            f"would hold more than {MAX_IN_FLIGHT >> 20} MiB: lower --connections, "
+            "--size or --window"
+        )
     if file_limit and args.connections > file_limit - FD_RESERVE:
         return (
             f"--connections {args.connections} needs more file descriptors than "

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import errno
 import ipaddress
+import math
 import os
 import signal
 import statistics
@@ -690,16 +691,31 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+MAX_PROBE_SIZE = 64 << 20
+"""The largest probe message (64 MiB): it is built, and checked, in memory."""
+
+
+def check_numbers(args: argparse.Namespace) -> str | None:
+    """Why the numbers in C{args} cannot be used, or None."""
+    if args.count is not None and (args.count < 1 or args.size < 1):
+        return "--count and --size must be at least 1"
+    if args.size > MAX_PROBE_SIZE:
+        return f"--size {args.size}: at most {MAX_PROBE_SIZE} bytes (64 MiB)"
+    if args.timeout is not None and not 0 < args.timeout < math.inf:
+        return "--timeout must be a number of seconds more than 0"
+    if not 0 <= args.interval < math.inf:
+        return "--interval must be a number of seconds, 0 or more"
+    return None
+
+
 def main(argv: Sequence[str]) -> int:
     """Run ``echod client``; the result is the exit code."""
     args = parse_arguments(parser(), argv)
     if isinstance(args, int):
         return args
-    if args.count is not None and (args.count < 1 or args.size < 1):
-        sys.stderr.write("echod client: error: --count and --size must be at least 1\n")
-        return USAGE
-    if args.timeout is not None and args.timeout <= 0:
-        sys.stderr.write("echod client: error: --timeout must be more than 0\n")
+    complaint = check_numbers(args)
+    if complaint is not None:
+        sys.stderr.write(f"echod client: error: {complaint}\n")
         return USAGE
     from twisted.internet import reactor as global_reactor
 

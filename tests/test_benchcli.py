@@ -202,6 +202,10 @@ def test_bad_options_are_one_line_and_exit_2() -> None:
         ["--size", "big"],
         ["-c", "10000000"],
         ["127.0.0.1:70000"],
+        ["-d", "nan"],  # was an AssertionError's text, then a run
+        ["--timeout", "inf"],
+        ["-s", "999999999999"],  # was the machine's memory, then the OOM killer
+        ["--stream", "-c", "1000"],  # 1000 × a 4 MiB window
     ):
         out = bench(*args)
         assert out.returncode == 2, args

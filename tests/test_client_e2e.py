@@ -276,6 +276,23 @@ def test_a_bad_target_is_one_line_and_exit_2(target: str, message: str) -> None:
     assert len(lines) == 1 and lines[0].startswith(f"echod client: error: {message}")
 
 
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--count", "1", "--size", "99999999999"], "--size 99999999999: at most"),
+        (["--count", "1", "--interval", "nan"], "--interval must be a number"),
+        (["--count", "2", "--interval", "-1"], "--interval must be a number"),
+        (["--timeout", "nan"], "--timeout must be a number of seconds"),
+    ],
+)
+def test_bad_numbers_are_one_line_and_exit_2(options: list[str], message: str) -> None:
+    """A huge --size was built in memory; nan and negative numbers were taken."""
+    out = client(*options, f"127.0.0.1:{free_port()}")
+    assert out.returncode == 2
+    lines = out.stderr.decode().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"echod client: error: {message}")
+
+
 def test_dns_failure_exits_3() -> None:
     out = client("no-such-host.invalid:7", timeout=60)
     assert out.returncode == 3
