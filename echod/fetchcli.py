@@ -17,6 +17,7 @@ violations always go to stderr; C{--lint} makes them an error (exit 9).
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -371,12 +372,14 @@ def build(args: argparse.Namespace) -> Command:
         raise RequestError("-o and -O cannot go together")
     for name in ("connect_timeout", "max_time"):
         value = getattr(args, name)
-        if value is not None and value <= 0:
-            raise RequestError(f"--{name.replace('_', '-')} must be more than 0")
-    if args.read_timeout < 0 or args.max_redirs < 0 or args.max_header_size < 1024:
+        if value is not None and not 0 < value < math.inf:
+            option = f"--{name.replace('_', '-')}"
+            raise RequestError(f"{option} must be a number of seconds more than 0")
+    if not 0 <= args.read_timeout < math.inf:
+        raise RequestError("--read-timeout must be a number of seconds (0: none)")
+    if args.max_redirs < 0 or args.max_header_size < 1024:
         raise RequestError(
-            "--read-timeout and --max-redirs cannot be negative, "
-            "and --max-header-size is at least 1024"
+            "--max-redirs cannot be negative, and --max-header-size is at least 1024"
         )
     if args.max_filesize is not None and args.max_filesize < 0:
         raise RequestError("--max-filesize cannot be negative")

@@ -48,7 +48,15 @@ def test_build(tmp_path: Path) -> None:
     [
         (["-d", "x", "--data-file", "f", "http://h/"], "cannot go together"),
         (["-o", "a", "-O", "http://h/"], "cannot go together"),
-        (["--max-time", "0", "http://h/"], "--max-time must be more than 0"),
+        (["--max-time", "0", "http://h/"], "--max-time must be a number of seconds"),
+        # nan was taken: --max-time nan never timed out (a fetch hung 10
+        # minutes), --connect-timeout nan ended in "unexpected failure" (exit 1).
+        (["--max-time", "nan", "http://h/"], "--max-time must be a number of"),
+        (["--max-time", "inf", "http://h/"], "--max-time must be a number of"),
+        (["--connect-timeout", "nan", "http://h/"], "--connect-timeout must be a"),
+        (["--read-timeout", "nan", "http://h/"], "--read-timeout must be a number"),
+        (["--read-timeout", "-1", "http://h/"], "--read-timeout must be a number"),
+        (["--max-redirs", "-1", "http://h/"], "--max-redirs cannot be negative"),
         (["-X", "G T", "http://h/"], "bad method"),
         (
             ["--request-file", "/nonexistent", "http://h/"],
