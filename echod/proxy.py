@@ -15,11 +15,18 @@ and wraps the inner endpoint with L{ProxyHeaderFactory}, whose protocol:
 - closes a connection whose header is missing, malformed (addresses and ports
   included: L{well_formed}) or late, logging it and counting it as refused
   (C{bad-proxy-header}).
+
+Over TLS (C{haproxy:ssl:}, C{haproxy:tls:DIR}), the header comes first, in
+clear, and TLS after it: that is how HAProxy sends it (C{send-proxy} on a
+TLS pass-through, or C{ssl send-proxy}) and how nginx and HAProxy read it
+(C{listen ... ssl proxy_protocol}, C{bind ... ssl accept-proxy}). Twisted's
+C{haproxy:ssl:} expects it inside TLS, where no proxy puts it.
 """
 
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.address import IPv4Address, IPv6Address
@@ -116,7 +123,7 @@ class ProxyHeaderProtocol(ProtocolWrapper):
         self._cancel_timeout()
         self._source = info.source or self.link.getPeer()
         self._destination = info.destination or self.link.getHost()
-        protocol = self.factory.wrappedFactory.buildProtocol(self._source)
+        protocol = self.factory.after.buildProtocol(self._source)
         if protocol is None:
             self.link.loseConnection()
             return
@@ -171,19 +178,30 @@ class ProxyHeaderProtocol(ProtocolWrapper):
         """The address the client connected to, from the header."""
         return self._destination or self.link.getHost()
 
+    def _half_closeable(self) -> bool:
+        """Whether what follows the header takes half-close: the echo protocol
+        does; TLS does not.
+
+        Asked of the class: a TLS protocol (a ProtocolWrapper) declares on its
+        instance whatever its transport, this protocol, provides, and would
+        hand the call straight back here.
+        """
+        wrapped = self.wrappedProtocol
+        return wrapped is not None and IHalfCloseableProtocol.implementedBy(
+            type(wrapped)
+        )
+
     def readConnectionLost(self) -> None:
         """Pass the client's EOF to the echo protocol (half-close)."""
-        wrapped = self.wrappedProtocol
-        if wrapped is not None and IHalfCloseableProtocol.providedBy(wrapped):
-            wrapped.readConnectionLost()
+        if self._half_closeable():
+            self.wrappedProtocol.readConnectionLost()  # type: ignore[attr-defined]
         else:
             self.link.loseConnection()
 
     def writeConnectionLost(self) -> None:
         """Pass the end of our write side to the echo protocol."""
-        wrapped = self.wrappedProtocol
-        if wrapped is not None and IHalfCloseableProtocol.providedBy(wrapped):
-            wrapped.writeConnectionLost()
+        if self._half_closeable():
+            self.wrappedProtocol.writeConnectionLost()  # type: ignore[attr-defined]
 
     def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
         """Forget the connection; tell the echo protocol if there is one."""
@@ -199,9 +217,14 @@ class ProxyHeaderFactory(WrappingFactory):
     protocol = ProxyHeaderProtocol  # type: ignore[assignment]
     noisy = False
 
-    def __init__(self, wrapped: EchoFactory) -> None:
+    def __init__(
+        self, wrapped: EchoFactory, after: IProtocolFactory | None = None
+    ) -> None:
         super().__init__(wrapped)
         self.wrappedFactory: EchoFactory = wrapped
+        self.after: IProtocolFactory = wrapped if after is None else after
+        """What builds the protocol once the header is read: the echo factory,
+        or a TLS factory in front of it."""
         self.clock = wrapped.clock
 
     def buildProtocol(self, addr: IAddress) -> IProtocol:  # type: ignore[override]
@@ -211,13 +234,23 @@ class ProxyHeaderFactory(WrappingFactory):
 
 @implementer(IStreamServerEndpoint)
 class ProxyHeaderEndpoint:
-    """An endpoint whose connections start with a PROXY header (C{haproxy:})."""
+    """An endpoint whose connections start with a PROXY header (C{haproxy:}).
 
-    def __init__(self, inner: IStreamServerEndpoint) -> None:
+    C{then}, if given, wraps the echo factory in what comes after the header
+    (TLS: L{echod.tls.TLSServerEndpoint.wrap}).
+    """
+
+    def __init__(
+        self,
+        inner: IStreamServerEndpoint,
+        then: Callable[[IProtocolFactory], IProtocolFactory] | None = None,
+    ) -> None:
         self.inner = inner
+        self.then = then
 
     def listen(self, factory: IProtocolFactory) -> Any:
         """Listen on the inner endpoint with the PROXY header reader in front."""
         if isinstance(factory, EchoFactory):
-            return self.inner.listen(ProxyHeaderFactory(factory))
+            after = None if self.then is None else self.then(factory)
+            return self.inner.listen(ProxyHeaderFactory(factory, after))
         return self.inner.listen(factory)

@@ -191,11 +191,24 @@ class EchoService(Service):
     def _endpoint(self, description: str) -> IStreamServerEndpoint:
         """The endpoint for one --port; echod builds ssl: and tls: listeners itself."""
         s = self.settings
+        if description.startswith(("haproxy:ssl:", "haproxy:tls:")):
+            return self._proxied_tls_endpoint(description)
         if description.startswith("ssl:"):
             return self._ssl_endpoint(description)
         if description.startswith("tls:"):
             return self._sni_endpoint(description)
         return parse_endpoint(self.reactor, description, s.backlog, s.reuse_port)
+
+    def _proxied_tls_endpoint(self, description: str) -> IStreamServerEndpoint:
+        """C{haproxy:ssl:...} or C{haproxy:tls:...}: the PROXY header in clear,
+        then echod's TLS (as HAProxy sends it; see L{echod.proxy})."""
+        inner = description.removeprefix("haproxy:")
+        try:
+            tls = self._endpoint(inner)
+        except ListenError as e:
+            raise ListenError(str(e).replace(repr(inner), repr(description))) from None
+        assert isinstance(tls, TLSServerEndpoint)
+        return ProxyHeaderEndpoint(tls.inner, tls.wrap)
 
     def _ssl_endpoint(self, description: str) -> IStreamServerEndpoint:
         s = self.settings

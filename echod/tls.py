@@ -169,11 +169,15 @@ class TLSServerEndpoint:
         self.creator = creator
         self.inner = inner
 
-    def listen(self, factory: IProtocolFactory) -> Any:
-        """Listen on the inner endpoint with TLS in front of C{factory}."""
+    def wrap(self, factory: IProtocolFactory) -> TLSMemoryBIOFactory:
+        """C{factory} with this endpoint's TLS in front of it."""
         tls_factory = TLSMemoryBIOFactory(self.creator, False, factory)
         tls_factory.protocol = TLSMemoryBIOProtocol
-        return self.inner.listen(tls_factory)
+        return tls_factory
+
+    def listen(self, factory: IProtocolFactory) -> Any:
+        """Listen on the inner endpoint with TLS in front of C{factory}."""
+        return self.inner.listen(self.wrap(factory))
 
 
 @implementer(IOpenSSLServerConnectionCreator)

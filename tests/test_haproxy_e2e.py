@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import signal
 import socket
+import ssl
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.certs import self_signed
 from tests.daemon import DaemonStarter
 from tests.haproxy import HAProxy, simple_config
 from tests.peers import closed_by_peer, connect, drain, free_port, round_trip
@@ -55,6 +57,54 @@ def test_behind_haproxy_real_client_addresses(
     daemon.wait_for(r"refused 127\.0\.0\.3:\d+: max-per-ip")
     daemon.wait_for(r"closed 127\.0\.0\.4:\d+ in=7 out=7")
     daemon.wait_for(r"closed 127\.0\.0\.3:\d+ in=12 out=12")
+
+
+@pytest.mark.parametrize(
+    "server_options",
+    [
+        "send-proxy",  # TLS passes through HAProxy, after the header
+        "send-proxy-v2",
+        "ssl verify required ca-file {cert} verifyhost localhost send-proxy-v2",
+    ],
+)
+def test_tls_behind_haproxy_gets_the_header_first_then_echods_tls(
+    start_daemon: DaemonStarter,
+    haproxies: list[HAProxy],
+    tmp_path: Path,
+    server_options: str,
+) -> None:
+    """HAProxy sends the PROXY header in clear, then TLS (its own, or the
+    client's passed through). echod read the header inside TLS, as Twisted's
+    haproxy:ssl: does, so no HAProxy could reach it; and that listener had
+    Twisted's TLS, not echod's profile (--tls-min-version 1.3 gave TLS 1.2)."""
+    key, cert = self_signed(tmp_path)
+    daemon = start_daemon(
+        "--port", "haproxy:ssl:0:interface=127.0.0.1",
+        "--tls-cert", str(cert), "--tls-key", str(key), "--tls-min-version", "1.3",
+    )  # fmt: skip
+    frontend = free_port()
+    options = server_options.format(cert=cert)
+    haproxies.append(
+        HAProxy(simple_config(frontend, daemon.tcp_port(), options), tmp_path, frontend)
+    )
+    if " ssl " in f" {options} ":  # HAProxy speaks TLS to echod; the client, plain
+        with connect("127.0.0.1", frontend, source="127.0.0.3") as sock:
+            assert round_trip(sock, b"through") == b"through"
+    else:
+        context = ssl.create_default_context(cafile=str(cert))
+        with (
+            connect("127.0.0.1", frontend, source="127.0.0.3") as raw,
+            context.wrap_socket(raw, server_hostname="localhost") as sock,
+        ):
+            assert sock.version() == "TLSv1.3"
+            assert round_trip(sock, b"through") == b"through"
+        old = ssl.create_default_context(cafile=str(cert))
+        old.maximum_version = ssl.TLSVersion.TLSv1_2
+        with connect("127.0.0.1", frontend) as raw, pytest.raises(ssl.SSLError):
+            old.wrap_socket(raw, server_hostname="localhost")
+    daemon.wait_for(r"closed 127\.0\.0\.3:\d+ in=7 out=7")
+    assert daemon.stop() in (0, -signal.SIGTERM)
+    assert "Traceback" not in daemon.output, daemon.output
 
 
 def test_half_close_through_haproxy(

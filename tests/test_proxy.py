@@ -7,8 +7,10 @@ import struct
 
 import pytest
 from twisted.internet.address import IPv4Address
+from twisted.internet.protocol import Protocol
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.logger import capturedLogs
+from twisted.protocols.policies import WrappingFactory
 
 from echod.echo import EchoFactory, EchoProtocol
 from echod.proxy import HEADER_TIMEOUT, ProxyHeaderFactory, ProxyHeaderProtocol
@@ -132,3 +134,21 @@ def test_half_close_passes_through() -> None:
     assert transport.value() == b"tail"
     assert transport.disconnecting  # flushed, then closed by the echo protocol
     assert protocol._timeout is None  # the header timeout was cancelled
+
+
+def test_after_the_header_the_connection_goes_to_what_comes_next() -> None:
+    """haproxy:ssl: — the header in clear, then a factory (TLS) in front of echo,
+    asked with the client's address from the header."""
+    clock = MemoryReactorClock()
+    echo = EchoFactory(EchoSettings(), EchoStats(), clock)
+    asked: list[object] = []
+
+    class Next(WrappingFactory):
+        def buildProtocol(self, addr: object) -> Protocol:  # type: ignore[override]
+            asked.append(addr)
+            return Protocol()
+
+    protocol, _ = connect(ProxyHeaderFactory(echo, Next(echo)))
+    protocol.dataReceived(b"PROXY TCP4 203.0.113.7 192.0.2.1 40000 10000\r\n")
+    assert asked == [IPv4Address("TCP", "203.0.113.7", 40000)]
+    assert type(protocol.wrappedProtocol) is Protocol
