@@ -10,9 +10,12 @@ renders in the reactor instead.)
 
 from __future__ import annotations
 
+import io
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
+from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -42,6 +45,9 @@ connections (L{echod.fdlimit.RESERVE}).
 
 IDLE_TIMEOUT = 60.0
 """Seconds a metrics connection may stay without a request before it is closed."""
+
+MAX_BODY = 64 * 1024
+"""Most request body bytes a metrics client may send (no page reads any)."""
 
 log = Logger(namespace="echod")
 
@@ -120,7 +126,8 @@ class EchoCollector(Collector):
         yield dropped
         yield CounterMetricFamily(
             "echod_metrics_connections_refused",
-            "Connections to this metrics listener refused: too many open at once.",
+            "Metrics clients refused: too many open at once, or a request body "
+            "over 64 KiB.",
             value=stats.metrics_refused,
         )
         up = GaugeMetricFamily(
@@ -165,6 +172,57 @@ class HealthPage(Resource):
         return (why + "\n").encode()
 
 
+def refused_metrics_client(stats: EchoStats, peer: str, why: str) -> None:
+    """Count a refused metrics client; log the first, then every 1000th."""
+    stats.metrics_refused += 1
+    if stats.metrics_refused % 1000 == 1:
+        log.warn(
+            "refused metrics connection {peer}: {why} ({count} so far)",
+            peer=peer,
+            why=why,
+            count=stats.metrics_refused,
+            event="metrics-refused",
+        )
+
+
+class BodilessRequest(Request):
+    """A request that keeps no body: no metrics page reads one.
+
+    Twisted keeps a request body whole, in memory or past 100 kB in a
+    temporary file, however large it is (4 GB sent to /metrics took 4 GB of
+    disk). Here the body is dropped as it arrives, and a client whose body
+    passes L{MAX_BODY} is disconnected and counted as refused.
+    """
+
+    body_length = 0
+    refused = False
+
+    def __init__(self, *args: Any, stats: EchoStats, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.stats = stats
+
+    def gotLength(self, length: int | None) -> None:
+        """Keep what little body there is in memory, never in a file."""
+        self.content = io.BytesIO()
+        if length is not None and length > MAX_BODY:
+            self._too_large()
+
+    def handleContentChunk(self, data: bytes) -> None:
+        """Drop body bytes; disconnect a client that sends too many."""
+        self.body_length += len(data)
+        if self.body_length > MAX_BODY:
+            self._too_large()
+
+    def _too_large(self) -> None:
+        transport: Any = self.channel.transport
+        if transport is None or self.refused:
+            return
+        self.refused = True
+        peer = format_address(transport.getPeer())
+        refused_metrics_client(self.stats, peer, "request body over 64 KiB")
+        transport.abortConnection()
+
+
 class QuietSite(Site):
     """A Site that does not log every scrape (Prometheus scrapes every few seconds)."""
 
@@ -198,16 +256,8 @@ class BoundedSiteFactory(WrappingFactory):
         """
         if len(self.protocols) < self.most:
             return super().buildProtocol(addr)
-        self.stats.metrics_refused += 1
-        if self.stats.metrics_refused % 1000 == 1:
-            log.warn(
-                "refused metrics connection {peer}: {most} already open "
-                "({count} so far)",
-                peer=format_address(addr) if addr is not None else "?",
-                most=self.most,
-                count=self.stats.metrics_refused,
-                event="metrics-refused",
-            )
+        peer = format_address(addr) if addr is not None else "?"
+        refused_metrics_client(self.stats, peer, f"{self.most} already open")
         return RefusedProtocol()
 
     def acceptableProtocols(self) -> list[bytes]:
@@ -231,7 +281,8 @@ def metrics_site(
     root = Resource()
     root.putChild(b"metrics", MetricsPage(registry))
     root.putChild(b"healthz", HealthPage(healthy))
-    site = QuietSite(root, timeout=IDLE_TIMEOUT)
+    requests = partial(BodilessRequest, stats=factory.stats)
+    site = QuietSite(root, requestFactory=requests, timeout=IDLE_TIMEOUT)
     site.noisy = False
     site.displayTracebacks = False
     return BoundedSiteFactory(site, MAX_CONNECTIONS, factory.stats)

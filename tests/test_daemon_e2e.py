@@ -703,6 +703,34 @@ def test_metrics_and_health_scraped_with_curl_while_traffic_flows(
     assert daemon.stop() in (0, -signal.SIGTERM)
 
 
+def test_metrics_request_bodies_are_not_kept(start_daemon: DaemonStarter) -> None:
+    """No metrics page reads a body; Twisted kept any, 4 GB went to a temporary
+    file. Past 64 KiB the client is cut off and counted; a small one is fine."""
+    daemon = start_daemon("--port", LOCAL, "--metrics", "tcp:0:interface=127.0.0.1")
+    address = daemon.wait_for(r"metrics on \S+ at (\S+) \(/metrics")[0][1]
+    host, port = address.rsplit(":", 1)
+    chunk = b"10000\r\n" + b"z" * 0x10000 + b"\r\n"
+    with connect(host, int(port)) as sock:
+        sock.sendall(b"POST /metrics HTTP/1.1\r\nHost: x\r\n")
+        sock.sendall(b"Transfer-Encoding: chunked\r\n\r\n")
+        with pytest.raises(OSError):  # reset once past the limit
+            for _ in range(16 * 1024):  # at most 1 GiB
+                sock.sendall(chunk)
+    with connect(host, int(port)) as sock:
+        sock.sendall(b"POST /metrics HTTP/1.1\r\nHost: x\r\n")
+        sock.sendall(b"Content-Length: 10000000000\r\n\r\n")
+        assert closed_by_peer(sock)  # refused on the header alone
+    small = subprocess.run(
+        [need_tool("curl"), "-s", "-o", "/dev/null", "-w", "%{http_code}",
+         "-d", "x=1", f"http://{address}/metrics"],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert small.stdout == "405"  # a page that takes GET only, as before
+    daemon.wait_for(r"refused metrics connection 127\.0\.0\.1:\d+: request body over")
+    _, text = curl(f"http://{address}/metrics")
+    assert metric(text, "echod_metrics_connections_refused_total") == 2
+
+
 def test_metrics_over_tls_scraped_by_curl(
     start_daemon: DaemonStarter, tmp_path: Path
 ) -> None:
