@@ -6,6 +6,7 @@ L{EchoSettings}, which L{makeService} hands to the service and its factories.
 
 from __future__ import annotations
 
+import ipaddress
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -53,17 +54,32 @@ def _number(kind: type[int] | type[float], minimum: float, name: str) -> Any:
 
 
 def parse_udp(value: str) -> tuple[str, int]:
-    """C{PORT}, C{HOST:PORT} or C{[V6]:PORT} as (interface, port)."""
+    """C{PORT}, C{ADDRESS:PORT} or C{[IPV6]:PORT} as (interface, port).
+
+    The interface is an IP address (what a UDP socket binds), checked here so
+    that a typo is a usage error rather than a failure to listen.
+    """
     interface, _, port_text = value.rpartition(":")
-    interface = interface.strip("[]")
+    if interface.startswith("[") or interface.endswith("]"):
+        inner = interface[1:-1]
+        if not (interface.startswith("[") and interface.endswith("]") and ":" in inner):
+            raise usage.UsageError(f"--udp: bad IPv6 address in {value!r}")
+        interface = inner
     try:
         port = int(port_text)
     except ValueError:
         raise usage.UsageError(
-            f"--udp takes PORT or INTERFACE:PORT, not {value!r}"
+            f"--udp takes PORT or ADDRESS:PORT, not {value!r}"
         ) from None
     if not 0 <= port <= 65535:
         raise usage.UsageError(f"--udp port must be 0-65535, not {port}")
+    if interface:
+        try:
+            ipaddress.ip_address(interface)
+        except ValueError:
+            raise usage.UsageError(
+                f"--udp: {interface!r} is not an IP address (in {value!r})"
+            ) from None
     return interface, port
 
 

@@ -77,6 +77,13 @@ def test_every_option() -> None:
         (["--udp-rate", "0"], "--udp-rate must be at least 1"),
         (["--udp-max-size", "70000"], "--udp-max-size must be at most 65507"),
         (["--udp", "1.2.3.4:99999"], "--udp port must be 0-65535"),
+        # these three were "cannot listen on ..." (exit 1), the first on ':'
+        (["--udp", "[::1"], "--udp: bad IPv6 address in '[::1'"),
+        (["--udp", "[::1:7"], "--udp: bad IPv6 address in '[::1:7'"),
+        (["--udp", "[zz]:7"], "--udp: bad IPv6 address in '[zz]:7'"),
+        (["--udp", "[1.2.3.4]:7"], "--udp: bad IPv6 address in '[1.2.3.4]:7'"),
+        (["--udp", "1.2.3.4.5:7"], "--udp: '1.2.3.4.5' is not an IP address"),
+        (["--udp", "localhost:7"], "--udp: 'localhost' is not an IP address"),
         (["--log-format", "yaml"], "--log-format must be one of text, json"),
         (["--busy-poll", "-1"], "--busy-poll must be at least 0"),
     ],
