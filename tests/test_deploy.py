@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import os
 import re
-import select
 import shlex
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -18,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.daemon import need_tool, twistd_path
+from tests.notify import NotifySocket
 from tests.peers import connect, connect_when_up, free_port, round_trip
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -93,29 +92,6 @@ def test_security_exposure_at_most_2(units: Path, service: str) -> None:
     assert float(found[1]) <= 2.0
 
 
-class NotifySocket:
-    """A NOTIFY_SOCKET the test owns, as systemd's would be."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(str(path))
-        self.received: list[str] = []
-
-    def wait_for(self, field: str, timeout: float = 20.0) -> list[str]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if any(field in m.split("\n") for m in self.received):
-                return self.received
-            ready, _, _ = select.select([self.sock], [], [], 0.2)
-            if ready:
-                self.received.append(self.sock.recv(4096).decode())
-        raise AssertionError(f"no {field} in {self.received}")
-
-    def close(self) -> None:
-        self.sock.close()
-
-
 def run_as_notify_unit(
     command: list[str], cwd: Path, exercise: Callable[[], None]
 ) -> tuple[int, str]:
@@ -125,14 +101,14 @@ def run_as_notify_unit(
     WATCHDOG=1 must come; SIGTERM must bring STOPPING=1. Returns the exit
     status and the output, which must hold no traceback.
     """
-    notify = NotifySocket(cwd / "notify")
-    env = {**os.environ, "NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": "400000"}
+    notify = NotifySocket()
+    env = {**os.environ, "NOTIFY_SOCKET": notify.address, "WATCHDOG_USEC": "400000"}
     daemon = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True)  # fmt: skip
     try:
-        messages = notify.wait_for("READY=1")
-        ready = next(m for m in messages if "READY=1" in m.split("\n"))
-        assert f"MAINPID={daemon.pid}" in ready.split("\n")
+        ready = notify.wait_for("READY=1")
+        assert f"MAINPID={daemon.pid}" in ready.lines
+        assert ready.pid == daemon.pid  # the kernel's word too
         exercise()
         notify.wait_for("WATCHDOG=1")
         daemon.send_signal(signal.SIGTERM)

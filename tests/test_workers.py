@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 import signal
 import socket
 import ssl
-import struct
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -27,6 +24,7 @@ from echod.workers import (
 )
 from tests.certs import self_signed
 from tests.daemon import need_tool, terminate
+from tests.notify import NotifySocket
 from tests.peers import connect, connect_when_up, free_port, round_trip
 
 ECHOD = str(Path(sys.executable).with_name("echod"))
@@ -162,15 +160,13 @@ def test_worker_notices_know_the_sender_by_pid() -> None:
 # end to end
 
 
-def test_echod_serve_workers(
-    tmp_path: Path, notify_socket: tuple[str, socket.socket]
-) -> None:
-    address, notices = notify_socket
-    port, process = two_tcp_workers(tmp_path, address)
+def test_echod_serve_workers(tmp_path: Path, notify_socket: NotifySocket) -> None:
+    notify = notify_socket
+    port, process = two_tcp_workers(tmp_path, notify.address)
     try:
         with connect_when_up(port, process) as sock:  # the first worker serves
             assert round_trip(sock, b"up") == b"up"
-        assert "READY=1" in next_notice(notices, 30).lines  # and now both
+        assert "READY=1" in notify.next(30).lines  # and now both
         for i in range(30):
             with connect("127.0.0.1", port) as sock:
                 assert round_trip(sock, b"%d" % i) == b"%d" % i
@@ -192,15 +188,15 @@ def running(pid: int) -> bool:
 
 
 def test_workers_end_when_the_parent_is_killed(
-    tmp_path: Path, notify_socket: tuple[str, socket.socket]
+    tmp_path: Path, notify_socket: NotifySocket
 ) -> None:
     """SIGKILL leaves the parent no time to pass anything on; the workers are
     stopped by the kernel (PR_SET_PDEATHSIG), drain, and exit."""
-    address, notices = notify_socket
-    _, process = two_tcp_workers(tmp_path, address)
+    notify = notify_socket
+    _, process = two_tcp_workers(tmp_path, notify.address)
     workers: list[int] = []
     try:
-        assert "READY=1" in next_notice(notices, 30).lines
+        assert "READY=1" in notify.next(30).lines
         workers = children_of(process.pid)
         assert len(workers) == 2
         process.kill()
@@ -266,54 +262,23 @@ def test_a_port_in_use_is_reported_once(tmp_path: Path) -> None:
     )
 
 
-@dataclass
-class Notice:
-    """One sd_notify datagram: when it came, its sender, its lines."""
-
-    at: float
-    pid: int
-    lines: list[str]
-
-
 @pytest.fixture
-def notify_socket() -> Iterator[tuple[str, socket.socket]]:
-    """A NOTIFY_SOCKET as systemd's: ($NOTIFY_SOCKET, the receiving socket)."""
-    name = f"echod-test-{os.getpid()}-{secrets.token_hex(4)}"
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
-        sock.bind("\0" + name)
-        yield "@" + name, sock
+def notify_socket() -> Iterator[NotifySocket]:
+    """A NOTIFY_SOCKET as systemd's, closed after the test."""
+    notify = NotifySocket()
+    try:
+        yield notify
+    finally:
+        notify.close()
 
 
-def notices_for(sock: socket.socket, seconds: float) -> list[Notice]:
-    """Every datagram that arrives within C{seconds}."""
-    got: list[Notice] = []
-    deadline = time.monotonic() + seconds
-    while (left := deadline - time.monotonic()) > 0:
-        try:
-            got.append(next_notice(sock, left))
-        except TimeoutError:
-            break
-    return got
-
-
-def next_notice(sock: socket.socket, timeout: float) -> Notice:
-    """The next datagram; fail if none comes within C{timeout}."""
-    sock.settimeout(timeout)
-    data, ancillary, _, _ = sock.recvmsg(4096, 64)
-    pid = struct.unpack("3i", ancillary[0][2][:12])[0]
-    return Notice(time.monotonic(), pid, data.decode().split("\n"))
-
-
-def test_workers_speak_for_systemd(
-    tmp_path: Path, notify_socket: tuple[str, socket.socket]
-) -> None:
+def test_workers_speak_for_systemd(tmp_path: Path, notify_socket: NotifySocket) -> None:
     """READY=1 once all listen, WATCHDOG=1 while all answer, STOPPING=1: all
     from the parent (the unit's main pid, as NotifyAccess=main wants)."""
-    address, sock = notify_socket
-    port, process = two_tcp_workers(tmp_path, address, WATCHDOG_USEC="600000")
+    notify = notify_socket
+    port, process = two_tcp_workers(tmp_path, notify.address, WATCHDOG_USEC="600000")
     try:
-        ready = next_notice(sock, 30)
+        ready = notify.next(30)
         assert ready.pid == process.pid
         assert ready.lines == [
             "READY=1", "STATUS=2 workers echoing", f"MAINPID={process.pid}"
@@ -323,19 +288,19 @@ def test_workers_speak_for_systemd(
         for _ in range(10):  # both listen by now
             with connect("127.0.0.1", port) as conn:
                 assert round_trip(conn, b"ready") == b"ready"
-        relayed = notices_for(sock, 2.0)
+        relayed = notify.within(2.0)
         assert len(relayed) >= 2, relayed
         assert all(n.lines == ["WATCHDOG=1"] and n.pid == process.pid for n in relayed)
         os.kill(workers[0], signal.SIGSTOP)  # a hung worker: systemd must hear it
         try:
-            notices_for(sock, 0.7)  # what was already on its way
-            assert notices_for(sock, 1.5) == []
+            notify.within(0.7)  # what was already on its way
+            assert notify.within(1.5) == []
         finally:
             os.kill(workers[0], signal.SIGCONT)
-        assert notices_for(sock, 3.0), "WATCHDOG=1 again once it answers"
+        assert notify.within(3.0), "WATCHDOG=1 again once it answers"
         process.send_signal(signal.SIGTERM)
         assert process.wait(30) == 0
-        after = [n.lines for n in notices_for(sock, 0.5)]
+        after = [n.lines for n in notify.within(0.5)]
         assert [n for n in after if n != ["WATCHDOG=1"]] == [
             ["STOPPING=1", "STATUS=stopping 2 workers"]
         ], after
@@ -345,23 +310,23 @@ def test_workers_speak_for_systemd(
 
 
 def test_workers_share_systemd_sockets(
-    tmp_path: Path, notify_socket: tuple[str, socket.socket]
+    tmp_path: Path, notify_socket: NotifySocket
 ) -> None:
     """Under socket activation the workers inherit the parent's sockets."""
     activate = need_tool("systemd-socket-activate")
     port = free_port()
-    address, notices = notify_socket
+    notify = notify_socket
     process = subprocess.Popen(
         [activate, "-l", f"127.0.0.1:{port}", "--fdname=echod", "-E", "NOTIFY_SOCKET",
          ECHOD, "serve", "--workers", "2", "--port", "systemd:domain=INET:index=0"],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        start_new_session=True, env=dict(os.environ, NOTIFY_SOCKET=address),
+        start_new_session=True, env=dict(os.environ, NOTIFY_SOCKET=notify.address),
     )  # fmt: skip
     try:
         # The first connection starts echod, as systemd does, and waits.
         with connect_when_up(port, process) as sock:
             assert round_trip(sock, b"first", timeout=30) == b"first"
-        assert "READY=1" in next_notice(notices, 30).lines  # both workers listen
+        assert "READY=1" in notify.next(30).lines  # both workers listen
         for i in range(20):
             with connect("127.0.0.1", port) as sock:
                 assert round_trip(sock, b"%d" % i) == b"%d" % i
@@ -379,20 +344,18 @@ def test_workers_share_systemd_sockets(
     assert "Traceback" not in out, out
 
 
-def test_workers_share_a_tls_port(
-    tmp_path: Path, notify_socket: tuple[str, socket.socket]
-) -> None:
+def test_workers_share_a_tls_port(tmp_path: Path, notify_socket: NotifySocket) -> None:
     key, cert = self_signed(tmp_path)
     port = free_port()
-    address, sock = notify_socket
+    notify = notify_socket
     process = start_workers(
         ["2", "--port", f"ssl:{port}:interface=127.0.0.1",
          "--tls-cert", str(cert), "--tls-key", str(key)],
-        tmp_path, dict(os.environ, NOTIFY_SOCKET=address),
+        tmp_path, dict(os.environ, NOTIFY_SOCKET=notify.address),
     )  # fmt: skip
     context = ssl.create_default_context(cafile=str(cert))
     try:
-        assert "READY=1" in next_notice(sock, 30).lines  # both workers listen
+        assert "READY=1" in notify.next(30).lines  # both workers listen
         for i in range(20):
             with context.wrap_socket(
                 connect("127.0.0.1", port), server_hostname="localhost"
