@@ -69,8 +69,14 @@ def serve(args: Sequence[str]) -> int:
                 f"not {count!r}\n"
             )
             return 2
-        from echod.workers import serve_workers
+        from echod.workers import WORKERS_PER_CPU, most_workers, serve_workers
 
+        if int(count) > most_workers():
+            sys.stderr.write(
+                f"echod: error: --workers {count}: at most {most_workers()} here "
+                f"({WORKERS_PER_CPU} per CPU this process may run on)\n"
+            )
+            return 2
         return serve_workers(int(count), rest)
     from twisted.scripts.twistd import run
 

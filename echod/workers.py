@@ -62,6 +62,20 @@ class WorkersError(Exception):
     """Why N processes cannot serve these options; one line for the user."""
 
 
+WORKERS_PER_CPU = 4
+"""Most workers per CPU this process may run on (more only contend)."""
+
+
+def most_workers() -> int:
+    """How many workers C{--workers} may ask for here.
+
+    A mistyped count (100000 for 10) would otherwise start processes until the
+    kernel's out-of-memory killer steps in; nginx caps its worker processes
+    too (1024).
+    """
+    return WORKERS_PER_CPU * len(os.sched_getaffinity(0))
+
+
 def check_shareable(settings: EchoSettings, workers: int) -> None:
     """Raise L{WorkersError} unless C{workers} processes can share C{settings}."""
     if workers == 1:

@@ -225,6 +225,18 @@ def test_workers_needs_a_number(capsys: pytest.CaptureFixture[str]) -> None:
         )
 
 
+def test_workers_are_at_most_four_per_cpu(capsys: pytest.CaptureFixture[str]) -> None:
+    """--workers 100000 started processes until the kernel's OOM killer came."""
+    from echod.cli import main
+
+    cpus = len(os.sched_getaffinity(0))
+    assert main(["serve", "--workers", str(4 * cpus + 1)]) == 2
+    assert capsys.readouterr().err == (
+        f"echod: error: --workers {4 * cpus + 1}: at most {4 * cpus} here "
+        "(4 per CPU this process may run on)\n"
+    )
+
+
 @pytest.mark.parametrize(
     ("args", "code", "line"),
     [
