@@ -222,11 +222,17 @@ class EchoProtocol(Protocol):
         transport = self.stream
         transport.unregisterProducer()
         transport.pauseProducing()
+        self._discarding = True
         if can_half_close(transport):
-            self._discarding = True
             cast(ITCPTransport, transport).loseWriteConnection()
         else:
+            # TLS: close_notify goes out after the queued echo; then Twisted
+            # waits for the client's close_notify or FIN, which it sees only
+            # if it reads. Read and discard, as a plain socket does once its
+            # write side is shut.
             transport.loseConnection()
+            if isinstance(transport, TLSMemoryBIOProtocol):
+                transport.resumeProducing()
 
     def _check_handshake(self) -> None:
         transport = self.transport
