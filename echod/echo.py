@@ -22,6 +22,7 @@ from typing import Any, cast
 
 from OpenSSL.SSL import Error as SSLError
 from twisted.internet import error
+from twisted.internet.address import UNIXAddress
 from twisted.internet.interfaces import (
     IAddress,
     IDelayedCall,
@@ -78,11 +79,12 @@ def format_address(address: IAddress) -> str:
     if host is not None and port is not None:
         host = plain_host(host)
         return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    name = getattr(address, "name", None)
-    if name is not None:
-        if isinstance(name, bytes):
-            name = name.decode("utf-8", "replace")
-        return f"unix:{name}"
+    if isinstance(address, UNIXAddress):
+        # A client socket usually has no name: "unix:", as nginx logs it. An
+        # abstract name (leading NUL) is written with "@", as ss and systemd do.
+        raw: str | bytes = address.name or b""
+        name = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+        return "unix:" + ("@" + name[1:] if name.startswith("\0") else name)
     return str(address)
 
 

@@ -69,7 +69,7 @@ def parse_udp(value: str) -> tuple[str, int]:
         port = int(port_text)
     except ValueError:
         raise usage.UsageError(
-            f"--udp takes PORT or ADDRESS:PORT, not {value!r}"
+            f"--udp takes PORT or INTERFACE:PORT, not {value!r}"
         ) from None
     if not 0 <= port <= 65535:
         raise usage.UsageError(f"--udp port must be 0-65535, not {port}")

@@ -205,3 +205,5 @@ def test_format_address() -> None:
     assert format_address(IPv6Address("TCP", "::1", 7)) == "[::1]:7"
     assert format_address(IPv6Address("TCP", "::ffff:10.1.2.3", 7)) == "10.1.2.3:7"
     assert format_address(UNIXAddress(b"/tmp/s")) == "unix:/tmp/s"
+    assert format_address(UNIXAddress(None)) == "unix:"  # was "UNIXAddress(None)"
+    assert format_address(UNIXAddress(b"\0echod")) == "unix:@echod"
