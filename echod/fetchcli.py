@@ -41,7 +41,14 @@ from echod.fetch import (
     Timing,
     fetch,
 )
-from echod.fetchrequest import URL, Request, RequestError, parse_header, parse_url
+from echod.fetchrequest import (
+    URL,
+    Request,
+    RequestError,
+    basic_authorization,
+    parse_header,
+    parse_url,
+)
 from echod.stdstreams import discard_stdout
 from echod.tlsclient import ClientTLS
 
@@ -384,6 +391,10 @@ def build(args: argparse.Namespace) -> Command:
     if args.max_filesize is not None and args.max_filesize < 0:
         raise RequestError("--max-filesize cannot be negative")
     headers = tuple(parse_header(h) for h in args.header)
+    if url.userinfo is not None and "authorization" not in {
+        name.lower() for name, _ in headers
+    }:  # user:password@ in the URL, as curl sends it
+        headers += (basic_authorization(url.userinfo),)
     raw = None
     if args.request_file is not None:
         _readable(args.request_file, "the request file")

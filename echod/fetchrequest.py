@@ -8,10 +8,11 @@ the percent-encoding to use instead).
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import unquote, urljoin, urlsplit
 
 from echod import __version__
 
@@ -31,6 +32,8 @@ class URL:
     host: str  # without brackets, for IPv6 literals
     port: int
     target: str  # path and query, as given ("/" when empty)
+    userinfo: str | None = field(default=None, repr=False)
+    """C{user:password} from the URL, percent-decoded (never shown)."""
 
     @property
     def tls(self) -> bool:
@@ -77,8 +80,9 @@ def parse_url(text: str) -> URL:
     scheme = parts.scheme.lower()
     if scheme not in DEFAULT_PORTS:
         raise RequestError(f"unsupported scheme {parts.scheme!r} (http and https only)")
-    if parts.username is not None or parts.password is not None:
-        raise RequestError("user:password@ in the URL is not supported (use -H)")
+    userinfo = None
+    if parts.username is not None:
+        userinfo = unquote(parts.username) + ":" + unquote(parts.password or "")
     host = parts.hostname
     if not host:
         raise RequestError(f"no host in {text!r}")
@@ -94,7 +98,12 @@ def parse_url(text: str) -> URL:
         target = "/" + target
     if parts.query or text.split("#", 1)[0].endswith("?"):
         target += "?" + parts.query
-    return URL(scheme, host, port or DEFAULT_PORTS[scheme], target)
+    return URL(scheme, host, port or DEFAULT_PORTS[scheme], target, userinfo)
+
+
+def basic_authorization(userinfo: str) -> tuple[str, str]:
+    """The header for C{user:password} from a URL: HTTP Basic (RFC 7617), UTF-8."""
+    return "Authorization", "Basic " + base64.b64encode(userinfo.encode()).decode()
 
 
 def redirect_url(base: URL, location: str) -> URL:

@@ -32,6 +32,10 @@ http {{
         location /ssi/ {{ ssi on; }}
         location = /redirect {{ return 302 /index.html; }}
         location = /to-plain {{ return 301 http://127.0.0.1:{port}/index.html; }}
+        location /private/ {{
+            auth_basic "echod"; auth_basic_user_file {dir}/htpasswd;
+            alias {dir}/private/;
+        }}
     }}
     {mtls_server}
 }}
@@ -64,6 +68,10 @@ class Nginx:
                     f"ssl_client_certificate {client_ca}; ssl_verify_client on; "
                     f"root {root}; }}"
                 )
+        # /private/ok.txt takes Basic auth: user "us@er", password "p@ss w".
+        (directory / "htpasswd").write_text("us@er:{PLAIN}p@ss w\n")
+        (directory / "private").mkdir(exist_ok=True)
+        (directory / "private" / "ok.txt").write_text("let in\n")
         config = directory / "nginx.conf"
         config.write_text(
             CONFIG.format(

@@ -429,6 +429,19 @@ def test_redirects(nginx: Nginx, pki: dict[str, Path], hostile: HostileServer,
     )
 
 
+def test_basic_auth_from_the_url(nginx: Nginx, tmp_path: Path) -> None:
+    """user:password@ in the URL, percent-decoded, as curl sends it (was refused)."""
+    url = nginx.url("/private/ok.txt")
+    denied = fetch("-f", "-s", url, cwd=tmp_path)
+    assert denied.code == 22, denied.stderr
+    let_in = url.replace("://", "://us%40er:p%40ss%20w@")
+    run = fetch("-f", "-s", "-o", "-", let_in, cwd=tmp_path)
+    assert (run.code, run.stdout) == (0, b"let in\n"), run.stderr
+    shown = fetch("-v", "-s", "-o", "/dev/null", let_in, cwd=tmp_path)
+    assert "Authorization: Basic dXNAZXI6cEBzcyB3" in shown.stderr, shown.stderr
+    assert "p@ss" not in shown.stderr and "p%40ss" not in shown.stderr
+
+
 def test_head_and_304_have_no_body(nginx: Nginx, tmp_path: Path) -> None:
     head = fetch("-X", "HEAD", "-o", "h", nginx.url("/big.bin"), cwd=tmp_path)
     assert head.code == 0, head

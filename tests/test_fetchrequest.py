@@ -10,6 +10,7 @@ from echod.fetchrequest import (
     URL,
     Request,
     RequestError,
+    basic_authorization,
     parse_header,
     parse_url,
     redirect_url,
@@ -37,7 +38,6 @@ def test_parse_url(text: str, url: URL) -> None:
         ("ftp://h/", "unsupported scheme"),
         ("http://h/a b", "space"),
         ("http://h/é", "percent-encode"),
-        ("http://user:pw@h/", "not supported"),
         ("http://h:99999/", "bad port"),
         ("http://:80/", "no host"),
         ("http://[::1/", r"bad IPv6 address in 'http://\[::1/'"),
@@ -47,6 +47,17 @@ def test_parse_url(text: str, url: URL) -> None:
 def test_bad_urls(text: str, says: str) -> None:
     with pytest.raises(RequestError, match=says):
         parse_url(text)
+
+
+def test_userinfo_is_kept_decoded_and_never_shown() -> None:
+    """user:password@ in the URL (was refused): Basic auth, as curl sends it."""
+    url = parse_url("http://us%40er:p%3Ass%20w@h:8080/x")
+    assert url.userinfo == "us@er:p:ss w"
+    assert str(url) == "http://h:8080/x" and "p:ss" not in repr(url)
+    assert parse_url("http://user@h/").userinfo == "user:"
+    assert basic_authorization("Aladdin:open sesame") == (
+        "Authorization", "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ=="
+    )  # RFC 7617's example  # fmt: skip
 
 
 def test_authority_and_file_name() -> None:
