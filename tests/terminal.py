@@ -16,6 +16,7 @@ import os
 import struct
 import subprocess
 import termios
+import time
 from collections.abc import Mapping, Sequence
 
 from pexpect.fdpexpect import fdspawn
@@ -58,6 +59,20 @@ class Terminal(fdspawn):  # type: ignore[misc]
     def sendeof(self) -> None:
         """Type the terminal's end-of-file character (Ctrl-D)."""
         self._control_character(termios.VEOF)
+
+    def wait_for_line_editing(self, timeout: float = 10.0) -> None:
+        """Wait until the program reads a line with readline (the terminal out
+        of canonical mode), so that what is typed next reaches readline.
+
+        A Ctrl-D typed while the terminal is still canonical (between one line
+        and the next prompt) is consumed by the terminal driver as an EOF that
+        nobody reads, and lost when readline switches modes.
+        """
+        deadline = time.monotonic() + timeout
+        while termios.tcgetattr(self.child_fd)[3] & termios.ICANON:
+            if time.monotonic() > deadline:
+                raise AssertionError("the program never started reading a line")
+            time.sleep(0.02)
 
     def sendintr(self) -> None:
         """Type the terminal's interrupt character (Ctrl-C)."""

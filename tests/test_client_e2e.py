@@ -113,7 +113,9 @@ def test_interactive_ctrl_d_half_closes_and_prints_what_is_coming(
     try:
         child.expect("input> ")
         child.sendline("last words")
-        child.expect("last words")
+        child.expect("last words")  # the line as typed
+        child.expect("last words")  # the echo, printed above the prompt
+        child.wait_for_line_editing()  # readline reads the next line: Ctrl-D
         child.sendeof()
         child.expect("connection closed by the peer")
         child.expect(pexpect.EOF)
