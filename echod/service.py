@@ -120,6 +120,9 @@ def parse_endpoint(
             )
         except ListenError as e:
             raise ListenError(str(e).replace(repr(inner), repr(description))) from None
+    kind, _, kwargs = split_description(description)
+    if kind in BACKLOG_TYPES:
+        check_backlog(description, kwargs)
     if reuse_port:
         try:
             address = reuse_port_address(description, backlog or DEFAULT_BACKLOG)
@@ -146,10 +149,13 @@ def parse_endpoint(
 
 
 def check_backlog(description: str, kwargs: dict[str, str]) -> None:
-    """Raise L{ListenError} if an endpoint's C{backlog=} is not a number."""
-    backlog = kwargs.get("backlog", "0")
-    if not backlog.isdigit():
-        raise ListenError(f"bad endpoint {description!r}: {backlog!r} is not a number")
+    """Raise L{ListenError} if an endpoint's C{backlog=} is not a number of at
+    least 1 (Python makes a negative backlog 0, a queue of about one)."""
+    backlog = kwargs.get("backlog", "1")
+    if not backlog.isdigit() or int(backlog) < 1:
+        raise ListenError(
+            f"bad endpoint {description!r}: {backlog!r} is not a number of at least 1"
+        )
 
 
 class EchoService(Service):

@@ -312,6 +312,9 @@ def test_udp_never_answers_small_service_ports(start_daemon: DaemonStarter) -> N
         (["--port", "tcp:0:frob=1"], "bad endpoint 'tcp:0:frob=1': unknown parameter"),
         (["--port", "unix:"], "bad endpoint 'unix:': no socket path"),
         (["--port", "ssl:0:backlog=x"], "bad endpoint 'ssl:0:backlog=x': 'x' is not"),
+        # was accepted: Python makes a negative backlog 0, a queue of about one
+        (["--port", "tcp:0:backlog=-3"], "'tcp:0:backlog=-3': '-3' is not a number of"),
+        (["--port", "haproxy:tcp:0:backlog=0"], "'0' is not a number of at least 1"),
         (
             ["--port", "tls:.:backlog=-1"],
             "bad endpoint 'tls:.:backlog=-1': '-1' is not",
