@@ -71,9 +71,10 @@ def serve(args: Sequence[str]) -> int:
             return 2
         from echod.workers import WORKERS_PER_CPU, most_workers, serve_workers
 
-        if int(count) > most_workers():
+        most = most_workers()
+        if int(count) > most:
             sys.stderr.write(
-                f"echod: error: --workers {count}: at most {most_workers()} here "
+                f"echod: error: --workers {count}: at most {most} here "
                 f"({WORKERS_PER_CPU} per CPU this process may run on)\n"
             )
             return 2

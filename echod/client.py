@@ -146,9 +146,10 @@ def checked_port(text: str, port_text: str) -> int:
     return port
 
 
-def endpoint_host_port(text: str) -> tuple[str | None, str | None]:
-    """The host and port text of a C{tcp:} or C{ssl:} client endpoint string."""
-    _, args, kwargs = split_description(text)
+def endpoint_host_port(
+    args: list[str], kwargs: dict[str, str]
+) -> tuple[str | None, str | None]:
+    """The host and port text of a split C{tcp:} or C{ssl:} endpoint string."""
     host = kwargs.get("host", args[0] if args else None)
     port = kwargs.get("port", args[1] if len(args) > 1 else None)
     return host, port
@@ -172,7 +173,7 @@ def ssl_target(text: str) -> Target:
     directory; echod never connects unverified without C{--insecure}, so
     C{ssl:host=H:port=P} (or C{ssl:H:P}) means what C{tls:H:P} means.
     """
-    _, _, kwargs = split_description(text)
+    _, args, kwargs = split_description(text)
     other = sorted(set(kwargs) - {"host", "port"})
     if other:
         raise ClientError(
@@ -180,7 +181,7 @@ def ssl_target(text: str) -> Target:
             f"bad endpoint {text!r}: echod does TLS itself, so {', '.join(other)} "
             "has no place here: use tls:HOST:PORT with --cacert, --cert, --key",
         )
-    host, port_text = endpoint_host_port(text)
+    host, port_text = endpoint_host_port(args, kwargs)
     check_endpoint_host(text, host)
     if not host or port_text is None or not port_text.isdigit():
         raise ClientError(USAGE, f"bad endpoint {text!r}: expected ssl:HOST:PORT")
@@ -193,9 +194,10 @@ def check_endpoint(text: str) -> None:
     Twisted would take a bracketed host as a name to look up (and report a
     refused or failed connection) and a port past 65535 as a connect error.
     """
-    if not text.startswith("tcp:"):
+    kind, args, kwargs = split_description(text)
+    if kind != "tcp":
         return
-    host, port_text = endpoint_host_port(text)
+    host, port_text = endpoint_host_port(args, kwargs)
     check_endpoint_host(text, host)
     if port_text is not None and port_text.isdigit():
         checked_port(text, port_text)

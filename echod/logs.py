@@ -33,6 +33,12 @@ class JSONLinesObserver:
             pass
 
 
+def worth_logging(count: int) -> bool:
+    """Whether the C{count}th event of a kind gets a log line: the first, then
+    every 1000th, so that a flood is not a flood of log lines."""
+    return count % 1000 == 1
+
+
 def event_as_json(event: LogEvent) -> str:
     """The JSON line for one event."""
     stamp = event.get("log_time")

@@ -30,6 +30,7 @@ from twisted.web.server import Request, Site
 from zope.interface import implementer
 
 from echod.echo import EchoFactory, RefusedProtocol, format_address
+from echod.logs import worth_logging
 from echod.stats import REFUSAL_REASONS, UDP_DROP_REASONS, EchoStats
 
 CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
@@ -175,7 +176,7 @@ class HealthPage(Resource):
 def refused_metrics_client(stats: EchoStats, peer: str, why: str) -> None:
     """Count a refused metrics client; log the first, then every 1000th."""
     stats.metrics_refused += 1
-    if stats.metrics_refused % 1000 == 1:
+    if worth_logging(stats.metrics_refused):
         log.warn(
             "refused metrics connection {peer}: {why} ({count} so far)",
             peer=peer,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import signal
 import socket
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +85,16 @@ class ListenError(Exception):
     """A listener could not be set up; the message says which and why."""
 
 
+@contextmanager
+def errors_named(inner: str, description: str) -> Iterator[None]:
+    """Reword a L{ListenError} about C{inner} (the endpoint under C{haproxy:})
+    to name the whole C{description} the user gave."""
+    try:
+        yield
+    except ListenError as e:
+        raise ListenError(str(e).replace(repr(inner), repr(description))) from None
+
+
 def listen_now(
     endpoint: IStreamServerEndpoint, factory: IProtocolFactory, failing: str
 ) -> IListeningPort:
@@ -114,12 +126,10 @@ def parse_endpoint(
     """
     if description.startswith("haproxy:"):
         inner = description.removeprefix("haproxy:")
-        try:
+        with errors_named(inner, description):
             return ProxyHeaderEndpoint(
                 parse_endpoint(reactor, inner, backlog, reuse_port)
             )
-        except ListenError as e:
-            raise ListenError(str(e).replace(repr(inner), repr(description))) from None
     kind, _, kwargs = split_description(description)
     if kind in BACKLOG_TYPES:
         check_backlog(description, kwargs)
@@ -209,10 +219,8 @@ class EchoService(Service):
         """C{haproxy:ssl:...} or C{haproxy:tls:...}: the PROXY header in clear,
         then echod's TLS (as HAProxy sends it; see L{echod.proxy})."""
         inner = description.removeprefix("haproxy:")
-        try:
+        with errors_named(inner, description):
             tls = self._endpoint(inner)
-        except ListenError as e:
-            raise ListenError(str(e).replace(repr(inner), repr(description))) from None
         assert isinstance(tls, TLSServerEndpoint)
         return ProxyHeaderEndpoint(tls.inner, tls.wrap)
 

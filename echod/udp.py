@@ -19,6 +19,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
+from echod.logs import worth_logging
 from echod.settings import UDPSettings
 from echod.stats import EchoStats
 
@@ -105,9 +106,7 @@ class UDPEchoProtocol(DatagramProtocol):
     def _drop(self, reason: str, host: str, port: int) -> None:
         dropped = self.stats.udp_dropped
         dropped[reason] += 1
-        # A flood must not become a flood of log lines: log the first drop of
-        # each reason, then every 1000th.
-        if dropped[reason] % 1000 == 1:
+        if worth_logging(dropped[reason]):
             log.warn(
                 "udp dropped datagram from {peer}: {reason} ({count} so far)",
                 peer=f"{host}:{port}",

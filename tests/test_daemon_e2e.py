@@ -328,6 +328,7 @@ def test_udp_never_answers_small_service_ports(start_daemon: DaemonStarter) -> N
         (["--max-connections", "lots"], "--max-connections must be a whole number"),
         (["--log-format", "xml"], "--log-format must be one of text, json"),
         (["--udp", "seven"], "--udp takes PORT or INTERFACE:PORT"),
+        (["--udp", "[::1"], "--udp: bad IPv6 address in '[::1'"),
         (["--no-such-option"], "no-such-option"),
     ],
 )
@@ -412,6 +413,7 @@ def test_tcp6_and_unix_listeners(start_daemon: DaemonStarter, tmp_path: Path) ->
         sock.shutdown(socket.SHUT_WR)
         assert drain(sock) == b"unix"
     assert unix == f"unix:{sock_path}"
+    daemon.wait_for(r"closed unix: in=4 out=4 ")  # an unnamed client socket
 
 
 def test_systemd_socket_activation(start_daemon: DaemonStarter) -> None:

@@ -585,6 +585,7 @@ def test_errors_are_one_line(tmp_path: Path) -> None:
             "cannot read the data file",
         ),
         (["-H", "bad header", "http://127.0.0.1/"], 2, "bad header"),
+        (["--max-time", "nan", "http://127.0.0.1/"], 2, "--max-time must be a number"),
         (["--resolve", "x", "http://127.0.0.1/"], 2, "bad --resolve"),
         (["--cacert", "missing.pem", "https://127.0.0.1:1/"], 2, "missing.pem"),
     ]
