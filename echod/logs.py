@@ -3,13 +3,27 @@
 from __future__ import annotations
 
 import json
+import signal
+import sys
 from datetime import datetime, timezone
-from typing import IO, Any
+from pathlib import Path
+from typing import Any, Protocol
 
 from twisted.logger import ILogObserver, LogEvent, formatEvent
+from twisted.python.logfile import LogFile
 from zope.interface import implementer
 
 _PLAIN = (str, int, float, bool, type(None))
+
+
+class TextOutput(Protocol):
+    """Where log lines go: a text stream, or Twisted's rotating L{LogFile}."""
+
+    def write(self, data: str) -> Any:
+        """Write C{data}."""
+
+    def flush(self) -> Any:
+        """Flush what was written."""
 
 
 @implementer(ILogObserver)
@@ -21,7 +35,7 @@ class JSONLinesObserver:
     bytes_in, reason, ...) follow as they are, so a shipper can index them.
     """
 
-    def __init__(self, out: IO[str]) -> None:
+    def __init__(self, out: TextOutput) -> None:
         self.out = out
 
     def __call__(self, event: LogEvent) -> None:
@@ -31,6 +45,19 @@ class JSONLinesObserver:
             self.out.flush()
         except Exception:
             pass
+
+
+def json_log_observer(path: Path | None, reactor: Any) -> JSONLinesObserver:
+    """The observer of C{--log-format json}: stdout (C{path} None), or C{path}
+    as twistd keeps its own log file: rotated at 1 MB and on SIGUSR1."""
+    if path is None:
+        return JSONLinesObserver(sys.stdout)
+    log_file = LogFile.fromFullPath(str(path))
+    if not signal.getsignal(signal.SIGUSR1):  # as twistd: unless already taken
+        signal.signal(
+            signal.SIGUSR1, lambda *_: reactor.callFromThread(log_file.rotate)
+        )
+    return JSONLinesObserver(log_file)
 
 
 def worth_logging(count: int) -> bool:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import signal
 import socket
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,7 +33,7 @@ from echod.endpointerrors import (
     listen_failure_message,
     parse_error_message,
 )
-from echod.logs import JSONLinesObserver
+from echod.logs import json_log_observer
 from echod.metrics import ListenerState, metrics_site
 from echod.notify import SystemdNotifier
 from echod.proxy import ProxyHeaderEndpoint
@@ -357,7 +356,8 @@ class EchoService(Service):
         """
         super().setServiceParent(parent)
         if self.settings.log_format == "json" and isinstance(parent, Componentized):
-            parent.setComponent(ILogObserver, JSONLinesObserver(sys.stdout))
+            observer = json_log_observer(self.settings.log_file, self.reactor)
+            parent.setComponent(ILogObserver, observer)
 
     def startService(self) -> None:
         """Log the listeners and limits (logging is up by now)."""

@@ -58,5 +58,8 @@ class EchoSettings:
     metrics: str | None = None
     """Endpoint serving /metrics and /healthz, or None (off)."""
     log_format: str = "text"
+    log_file: Path | None = None
+    """With C{log_format} json: the file twistd would log to (C{--logfile}, or
+    C{twistd.log} when daemonized); None: stdout."""
     busy_poll: float = 0.0
     """Seconds the reactor polls without sleeping after an I/O event; 0: off."""

@@ -29,6 +29,7 @@ from echod.settings import (
     EchoSettings,
     UDPSettings,
 )
+from echod.twistdoptions import check_twistd_options, log_destination
 
 LOG_FORMATS = ("text", "json")
 MAX_UDP_PAYLOAD = 65507
@@ -202,6 +203,7 @@ class Options(usage.Options):
         super().__init__()
         self["ports"] = []
         self["udp"] = []
+        self["log-file"] = None
 
     def opt_port(self, description: str) -> None:
         """Listen on this Twisted server endpoint (repeatable; default tcp:10000)."""
@@ -236,6 +238,11 @@ class Options(usage.Options):
                 f"--udp-max-size must be at most {MAX_UDP_PAYLOAD}, "
                 f"not {self['udp-max-size']}"
             )
+        twistd = getattr(self, "parent", None)  # twistd's own options, under twistd
+        if twistd is not None:
+            check_twistd_options(twistd, self["log-format"])
+            if self["log-format"] == "json":
+                self["log-file"] = log_destination(twistd)
 
     def parseOptions(self, options: list[str] | None = None) -> None:
         """Parse, turning a usage error into one line on stderr and exit 2.
@@ -279,6 +286,7 @@ class Options(usage.Options):
             tls_handshake_timeout=self["tls-handshake-timeout"],
             metrics=self["metrics"],
             log_format=self["log-format"],
+            log_file=self["log-file"],
             busy_poll=self["busy-poll"] / 1e6,
         )
 

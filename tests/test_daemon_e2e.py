@@ -5,18 +5,21 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import os
 import random
+import re
 import signal
 import socket
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.certs import self_signed
-from tests.daemon import Daemon, DaemonStarter, need_tool
+from tests.daemon import Daemon, DaemonStarter, need_tool, twistd_path
 from tests.peers import (
     closed_by_peer,
     connect,
@@ -784,3 +787,130 @@ def test_plain_text_to_a_tls_port_is_a_counted_handshake_failure(
         assert round_trip(sock, b"fine") == b"fine"
     _, text = curl(f"http://{address}/metrics")
     assert metric(text, "echod_tls_handshake_failures_total") == 1
+
+
+class Daemonized:
+    """``twistd echod`` started as a daemon (no -n), as the README shows; every
+    one is killed after the test by the pid in its pid file."""
+
+    def __init__(self, cwd: Path) -> None:
+        self.cwd = cwd
+        self.pids: list[int] = []
+
+    def __call__(self, *args: str, twistd_args: tuple[str, ...] = ()) -> int:
+        pidfile = self.cwd / f"echod{len(self.pids)}.pid"
+        out = subprocess.run(
+            [twistd_path(), f"--pidfile={pidfile}", *twistd_args, "echod", *args],
+            cwd=self.cwd, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert out.returncode == 0, out.stdout + out.stderr
+        deadline = time.monotonic() + 15
+        while not pidfile.exists() or not pidfile.read_text().strip():
+            assert time.monotonic() < deadline, "no pid file"
+            time.sleep(0.05)
+        pid = int(pidfile.read_text())
+        self.pids.append(pid)
+        assert out.stdout == out.stderr == ""  # everything goes to the log
+        return pid
+
+    def cleanup(self) -> None:
+        for pid in self.pids:
+            if is_running(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def is_running(pid: int) -> bool:
+    """Whether C{pid} is alive (not gone, not a zombie)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+def wait_for_line(path: Path, pattern: str, timeout: float = 15.0) -> re.Match[str]:
+    """Wait until a line of the file C{path} matches C{pattern}."""
+    regex = re.compile(pattern)
+    deadline = time.monotonic() + timeout
+    while True:
+        text = path.read_text() if path.exists() else ""
+        for line in text.splitlines():
+            if match := regex.search(line):
+                return match
+        assert time.monotonic() < deadline, f"no {pattern!r} in {path}:\n{text}"
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def daemonized(tmp_path: Path) -> Iterator[Daemonized]:
+    starter = Daemonized(tmp_path)
+    yield starter
+    starter.cleanup()
+
+
+def test_daemonized_json_log_goes_to_the_log_file_and_rotates(
+    daemonized: Daemonized, tmp_path: Path
+) -> None:
+    # Was: JSON lines went to stdout, which a daemon has closed: no log at all.
+    log = tmp_path / "echod.json"
+    pid = daemonized(
+        "--port", LOCAL, "--log-format", "json", twistd_args=(f"--logfile={log}",)
+    )  # fmt: skip
+    port = int(wait_for_line(log, r'"address":"127\.0\.0\.1:(\d+)"')[1])
+    with connect("127.0.0.1", port) as sock:
+        assert round_trip(sock, b"daemon") == b"daemon"
+    wait_for_line(log, r'"event":"closed"')
+    os.kill(pid, signal.SIGUSR1)  # rotate, as twistd rotates its own log
+    rotated = tmp_path / "echod.json.1"
+    deadline = time.monotonic() + 15
+    while not rotated.exists():
+        assert time.monotonic() < deadline, "SIGUSR1 did not rotate the log"
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGTERM)
+    wait_for_line(log, r'"event":"stopped"')
+    deadline = time.monotonic() + 15
+    while is_running(pid) or (tmp_path / "echod0.pid").exists():
+        assert time.monotonic() < deadline, "did not stop and remove its pid file"
+        time.sleep(0.05)
+    for path in (rotated, log):
+        for text in path.read_text().splitlines():
+            json.loads(text)  # every line is one JSON object
+    assert '"event":"closed"' in rotated.read_text()
+
+
+def test_daemonized_text_log_defaults_to_twistd_log(
+    daemonized: Daemonized, tmp_path: Path
+) -> None:
+    pid = daemonized("--port", LOCAL)
+    port = int(
+        wait_for_line(tmp_path / "twistd.log", r"listening on \S+ at \S+:(\d+)")[1]
+    )
+    with connect("127.0.0.1", port) as sock:
+        assert round_trip(sock, b"daemon") == b"daemon"
+    os.kill(pid, signal.SIGTERM)
+    wait_for_line(tmp_path / "twistd.log", r"stopped: connections=1 ")
+
+
+@pytest.mark.parametrize(
+    ("twistd_args", "message"),
+    [
+        # each was a traceback from inside twistd
+        (["-n", "--logfile=/nonexistent/echod.log"], "twistd --logfile '/nonexis"),
+        (["-n", "--pidfile=/nonexistent/echod.pid"], "twistd --pidfile '/nonexis"),
+        (["--rundir=/nonexistent", "--logfile=x.log"], "twistd --rundir '/nonexis"),
+        (["-n", "--chroot=/nonexistent"], "twistd --chroot '/nonexistent': no such"),
+        (["-n", "--syslog", "--pidfile="], "--log-format json writes to --logfile"),
+    ],
+)
+def test_bad_twistd_files_are_one_clear_line(
+    tmp_path: Path, twistd_args: list[str], message: str
+) -> None:
+    out = subprocess.run(
+        [twistd_path(), *twistd_args, "echod", "--port", LOCAL, "--log-format", "json"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 2
+    assert out.stdout == ""
+    assert out.stderr.splitlines() == [out.stderr.strip()]
+    assert message in out.stderr
+    assert list(tmp_path.iterdir()) == []  # no pid file, no log file
