@@ -41,6 +41,7 @@ from twisted.internet.interfaces import (
 )
 from twisted.logger import Logger
 from twisted.protocols.haproxy._exceptions import InvalidProxyHeader
+from twisted.protocols.haproxy._info import ProxyInfo
 from twisted.protocols.haproxy._v1parser import V1Parser
 from twisted.protocols.haproxy._v2parser import V2Parser
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
@@ -76,6 +77,24 @@ def well_formed(address: IAddress | None) -> bool:
     return ip.version == family and 0 <= address.port <= 65535
 
 
+class ShortUnknownV1Parser(V1Parser):
+    """Twisted's v1 parser, taking also the short C{PROXY UNKNOWN\r\n}.
+
+    The specification lets a sender end an C{UNKNOWN} line right after the
+    word, and HAProxy does for a client without an IP address (one on a UNIX
+    socket frontend); Twisted's parser wants the addresses that follow.
+    """
+
+    @classmethod
+    def parse(cls, line: bytes) -> ProxyInfo:
+        """The header's addresses; none for C{PROXY UNKNOWN}, with or without
+        the rest of the line."""
+        if line == b"PROXY UNKNOWN":
+            return ProxyInfo(line, None, None)
+        info: ProxyInfo = super().parse(line)
+        return info
+
+
 @implementer(IHalfCloseableProtocol)
 class ProxyHeaderProtocol(ProtocolWrapper):
     """Reads the PROXY header, then hands the connection to the echo protocol."""
@@ -85,7 +104,7 @@ class ProxyHeaderProtocol(ProtocolWrapper):
     def __init__(self, factory: ProxyHeaderFactory) -> None:
         super().__init__(factory, None)  # type: ignore[arg-type]
         self._buffer = b""
-        self._parser: V1Parser | V2Parser | None = None
+        self._parser: ShortUnknownV1Parser | V2Parser | None = None
         self._source: IAddress | None = None
         self._destination: IAddress | None = None
         self._timeout: IDelayedCall | None = None
@@ -139,7 +158,7 @@ class ProxyHeaderProtocol(ProtocolWrapper):
             if buf.startswith(V2Parser.PREFIX):
                 self._parser = V2Parser()
             elif buf.startswith(V1_PREFIX):
-                self._parser = V1Parser()
+                self._parser = ShortUnknownV1Parser()
             elif V2Parser.PREFIX.startswith(buf) or V1_PREFIX.startswith(buf):
                 return None, b""  # too short to tell yet
             else:

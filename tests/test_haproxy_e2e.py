@@ -167,3 +167,29 @@ def test_example_config_two_instances_one_stopped(
     assert daemons[0].stop() in (0, -signal.SIGTERM)
     serve_clients(30)  # all served by the instance still up
     daemons[1].wait_for(r"closed .* reason=eof", count=20)
+
+
+@pytest.mark.parametrize("send_proxy", ["send-proxy", "send-proxy-v2"])
+def test_a_client_without_an_ip_address_behind_haproxy(
+    start_daemon: DaemonStarter,
+    haproxies: list[HAProxy],
+    tmp_path: Path,
+    send_proxy: str,
+) -> None:
+    """A client of HAProxy's UNIX-socket frontend has no IP address: HAProxy
+    sends the short C{PROXY UNKNOWN\\r\\n} (v1), which echod refused as
+    malformed (Twisted's parser wants the long form), or a v2 header."""
+    daemon = start_daemon("--port", "haproxy:tcp:0:interface=127.0.0.1")
+    frontend, front_socket = free_port(), tmp_path / "front.sock"
+    config = simple_config(frontend, daemon.tcp_port(), send_proxy)
+    config += f"frontend local\n    bind {front_socket}\n    default_backend be\n"
+    haproxies.append(HAProxy(config, tmp_path, frontend))
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(10)
+        sock.connect(str(front_socket))
+        assert round_trip(sock, b"no address") == b"no address"
+        sock.shutdown(socket.SHUT_WR)
+        assert drain(sock) == b""
+    line = daemon.wait_for(r"closed (\S+) in=10 out=10 .*reason=eof")[0]
+    print(f"{send_proxy}: logged as {line[1]}")
+    assert "refused" not in daemon.output

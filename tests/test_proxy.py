@@ -152,3 +152,31 @@ def test_after_the_header_the_connection_goes_to_what_comes_next() -> None:
     protocol.dataReceived(b"PROXY TCP4 203.0.113.7 192.0.2.1 40000 10000\r\n")
     assert asked == [IPv4Address("TCP", "203.0.113.7", 40000)]
     assert type(protocol.wrappedProtocol) is Protocol
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        b"PROXY UNKNOWN\r\n",  # the short form: Twisted's parser refused it
+        b"PROXY UNKNOWN ffff:f...f:ffff ffff:f...f:ffff 65535 65535\r\n",
+        b"\r\n\r\n\x00\r\nQUIT\n\x20\x00\x00\x00",  # v2 LOCAL
+    ],
+)
+def test_a_header_without_addresses_keeps_the_connections_own(header: bytes) -> None:
+    factory, _ = make()
+    protocol, transport = connect(factory)
+    protocol.dataReceived(header + b"hi")
+    assert transport.value() == b"hi"
+    assert protocol.getPeer() == PROXY_ADDR
+    assert factory.wrappedFactory.stats.refused["bad-proxy-header"] == 0
+
+
+@pytest.mark.parametrize(
+    "line", [b"PROXY UNKNOWNX\r\n", b"PROXY\r\n", b"PROXY \r\n", b"PROXY TCP4\r\n"]
+)
+def test_almost_unknown_is_still_malformed(line: bytes) -> None:
+    factory, _ = make()
+    protocol, transport = connect(factory)
+    protocol.dataReceived(line + b"hi")
+    assert transport.value() == b""
+    assert factory.wrappedFactory.stats.refused["bad-proxy-header"] == 1
