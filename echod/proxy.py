@@ -170,8 +170,7 @@ class ProxyHeaderProtocol(ProtocolWrapper):
         return info, rest or b""
 
     def _refuse(self, why: str) -> None:
-        self._timeout = None
-        self._cancel_timeout()
+        self._cancel_timeout()  # a refusal is final: the timer must not refuse again
         echo = self.factory.wrappedFactory
         echo.stats.refused["bad-proxy-header"] += 1
         log.warn(

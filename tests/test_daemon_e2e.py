@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from echod.proxy import HEADER_TIMEOUT
 from tests.certs import self_signed
 from tests.daemon import Daemon, DaemonStarter, need_tool, twistd_path
 from tests.peers import (
@@ -451,7 +452,7 @@ def test_haproxy_proxy_v1_header_gives_real_peer(start_daemon: DaemonStarter) ->
 def test_haproxy_malformed_header_is_a_counted_refusal(
     start_daemon: DaemonStarter,
 ) -> None:
-    """A port that is not a number: one warning, counted; no traceback."""
+    """A port that is not a number: one warning, counted once; no traceback."""
     daemon = start_daemon(
         "--port", "haproxy:tcp:0:interface=127.0.0.1",
         "--metrics", "tcp:0:interface=127.0.0.1",
@@ -466,9 +467,11 @@ def test_haproxy_malformed_header_is_a_counted_refusal(
         sock.sendall(b"PROXY TCP4 203.0.113.9 127.0.0.1 40000 10000\r\nnext")
         sock.shutdown(socket.SHUT_WR)
         assert drain(sock) == b"next"
+    time.sleep(HEADER_TIMEOUT + 1)  # was: refused a second time, as a timeout
     _, text = curl(f"http://{address}/metrics")
     refused = 'echod_connections_refused_total{reason="bad-proxy-header"}'
     assert metric(text, refused) == 1
+    assert "PROXY header timeout" not in daemon.output
     assert daemon.stop() in (0, -signal.SIGTERM)
     assert "Traceback" not in daemon.output, daemon.output
     assert "refused=[bad-proxy-header=1]" in daemon.output, daemon.output

@@ -85,13 +85,17 @@ def test_per_ip_limit_uses_the_real_client() -> None:
     assert factory.wrappedFactory.stats.refused["max-per-ip"] == 1
 
 
-def test_malformed_header_is_refused_and_counted() -> None:
-    factory, _ = make()
+def test_malformed_header_is_refused_and_counted_once() -> None:
+    factory, clock = make()
     protocol, transport = connect(factory)
-    protocol.dataReceived(b"GET / HTTP/1.1\r\n")
-    assert transport.disconnected
+    with capturedLogs() as events:
+        protocol.dataReceived(b"GET / HTTP/1.1\r\n")
+        assert transport.disconnected
+        clock.advance(HEADER_TIMEOUT)  # was: refused again, as a timeout
     assert factory.wrappedFactory.stats.refused["bad-proxy-header"] == 1
     assert protocol.wrappedProtocol is None
+    assert [e["why"] for e in events] == ["malformed PROXY header"]
+    assert not clock.getDelayedCalls()
 
 
 @pytest.mark.parametrize(
