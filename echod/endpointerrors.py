@@ -26,6 +26,16 @@ def parse_error_message(error: Exception) -> str:
         unknown = re.search(r"unexpected keyword argument ('.+')", message)
         if unknown:
             return f"unknown parameter {unknown.group(1)}"
+        if re.search(
+            r"got multiple values for argument|positional arguments? but \d+ "
+            r"(were|was) given",
+            message,
+        ):
+            # tcp:7:interface=::1 splits into fields 7, interface=, '', 1.
+            return (
+                "more fields than the endpoint takes: a ':' inside a value "
+                "(an IPv6 address, a path) is written '\\:', as in interface=\\:\\:1"
+            )
     not_int = re.fullmatch(r"invalid literal for int\(\) with base 10: (.+)", message)
     if not_int:
         return f"{not_int.group(1)} is not a number"

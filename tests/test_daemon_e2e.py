@@ -315,6 +315,7 @@ def test_udp_never_answers_small_service_ports(start_daemon: DaemonStarter) -> N
         (["--port", "tcp"], "bad endpoint 'tcp': missing 'port'"),
         (["--port", "tcp:0:frob=1"], "bad endpoint 'tcp:0:frob=1': unknown parameter"),
         (["--port", "unix:"], "bad endpoint 'unix:': no socket path"),
+        (["--port", "tcp6:0:interface=::1"], "a ':' inside a value (an IPv6"),
         (["--port", "ssl:0:backlog=x"], "bad endpoint 'ssl:0:backlog=x': 'x' is not"),
         # was accepted: Python makes a negative backlog 0, a queue of about one
         (["--port", "tcp:0:backlog=-3"], "'tcp:0:backlog=-3': '-3' is not a number of"),

@@ -17,6 +17,11 @@ from echod.endpointerrors import (
     parse_error_message,
 )
 
+TOO_MANY_FIELDS = (
+    "more fields than the endpoint takes: a ':' inside a value (an IPv6 "
+    "address, a path) is written '\\:', as in interface=\\:\\:1"
+)
+
 
 @pytest.mark.parametrize(
     ("parse", "description", "message"),
@@ -27,6 +32,13 @@ from echod.endpointerrors import (
         (serverFromString, "tcp:ten", "'ten' is not a number"),
         (serverFromString, "tcp:10000:backlog=many", "'many' is not a number"),
         (serverFromString, "pigeon:1", "Unknown endpoint type: 'pigeon'"),
+        # were "_parseTCP() got multiple values for argument 'interface'" and
+        # "_parseUNIX() takes from 2 to 5 positional arguments but 7 were given"
+        (serverFromString, "tcp:7:interface=::1", TOO_MANY_FIELDS),
+        (serverFromString, "tcp6:7:interface=::1", TOO_MANY_FIELDS),
+        (serverFromString, "tcp:7:backlog=5:interface=::", TOO_MANY_FIELDS),
+        (serverFromString, "tcp:1:2:3:4:5:6", TOO_MANY_FIELDS),
+        (serverFromString, "unix:/tmp/a:b:c:d:e:f", TOO_MANY_FIELDS),
         (clientFromString, "tcp:host=localhost", "missing 'port'"),
         (clientFromString, "tcp:host=h:port=7:frob=2", "unknown parameter 'frob'"),
         (clientFromString, "tcp:host=h:port=seven", "'seven' is not a number"),
