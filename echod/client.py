@@ -87,6 +87,16 @@ def classify(failure: Failure | BaseException) -> ClientError:
         errno.EHOSTUNREACH,
     ):
         return ClientError(UNREACHABLE, f"unreachable: {e}")
+    if isinstance(e, error.ConnectError) and getattr(e, "osError", None) in (
+        errno.ENOENT,
+        errno.ENOTDIR,
+    ):  # a UNIX socket path with nothing there: as a TCP port nobody listens on
+        return ClientError(REFUSED, "connection refused: no such socket file")
+    if isinstance(e, error.ConnectError) and getattr(e, "osError", None) in (
+        errno.EACCES,
+        errno.EPERM,
+    ):
+        return ClientError(UNREACHABLE, "permission denied")
     if isinstance(e, VerificationError):
         return ClientError(TLS, f"TLS failure: the certificate does not match: {e}")
     if isinstance(e, CertificateRejectedError):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 import pytest
 from OpenSSL.SSL import Error as SSLError
 from twisted.internet import error
@@ -108,6 +110,8 @@ def test_tls_needs_host_and_port() -> None:
         (error.NoRouteError(), UNREACHABLE),
         (SSLError([("SSL routines", "", "certificate verify failed")]), TLS),
         (error.ConnectionLost(), RESET),
+        (error.ConnectError(errno.ENOENT, "No such file or directory"), REFUSED),
+        (error.ConnectError(errno.EACCES, "Permission denied"), UNREACHABLE),
     ],
 )
 def test_classify(exception: Exception, code: int) -> None:

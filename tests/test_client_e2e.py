@@ -357,6 +357,13 @@ def test_any_twisted_client_endpoint(
     daemon.addresses()
     out = client(f"unix:path={path}", stdin=b"over unix\n")
     assert (out.returncode, out.stdout) == (0, b"over unix\n"), out.stderr
+    # was exit 5 and "An error occurred while connecting: 2: No such file ..."
+    out = client(f"unix:{tmp_path}/absent.sock", stdin=b"x")
+    assert (out.returncode, out.stderr.decode()) == (
+        4,
+        f"echod client: unix:{tmp_path}/absent.sock: "
+        "connection refused: no such socket file\n",
+    )
     tcp = start_daemon("--port", "tcp:0:interface=127.0.0.1").tcp_port()
     out = client(f"tcp:127.0.0.1:{tcp}", stdin=b"tcp:HOST:PORT\n")  # Twisted's form
     assert (out.returncode, out.stdout) == (0, b"tcp:HOST:PORT\n"), out.stderr
