@@ -9,6 +9,28 @@ from typing import TypeVar
 T = TypeVar("T")
 
 END_CERTIFICATE = b"-----END CERTIFICATE-----"
+ENCRYPTED_KEY_MARKS = (
+    b"-----BEGIN ENCRYPTED PRIVATE KEY-----",
+    b"Proc-Type: 4,ENCRYPTED",
+)
+"""How PKCS#8 and OpenSSL's traditional PEM mark a key that needs a pass phrase."""
+
+
+def no_pass_phrase(*_: object) -> bytes:
+    """A pass phrase callback that gives none: OpenSSL's own asks on the
+    terminal, which would block a script (and a daemon, at start and on every
+    reload; the daemon refuses an encrypted key by its PEM marks first)."""
+    return b""
+
+
+def encrypted_key_error(path: Path, data: bytes) -> str | None:
+    """Why a key file cannot be used if it is encrypted, else None."""
+    if not any(mark in data for mark in ENCRYPTED_KEY_MARKS):
+        return None
+    return (
+        f"the key {str(path)!r} is encrypted with a pass phrase, which echod does "
+        f"not ask for: decrypt it first (openssl pkey -in KEY -out KEY.plain)"
+    )
 
 
 def read_file(path: Path, what: str, error: type[Exception]) -> bytes:

@@ -362,6 +362,11 @@ class EchoService(Service):
     def startService(self) -> None:
         """Log the listeners and limits (logging is up by now)."""
         super().startService()
+        if self.handle_sighup:  # before the first line that says we listen
+            signal.signal(
+                signal.SIGHUP,
+                lambda *_: self.reactor.callFromThread(self.reload_tls),
+            )
         for description, port in self.listening:
             log.info(
                 "listening on {endpoint} at {address}",
@@ -405,11 +410,6 @@ class EchoService(Service):
         for server in self.tls_servers:
             for warning in server.expiry_warnings():
                 log.warn("{warning}", warning=warning)
-        if self.handle_sighup:
-            signal.signal(
-                signal.SIGHUP,
-                lambda *_: self.reactor.callFromThread(self.reload_tls),
-            )
         self.notifier.ready(f"echoing on {len(self.listening)} listeners")
         self.notifier.start_watchdog(self.reactor)
 

@@ -35,7 +35,7 @@ from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 from zope.interface import implementer
 
-from echod.pem import load_certificates, read_file
+from echod.pem import encrypted_key_error, load_certificates, read_file
 
 log = Logger(namespace="echod")
 
@@ -75,7 +75,9 @@ def ca_certificates(path: Path) -> list[crypto.X509]:
 def make_context(cert: Path, key: Path, profile: TLSProfile) -> SSL.Context:
     """A server context for C{cert}/C{key} under C{profile}, or L{TLSConfigError}."""
     _read(cert, "certificate")
-    _read(key, "key")
+    encrypted = encrypted_key_error(key, _read(key, "key"))
+    if encrypted:
+        raise TLSConfigError(encrypted)
     context = SSL.Context(SSL.TLS_SERVER_METHOD)
     context.set_min_proto_version(VERSIONS[profile.min_version])
     context.set_options(SSL.OP_NO_COMPRESSION | SSL.OP_NO_RENEGOTIATION)

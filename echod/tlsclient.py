@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.x509.oid import NameOID
+from OpenSSL import crypto
 from OpenSSL.crypto import FILETYPE_PEM, X509
 from OpenSSL.SSL import Connection
 from OpenSSL.SSL import Error as SSLError
@@ -184,8 +185,13 @@ def client_key_pair(cert: Path, key: Path) -> ssl.PrivateCertificate:
         certificate = ssl.Certificate.loadPEM(cert_pem)
     except Exception:
         raise TLSClientError(f"no usable certificate in {str(cert)!r}") from None
+    encrypted = pem.encrypted_key_error(key, key_pem)
+    if encrypted:
+        raise TLSClientError(encrypted)
     try:
-        key_pair = ssl.KeyPair.load(key_pem, FILETYPE_PEM)
+        key_pair = ssl.KeyPair(
+            crypto.load_privatekey(FILETYPE_PEM, key_pem, pem.no_pass_phrase)
+        )
     except Exception:
         raise TLSClientError(f"no usable private key in {str(key)!r}") from None
     try:

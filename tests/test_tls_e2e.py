@@ -15,12 +15,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pexpect
 import pytest
 
 from echod.certs import make_certificates
 from tests.certs import issue, private_ca, self_signed
 from tests.daemon import Daemon, DaemonStarter, need_tool
 from tests.peers import closed_by_peer, connect, free_port, round_trip
+from tests.terminal import Terminal
 
 ECHOD = str(Path(sys.executable).with_name("echod"))
 
@@ -451,3 +453,68 @@ def test_drain_closes_tls_connections_with_close_notify(
     assert daemon.process.wait(30) in (0, -signal.SIGTERM)
     assert time.monotonic() - began < 3, "waited out the flush grace"
     daemon.wait_for(r"closed 127\.0\.0\.1:\d+ in=15 out=15 .*reason=drain$")
+
+
+def encrypt_key(key: Path, out: Path) -> Path:
+    """C{key} encrypted with a pass phrase, as openssl writes it (PKCS#8)."""
+    subprocess.run(
+        [need_tool("openssl"), "pkey", "-in", str(key), "-aes256",
+         "-passout", "pass:secret", "-out", str(out)],
+        check=True, capture_output=True, timeout=30,
+    )  # fmt: skip
+    assert b"ENCRYPTED PRIVATE KEY" in out.read_bytes()
+    return out
+
+
+def test_an_encrypted_key_never_blocks_on_a_pass_phrase_prompt(
+    tmp_path: Path,
+) -> None:
+    """On a terminal, OpenSSL asked for the pass phrase: the daemon blocked at
+    start, and on SIGHUP in the middle of serving, every client with it; the
+    clients asked twice. Now: one line, and a reload refused."""
+    ca = private_ca(tmp_path)
+    key, cert = issue(tmp_path, ca, "localhost")
+    live_key = tmp_path / "live.key"
+    shutil.copy(key, live_key)
+    locked = encrypt_key(key, tmp_path / "locked.key")
+    twistd = str(Path(sys.executable).with_name("twistd"))
+    port = free_port()
+    serve = [twistd, "-n", "--pidfile=", "echod", "--tls-cert", str(cert),
+             "--port", f"ssl:{port}:interface=127.0.0.1"]  # fmt: skip
+    refusal = f"the key '{locked}' is encrypted with a pass phrase"
+    start = Terminal([*serve, "--tls-key", str(locked)], timeout=20)
+    try:
+        start.expect_exact(refusal)
+        start.expect(pexpect.EOF)
+        assert start.wait() == 1
+        assert "pass phrase:" not in (start.before or b"").decode()
+    finally:
+        start.close()
+    client = Terminal(
+        [ECHOD, "client", "--cacert", str(ca[1]), "--cert", str(cert),
+         "--key", str(locked), f"tls:localhost:{port}"],
+        timeout=20,
+    )  # fmt: skip
+    try:
+        client.expect_exact(f"echod client: error: {refusal}")
+        client.expect(pexpect.EOF)
+        assert client.wait() == 2
+    finally:
+        client.close()
+    daemon = Terminal([*serve, "--tls-key", str(live_key)], timeout=20)
+    try:
+        daemon.expect_exact("listening on ssl:")
+        shutil.copy(locked, live_key)
+        daemon.process.send_signal(signal.SIGHUP)
+        daemon.expect_exact(
+            "TLS reload refused, the old certificate stays: "
+            f"the key '{live_key}' is encrypted with a pass phrase"
+        )
+        context = ssl.create_default_context(cafile=str(ca[1]))
+        with context.wrap_socket(
+            connect("127.0.0.1", port), server_hostname="localhost"
+        ) as sock:  # still served: nothing waits for a pass phrase
+            assert round_trip(sock, b"after reload") == b"after reload"
+    finally:
+        daemon.process.send_signal(signal.SIGTERM)
+        daemon.close()
