@@ -32,6 +32,8 @@ from echod.settings import (
 from echod.twistdoptions import check_twistd_options, log_destination
 
 LOG_FORMATS = ("text", "json")
+TLS_LISTENERS = ("ssl:", "tls:", "haproxy:ssl:", "haproxy:tls:")
+"""The --port endpoint types that the --tls-* options apply to."""
 MAX_UDP_PAYLOAD = 65507
 
 
@@ -238,11 +240,34 @@ class Options(usage.Options):
                 f"--udp-max-size must be at most {MAX_UDP_PAYLOAD}, "
                 f"not {self['udp-max-size']}"
             )
+        self._check_tls_options_apply()
         twistd = getattr(self, "parent", None)  # twistd's own options, under twistd
         if twistd is not None:
             check_twistd_options(twistd, self["log-format"])
             if self["log-format"] == "json":
                 self["log-file"] = log_destination(twistd)
+
+    def _check_tls_options_apply(self) -> None:
+        """Refuse --tls-* options when no --port is a TLS listener.
+
+        They apply to TLS listeners only; without one they would be ignored
+        and the echo would be plain TCP, where the user asked for TLS.
+        """
+        given = [
+            f"--{name}"
+            for name in ("tls-cert", "tls-key", "tls-client-ca")
+            if self[name]
+        ]
+        if self["tls-min-version"] != "1.2":
+            given.append("--tls-min-version")
+        ports = self["ports"] or [DEFAULT_PORT]
+        if given and not any(p.startswith(TLS_LISTENERS) for p in ports):
+            verb = "applies" if len(given) == 1 else "apply"
+            raise usage.UsageError(
+                f"{' and '.join(given)} {verb} to TLS listeners ("
+                f"{', '.join(TLS_LISTENERS)}) and no --port is one: the echo "
+                f"would be in the clear"
+            )
 
     def parseOptions(self, options: list[str] | None = None) -> None:
         """Parse, turning a usage error into one line on stderr and exit 2.

@@ -332,6 +332,7 @@ def test_udp_never_answers_small_service_ports(start_daemon: DaemonStarter) -> N
         (["--idle-timeout", "-1"], "--idle-timeout must be at least 0"),
         (["--max-connections", "lots"], "--max-connections must be a whole number"),
         (["--log-format", "xml"], "--log-format must be one of text, json"),
+        (["--tls-cert", "c.pem", "--tls-key", "k.pem"], "no --port is one: the echo"),
         (["--udp", "seven"], "--udp takes PORT or INTERFACE:PORT"),
         (["--udp", "[::1"], "--udp: bad IPv6 address in '[::1'"),
         (["--no-such-option"], "no-such-option"),

@@ -86,6 +86,17 @@ def test_every_option() -> None:
         (["--udp", "localhost:7"], "--udp: 'localhost' is not an IP address"),
         (["--log-format", "yaml"], "--log-format must be one of text, json"),
         (["--busy-poll", "-1"], "--busy-poll must be at least 0"),
+        # were ignored: the echo was in the clear where TLS was asked for
+        (
+            ["--tls-cert", "c.pem", "--tls-key", "k.pem"],
+            "--tls-cert and --tls-key apply to TLS listeners (ssl:, tls:, "
+            "haproxy:ssl:, haproxy:tls:) and no --port is one",
+        ),
+        (
+            ["-p", "tcp:7", "-p", "haproxy:tcp:8", "--tls-min-version", "1.3"],
+            "--tls-min-version applies to TLS listeners",
+        ),
+        (["-p", "unix:/e.sock", "--tls-client-ca", "ca.pem"], "--tls-client-ca"),
     ],
 )
 def test_bad_values_exit_2_with_one_line(
@@ -97,6 +108,14 @@ def test_bad_values_exit_2_with_one_line(
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert message in err
+
+
+def test_tls_options_with_a_tls_listener() -> None:
+    for port in ("ssl:443", "tls:/etc/echod/tls", "haproxy:ssl:443", "haproxy:tls:/d"):
+        settings = parse(
+            "-p", "tcp:7", "-p", port, "--tls-min-version", "1.3"
+        ).settings()
+        assert settings.tls_min_version == "1.3"
 
 
 def test_settings_are_immutable() -> None:
