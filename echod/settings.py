@@ -10,6 +10,7 @@ DEFAULT_IDLE_TIMEOUT = 300.0
 DEFAULT_DRAIN_TIMEOUT = 10.0
 DEFAULT_BACKLOG = 4096
 DEFAULT_UDP_RATE = 100
+DEFAULT_TLS_HANDSHAKE_TIMEOUT = 10.0
 DEFAULT_UDP_MAX_SIZE = 1472
 
 
@@ -54,7 +55,7 @@ class EchoSettings:
     tls_min_version: str = "1.2"
     tls_client_ca: Path | None = None
     """Mutual TLS: clients need a certificate that chains to this CA file."""
-    tls_handshake_timeout: float = 10.0
+    tls_handshake_timeout: float = DEFAULT_TLS_HANDSHAKE_TIMEOUT
     metrics: str | None = None
     """Endpoint serving /metrics and /healthz, or None (off)."""
     log_format: str = "text"

@@ -24,6 +24,7 @@ from echod.settings import (
     DEFAULT_DRAIN_TIMEOUT,
     DEFAULT_IDLE_TIMEOUT,
     DEFAULT_PORT,
+    DEFAULT_TLS_HANDSHAKE_TIMEOUT,
     DEFAULT_UDP_MAX_SIZE,
     DEFAULT_UDP_RATE,
     EchoSettings,
@@ -164,7 +165,7 @@ class Options(usage.Options):
         [
             "tls-handshake-timeout",
             None,
-            10.0,
+            DEFAULT_TLS_HANDSHAKE_TIMEOUT,
             "Seconds a TLS handshake may take.",
             _number(float, 0.1, "--tls-handshake-timeout"),
         ],
@@ -241,6 +242,20 @@ class Options(usage.Options):
                 f"not {self['udp-max-size']}"
             )
         self._check_tls_options_apply()
+        udp_given = [
+            f"--{name}"
+            for name, default in (
+                ("udp-rate", DEFAULT_UDP_RATE),
+                ("udp-max-size", DEFAULT_UDP_MAX_SIZE),
+            )
+            if self[name] != default
+        ]
+        if udp_given and not self["udp"]:
+            raise usage.UsageError(
+                f"{' and '.join(udp_given)} "
+                f"{'applies' if len(udp_given) == 1 else 'apply'} to UDP echo, "
+                f"which is off: add --udp [INTERFACE:]PORT"
+            )
         twistd = getattr(self, "parent", None)  # twistd's own options, under twistd
         if twistd is not None:
             check_twistd_options(twistd, self["log-format"])
@@ -260,6 +275,8 @@ class Options(usage.Options):
         ]
         if self["tls-min-version"] != "1.2":
             given.append("--tls-min-version")
+        if self["tls-handshake-timeout"] != DEFAULT_TLS_HANDSHAKE_TIMEOUT:
+            given.append("--tls-handshake-timeout")
         ports = self["ports"] or [DEFAULT_PORT]
         if given and not any(p.startswith(TLS_LISTENERS) for p in ports):
             verb = "applies" if len(given) == 1 else "apply"

@@ -97,6 +97,12 @@ def test_every_option() -> None:
             "--tls-min-version applies to TLS listeners",
         ),
         (["-p", "unix:/e.sock", "--tls-client-ca", "ca.pem"], "--tls-client-ca"),
+        (["--tls-handshake-timeout", "3"], "--tls-handshake-timeout applies to TLS"),
+        (
+            ["--udp-rate", "5", "--udp-max-size", "512"],
+            "--udp-rate and --udp-max-size apply to UDP echo, which is off: add "
+            "--udp [INTERFACE:]PORT",
+        ),
     ],
 )
 def test_bad_values_exit_2_with_one_line(
