@@ -665,6 +665,28 @@ def add_target_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+def check_tls_options_apply(args: argparse.Namespace, target: Target) -> None:
+    """Refuse TLS options for a target without TLS: they would be ignored,
+    and the connection would be in the clear where TLS was asked for."""
+    given = [
+        option
+        for option, value in (
+            ("--cacert", args.cacert),
+            ("--cert", args.cert),
+            ("--key", args.key),
+            ("--insecure", args.insecure),
+        )
+        if value
+    ]
+    if given and not target.tls:
+        verb = "applies" if len(given) == 1 else "apply"
+        raise ClientError(
+            USAGE,
+            f"{' and '.join(given)} {verb} to TLS targets: add --tls, or write "
+            f"tls:HOST:PORT",
+        )
+
+
 def target_endpoint(
     args: argparse.Namespace, reactor: Any, prog: str
 ) -> tuple[Target, IStreamClientEndpoint] | int:
@@ -675,6 +697,7 @@ def target_endpoint(
     settings = ClientTLS(args.cacert, args.cert, args.key, args.insecure)
     try:
         target = parse_target(args.target, args.tls)
+        check_tls_options_apply(args, target)
         return target, make_endpoint(reactor, target, settings, args.timeout)
     except ClientError as e:
         sys.stderr.write(f"{prog}: error: {e}\n")

@@ -367,3 +367,29 @@ def test_any_twisted_client_endpoint(
     tcp = start_daemon("--port", "tcp:0:interface=127.0.0.1").tcp_port()
     out = client(f"tcp:127.0.0.1:{tcp}", stdin=b"tcp:HOST:PORT\n")  # Twisted's form
     assert (out.returncode, out.stdout) == (0, b"tcp:HOST:PORT\n"), out.stderr
+
+
+@pytest.mark.parametrize(
+    ("command", "options", "named"),
+    [
+        ("client", ["--cacert", "ca.pem"], "--cacert applies"),
+        ("client", ["--insecure"], "--insecure applies"),
+        ("client", ["--cert", "c.pem", "--key", "k.pem"], "--cert and --key apply"),
+        ("bench", ["--cacert", "ca.pem", "-d", "1"], "--cacert applies"),
+    ],
+)
+def test_tls_options_on_a_plain_target_are_one_line_and_exit_2(
+    start_daemon: DaemonStarter, command: str, options: list[str], named: str
+) -> None:
+    """They were ignored: the echo went in the clear where TLS was asked for."""
+    port = start_daemon("--port", LOCAL).tcp_port()
+    for target in (f"127.0.0.1:{port}", f"tcp:127.0.0.1:{port}"):
+        out = subprocess.run(
+            [ECHOD, command, *options, target],
+            input=b"x", capture_output=True, timeout=60,
+        )  # fmt: skip
+        assert (out.returncode, out.stdout) == (2, b"")
+        assert out.stderr.decode().splitlines() == [
+            f"echod {command}: error: {named} to TLS targets: add --tls, or write "
+            f"tls:HOST:PORT"
+        ]
