@@ -350,20 +350,24 @@ class EchoFactory(Factory):
         key = client_key(addr) if addr is not None else None
         reason = "draining" if self.draining else self.limits.refusal(key)
         if reason is not None:
-            self.stats.refused[reason] += 1
-            log.warn(
-                "refused {peer}: {reason}",
-                peer=format_address(addr) if addr is not None else "?",
-                reason=reason,
-                event="refused",
-            )
-            refused = RefusedProtocol()
-            refused.factory = self
-            return refused
+            return self.refuse(addr, reason)
         self.limits.acquire(key)
         protocol = self.protocol_class(key)
         protocol.factory = self
         return protocol
+
+    def refuse(self, addr: IAddress | None, reason: str) -> Protocol:
+        """Count and log a refused connection; the protocol that closes it."""
+        self.stats.refused[reason] += 1
+        log.warn(
+            "refused {peer}: {reason}",
+            peer=format_address(addr) if addr is not None else "?",
+            reason=reason,
+            event="refused",
+        )
+        refused = RefusedProtocol()
+        refused.factory = self
+        return refused
 
     def connection_made(self, protocol: EchoProtocol) -> None:
         """Count a connection that has started."""

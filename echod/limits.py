@@ -31,7 +31,21 @@ class ConnectionLimits:
         self.fd_cap = fd_cap
         """Connections the file limit allows (echod.fdlimit); 0: not checked."""
         self.open = 0
+        self.pending = 0
+        """Connections accepted that wait for their PROXY header (C{haproxy:}):
+        not admitted yet, but holding a socket each."""
         self._per_key: Counter[str] = Counter()
+
+    def refusal_at_accept(self) -> str | None:
+        """The reason to close a connection at once, before its PROXY header
+        says whose it is: the totals alone, counting connections that still
+        wait for a header (as HAProxy's maxconn counts every accepted one)."""
+        held = self.open + self.pending
+        if self.max_connections and held >= self.max_connections:
+            return "max-connections"
+        if self.fd_cap and held >= self.fd_cap:
+            return "file-limit"
+        return None
 
     def refusal(self, key: str | None) -> str | None:
         """The reason to refuse a new connection from C{key}, or None to admit."""

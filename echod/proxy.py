@@ -108,6 +108,7 @@ class ProxyHeaderProtocol(ProtocolWrapper):
         self._source: IAddress | None = None
         self._destination: IAddress | None = None
         self._timeout: IDelayedCall | None = None
+        self._pending = False
 
     @property
     def link(self) -> ITransport:
@@ -120,6 +121,8 @@ class ProxyHeaderProtocol(ProtocolWrapper):
         self.transport = transport
         self.connected = True
         self.factory.registerProtocol(self)
+        self._pending = True
+        self.factory.wrappedFactory.limits.pending += 1
         self._timeout = self.factory.clock.callLater(
             HEADER_TIMEOUT, self._refuse, "PROXY header timeout"
         )
@@ -140,6 +143,7 @@ class ProxyHeaderProtocol(ProtocolWrapper):
             self._refuse("malformed PROXY header")
             return
         self._cancel_timeout()
+        self._not_pending()
         self._source = info.source or self.link.getPeer()
         self._destination = info.destination or self.link.getHost()
         protocol = self.factory.after.buildProtocol(self._source)
@@ -169,8 +173,15 @@ class ProxyHeaderProtocol(ProtocolWrapper):
             raise InvalidProxyHeader()
         return info, rest or b""
 
+    def _not_pending(self) -> None:
+        """No longer waiting for the header (read, refused, or gone)."""
+        if self._pending:
+            self._pending = False
+            self.factory.wrappedFactory.limits.pending -= 1
+
     def _refuse(self, why: str) -> None:
         self._cancel_timeout()  # a refusal is final: the timer must not refuse again
+        self._not_pending()
         echo = self.factory.wrappedFactory
         echo.stats.refused["bad-proxy-header"] += 1
         log.warn(
@@ -224,6 +235,7 @@ class ProxyHeaderProtocol(ProtocolWrapper):
     def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
         """Forget the connection; tell the echo protocol if there is one."""
         self._cancel_timeout()
+        self._not_pending()
         self.factory.unregisterProtocol(self)
         if self.wrappedProtocol is not None:
             self.wrappedProtocol.connectionLost(reason)
@@ -246,7 +258,15 @@ class ProxyHeaderFactory(WrappingFactory):
         self.clock = wrapped.clock
 
     def buildProtocol(self, addr: IAddress) -> IProtocol:  # type: ignore[override]
-        """A header reader; the echo protocol is built once the header is read."""
+        """A header reader; the echo protocol is built once the header is read.
+
+        Connections that wait for a header count towards --max-connections
+        and the file limit: without that, clients that never send one could
+        hold any number of sockets (each for the header timeout).
+        """
+        reason = self.wrappedFactory.limits.refusal_at_accept()
+        if reason is not None:
+            return self.wrappedFactory.refuse(addr, reason)
         return ProxyHeaderProtocol(self)
 
 

@@ -919,3 +919,29 @@ def test_bad_twistd_files_are_one_clear_line(
     assert out.stderr.splitlines() == [out.stderr.strip()]
     assert message in out.stderr
     assert list(tmp_path.iterdir()) == []  # no pid file, no log file
+
+
+def test_haproxy_clients_waiting_for_a_header_count_towards_max_connections(
+    start_daemon: DaemonStarter,
+) -> None:
+    """Connections that never send their PROXY header were held outside every
+    limit (each for the 10 s header timeout): any number of them."""
+    daemon = start_daemon(
+        "--port", "haproxy:tcp:0:interface=127.0.0.1", "--max-connections", "3"
+    )  # fmt: skip
+    port = daemon.tcp_port()
+    silent = [connect("127.0.0.1", port) for _ in range(3)]
+    try:
+        time.sleep(0.5)  # accepted, each waiting for its header
+        with connect("127.0.0.1", port) as fourth:
+            assert closed_by_peer(fourth)
+        daemon.wait_for(r"refused 127\.0\.0\.1:\d+: max-connections")
+        silent.pop().close()
+        time.sleep(0.5)
+        with connect("127.0.0.1", port) as sock:  # a slot again
+            sock.sendall(b"PROXY TCP4 203.0.113.9 127.0.0.1 40000 10000\r\nin")
+            sock.shutdown(socket.SHUT_WR)
+            assert drain(sock) == b"in"
+    finally:
+        for sock in silent:
+            sock.close()

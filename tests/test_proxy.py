@@ -7,10 +7,12 @@ import struct
 
 import pytest
 from twisted.internet.address import IPv4Address
+from twisted.internet.error import ConnectionDone
 from twisted.internet.protocol import Protocol
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.logger import capturedLogs
 from twisted.protocols.policies import WrappingFactory
+from twisted.python.failure import Failure
 
 from echod.echo import EchoFactory, EchoProtocol
 from echod.proxy import HEADER_TIMEOUT, ProxyHeaderFactory, ProxyHeaderProtocol
@@ -184,3 +186,40 @@ def test_almost_unknown_is_still_malformed(line: bytes) -> None:
     protocol.dataReceived(line + b"hi")
     assert transport.value() == b""
     assert factory.wrappedFactory.stats.refused["bad-proxy-header"] == 1
+
+
+def test_connections_waiting_for_a_header_count_towards_the_limits() -> None:
+    """They held a socket each without counting: clients that never send a
+    header could take every file descriptor."""
+    factory, clock = make(max_connections=2)
+    limits = factory.wrappedFactory.limits
+    first, _ = connect(factory)
+    second, second_transport = connect(factory)
+    assert limits.pending == 2
+    with capturedLogs() as events:
+        third = factory.buildProtocol(PROXY_ADDR)
+        assert not isinstance(third, ProxyHeaderProtocol)
+        third_transport = StringTransport(peerAddress=PROXY_ADDR)
+        third.makeConnection(third_transport)
+    assert third_transport.disconnecting
+    assert factory.wrappedFactory.stats.refused["max-connections"] == 1
+    assert [e["reason"] for e in events] == ["max-connections"]
+    first.dataReceived(b"PROXY TCP4 203.0.113.7 192.0.2.1 1 10000\r\n")
+    assert (limits.open, limits.pending) == (1, 1)  # admitted: still two sockets
+    assert limits.refusal_at_accept() == "max-connections"
+    clock.advance(HEADER_TIMEOUT)  # the second never sent one
+    second.connectionLost(Failure(ConnectionDone()))
+    assert (limits.open, limits.pending) == (1, 0)
+    assert second_transport.disconnected
+    assert limits.refusal_at_accept() is None
+
+
+def test_pending_is_released_once_however_the_wait_ends() -> None:
+    factory, _ = make()
+    limits = factory.wrappedFactory.limits
+    for ending in ("malformed", "gone"):
+        protocol, _ = connect(factory)
+        if ending == "malformed":
+            protocol.dataReceived(b"GET / HTTP/1.1\r\n")
+        protocol.connectionLost(Failure(ConnectionDone()))
+        assert limits.pending == 0
