@@ -38,7 +38,12 @@ from typing import Any
 from OpenSSL.SSL import Error as SSLError
 from service_identity import VerificationError
 from twisted.internet import defer, error, stdio
-from twisted.internet.endpoints import HostnameEndpoint, clientFromString, wrapClientTLS
+from twisted.internet.endpoints import (
+    HostnameEndpoint,
+    TCP6ClientEndpoint,
+    clientFromString,
+    wrapClientTLS,
+)
 from twisted.internet.interfaces import IHalfCloseableProtocol, IStreamClientEndpoint
 from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
@@ -258,9 +263,16 @@ def make_endpoint(
             raise ClientError(USAGE, f"bad endpoint {text!r}: {detail}") from None
         return endpoint
     assert target.host is not None and target.port is not None
-    endpoint = HostnameEndpoint(
-        reactor, target.host, target.port, timeout=timeout or 30
-    )
+    if is_ipv6(target.host):
+        # No lookup to make; and HostnameEndpoint drops a link-local
+        # address's zone (fe80::1%eth0), which then cannot be connected.
+        endpoint = TCP6ClientEndpoint(
+            reactor, target.host, target.port, timeout=timeout or 30
+        )
+    else:
+        endpoint = HostnameEndpoint(
+            reactor, target.host, target.port, timeout=timeout or 30
+        )
     if target.tls:
         try:
             creator = connection_creator(target.host, settings)

@@ -590,6 +590,10 @@ async def _addresses(reactor: Any, url: URL, options: FetchOptions) -> list[str]
     for host, port, address in options.resolve:
         if host.lower() == url.host.lower() and port == url.port:
             return [address]
+    if "%" in url.host:
+        # A link-local address with its zone (fe80::1%eth0): the resolver
+        # would hand back the address without it, which cannot be connected.
+        return [url.host]
     receiver = _Addresses()
     reactor.nameResolver.resolveHostName(receiver, url.host, url.port)
     found = await receiver.done

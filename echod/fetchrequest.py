@@ -41,8 +41,13 @@ class URL:
         return self.scheme == "https"
 
     def authority(self) -> str:
-        """The Host header: the host, and the port when it is not the default."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
+        """The Host header: the host, and the port when it is not the default.
+
+        An IPv6 zone (C{%eth0}) names an interface of this machine, which
+        means nothing to the server: it is left out, as curl does.
+        """
+        address = self.host.partition("%")[0]
+        host = f"[{address}]" if ":" in address else address
         if self.port == DEFAULT_PORTS[self.scheme]:
             return host
         return f"{host}:{self.port}"
@@ -86,6 +91,8 @@ def parse_url(text: str) -> URL:
     host = parts.hostname
     if not host:
         raise RequestError(f"no host in {text!r}")
+    if bracketed and "%" in host:
+        host = with_zone(text, parts.netloc)
     try:
         port = parts.port
     except ValueError:
@@ -99,6 +106,18 @@ def parse_url(text: str) -> URL:
     if parts.query or text.split("#", 1)[0].endswith("?"):
         target += "?" + parts.query
     return URL(scheme, host, port or DEFAULT_PORTS[scheme], target, userinfo)
+
+
+def with_zone(text: str, netloc: str) -> str:
+    """The IPv6 address and zone of a URL's C{[fe80::1%25eth0]} (RFC 6874;
+    also C{%eth0}, as curl takes it) as C{fe80::1%eth0}; the zone keeps its
+    case (urlsplit's hostname lowers it), and must name an interface."""
+    inside = netloc.rpartition("@")[2][1:].partition("]")[0]
+    address, _, zone = inside.partition("%")
+    zone = unquote(zone[2:]) if zone.startswith("25") else zone
+    if not zone or any(c in zone for c in "%/[]@ "):
+        raise RequestError(f"bad IPv6 zone in {text!r}")
+    return f"{address}%{zone}"
 
 
 def basic_authorization(userinfo: str) -> tuple[str, str]:

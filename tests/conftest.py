@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.daemon import DaemonStarter
+from tests.netns import LinkLocalNamespace
 
 
 @pytest.fixture
@@ -43,3 +44,13 @@ def start_daemon_any_path(
         yield starter
     finally:
         starter.cleanup()
+
+
+@pytest.fixture
+def link_local() -> Iterator[LinkLocalNamespace]:
+    """A network namespace with a link-local address; removed after the test."""
+    namespace = LinkLocalNamespace()
+    try:
+        yield namespace
+    finally:
+        namespace.close()

@@ -7,6 +7,9 @@ import errno
 import pytest
 from OpenSSL.SSL import Error as SSLError
 from twisted.internet import error
+from twisted.internet.endpoints import HostnameEndpoint, TCP6ClientEndpoint
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.testing import MemoryReactor
 from twisted.python.failure import Failure
 
 from echod.client import (
@@ -20,8 +23,10 @@ from echod.client import (
     ClientError,
     Target,
     classify,
+    make_endpoint,
     parse_target,
 )
+from echod.tlsclient import ClientTLS
 
 
 @pytest.mark.parametrize(
@@ -116,3 +121,19 @@ def test_tls_needs_host_and_port() -> None:
 )
 def test_classify(exception: Exception, code: int) -> None:
     assert classify(Failure(exception)).code == code
+
+
+def test_an_ipv6_literal_is_connected_without_a_lookup() -> None:
+    """HostnameEndpoint would resolve it, and lose a link-local zone."""
+    reactor = MemoryReactor()
+    for host in ("fe80::1%eth0", "::1"):
+        endpoint = make_endpoint(
+            reactor, Target(host, 7, None, False), ClientTLS(), None
+        )
+        assert isinstance(endpoint, TCP6ClientEndpoint)
+        endpoint.connect(Factory.forProtocol(Protocol))
+    assert [c[0] for c in reactor.tcpClients] == ["fe80::1%eth0", "::1"]
+    named = make_endpoint(
+        reactor, Target("localhost", 7, None, False), ClientTLS(), None
+    )
+    assert isinstance(named, HostnameEndpoint)

@@ -19,6 +19,7 @@ import pytest
 
 from tests.certs import issue, private_ca
 from tests.daemon import DaemonStarter
+from tests.netns import LinkLocalNamespace
 from tests.peers import free_port
 from tests.terminal import Terminal
 
@@ -393,3 +394,24 @@ def test_tls_options_on_a_plain_target_are_one_line_and_exit_2(
             f"echod {command}: error: {named} to TLS targets: add --tls, or write "
             f"tls:HOST:PORT"
         ]
+
+
+def test_a_link_local_address_with_its_zone(
+    start_daemon: DaemonStarter, link_local: LinkLocalNamespace
+) -> None:
+    """[fe80::1%v1]:PORT: was 'An error occurred while connecting: 22: Invalid
+    argument' (exit 5); Twisted's HostnameEndpoint drops the zone."""
+    daemon = start_daemon(
+        "--port", r"tcp6:7007:interface=\:\:", prefix=link_local.prefix
+    )
+    daemon.addresses()
+    target = f"[{link_local.zoned}]:7007"
+    run = [*link_local.prefix, ECHOD]
+    out = subprocess.run([*run, "client", target], input=b"zone\n",
+                         capture_output=True, timeout=60)  # fmt: skip
+    assert (out.returncode, out.stdout) == (0, b"zone\n"), out.stderr
+    out = subprocess.run([*run, "bench", "-d", "1", "-c", "2", target],
+                         capture_output=True, timeout=60)  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert b"2/2 connections ended cleanly" in out.stdout
+    daemon.wait_for(r"closed \[fe80::1(%v1)?\]:\d+ in=5 out=5 ")

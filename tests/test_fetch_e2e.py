@@ -30,6 +30,7 @@ from tests.daemon import need_tool
 from tests.hostile import HostileServer, hostile_server
 from tests.httpapps import pattern
 from tests.launch import prepared
+from tests.netns import LinkLocalNamespace
 from tests.nginx import Nginx
 from tests.terminal import Terminal
 
@@ -680,3 +681,33 @@ def test_connect_and_handshake_timeouts(hostile: HostileServer, tmp_path: Path) 
     run = fetch("--connect-timeout", "1", url, cwd=tmp_path)
     assert run.code == 6, run
     assert "TLS handshake timed out (--connect-timeout)" in run.stderr
+
+
+def test_a_link_local_url_with_its_zone(
+    link_local: LinkLocalNamespace, tmp_path: Path
+) -> None:
+    """http://[fe80::1%25v1]:PORT/ (RFC 6874): was 'cannot resolve the name'
+    (exit 3). The zone picks the interface; the Host header leaves it out, as
+    curl's does."""
+    (tmp_path / "a.txt").write_bytes(b"zoned\n")
+    server = subprocess.Popen(
+        [*link_local.prefix, sys.executable, "-u", "-m", "http.server", "8080",
+         "--bind", "::", "--directory", str(tmp_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        assert server.stdout is not None
+        assert "Serving HTTP" in server.stdout.readline()
+        for url in (
+            f"http://[{link_local.ADDRESS}%25{link_local.INTERFACE}]:8080/a.txt",
+            f"http://[{link_local.zoned}]:8080/a.txt",  # curl takes it too
+        ):
+            out = subprocess.run(
+                [*link_local.prefix, ECHOD, "fetch", "-v", url],
+                capture_output=True, timeout=60,
+            )  # fmt: skip
+            assert (out.returncode, out.stdout) == (0, b"zoned\n"), out.stderr
+            assert b"> Host: [fe80::1]:8080\n" in out.stderr
+    finally:
+        server.terminate()
+        server.wait(10)

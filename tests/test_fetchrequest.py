@@ -25,6 +25,10 @@ from echod.fetchrequest import (
         ("http://[::1]:8080/p#frag", URL("http", "::1", 8080, "/p")),
         ("HTTP://Example.test:80/%20x", URL("http", "example.test", 80, "/%20x")),
         ("http://h/?", URL("http", "h", 80, "/?")),
+        # RFC 6874 zones; the interface keeps its case (urlsplit lowers it)
+        ("http://[fe80::1%25Eth0]:8080/", URL("http", "fe80::1%Eth0", 8080, "/")),
+        ("http://[fe80::1%eth0]/", URL("http", "fe80::1%eth0", 80, "/")),
+        ("http://u:p@[fe80::1%25v1]/", URL("http", "fe80::1%v1", 80, "/", "u:p")),
     ],
 )  # fmt: skip
 def test_parse_url(text: str, url: URL) -> None:
@@ -42,6 +46,8 @@ def test_parse_url(text: str, url: URL) -> None:
         ("http://:80/", "no host"),
         ("http://[::1/", r"bad IPv6 address in 'http://\[::1/'"),
         ("http://[zz]/", "bad IPv6 address"),
+        ("http://[fe80::1%25]/", r"bad IPv6 zone in 'http://\[fe80::1%25\]/'"),
+        ("http://[fe80::1%]/", "bad IPv6"),
     ],
 )
 def test_bad_urls(text: str, says: str) -> None:
@@ -62,6 +68,8 @@ def test_userinfo_is_kept_decoded_and_never_shown() -> None:
 
 def test_authority_and_file_name() -> None:
     assert parse_url("http://[::1]:8080/").authority() == "[::1]:8080"
+    # the zone names an interface of this machine: not the server's business
+    assert parse_url("http://[fe80::1%25v1]:8080/").authority() == "[fe80::1]:8080"
     assert parse_url("https://h:443/").authority() == "h"
     assert parse_url("http://h/dir/").file_name() == "index.html"
     assert parse_url("http://h/a/file.tar.gz?x=1").file_name() == "file.tar.gz"
