@@ -53,7 +53,7 @@ from echod.tls import (
     TLSProfile,
     TLSServerEndpoint,
 )
-from echod.udp import UDPEchoProtocol
+from echod.udp import UDPEchoProtocol, listen_udp
 from echod.writethrough import WriteThroughEchoProtocol
 
 log = Logger(namespace="echod")
@@ -313,11 +313,8 @@ class EchoService(Service):
                     f":interface={udp.interface}" if udp.interface else ""
                 )
                 try:
-                    port = udp_reactor.listenUDP(
-                        udp.port,
-                        protocol,
-                        interface=udp.interface,
-                        maxPacketSize=min(udp.max_size + 1, 65536),
+                    port = listen_udp(
+                        udp_reactor, udp, protocol, min(udp.max_size + 1, 65536)
                     )
                 except Exception as e:
                     raise ListenError(f"cannot listen on {desc!r}: {e}") from None

@@ -15,7 +15,11 @@ Every drop is counted by reason in L{EchoStats.udp_dropped}.
 
 from __future__ import annotations
 
-from twisted.internet.interfaces import IReactorTime
+import socket
+from typing import Any
+
+from twisted.internet.error import CannotListenError
+from twisted.internet.interfaces import IListeningPort, IReactorTime
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
@@ -114,3 +118,37 @@ class UDPEchoProtocol(DatagramProtocol):
                 count=dropped[reason],
                 event="udp-dropped",
             )
+
+
+def listen_udp(
+    reactor: Any, settings: UDPSettings, protocol: DatagramProtocol, max_packet: int
+) -> IListeningPort:
+    """Listen for UDP on the settings' interface and port.
+
+    Twisted's C{listenUDP} binds C{(interface, port)} as given, which cannot
+    carry a link-local IPv6 address's zone (C{fe80::1%eth0}: EINVAL). Such an
+    address is bound here with the scope id that getaddrinfo gives, and the
+    socket handed to Twisted with C{adoptDatagramPort}.
+    """
+    if "%" not in settings.interface:
+        port: IListeningPort = reactor.listenUDP(
+            settings.port,
+            protocol,
+            interface=settings.interface,
+            maxPacketSize=max_packet,
+        )
+        return port
+    try:
+        address = socket.getaddrinfo(
+            settings.interface, settings.port, socket.AF_INET6, socket.SOCK_DGRAM,
+            0, socket.AI_NUMERICHOST,
+        )[0][4]  # fmt: skip
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sock:
+            sock.setblocking(False)
+            sock.bind(address)
+            adopted: IListeningPort = reactor.adoptDatagramPort(
+                sock.fileno(), socket.AF_INET6, protocol, max_packet
+            )  # a duplicate of the descriptor: ours is closed on leaving
+            return adopted
+    except (OSError, socket.gaierror) as e:
+        raise CannotListenError(settings.interface, settings.port, e) from None

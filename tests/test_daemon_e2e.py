@@ -11,6 +11,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ import pytest
 from echod.proxy import HEADER_TIMEOUT
 from tests.certs import self_signed
 from tests.daemon import Daemon, DaemonStarter, need_tool, twistd_path
+from tests.netns import LinkLocalNamespace
 from tests.peers import (
     closed_by_peer,
     connect,
@@ -945,3 +947,35 @@ def test_haproxy_clients_waiting_for_a_header_count_towards_max_connections(
     finally:
         for sock in silent:
             sock.close()
+
+
+UDP_PROBE = """
+import socket, sys
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s.settimeout(5)
+s.sendto(b"zoned udp", (sys.argv[1], int(sys.argv[2])))
+sys.stdout.write(s.recvfrom(100)[0].decode())
+"""
+
+
+def test_listeners_on_a_link_local_address(
+    start_daemon: DaemonStarter, link_local: LinkLocalNamespace
+) -> None:
+    """--udp [fe80::1%v1]:PORT failed: 'Couldn't listen on fe80::1%v1:PORT:
+    [Errno 22] Invalid argument' (Twisted's listenUDP drops the zone)."""
+    zoned = link_local.zoned
+    daemon = start_daemon(
+        "--port", "tcp6:7008:interface=" + zoned.replace(":", r"\:"),
+        "--udp", f"[{zoned}]:7009",
+        prefix=link_local.prefix,
+    )  # fmt: skip
+    daemon.addresses(2)
+    run = link_local.prefix
+    out = subprocess.run([*run, sys.executable, "-c", UDP_PROBE, zoned, "7009"],
+                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert (out.returncode, out.stdout) == (0, "zoned udp"), out.stderr
+    echod = str(Path(sys.executable).with_name("echod"))
+    out = subprocess.run([*run, echod, "client", f"[{zoned}]:7008"],
+                         input="zoned tcp\n", capture_output=True, text=True,
+                         timeout=60)  # fmt: skip
+    assert (out.returncode, out.stdout) == (0, "zoned tcp\n"), out.stderr

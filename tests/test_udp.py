@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import pytest
+from twisted.internet.error import CannotListenError
+from twisted.internet.protocol import DatagramProtocol
 from twisted.internet.task import Clock
+from twisted.internet.testing import MemoryReactor
 
 from echod.settings import UDPSettings
 from echod.stats import EchoStats
-from echod.udp import SourceRateLimiter, UDPEchoProtocol
+from echod.udp import SourceRateLimiter, UDPEchoProtocol, listen_udp
 
 
 class RecordingTransport:
@@ -77,3 +81,28 @@ def test_rate_limiter_table_is_bounded() -> None:
     clock.advance(1.0)  # a and b have refilled: they can be forgotten
     assert limiter.allow("c")
     assert len(limiter) == 1
+
+
+def test_listen_udp_without_a_zone_is_twisteds_listen_udp() -> None:
+    calls: list[tuple[object, ...]] = []
+
+    class Reactor:
+        def listenUDP(self, *args: object, **kwargs: object) -> str:
+            calls.append((*args, kwargs))
+            return "port"
+
+    protocol = DatagramProtocol()
+    udp = UDPSettings(port=7007, interface="::1")
+    port: object = listen_udp(Reactor(), udp, protocol, 1473)
+    assert port == "port"
+    assert calls == [(7007, protocol, {"interface": "::1", "maxPacketSize": 1473})]
+
+
+def test_listen_udp_with_a_zone_that_is_no_interface() -> None:
+    with pytest.raises(CannotListenError):
+        listen_udp(
+            MemoryReactor(),
+            UDPSettings(port=7007, interface="fe80::1%no-such-interface"),
+            DatagramProtocol(),
+            1473,
+        )
