@@ -208,7 +208,13 @@ def client_key_pair(cert: Path, key: Path) -> ssl.PrivateCertificate:
 def connection_creator(
     hostname: str, settings: ClientTLS, warn: Any = None
 ) -> IOpenSSLClientConnectionCreator:
-    """The TLS connection creator for connecting to C{hostname}."""
+    """The TLS connection creator for connecting to C{hostname}.
+
+    A link-local address's zone (C{fe80::1%eth0}) names an interface of this
+    machine: the server's certificate names the address without it.
+    """
+    if ":" in hostname:
+        hostname = hostname.partition("%")[0]
     warn = warn or (lambda text: sys.stderr.write(text + "\n"))
     client_certificate = None
     if settings.cert is not None or settings.key is not None:

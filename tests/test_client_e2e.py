@@ -17,6 +17,7 @@ from pathlib import Path
 import pexpect
 import pytest
 
+from echod.certs import make_certificates
 from tests.certs import issue, private_ca
 from tests.daemon import DaemonStarter
 from tests.netns import LinkLocalNamespace
@@ -415,3 +416,32 @@ def test_a_link_local_address_with_its_zone(
     assert out.returncode == 0, out.stdout + out.stderr
     assert b"2/2 connections ended cleanly" in out.stdout
     daemon.wait_for(r"closed \[fe80::1(%v1)?\]:\d+ in=5 out=5 ")
+
+
+def test_tls_to_a_link_local_address_with_its_zone(
+    start_daemon: DaemonStarter, link_local: LinkLocalNamespace, tmp_path: Path
+) -> None:
+    """The certificate names fe80::1; the zone (%v1) is this machine's, not
+    part of the server's identity (was: the name did not match)."""
+    make_certificates(tmp_path / "pki", [link_local.ADDRESS])
+    pki = tmp_path / "pki"
+    daemon = start_daemon(
+        "--port", r"ssl:7443:interface=\:\:", "--tls-cert", str(pki / "server.pem"),
+        "--tls-key", str(pki / "server.key"), prefix=link_local.prefix,
+    )  # fmt: skip
+    daemon.addresses()
+    out = subprocess.run(
+        [*link_local.prefix, ECHOD, "client", "--cacert", str(pki / "ca.pem"),
+         f"tls:[{link_local.zoned}]:7443"],
+        input=b"zoned tls\n", capture_output=True, timeout=60,
+    )  # fmt: skip
+    assert (out.returncode, out.stdout) == (0, b"zoned tls\n"), out.stderr
+    out = subprocess.run(
+        [*link_local.prefix, ECHOD, "fetch", "--cacert", str(pki / "ca.pem"),
+         "--max-time", "10", f"https://[{link_local.ADDRESS}%25v1]:7443/"],
+        capture_output=True, timeout=60,
+    )  # fmt: skip
+    # An echo server answers a request with the request: no HTTP response, but
+    # the TLS handshake and the certificate's name passed.
+    assert b"TLS failure" not in out.stderr, out.stderr
+    assert out.returncode == 9, out.stderr

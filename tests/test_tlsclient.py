@@ -26,6 +26,12 @@ def test_default_verifies_against_the_system_store() -> None:
     assert isinstance(creator, ExplainedVerification)
 
 
+def test_a_link_local_zone_is_not_part_of_the_servers_name() -> None:
+    creator = connection_creator("fe80::1%eth0", ClientTLS())
+    assert isinstance(creator, ExplainedVerification)
+    assert creator._hostname == "fe80::1"
+
+
 class FailedTLS:
     """Stands for the TLS protocol: records what verification failed with."""
 
