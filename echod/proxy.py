@@ -78,7 +78,7 @@ def well_formed(address: IAddress | None) -> bool:
 
 
 class ShortUnknownV1Parser(V1Parser):
-    """Twisted's v1 parser, taking also the short C{PROXY UNKNOWN\r\n}.
+    """Twisted's v1 parser, taking also the short C{PROXY UNKNOWN\\r\\n}.
 
     The specification lets a sender end an C{UNKNOWN} line right after the
     word, and HAProxy does for a client without an IP address (one on a UNIX

@@ -57,6 +57,12 @@ def _number(kind: type[int] | type[float], minimum: float, name: str) -> Any:
     return coerce
 
 
+def _apply(options: list[str]) -> str:
+    """C{--a applies}, or C{--a and --b apply}: the start of a message."""
+    verb = "applies" if len(options) == 1 else "apply"
+    return f"{' and '.join(options)} {verb}"
+
+
 def parse_udp(value: str) -> tuple[str, int]:
     """C{PORT}, C{ADDRESS:PORT} or C{[IPV6]:PORT} as (interface, port).
 
@@ -242,7 +248,16 @@ class Options(usage.Options):
                 f"not {self['udp-max-size']}"
             )
         self._check_tls_options_apply()
-        udp_given = [
+        self._check_udp_options_apply()
+        twistd = getattr(self, "parent", None)  # twistd's own options, under twistd
+        if twistd is not None:
+            check_twistd_options(twistd, self["log-format"])
+            if self["log-format"] == "json":
+                self["log-file"] = log_destination(twistd)
+
+    def _check_udp_options_apply(self) -> None:
+        """Refuse --udp-rate and --udp-max-size without --udp (ignored else)."""
+        given = [
             f"--{name}"
             for name, default in (
                 ("udp-rate", DEFAULT_UDP_RATE),
@@ -250,23 +265,16 @@ class Options(usage.Options):
             )
             if self[name] != default
         ]
-        if udp_given and not self["udp"]:
+        if given and not self["udp"]:
             raise usage.UsageError(
-                f"{' and '.join(udp_given)} "
-                f"{'applies' if len(udp_given) == 1 else 'apply'} to UDP echo, "
-                f"which is off: add --udp [INTERFACE:]PORT"
+                f"{_apply(given)} to UDP echo, which is off: add --udp [INTERFACE:]PORT"
             )
-        twistd = getattr(self, "parent", None)  # twistd's own options, under twistd
-        if twistd is not None:
-            check_twistd_options(twistd, self["log-format"])
-            if self["log-format"] == "json":
-                self["log-file"] = log_destination(twistd)
 
     def _check_tls_options_apply(self) -> None:
         """Refuse --tls-* options when no --port is a TLS listener.
 
         They apply to TLS listeners only; without one they would be ignored
-        and the echo would be plain TCP, where the user asked for TLS.
+        and the echo would be in the clear, where the user asked for TLS.
         """
         given = [
             f"--{name}"
@@ -279,9 +287,8 @@ class Options(usage.Options):
             given.append("--tls-handshake-timeout")
         ports = self["ports"] or [DEFAULT_PORT]
         if given and not any(p.startswith(TLS_LISTENERS) for p in ports):
-            verb = "applies" if len(given) == 1 else "apply"
             raise usage.UsageError(
-                f"{' and '.join(given)} {verb} to TLS listeners ("
+                f"{_apply(given)} to TLS listeners ("
                 f"{', '.join(TLS_LISTENERS)}) and no --port is one: the echo "
                 f"would be in the clear"
             )
