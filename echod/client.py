@@ -59,6 +59,7 @@ from echod.tlsclient import (
     TLSClientError,
     connection_creator,
 )
+from echod.unixnames import abstract_unix
 
 DEFAULT_TARGET = "localhost:10000"
 PROMPT = "input> "
@@ -251,7 +252,9 @@ def make_endpoint(
                 USAGE, f"bad endpoint {target.endpoint!r}: no socket path"
             )
         try:
-            endpoint: IStreamClientEndpoint = clientFromString(reactor, target.endpoint)
+            endpoint: IStreamClientEndpoint = clientFromString(
+                reactor, abstract_unix(target.endpoint, server=False)
+            )
         except Exception as e:
             text = target.endpoint
             if str(e).startswith("Unknown endpoint type") and "=" not in text:

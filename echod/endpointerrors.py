@@ -54,9 +54,9 @@ def empty_unix_path(description: str) -> bool:
     for part in rest.split(":"):
         name, equals, value = part.partition("=")
         if not equals:  # the path, given by position
-            return part == ""
+            return part in ("", "@")  # "@": an abstract name, empty
         if name in ("address", "path"):  # by name: server, client
-            return value == ""
+            return value in ("", "@")
     return False
 
 

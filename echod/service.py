@@ -54,6 +54,7 @@ from echod.tls import (
     TLSServerEndpoint,
 )
 from echod.udp import UDPEchoProtocol, listen_udp
+from echod.unixnames import abstract_unix
 from echod.writethrough import WriteThroughEchoProtocol
 
 log = Logger(namespace="echod")
@@ -144,6 +145,7 @@ def parse_endpoint(
         raise ListenError(f"bad endpoint {description!r}: no socket path")
     try:
         used = description if backlog is None else with_backlog(description, backlog)
+        used = abstract_unix(used, server=True)
         endpoint: IStreamServerEndpoint = serverFromString(reactor, used)
     except Exception as e:  # the parsers raise anything from ValueError to OSError
         detail = parse_error_message(e)

@@ -979,3 +979,24 @@ def test_listeners_on_a_link_local_address(
                          input="zoned tcp\n", capture_output=True, text=True,
                          timeout=60)  # fmt: skip
     assert (out.returncode, out.stdout) == (0, "zoned tcp\n"), out.stderr
+
+
+def test_abstract_unix_socket(start_daemon: DaemonStarter, tmp_path: Path) -> None:
+    """unix:@NAME, as ss, socat and systemd write an abstract name: Twisted
+    made a file called '@NAME' in the current directory instead."""
+    name = f"echod-test-{os.getpid()}-{random.randrange(1 << 30)}"
+    daemon = start_daemon("--port", f"unix:@{name}")
+    assert daemon.addresses() == [f"unix:@{name}"]
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.connect(f"\0{name}")
+        sock.sendall(b"abstract")
+        sock.shutdown(socket.SHUT_WR)
+        assert drain(sock) == b"abstract"
+    nc = subprocess.run([need_tool("nc"), "-NU", f"@{name}"], input=b"nc\n",
+                        capture_output=True, timeout=30)  # fmt: skip
+    assert (nc.returncode, nc.stdout) == (0, b"nc\n"), nc.stderr
+    echod = str(Path(sys.executable).with_name("echod"))
+    out = subprocess.run([echod, "client", f"unix:@{name}"], input=b"client\n",
+                         capture_output=True, timeout=30)  # fmt: skip
+    assert (out.returncode, out.stdout) == (0, b"client\n"), out.stderr
+    assert not any(p.name.startswith("@") for p in tmp_path.iterdir())

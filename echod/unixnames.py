@@ -1,0 +1,55 @@
+"""``@NAME`` in a ``unix:`` endpoint string: a socket in Linux's abstract namespace.
+
+ss, socat, systemd (C{ListenStream=@NAME}) and OpenBSD's nc write an abstract
+socket's name with a leading C{@}. Twisted takes it for a file path and
+creates a file called C{@NAME} in the current directory. echod turns the
+C{@} into the NUL byte that marks an abstract name (Twisted then binds it as
+one), and a listener takes no lock file: an abstract name has no directory to
+put one in, and the kernel refuses a second listener on the same name anyway.
+"""
+
+from __future__ import annotations
+
+
+def raw_fields(text: str) -> list[str]:
+    """C{text} split at the colons that Twisted splits at (not at C{\\:}),
+    each field left as written."""
+    fields, current, escaped = [], "", False
+    for char in text:
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == ":":
+            fields.append(current)
+            current = ""
+            continue
+        current += char
+    fields.append(current)
+    return fields
+
+
+def abstract_unix(description: str, server: bool) -> str:
+    """C{description} with an C{@NAME} socket path made abstract; any other
+    endpoint string as it is."""
+    kind, colon, rest = description.partition(":")
+    if kind != "unix" or not colon:
+        return description
+    fields = raw_fields(rest)
+    for index, field in enumerate(fields):
+        name, equals, value = field.partition("=")
+        if not equals:  # the path, given by position
+            prefix, path = "", field
+        elif name in ("address", "path"):  # by name: server, client
+            prefix, path = f"{name}=", value
+        else:
+            continue
+        if not path.startswith("@") or path == "@":
+            return description
+        fields[index] = f"{prefix}\0{path[1:]}"
+        break
+    else:
+        return description
+    if server and not any(f.startswith("lockfile=") for f in fields):
+        fields.append("lockfile=0")
+    return "unix:" + ":".join(fields)
