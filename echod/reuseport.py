@@ -18,24 +18,40 @@ from twisted.internet.interfaces import IProtocolFactory, IStreamServerEndpoint
 from zope.interface import implementer
 
 
-def split_description(description: str) -> tuple[str, list[str], dict[str, str]]:
-    """An endpoint string as (type, positional args, keyword args), with
-    Twisted's C{\\:} escapes undone."""
-    parts: list[str] = []
-    current = ""
-    escaped = False
-    for char in description:
+def raw_fields(text: str) -> list[str]:
+    """C{text} split at the colons Twisted splits an endpoint string at (not
+    at C{\\:}), each field left as written."""
+    fields, current, escaped = [], "", False
+    for char in text:
         if escaped:
-            current += char
             escaped = False
         elif char == "\\":
             escaped = True
         elif char == ":":
-            parts.append(current)
+            fields.append(current)
             current = ""
-        else:
-            current += char
-    parts.append(current)
+            continue
+        current += char
+    fields.append(current)
+    return fields
+
+
+def _unescaped(field: str) -> str:
+    """A field with Twisted's backslash escapes undone."""
+    out, escaped = "", False
+    for char in field:
+        if char == "\\" and not escaped:
+            escaped = True
+            continue
+        out += char
+        escaped = False
+    return out
+
+
+def split_description(description: str) -> tuple[str, list[str], dict[str, str]]:
+    """An endpoint string as (type, positional args, keyword args), with
+    Twisted's C{\\:} escapes undone."""
+    parts = [_unescaped(field) for field in raw_fields(description)]
     kind, rest = parts[0], parts[1:]
     args = [p for p in rest if "=" not in p]
     kwargs = dict(p.split("=", 1) for p in rest if "=" in p)

@@ -10,23 +10,7 @@ put one in, and the kernel refuses a second listener on the same name anyway.
 
 from __future__ import annotations
 
-
-def raw_fields(text: str) -> list[str]:
-    """C{text} split at the colons that Twisted splits at (not at C{\\:}),
-    each field left as written."""
-    fields, current, escaped = [], "", False
-    for char in text:
-        if escaped:
-            escaped = False
-        elif char == "\\":
-            escaped = True
-        elif char == ":":
-            fields.append(current)
-            current = ""
-            continue
-        current += char
-    fields.append(current)
-    return fields
+from echod.reuseport import raw_fields
 
 
 def abstract_unix(description: str, server: bool) -> str:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from echod.unixnames import abstract_unix, raw_fields
+from echod.reuseport import raw_fields
+from echod.unixnames import abstract_unix
 
 
 @pytest.mark.parametrize(
