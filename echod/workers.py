@@ -234,6 +234,9 @@ def serve_workers(workers: int, args: Sequence[str]) -> int:
             stopping = True
             upstream.stopping(f"stopping {len(children)} workers")
         for child in children:
+            if signum == signal.SIGHUP and child.pid not in notices.ready:
+                continue  # not yet handling it (SIGHUP would kill it); its
+                # certificates are read as it starts
             if child.poll() is None:
                 child.send_signal(signum)
 

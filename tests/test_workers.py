@@ -178,6 +178,27 @@ def test_echod_serve_workers(tmp_path: Path, notify_socket: NotifySocket) -> Non
     assert out.count("stopped: ") == 2, out
 
 
+def test_a_sighup_during_start_up_spares_workers_not_yet_ready(
+    tmp_path: Path, notify_socket: NotifySocket
+) -> None:
+    """The parent passed SIGHUP on to a worker that had not yet set its
+    handler: the worker died of it, and the parent stopped the rest (exit 1)."""
+    port, process = two_tcp_workers(tmp_path, notify_socket.address)
+    try:
+        deadline = time.monotonic() + 30
+        while not children_of(process.pid):  # the parent's handlers are set by now
+            assert time.monotonic() < deadline, "no worker started"
+            time.sleep(0.005)
+        process.send_signal(signal.SIGHUP)  # the worker is still starting Python
+        assert "READY=1" in notify_socket.next(30).lines
+        with connect("127.0.0.1", port) as sock:
+            assert round_trip(sock, b"after") == b"after"
+        out = stop_workers(process)
+    finally:
+        terminate(process)
+    assert "a worker ended" not in out, out
+
+
 def running(pid: int) -> bool:
     """Whether process C{pid} exists and is not a zombie."""
     try:
