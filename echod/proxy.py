@@ -44,6 +44,7 @@ from twisted.protocols.haproxy._exceptions import InvalidProxyHeader
 from twisted.protocols.haproxy._info import ProxyInfo
 from twisted.protocols.haproxy._v1parser import V1Parser
 from twisted.protocols.haproxy._v2parser import V2Parser
+from twisted.protocols.haproxy._wrapper import HAProxyWrappingFactory
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -270,6 +271,13 @@ class ProxyHeaderFactory(WrappingFactory):
         return ProxyHeaderProtocol(self)
 
 
+class QuietProxyWrappingFactory(HAProxyWrappingFactory):
+    """Twisted's PROXY header reader for any factory, without its start and
+    stop log lines."""
+
+    noisy = False
+
+
 @implementer(IStreamServerEndpoint)
 class ProxyHeaderEndpoint:
     """An endpoint whose connections start with a PROXY header (C{haproxy:}).
@@ -287,8 +295,13 @@ class ProxyHeaderEndpoint:
         self.then = then
 
     def listen(self, factory: IProtocolFactory) -> Any:
-        """Listen on the inner endpoint with the PROXY header reader in front."""
+        """Listen on the inner endpoint with the PROXY header reader in front.
+
+        Any other factory (the metrics site behind C{--metrics haproxy:...})
+        gets Twisted's own header reader: without one, a proxy's header would
+        reach it as the first line of the request.
+        """
         if isinstance(factory, EchoFactory):
             after = None if self.then is None else self.then(factory)
             return self.inner.listen(ProxyHeaderFactory(factory, after))
-        return self.inner.listen(factory)
+        return self.inner.listen(QuietProxyWrappingFactory(factory))

@@ -193,3 +193,31 @@ def test_a_client_without_an_ip_address_behind_haproxy(
     line = daemon.wait_for(r"closed (\S+) in=10 out=10 .*reason=eof")[0]
     print(f"{send_proxy}: logged as {line[1]}")
     assert "refused" not in daemon.output
+
+
+def test_health_checks_through_the_proxy_protocol_to_metrics(
+    start_daemon: DaemonStarter, haproxies: list[HAProxy], tmp_path: Path
+) -> None:
+    """--metrics haproxy:tcp:PORT: the header was never read, so HAProxy's
+    check (check-send-proxy) got 400 and took the instance out of service."""
+    daemon = start_daemon(
+        "--port", "haproxy:tcp:0:interface=127.0.0.1",
+        "--metrics", "haproxy:tcp:0:interface=127.0.0.1",
+    )  # fmt: skip
+    echo_port = daemon.tcp_port()
+    metrics = daemon.wait_for(r"metrics on \S+ at 127\.0\.0\.1:(\d+) \(/metrics")[0][1]
+    frontend = free_port()
+    config = simple_config(
+        frontend, echo_port,
+        f"send-proxy-v2 check port {metrics} check-send-proxy inter 200ms "
+        "rise 1 fall 1",
+    ).replace(
+        "backend be\n",
+        "backend be\n    option httpchk\n    http-check send meth GET uri /healthz\n"
+        "    http-check expect status 200\n",
+    )  # fmt: skip
+    haproxies.append(HAProxy(config, tmp_path, frontend))
+    time.sleep(1.5)  # several checks: one failing one takes it out (fall 1)
+    for i in range(5):
+        with connect("127.0.0.1", frontend) as sock:
+            assert round_trip(sock, b"checked %d" % i) == b"checked %d" % i
