@@ -134,11 +134,17 @@ class BodyOutput:
             raise FetchError(WRITE, f"cannot write {where}: {e.strerror}") from None
         self.written += len(data)
 
-    def close(self) -> None:
-        """Close the file, if one was opened."""
-        if self.file is not None:
-            self.file.close()
-            self.file = None
+    def close(self) -> FetchError | None:
+        """Close the file, if one was opened: what is still buffered is written
+        now, so a full disk may show only here; that error, or None."""
+        if self.file is None:
+            return None
+        file, self.file = self.file, None
+        try:
+            file.close()
+        except OSError as e:
+            return FetchError(WRITE, f"cannot write {self.path}: {e.strerror}")
+        return None
 
 
 class CommandObserver(FetchObserver):
@@ -466,7 +472,9 @@ def main(argv: Sequence[str]) -> int:
     reactor.callWhenRunning(go)
     reactor.run()
     observer.close_progress()
-    output.close()
+    closing = output.close()
+    if closing is not None and outcome and not isinstance(outcome[0], ClientError):
+        outcome[0] = closing  # the body did not all reach the file
     if interrupted or not outcome:
         sys.stderr.write(f"{PROG}: interrupted\n")
         return INTERRUPTED
@@ -474,7 +482,7 @@ def main(argv: Sequence[str]) -> int:
     if isinstance(result, ClientError):
         where = (
             f" ({output.written} bytes left in {output.path})"
-            if output.written and output.path is not None
+            if output.written and output.path is not None and result.code != WRITE
             else ""
         )
         sys.stderr.write(

@@ -603,6 +603,17 @@ def test_unwritable_output(nginx: Nginx, tmp_path: Path) -> None:
     assert "cannot write no/such/dir/file: No such file or directory" in run.stderr
 
 
+def test_a_full_disk_is_exit_13_not_a_traceback(nginx: Nginx, tmp_path: Path) -> None:
+    """A small body sits in Python's buffer until the file is closed: a full
+    disk showed only then, as a traceback (exit 1)."""
+    run = fetch("-o", "/dev/full", nginx.url("/index.html"), cwd=tmp_path)
+    assert run.code == 13, run
+    assert run.stderr.strip().splitlines() == [
+        f"echod fetch: {nginx.url('/')[len('http://') : -1]}: cannot write "
+        "/dev/full: No space left on device"
+    ]
+
+
 # On a terminal.
 
 
