@@ -98,6 +98,10 @@ def cache_plugins() -> int:
     return 0
 
 
+REPORT_LOST = 13
+"""Exit code when stdout could not take the report (echod fetch's 13)."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``echod`` console script."""
     reserve_standard_fds()
@@ -107,8 +111,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         # error (exit 13), as in curl; serve's is the daemon's log. For the
         # other commands stdout is a report.
         return run_command(args)
-    with report_stdout():
-        return run_command(args)
+    with report_stdout() as report:
+        code = run_command(args)
+    if report.error is not None and code == 0:
+        sys.stderr.write(
+            f"echod: cannot write to stdout: {report.error.strerror} "
+            f"(the report is lost)\n"
+        )
+        return REPORT_LOST
+    return code
 
 
 def run_command(args: list[str]) -> int:

@@ -9,12 +9,15 @@ Two things a mature command-line tool gets right about fds 0, 1 and 2:
   with a clear C{Bad file descriptor} instead of losing it silently);
 - when the reader of its report goes away (C{| head -1}), it must not print a
   traceback: L{report_stdout} drops the rest of the report and lets the
-  command end by its own verdict, as pipe mode does when stdout closes.
+  command end by its own verdict, as pipe mode does when stdout closes; when
+  the report cannot be written for another reason (C{> /dev/full}), the
+  command says so and fails (exit 13, as echod fetch), as coreutils do.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import sys
 from collections.abc import Iterator
@@ -53,36 +56,45 @@ def discard_stdout(fd: int = 1) -> None:
     os.close(devnull)
 
 
+QUIETLY_GONE = (errno.EPIPE, errno.EBADF)
+"""stdout errors that mean nobody wants the report: its reader went away, or
+stdout was closed."""
+
+
 class ReportStdout:
     """C{sys.stdout} for a command whose stdout is a report (probe, bench).
 
     When it cannot be written (its reader went away: EPIPE; or it was closed:
     EBADF), fd 1 is pointed at C{/dev/null} and the rest of the report is
     dropped without a word: the command goes on and its exit code still says
-    what it found.
+    what it found. Any other failure (a full disk: ENOSPC, EIO) loses a
+    report someone wanted: it is kept in C{error} for the command to say.
     """
 
     def __init__(self, stream: TextIO) -> None:
         self._stream = stream
         self.dropped = False
+        self.error: OSError | None = None
 
     def write(self, text: str) -> int:
         """Write C{text}, or drop it once stdout is gone."""
         try:
             return self._stream.write(text)
-        except OSError:
-            self._drop()
+        except OSError as e:
+            self._drop(e)
             return len(text)
 
     def flush(self) -> None:
         """Flush, or drop what is buffered once stdout is gone."""
         try:
             self._stream.flush()
-        except OSError:
-            self._drop()
+        except OSError as e:
+            self._drop(e)
 
-    def _drop(self) -> None:
+    def _drop(self, error: OSError) -> None:
         self.dropped = True
+        if error.errno not in QUIETLY_GONE and self.error is None:
+            self.error = error
         discard_stdout(self._stream.fileno())
         self._stream.flush()  # what was buffered goes to /dev/null
 

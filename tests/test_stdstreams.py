@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 import sys
@@ -77,3 +78,26 @@ def test_help_and_version_with_stdout_gone() -> None:
         for close_stdout in (False, True):
             out = run(args, close_stdout=close_stdout)
             assert (out.returncode, out.stderr) == (0, ""), (args, close_stdout)
+
+
+def test_a_report_that_cannot_be_written_is_kept_as_an_error() -> None:
+    with open("/dev/full", "w") as stream:
+        report = ReportStdout(stream)
+        report.write("figures\n")
+        report.flush()
+        assert report.dropped
+        assert report.error is not None and report.error.errno == errno.ENOSPC
+
+
+def test_a_full_disk_loses_no_report_without_a_word(
+    start_daemon: DaemonStarter,
+) -> None:
+    """> /dev/full: the probe's and bench's reports were lost with exit 0."""
+    target = f"127.0.0.1:{start_daemon().tcp_port()}"
+    lost = "echod: cannot write to stdout: No space left on device (the report is lost)"
+    for args in (["client", "--count", "2", target],
+                 ["bench", "-c", "1", "-d", "0.5", target], ["--help"]):  # fmt: skip
+        with open("/dev/full", "w") as full:
+            out = subprocess.run([ECHOD, *args], stdout=full, stderr=subprocess.PIPE,
+                                 text=True, timeout=60)  # fmt: skip
+        assert (out.returncode, out.stderr.splitlines()) == (13, [lost]), args
