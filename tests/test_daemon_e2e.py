@@ -939,11 +939,18 @@ def test_haproxy_clients_waiting_for_a_header_count_towards_max_connections(
             assert closed_by_peer(fourth)
         daemon.wait_for(r"refused 127\.0\.0\.1:\d+: max-connections")
         silent.pop().close()
-        time.sleep(0.5)
-        with connect("127.0.0.1", port) as sock:  # a slot again
-            sock.sendall(b"PROXY TCP4 203.0.113.9 127.0.0.1 40000 10000\r\nin")
-            sock.shutdown(socket.SHUT_WR)
-            assert drain(sock) == b"in"
+        deadline = time.monotonic() + 15
+        while True:  # a slot again, once the daemon has seen that close
+            with connect("127.0.0.1", port) as sock:
+                try:
+                    sock.sendall(b"PROXY TCP4 203.0.113.9 127.0.0.1 40000 10000\r\nin")
+                    sock.shutdown(socket.SHUT_WR)
+                    if drain(sock) == b"in":
+                        break
+                except OSError:  # refused with a reset: too early
+                    pass
+            assert time.monotonic() < deadline, "no slot after a silent client left"
+            time.sleep(0.2)
     finally:
         for sock in silent:
             sock.close()
