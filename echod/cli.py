@@ -43,6 +43,13 @@ commands:
 """
 
 
+def options_apply(options: list[str]) -> str:
+    """C{--a applies}, or C{--a and --b apply}: the start of a message about
+    options given where they have no effect."""
+    verb = "applies" if len(options) == 1 else "apply"
+    return f"{' and '.join(options)} {verb}"
+
+
 def parse_arguments(
     parser: argparse.ArgumentParser, argv: Sequence[str]
 ) -> argparse.Namespace | int:

@@ -49,7 +49,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from echod.cli import parse_arguments
+from echod.cli import options_apply, parse_arguments
 from echod.echo import can_half_close
 from echod.endpointerrors import empty_unix_path, parse_error_message
 from echod.reuseport import split_description
@@ -88,20 +88,15 @@ def classify(failure: Failure | BaseException) -> ClientError:
         return ClientError(TIMEOUT, "timed out")
     if isinstance(e, error.NoRouteError):
         return ClientError(UNREACHABLE, "no route to host")
-    if isinstance(e, error.ConnectError) and getattr(e, "osError", None) in (
-        errno.ENETUNREACH,
-        errno.EHOSTUNREACH,
-    ):
+    os_error = (
+        getattr(e, "osError", None) if isinstance(e, error.ConnectError) else None
+    )
+    if os_error in (errno.ENETUNREACH, errno.EHOSTUNREACH):
         return ClientError(UNREACHABLE, f"unreachable: {e}")
-    if isinstance(e, error.ConnectError) and getattr(e, "osError", None) in (
-        errno.ENOENT,
-        errno.ENOTDIR,
-    ):  # a UNIX socket path with nothing there: as a TCP port nobody listens on
+    if os_error in (errno.ENOENT, errno.ENOTDIR):
+        # a UNIX socket path with nothing there: as a TCP port nobody listens on
         return ClientError(REFUSED, "connection refused: no such socket file")
-    if isinstance(e, error.ConnectError) and getattr(e, "osError", None) in (
-        errno.EACCES,
-        errno.EPERM,
-    ):
+    if os_error in (errno.EACCES, errno.EPERM):
         return ClientError(UNREACHABLE, "permission denied")
     if isinstance(e, VerificationError):
         return ClientError(TLS, f"TLS failure: the certificate does not match: {e}")
@@ -266,16 +261,10 @@ def make_endpoint(
             raise ClientError(USAGE, f"bad endpoint {text!r}: {detail}") from None
         return endpoint
     assert target.host is not None and target.port is not None
-    if is_ipv6(target.host):
-        # No lookup to make; and HostnameEndpoint drops a link-local
-        # address's zone (fe80::1%eth0), which then cannot be connected.
-        endpoint = TCP6ClientEndpoint(
-            reactor, target.host, target.port, timeout=timeout or 30
-        )
-    else:
-        endpoint = HostnameEndpoint(
-            reactor, target.host, target.port, timeout=timeout or 30
-        )
+    # An IPv6 literal needs no lookup; and HostnameEndpoint drops a link-local
+    # address's zone (fe80::1%eth0), which then cannot be connected.
+    kind = TCP6ClientEndpoint if is_ipv6(target.host) else HostnameEndpoint
+    endpoint = kind(reactor, target.host, target.port, timeout=timeout or 30)
     if target.tls:
         try:
             creator = connection_creator(target.host, settings)
@@ -694,11 +683,9 @@ def check_tls_options_apply(args: argparse.Namespace, target: Target) -> None:
         if value
     ]
     if given and not target.tls:
-        verb = "applies" if len(given) == 1 else "apply"
         raise ClientError(
             USAGE,
-            f"{' and '.join(given)} {verb} to TLS targets: add --tls, or write "
-            f"tls:HOST:PORT",
+            f"{options_apply(given)} to TLS targets: add --tls, or write tls:HOST:PORT",
         )
 
 

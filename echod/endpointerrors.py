@@ -7,6 +7,9 @@ import re
 
 from twisted.internet.error import CannotListenError
 
+from echod.reuseport import raw_fields
+from echod.unixnames import path_field
+
 
 def parse_error_message(error: Exception) -> str:
     """What Twisted's endpoint parsers raised, in the words of an endpoint string.
@@ -51,13 +54,8 @@ def empty_unix_path(description: str) -> bool:
     kind, _, rest = description.partition(":")
     if kind != "unix":
         return False
-    for part in rest.split(":"):
-        name, equals, value = part.partition("=")
-        if not equals:  # the path, given by position
-            return part in ("", "@")  # "@": an abstract name, empty
-        if name in ("address", "path"):  # by name: server, client
-            return value in ("", "@")
-    return False
+    found = path_field(raw_fields(rest))
+    return found is not None and found[2] in ("", "@")  # "@": an empty abstract name
 
 
 def listen_failure_message(error: BaseException | None) -> str:

@@ -36,23 +36,25 @@ class ConnectionLimits:
         not admitted yet, but holding a socket each."""
         self._per_key: Counter[str] = Counter()
 
-    def refusal_at_accept(self) -> str | None:
-        """The reason to close a connection at once, before its PROXY header
-        says whose it is: the totals alone, counting connections that still
-        wait for a header (as HAProxy's maxconn counts every accepted one)."""
-        held = self.open + self.pending
+    def _total_refusal(self, held: int) -> str | None:
+        """The reason to refuse one more connection when C{held} are held."""
         if self.max_connections and held >= self.max_connections:
             return "max-connections"
         if self.fd_cap and held >= self.fd_cap:
             return "file-limit"
         return None
 
+    def refusal_at_accept(self) -> str | None:
+        """The reason to close a connection at once, before its PROXY header
+        says whose it is: the totals alone, counting connections that still
+        wait for a header (as HAProxy's maxconn counts every accepted one)."""
+        return self._total_refusal(self.open + self.pending)
+
     def refusal(self, key: str | None) -> str | None:
         """The reason to refuse a new connection from C{key}, or None to admit."""
-        if self.max_connections and self.open >= self.max_connections:
-            return "max-connections"
-        if self.fd_cap and self.open >= self.fd_cap:
-            return "file-limit"
+        total = self._total_refusal(self.open)
+        if total is not None:
+            return total
         if (
             self.max_per_ip
             and key is not None

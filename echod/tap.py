@@ -16,6 +16,7 @@ from twisted.application.service import IService
 from twisted.python import usage
 
 from echod import __version__
+from echod.cli import options_apply
 from echod.fdlimit import raise_file_limit
 from echod.reactor import enable_busy_poll, install_if_unset
 from echod.service import EchoService, ListenError
@@ -55,12 +56,6 @@ def _number(kind: type[int] | type[float], minimum: float, name: str) -> Any:
 
     coerce.coerceDoc = ""  # type: ignore[attr-defined]
     return coerce
-
-
-def _apply(options: list[str]) -> str:
-    """C{--a applies}, or C{--a and --b apply}: the start of a message."""
-    verb = "applies" if len(options) == 1 else "apply"
-    return f"{' and '.join(options)} {verb}"
 
 
 def parse_udp(value: str) -> tuple[str, int]:
@@ -267,7 +262,8 @@ class Options(usage.Options):
         ]
         if given and not self["udp"]:
             raise usage.UsageError(
-                f"{_apply(given)} to UDP echo, which is off: add --udp [INTERFACE:]PORT"
+                f"{options_apply(given)} to UDP echo, which is off: add --udp "
+                "[INTERFACE:]PORT"
             )
 
     def _check_tls_options_apply(self) -> None:
@@ -288,7 +284,7 @@ class Options(usage.Options):
         ports = self["ports"] or [DEFAULT_PORT]
         if given and not any(p.startswith(TLS_LISTENERS) for p in ports):
             raise usage.UsageError(
-                f"{_apply(given)} to TLS listeners ("
+                f"{options_apply(given)} to TLS listeners ("
                 f"{', '.join(TLS_LISTENERS)}) and no --port is one: the echo "
                 f"would be in the clear"
             )

@@ -54,16 +54,15 @@ def check_twistd_options(twistd: Mapping[str, Any], log_format: str) -> None:
             "--log-format json writes to --logfile or stdout, not to syslog "
             "(twistd's --syslog)"
         )
-    if twistd.get("syslog") or twistd.get("logger"):
-        log_file = None
-    elif twistd.get("logfile") == "-" and not twistd.get("nodaemon"):
-        raise usage.UsageError(
-            "twistd --logfile=- (stdout) needs -n (--nodaemon): a daemon has no stdout"
-        )
-    else:
+    if not (twistd.get("syslog") or twistd.get("logger")):  # twistd's own log
+        if twistd.get("logfile") == "-" and not twistd.get("nodaemon"):
+            raise usage.UsageError(
+                "twistd --logfile=- (stdout) needs -n (--nodaemon): a daemon has "
+                "no stdout"
+            )
         log_file = log_destination(twistd)
-    if log_file is not None:
-        _check_writable("twistd --logfile", log_file)
+        if log_file is not None:
+            _check_writable("twistd --logfile", log_file)
     chroot = twistd.get("chroot")
     if chroot:
         _check_directory("twistd --chroot", Path(chroot))

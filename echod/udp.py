@@ -150,5 +150,5 @@ def listen_udp(
                 sock.fileno(), socket.AF_INET6, protocol, max_packet
             )  # a duplicate of the descriptor: ours is closed on leaving
             return adopted
-    except (OSError, socket.gaierror) as e:
+    except OSError as e:  # socket.gaierror too
         raise CannotListenError(settings.interface, settings.port, e) from None

@@ -13,6 +13,19 @@ from __future__ import annotations
 from echod.reuseport import raw_fields
 
 
+def path_field(fields: list[str]) -> tuple[int, str, str] | None:
+    """Where the fields of a C{unix:} endpoint string (after C{unix:}) name the
+    socket path: (index, C{"address="} or C{"path="} or C{""}, the path as
+    written); None if they do not."""
+    for index, field in enumerate(fields):
+        name, equals, value = field.partition("=")
+        if not equals:  # the path, given by position
+            return index, "", field
+        if name in ("address", "path"):  # by name: server, client
+            return index, f"{name}=", value
+    return None
+
+
 def abstract_unix(description: str, server: bool) -> str:
     """C{description} with an C{@NAME} socket path made abstract; any other
     endpoint string as it is."""
@@ -20,20 +33,13 @@ def abstract_unix(description: str, server: bool) -> str:
     if kind != "unix" or not colon:
         return description
     fields = raw_fields(rest)
-    for index, field in enumerate(fields):
-        name, equals, value = field.partition("=")
-        if not equals:  # the path, given by position
-            prefix, path = "", field
-        elif name in ("address", "path"):  # by name: server, client
-            prefix, path = f"{name}=", value
-        else:
-            continue
-        if not path.startswith("@") or path == "@":
-            return description
-        fields[index] = f"{prefix}\0{path[1:]}"
-        break
-    else:
+    found = path_field(fields)
+    if found is None:
         return description
+    index, prefix, path = found
+    if not path.startswith("@") or path == "@":
+        return description
+    fields[index] = f"{prefix}\0{path[1:]}"
     if server and not any(f.startswith("lockfile=") for f in fields):
         fields.append("lockfile=0")
     return "unix:" + ":".join(fields)

@@ -234,9 +234,10 @@ def serve_workers(workers: int, args: Sequence[str]) -> int:
             stopping = True
             upstream.stopping(f"stopping {len(children)} workers")
         for child in children:
+            # A worker not yet READY has no SIGHUP handler (the signal would
+            # kill it); it reads its certificates as it starts anyway.
             if signum == signal.SIGHUP and child.pid not in notices.ready:
-                continue  # not yet handling it (SIGHUP would kill it); its
-                # certificates are read as it starts
+                continue
             if child.poll() is None:
                 child.send_signal(signum)
 

@@ -123,6 +123,10 @@ class Daemon:
         """The bound addresses of the first C{count} listeners, as logged."""
         return [m["address"] for m in self.wait_for(LISTENING.pattern, count=count)]
 
+    def metrics_address(self) -> str:
+        """HOST:PORT of the --metrics listener, as logged."""
+        return self.wait_for(r"metrics on \S+ at (\S+) \(/metrics")[0][1]
+
     def tcp_port(self) -> int:
         """The port of the first listener (a TCP one)."""
         return int(self.addresses(1)[0].rsplit(":", 1)[1])

@@ -462,7 +462,7 @@ def test_haproxy_malformed_header_is_a_counted_refusal(
         "--metrics", "tcp:0:interface=127.0.0.1",
     )  # fmt: skip
     port = daemon.tcp_port()
-    address = daemon.wait_for(r"metrics on \S+ at (\S+) \(/metrics")[0][1]
+    address = daemon.metrics_address()
     with connect("127.0.0.1", port) as sock:
         sock.sendall(b"PROXY TCP4 203.0.113.9 127.0.0.1 abc 10000\r\nlost")
         assert closed_by_peer(sock)
@@ -640,7 +640,7 @@ def test_metrics_connections_are_bounded_and_cannot_starve_echo(
         "--port", LOCAL, "--metrics", "tcp:0:interface=127.0.0.1",
     )  # fmt: skip
     port = daemon.tcp_port()
-    address = daemon.wait_for(r"metrics on \S+ at (\S+) \(/metrics")[0][1]
+    address = daemon.metrics_address()
     host, metrics_port = address.rsplit(":", 1)
     held = [connect(host, int(metrics_port)) for _ in range(40)]
     try:
@@ -672,7 +672,7 @@ def test_metrics_and_health_scraped_with_curl_while_traffic_flows(
         "--max-connections", "2", "--drain-timeout", "30",
     )  # fmt: skip
     port = daemon.tcp_port()
-    address = daemon.wait_for(r"metrics on \S+ at (\S+) \(/metrics")[0][1]
+    address = daemon.metrics_address()
     base = f"http://{address}"
     assert curl(base + "/healthz") == (200, "ok\n")
     stop = threading.Event()
@@ -722,7 +722,7 @@ def test_metrics_request_bodies_are_not_kept(start_daemon: DaemonStarter) -> Non
     """No metrics page reads a body; Twisted kept any, 4 GB went to a temporary
     file. Past 64 KiB the client is cut off and counted; a small one is fine."""
     daemon = start_daemon("--port", LOCAL, "--metrics", "tcp:0:interface=127.0.0.1")
-    address = daemon.wait_for(r"metrics on \S+ at (\S+) \(/metrics")[0][1]
+    address = daemon.metrics_address()
     host, port = address.rsplit(":", 1)
     chunk = b"10000\r\n" + b"z" * 0x10000 + b"\r\n"
     with connect(host, int(port)) as sock:
@@ -759,7 +759,7 @@ def test_metrics_over_tls_scraped_by_curl(
         "--port", LOCAL,
         "--metrics", f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}",
     )  # fmt: skip
-    address = daemon.wait_for(r"metrics on \S+ at (\S+) \(/metrics")[0][1]
+    address = daemon.metrics_address()
     port = address.rsplit(":", 1)[1]
     out = subprocess.run(
         [need_tool("curl"), "-sS", "--cacert", str(cert),
@@ -781,7 +781,7 @@ def test_plain_text_to_a_tls_port_is_a_counted_handshake_failure(
         "--metrics", "tcp:0:interface=127.0.0.1",
     )  # fmt: skip
     port = daemon.tcp_port()
-    address = daemon.wait_for(r"metrics on \S+ at (\S+) \(/metrics")[0][1]
+    address = daemon.metrics_address()
     with connect("127.0.0.1", port) as plain:
         plain.sendall(b"GET / HTTP/1.0\r\n\r\n")
         assert closed_by_peer(plain)

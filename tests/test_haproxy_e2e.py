@@ -205,7 +205,7 @@ def test_health_checks_through_the_proxy_protocol_to_metrics(
         "--metrics", "haproxy:tcp:0:interface=127.0.0.1",
     )  # fmt: skip
     echo_port = daemon.tcp_port()
-    metrics = daemon.wait_for(r"metrics on \S+ at 127\.0\.0\.1:(\d+) \(/metrics")[0][1]
+    metrics = daemon.metrics_address().rsplit(":", 1)[1]
     frontend = free_port()
     config = simple_config(
         frontend, echo_port,
