@@ -7,6 +7,7 @@ L{EchoSettings}, which L{makeService} hands to the service and its factories.
 from __future__ import annotations
 
 import ipaddress
+import math
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -37,10 +38,21 @@ LOG_FORMATS = ("text", "json")
 TLS_LISTENERS = ("ssl:", "tls:", "haproxy:ssl:", "haproxy:tls:")
 """The --port endpoint types that the --tls-* options apply to."""
 MAX_UDP_PAYLOAD = 65507
+MAX_BACKLOG = 2**31 - 1
+"""listen(2) takes a C int; the kernel caps it at net.core.somaxconn."""
 
 
-def _number(kind: type[int] | type[float], minimum: float, name: str) -> Any:
-    """A coercer for usage.Options that names the option in its error."""
+def _number(
+    kind: type[int] | type[float],
+    minimum: float,
+    name: str,
+    maximum: float | None = None,
+) -> Any:
+    """A coercer for usage.Options that names the option in its error.
+
+    Infinity is refused (a timeout of C{inf} would never fire; 0 is how an
+    option says "never"), as is anything above C{maximum}.
+    """
 
     def coerce(value: str) -> int | float:
         try:
@@ -52,6 +64,10 @@ def _number(kind: type[int] | type[float], minimum: float, name: str) -> Any:
             ) from None
         if number != number or number < minimum:  # NaN, or below the floor
             raise ValueError(f"{name} must be at least {minimum:g}, not {value!r}")
+        if not math.isfinite(number):
+            raise ValueError(f"{name} must be a finite number, not {value!r}")
+        if maximum is not None and number > maximum:
+            raise ValueError(f"{name} must be at most {maximum}, not {value!r}")
         return number
 
     coerce.coerceDoc = ""  # type: ignore[attr-defined]
@@ -132,7 +148,7 @@ class Options(usage.Options):
             DEFAULT_BACKLOG,
             "Listen queue for tcp, tcp6, ssl, tls and unix endpoints that do not "
             "set backlog= themselves (capped by net.core.somaxconn).",
-            _number(int, 1, "--backlog"),
+            _number(int, 1, "--backlog", MAX_BACKLOG),
         ],
         [
             "udp-rate",
@@ -146,7 +162,7 @@ class Options(usage.Options):
             None,
             DEFAULT_UDP_MAX_SIZE,
             "Largest UDP datagram echoed; larger ones are dropped.",
-            _number(int, 1, "--udp-max-size"),
+            _number(int, 1, "--udp-max-size", MAX_UDP_PAYLOAD),
         ],
         ["tls-cert", None, None, "Certificate (chain) PEM for ssl: listeners."],
         ["tls-key", None, None, "Private key PEM for ssl: listeners."],
@@ -237,11 +253,6 @@ class Options(usage.Options):
             )
         if bool(self["tls-key"]) and not self["tls-cert"]:
             raise usage.UsageError("--tls-key needs --tls-cert")
-        if self["udp-max-size"] > MAX_UDP_PAYLOAD:
-            raise usage.UsageError(
-                f"--udp-max-size must be at most {MAX_UDP_PAYLOAD}, "
-                f"not {self['udp-max-size']}"
-            )
         self._check_tls_options_apply()
         self._check_udp_options_apply()
         twistd = getattr(self, "parent", None)  # twistd's own options, under twistd

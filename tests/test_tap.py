@@ -86,6 +86,11 @@ def test_every_option() -> None:
         (["--udp", "localhost:7"], "--udp: 'localhost' is not an IP address"),
         (["--log-format", "yaml"], "--log-format must be one of text, json"),
         (["--busy-poll", "-1"], "--busy-poll must be at least 0"),
+        # were accepted: a timeout that never fires, a drain that never ends
+        (["--idle-timeout", "inf"], "--idle-timeout must be a finite number"),
+        (["--drain-timeout", "1e400"], "--drain-timeout must be a finite number"),
+        # was "cannot listen on 'tcp:10000': signed integer is greater than maximum"
+        (["--backlog", "99999999999"], "--backlog must be at most 2147483647"),
         # were ignored: the echo was in the clear where TLS was asked for
         (
             ["--tls-cert", "c.pem", "--tls-key", "k.pem"],
