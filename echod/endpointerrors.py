@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+from collections.abc import Iterable
 
+from twisted.internet.address import IPv6Address
 from twisted.internet.error import CannotListenError
+from twisted.internet.interfaces import IAddress
 
 from echod.reuseport import raw_fields
 from echod.unixnames import path_field
@@ -74,3 +78,37 @@ def listen_failure_message(error: BaseException | None) -> str:
         if isinstance(path, (str, bytes)):
             return f"{os.fsdecode(path)}: {error.strerror}"
     return "an unknown error" if error is None else str(error)
+
+
+def own_port_hint(error: BaseException | None, held: Iterable[IAddress]) -> str:
+    """Why a TCP port is in use when one of this daemon's own listeners holds it.
+
+    The common case is C{-p tcp:P -p tcp6:P:interface=\\:\\:}, nginx's
+    C{listen P; listen [::]:P;}: Twisted's IPv6 listener on C{::} is dual
+    stack (Linux's default, C{net.ipv6.bindv6only=0}), so it already takes
+    IPv4 and the IPv4 listener on the same port cannot bind. "" when the
+    error is something else.
+    """
+    if not (
+        isinstance(error, CannotListenError)
+        and isinstance(error.port, int)
+        and getattr(error.socketError, "errno", None) == errno.EADDRINUSE
+    ):
+        return ""
+    failing_v6 = ":" in (error.interface or "")
+    for address in held:
+        if getattr(address, "type", None) != "TCP":
+            continue
+        if getattr(address, "port", None) != error.port:
+            continue
+        held_v6 = isinstance(address, IPv6Address)
+        if held_v6 != failing_v6 and "::" in (
+            getattr(address, "host", ""),
+            error.interface,
+        ):
+            return (
+                " (a tcp6 listener on :: takes IPv4 connections too: one "
+                "listener serves both, leave out the IPv4 one)"
+            )
+        return " (an earlier --port of this echod listens there)"
+    return ""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import signal
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ from echod.echo import EchoFactory, EchoProtocol, format_address
 from echod.endpointerrors import (
     empty_unix_path,
     listen_failure_message,
+    own_port_hint,
     parse_error_message,
 )
 from echod.logs import json_log_observer
@@ -96,12 +97,17 @@ def errors_named(inner: str, description: str) -> Iterator[None]:
 
 
 def listen_now(
-    endpoint: IStreamServerEndpoint, factory: IProtocolFactory, failing: str
+    endpoint: IStreamServerEndpoint,
+    factory: IProtocolFactory,
+    failing: str,
+    held: Iterable[IListeningPort] = (),
 ) -> IListeningPort:
     """Listen, and return the port, or raise L{ListenError} starting C{failing}.
 
     Every endpoint Twisted ships listens synchronously; one that does not
     would leave us unable to report its failure at start, so it is refused.
+    C{held} are the ports this daemon listens on already: when one of them
+    is what holds the address, the error says so.
     """
     result: list[IListeningPort | Failure] = []
     endpoint.listen(factory).addBoth(result.append)
@@ -109,7 +115,8 @@ def listen_now(
         raise ListenError(f"{failing}: the endpoint did not listen at once")
     outcome = result[0]
     if isinstance(outcome, Failure):
-        raise ListenError(f"{failing}: {listen_failure_message(outcome.value)}")
+        hint = own_port_hint(outcome.value, [port.getHost() for port in held])
+        raise ListenError(f"{failing}: {listen_failure_message(outcome.value)}{hint}")
     return outcome
 
 
@@ -305,8 +312,9 @@ class EchoService(Service):
         """Bind every stream and UDP listener now, or raise L{ListenError}."""
         try:
             for description, endpoint in self.endpoints:
-                failing = f"cannot listen on {description!r}"
-                port = listen_now(endpoint, self.factory, failing)
+                failing = f"cannot listen on '{description}'"
+                held = [port for _, port in self.listening]
+                port = listen_now(endpoint, self.factory, failing, held)
                 self.listening.append((description, port))
             for udp in self.settings.udp:
                 udp_reactor: IReactorUDP = self.reactor
@@ -332,7 +340,9 @@ class EchoService(Service):
     def _listen_metrics(self, description: str) -> IListeningPort:
         endpoint = parse_endpoint(self.reactor, description, self.settings.backlog)
         site = metrics_site(self.factory, self.listener_states, self.health)
-        return listen_now(endpoint, site, f"cannot serve metrics on {description!r}")
+        held = [port for _, port in self.listening]
+        failing = f"cannot serve metrics on '{description}'"
+        return listen_now(endpoint, site, failing, held)
 
     def listener_states(self) -> list[ListenerState]:
         """Every echo listener and whether it accepts now."""

@@ -372,6 +372,37 @@ def test_port_in_use_is_one_clear_line(
     assert not (tmp_path / "twistd.pid").exists()
 
 
+def test_a_port_held_by_an_own_listener_says_so(
+    start_daemon: DaemonStarter,
+) -> None:
+    """nginx's 'listen P; listen [::]:P;' written as two --port: the second
+    cannot bind, because Twisted's tcp6 listener on :: takes IPv4 too."""
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 on this machine")
+    with socket.socket(socket.AF_INET6) as probe:  # a port free on both families
+        probe.bind(("::", 0))
+        port = probe.getsockname()[1]
+    daemon = start_daemon(
+        "--port", rf"tcp6:{port}:interface=\:\:", "--port", f"tcp:{port}"
+    )
+    assert daemon.process.wait(30) == 1
+    daemon.stop()
+    assert daemon.output.strip().splitlines() == [
+        f"twistd echod: error: cannot listen on 'tcp:{port}': Couldn't listen on "
+        f"any:{port}: [Errno 98] Address already in use. (a tcp6 listener on :: "
+        "takes IPv4 connections too: one listener serves both, leave out the "
+        "IPv4 one)"
+    ]
+    daemon = start_daemon("--port", f"tcp:{port}", "--metrics", f"tcp:{port}")
+    assert daemon.process.wait(30) == 1
+    daemon.stop()
+    assert daemon.output.strip().splitlines() == [
+        f"twistd echod: error: cannot serve metrics on 'tcp:{port}': Couldn't "
+        f"listen on any:{port}: [Errno 98] Address already in use. (an earlier "
+        "--port of this echod listens there)"
+    ]
+
+
 def test_unix_socket_in_a_missing_directory_is_one_clear_line(
     start_daemon: DaemonStarter, tmp_path: Path
 ) -> None:

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.endpoints import clientFromString, serverFromString
 from twisted.internet.error import CannotListenError
 from twisted.internet.testing import MemoryReactor
@@ -14,6 +15,7 @@ from twisted.internet.testing import MemoryReactor
 from echod.endpointerrors import (
     empty_unix_path,
     listen_failure_message,
+    own_port_hint,
     parse_error_message,
 )
 
@@ -93,3 +95,23 @@ def test_listen_failure_message_names_the_file() -> None:
     tcp = CannotListenError("127.0.0.1", 80, OSError(98, "Address already in use"))
     assert listen_failure_message(tcp) == str(tcp)
     assert listen_failure_message(OSError("no room")) == "no room"
+
+
+def test_own_port_hint() -> None:
+    """A port in use by one of the daemon's own listeners is said so."""
+    in_use = OSError(errno.EADDRINUSE, "Address already in use")
+    v4_any = CannotListenError("", 7000, in_use)
+    v6_any = CannotListenError("::", 7000, in_use)
+    dual = " (a tcp6 listener on :: takes IPv4 connections too"
+    assert own_port_hint(v4_any, [IPv6Address("TCP", "::", 7000)]).startswith(dual)
+    assert own_port_hint(v6_any, [IPv4Address("TCP", "0.0.0.0", 7000)]).startswith(dual)
+    assert own_port_hint(v4_any, [IPv4Address("TCP", "0.0.0.0", 7000)]) == (
+        " (an earlier --port of this echod listens there)"
+    )
+    # someone else's port, another port, UDP, another error: no hint
+    assert own_port_hint(v4_any, []) == ""
+    assert own_port_hint(v4_any, [IPv6Address("TCP", "::", 7001)]) == ""
+    assert own_port_hint(v4_any, [IPv6Address("UDP", "::", 7000)]) == ""
+    denied = CannotListenError("", 7000, OSError(errno.EACCES, "Permission denied"))
+    assert own_port_hint(denied, [IPv6Address("TCP", "::", 7000)]) == ""
+    assert own_port_hint(OSError("no room"), [IPv6Address("TCP", "::", 7000)]) == ""
