@@ -49,8 +49,10 @@ from zope.interface import implementer
 
 from echod.client import (
     DNS,
+    REFUSED,
     RESET,
     TIMEOUT,
+    UNREACHABLE,
     USAGE,
     ClientError,
     classify,
@@ -69,6 +71,10 @@ REDIRECT_STATUSES = (301, 302, 303, 307, 308)
 
 class FetchError(ClientError):
     """A fetch that failed; C{code} is the exit code, the message one line."""
+
+
+class ServerNotReachedError(FetchError):
+    """The server's name did not resolve, or no TCP connection to it was made."""
 
 
 @dataclass(frozen=True)
@@ -599,7 +605,7 @@ async def _addresses(reactor: Any, url: URL, options: FetchOptions) -> list[str]
     found = await receiver.done
     hosts = list(dict.fromkeys(a.host for a in found))
     if not hosts:
-        raise FetchError(DNS, f"cannot resolve the name {url.host!r}")
+        raise ServerNotReachedError(DNS, f"cannot resolve the name {url.host!r}")
     return hosts
 
 
@@ -655,16 +661,18 @@ async def _exchange(
     except FetchError:
         raise
     except defer.TimeoutError:
-        raise FetchError(TIMEOUT, "name lookup timed out") from None
+        raise ServerNotReachedError(TIMEOUT, "name lookup timed out") from None
     except Exception as e:
-        raise FetchError(DNS, f"cannot resolve the name {url.host!r}: {e}") from None
+        raise ServerNotReachedError(
+            DNS, f"cannot resolve the name {url.host!r}: {e}"
+        ) from None
     timing.mark("dns")
     observer.resolved(url.host, addresses)
     last: ClientError | None = None
     for address in addresses:
         left = options.connect_timeout - (time.perf_counter() - started)
         if left <= 0:
-            raise FetchError(TIMEOUT, timed_out)
+            raise ServerNotReachedError(TIMEOUT, timed_out)
         protocol = FetchProtocol(
             request,
             options,
@@ -686,6 +694,8 @@ async def _exchange(
             continue
         return protocol
     assert last is not None
+    if last.code in (REFUSED, UNREACHABLE, TIMEOUT):
+        raise ServerNotReachedError(last.code, str(last))
     raise FetchError(last.code, str(last))
 
 

@@ -17,9 +17,11 @@ violations always go to stderr; C{--lint} makes them an error (exit 9).
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import math
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -38,6 +40,7 @@ from echod.fetch import (
     FetchOptions,
     FetchResult,
     ResponseHead,
+    ServerNotReachedError,
     Timing,
     fetch,
 )
@@ -485,6 +488,8 @@ def main(argv: Sequence[str]) -> int:
             if output.written and output.path is not None and result.code != WRITE
             else ""
         )
+        if isinstance(result, ServerNotReachedError):
+            where += proxy_hint(command.request.url, os.environ)
         sys.stderr.write(
             f"{PROG}: {command.request.url.authority()}: {result}{where}\n"
         )
@@ -506,6 +511,61 @@ def main(argv: Sequence[str]) -> int:
         )
         return MALFORMED
     return OK
+
+
+def proxy_hint(url: URL, environ: Mapping[str, str]) -> str:
+    """Say so when curl would have gone through a proxy that echod fetch ignores.
+
+    curl (and wget, pip, ...) read C{http_proxy} (lower case only, as curl),
+    C{https_proxy}, C{all_proxy} and C{no_proxy}; echod fetch always connects
+    to the server itself, so that what it shows is what that server got. On a
+    network that lets only a proxy out, that direct connection is what fails.
+    """
+    names = ["http_proxy"] if url.scheme == "http" else ["https_proxy", "HTTPS_PROXY"]
+    names += ["all_proxy", "ALL_PROXY"]
+    spelled = next((name for name in names if environ.get(name)), None)
+    if spelled is None:
+        return ""
+    no_proxy = environ.get("no_proxy") or environ.get("NO_PROXY") or ""
+    if bypasses_proxy(url.host, no_proxy):
+        return ""
+    return (
+        f" ({spelled} is set: echod fetch does not use a proxy, it connects "
+        "to the server itself)"
+    )
+
+
+def bypasses_proxy(host: str, no_proxy: str) -> bool:
+    """Whether curl would leave C{host} out of the proxy, by C{no_proxy}.
+
+    curl's rules: a comma-separated list; C{*} is every host; a name matches
+    itself and its subdomains (a leading dot is optional); an IP address or
+    CIDR range matches the addresses in it.
+    """
+    host = host.lower().rstrip(".")
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address | None
+    try:
+        address = ipaddress.ip_address(host.partition("%")[0])
+    except ValueError:
+        address = None
+    for entry in no_proxy.lower().split(","):
+        entry = entry.strip().lstrip(".").rstrip(".")
+        if entry.startswith("[") and entry.endswith("]"):
+            entry = entry[1:-1]
+        if entry == "*":
+            return True
+        if not entry:
+            continue
+        if address is not None:
+            try:
+                if address in ipaddress.ip_network(entry, strict=False):
+                    return True
+            except ValueError:
+                pass
+            continue
+        if host == entry or host.endswith("." + entry):
+            return True
+    return False
 
 
 def _error(failure: Failure) -> ClientError:

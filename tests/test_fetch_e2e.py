@@ -41,11 +41,18 @@ BIG = 24 << 20
 class Run:
     """A finished ``echod fetch``: exit code, output, peak RSS and time taken."""
 
-    def __init__(self, args: list[str], cwd: Path, timeout: float) -> None:
+    def __init__(
+        self,
+        args: list[str],
+        cwd: Path,
+        timeout: float,
+        env: dict[str, str] | None = None,
+    ) -> None:
         started = time.monotonic()
         process = subprocess.Popen(
             [ECHOD, "fetch", *args], cwd=cwd, stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env=None if env is None else {**os.environ, **env},
         )  # fmt: skip
         self.peak_rss_kib = 0
         outputs: dict[str, bytes] = {}
@@ -78,9 +85,11 @@ def _hwm_kib(pid: int) -> int:
     return 0
 
 
-def fetch(*args: str, cwd: Path, timeout: float = 60) -> Run:
-    """Run ``echod fetch ARGS`` in C{cwd}."""
-    return Run(list(args), cwd, timeout)
+def fetch(
+    *args: str, cwd: Path, timeout: float = 60, env: dict[str, str] | None = None
+) -> Run:
+    """Run ``echod fetch ARGS`` in C{cwd}, with C{env} added to the environment."""
+    return Run(list(args), cwd, timeout, env)
 
 
 def curl(*args: str, cwd: Path) -> subprocess.CompletedProcess[bytes]:
@@ -595,6 +604,39 @@ def test_errors_are_one_line(tmp_path: Path) -> None:
         assert run.code == code, (args, run)
         lines = run.stderr.strip().splitlines()
         assert len(lines) == 1 and says in lines[0], (args, run.stderr)
+
+
+def test_a_proxy_in_the_environment_is_named_when_the_server_is_not_reached(
+    nginx: Nginx, tmp_path: Path
+) -> None:
+    """curl would have gone through http_proxy; echod fetch connects itself, so
+    when that fails behind a proxy-only network, the error says why."""
+    proxy = {"http_proxy": "http://127.0.0.1:1/", "no_proxy": "", "NO_PROXY": ""}
+    run = fetch("http://127.0.0.1:1/", cwd=tmp_path, env=proxy)
+    assert run.code == 4, run
+    assert run.stderr.strip().splitlines() == [
+        "echod fetch: 127.0.0.1:1: connection refused (http_proxy is set: echod "
+        "fetch does not use a proxy, it connects to the server itself)"
+    ]
+    run = fetch("https://no-such-host.invalid/", cwd=tmp_path, env=proxy)
+    assert run.code == 3 and "(http_proxy is set" not in run.stderr, run
+    run = fetch(
+        "https://no-such-host.invalid/",
+        cwd=tmp_path,
+        env={**proxy, "HTTPS_PROXY": "http://127.0.0.1:1/"},
+    )
+    assert run.code == 3 and run.stderr.rstrip().endswith(
+        "(HTTPS_PROXY is set: echod fetch does not use a proxy, it connects to "
+        "the server itself)"
+    ), run
+    # no_proxy leaves the host out, as curl would: no hint
+    run = fetch(
+        "http://127.0.0.1:1/", cwd=tmp_path, env={**proxy, "no_proxy": "127.0.0.0/8"}
+    )
+    assert run.code == 4 and "proxy" not in run.stderr, run
+    # the server answered: the proxy was not the trouble
+    run = fetch("-o", "b", nginx.url("/index.html"), cwd=tmp_path, env=proxy)
+    assert run.code == 0 and "proxy" not in run.stderr, run
 
 
 def test_unwritable_output(nginx: Nginx, tmp_path: Path) -> None:

@@ -6,8 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from echod.fetchcli import build, parse_resolve, parser, prefixed, visible
-from echod.fetchrequest import RequestError
+from echod.fetchcli import (
+    build,
+    bypasses_proxy,
+    parse_resolve,
+    parser,
+    prefixed,
+    proxy_hint,
+    visible,
+)
+from echod.fetchrequest import RequestError, parse_url
 
 
 def test_visible_writes_out_line_endings_and_odd_bytes() -> None:
@@ -67,3 +75,43 @@ def test_build(tmp_path: Path) -> None:
 def test_bad_options(args: list[str], says: str) -> None:
     with pytest.raises(RequestError, match=says):
         build(parser().parse_args(args))
+
+
+@pytest.mark.parametrize(
+    ("host", "no_proxy", "bypassed"),
+    [
+        ("example.com", "example.com", True),
+        ("www.example.com", "example.com", True),
+        ("www.example.com", ".example.com", True),
+        ("EXAMPLE.com", "example.COM", True),
+        ("badexample.com", "example.com", False),
+        ("example.com", "www.example.com", False),
+        ("anything", "*", True),
+        ("anything", " a.test , * ", True),
+        ("10.1.2.3", "10.0.0.0/8", True),
+        ("10.1.2.3", "10.1.2.3", True),
+        ("11.1.2.3", "10.0.0.0/8", False),
+        ("::1", "[::1]", True),
+        ("fe80::1%eth0", "fe80::/10", True),
+        ("example.com", "", False),
+        ("example.com", ",,", False),
+    ],
+)
+def test_bypasses_proxy_reads_no_proxy_as_curl(
+    host: str, no_proxy: str, bypassed: bool
+) -> None:
+    assert bypasses_proxy(host, no_proxy) is bypassed
+
+
+def test_proxy_hint_names_the_variable_curl_would_use() -> None:
+    http = parse_url("http://example.com/")
+    https = parse_url("https://example.com/")
+    assert proxy_hint(http, {}) == ""
+    assert proxy_hint(http, {"http_proxy": "p"}).startswith(" (http_proxy is set")
+    # curl ignores upper-case HTTP_PROXY (CGI's HTTP_PROXY header clash)
+    assert proxy_hint(http, {"HTTP_PROXY": "p"}) == ""
+    assert proxy_hint(http, {"https_proxy": "p"}) == ""
+    assert proxy_hint(https, {"HTTPS_PROXY": "p"}).startswith(" (HTTPS_PROXY is")
+    assert proxy_hint(https, {"ALL_PROXY": "p"}).startswith(" (ALL_PROXY is set")
+    assert proxy_hint(https, {"https_proxy": "p", "NO_PROXY": "example.com"}) == ""
+    assert proxy_hint(https, {"https_proxy": ""}) == ""
