@@ -198,6 +198,37 @@ def test_bad_peers_are_closed_and_others_served(
     daemon.wait_for("did not finish in time", count=2)
 
 
+def test_slow_reader_over_tls_keeps_rss_bounded(
+    start_daemon: DaemonStarter, tmp_path: Path
+) -> None:
+    """A TLS client that writes and never reads: the daemon stops reading
+    through the TLS layer too, so its memory stays bounded."""
+    key, cert = self_signed(tmp_path)
+    port, daemon = ssl_daemon(start_daemon, cert, key, "--idle-timeout", "0")
+    context = ssl.create_default_context(cafile=str(cert))
+    with context.wrap_socket(
+        connect("127.0.0.1", port), server_hostname="localhost"
+    ) as warm:  # a warm-up, so that the baseline includes the TLS code paths
+        assert round_trip(warm, b"w" * 100_000) == b"w" * 100_000
+    time.sleep(0.2)
+    before = daemon.rss_kib()
+    chunk, goal, sent = b"\xa5" * 65536, 1 << 30, 0
+    with context.wrap_socket(
+        connect("127.0.0.1", port), server_hostname="localhost"
+    ) as tls:
+        tls.settimeout(2.0)  # no progress for 2 s: the daemon stopped reading
+        deadline = time.monotonic() + 60
+        with contextlib.suppress(TimeoutError):
+            while sent < goal and time.monotonic() < deadline:
+                tls.sendall(chunk)
+                sent += len(chunk)
+        after = daemon.rss_kib()
+    growth = after - before
+    print(f"TLS slow reader: pushed {sent} bytes; RSS growth {growth} KiB")
+    assert sent < 64 << 20, "the daemon kept reading from a client that never reads"
+    assert growth < 16 * 1024
+
+
 def test_16_mib_then_close_notify(start_daemon: DaemonStarter, tmp_path: Path) -> None:
     """Every byte comes back after the client's close_notify, then a clean TLS close."""
     key, cert = self_signed(tmp_path)
