@@ -1,4 +1,4 @@
-"""``echod client``: poke any TCP or TLS service, echo or not.
+"""``echod client``: poke any TCP, TLS or UDP service, echo or not.
 
 Three modes, chosen by how it is run:
 
@@ -11,6 +11,8 @@ Three modes, chosen by how it is run:
   stdin the connection is half-closed; it exits when the peer closes;
 - ``--count N``: a probe that sends N messages, checks each echo and prints
   round-trip times and a summary, like ping.
+
+Over UDP (``--udp``, L{echod.udpclient}) each message or line is a datagram.
 
 Exit codes (also in the README): 0 fine, 1 a probe saw a lost or wrong echo,
 2 bad usage, 3 name not found, 4 connection refused, 5 network or host
@@ -30,7 +32,7 @@ import statistics
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -277,6 +279,9 @@ def make_endpoint(
 class Session(Protocol):
     """The connection to the peer, shared by the three modes."""
 
+    closed_note = "connection closed by the peer"
+    """What the prompt says when the session ends cleanly."""
+
     def __init__(self) -> None:
         self.closed: defer.Deferred[None] = defer.Deferred()
         self.reason: Failure | None = None
@@ -365,9 +370,14 @@ class StdinToPeer(Protocol):
         """stdout closed: nothing to do; the peer's end decides."""
 
 
-def run_pipe(reactor: Any, session: Session, idle: float | None) -> defer.Deferred[int]:
+def run_pipe(
+    reactor: Any,
+    session: Session,
+    idle: float | None,
+    bridge_type: type[StdinToPeer] = StdinToPeer,
+) -> defer.Deferred[int]:
     """Pipe mode until the peer closes; the result is the exit code."""
-    bridge = StdinToPeer(session, idle, reactor)
+    bridge = bridge_type(session, idle, reactor)
     io = stdio.StandardIO(bridge, reactor=reactor)
     done: defer.Deferred[int] = defer.Deferred()
 
@@ -475,9 +485,15 @@ class Probe:
         self.received.extend(data)
         if len(self.received) < len(self.expect):
             return
+        echo = bytes(self.received)
+        self.received.clear()
+        self.judge(echo)
+
+    def judge(self, echo: bytes) -> None:
+        """The whole echo of the current message: time it, check it, go on."""
         rtt = (time.perf_counter() - self.sent_at) * 1000
         self.cancel_timer()
-        if bytes(self.received) == self.expect:
+        if echo == self.expect:
             self.times.append(rtt)
             print(
                 f"{self.size} bytes from {self.label}: seq={self.seq} "
@@ -487,7 +503,6 @@ class Probe:
         else:
             self.wrong += 1
             print(f"seq={self.seq}: the echo differs from what was sent", flush=True)
-        self.received.clear()
         self.reactor.callLater(self.interval, self.send_next)
 
     def cancel_timer(self) -> None:
@@ -583,7 +598,7 @@ def run_interactive(reactor: Any, session: Session, label: str) -> int:
     def closed(reason: Failure) -> None:
         terminal.flush()
         code = ended(reason)
-        note = "connection closed by the peer" if code == OK else str(classify(reason))
+        note = session.closed_note if code == OK else str(classify(reason))
         terminal.show(f"({note})\n")
         outcome.append(code)
         if at_prompt.is_set():
@@ -706,14 +721,45 @@ def target_endpoint(
         return e.code
 
 
+def udp_target(args: argparse.Namespace) -> Target:
+    """The target of ``echod client --udp`` (or ``udp:HOST:PORT``): no TLS."""
+    given = [
+        option
+        for option, value in (
+            ("--tls", args.tls or args.target.startswith("udp:tls:")),
+            ("--cacert", args.cacert),
+            ("--cert", args.cert),
+            ("--key", args.key),
+            ("--insecure", args.insecure),
+        )
+        if value
+    ]
+    if given:
+        raise ClientError(
+            USAGE, f"{', '.join(given)}: no TLS over UDP (echod has no DTLS)"
+        )
+    text = args.target.removeprefix("udp:")
+    target = parse_target(text, False)
+    if target.endpoint is not None:
+        raise ClientError(
+            USAGE, f"bad UDP target {text!r}: expected HOST:PORT or [IPv6]:PORT"
+        )
+    return target
+
+
 def parser() -> argparse.ArgumentParser:
     """The options of ``echod client``."""
     p = argparse.ArgumentParser(
         prog="echod client",
-        description="Talk to a TCP or TLS service: a prompt on a terminal, a pipe "
-        "otherwise (like nc -N), or an echo probe with --count.",
+        description="Talk to a TCP, TLS or UDP service: a prompt on a terminal, a "
+        "pipe otherwise (like nc -N), or an echo probe with --count.",
     )
     add_target_arguments(p)
+    p.add_argument(
+        "--udp",
+        action="store_true",
+        help="UDP (also udp:HOST:PORT): each line, or each probe message, one datagram",
+    )
     p.add_argument(
         "--timeout",
         type=float,
@@ -728,6 +774,9 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+MAX_DATAGRAM = 65507
+"""The largest UDP payload over IPv4 (65,535 less the IP and UDP headers)."""
+
 MAX_PROBE_SIZE = 64 << 20
 """The largest probe message (64 MiB): it is built, and checked, in memory."""
 
@@ -738,6 +787,8 @@ def check_numbers(args: argparse.Namespace) -> str | None:
         return "--count and --size must be at least 1"
     if args.size > MAX_PROBE_SIZE:
         return f"--size {args.size}: at most {MAX_PROBE_SIZE} bytes (64 MiB)"
+    if args.size > MAX_DATAGRAM and (args.udp or args.target.startswith("udp:")):
+        return f"--size {args.size}: a UDP datagram holds at most {MAX_DATAGRAM} bytes"
     if args.timeout is not None and not 0 < args.timeout < math.inf:
         return "--timeout must be a number of seconds more than 0"
     if not 0 <= args.interval < math.inf:
@@ -757,17 +808,38 @@ def main(argv: Sequence[str]) -> int:
     from twisted.internet import reactor as global_reactor
 
     reactor: Any = global_reactor
-    resolved = target_endpoint(args, reactor, "echod client")
-    if isinstance(resolved, int):
-        return resolved
-    target, endpoint = resolved
+    udp = args.udp or args.target.startswith("udp:")
+    connect: Callable[[], defer.Deferred[Any]]
+    if udp:
+        from echod import udpclient  # it builds on this module
+
+        try:
+            target = udp_target(args)
+        except ClientError as e:
+            sys.stderr.write(f"echod client: error: {e}\n")
+            return e.code
+        host, port = target.host, target.port
+        assert host is not None and port is not None
+
+        def connect() -> defer.Deferred[Any]:
+            return defer.ensureDeferred(udpclient.connect_udp(reactor, host, port))
+
+    else:
+        resolved = target_endpoint(args, reactor, "echod client")
+        if isinstance(resolved, int):
+            return resolved
+        target, endpoint = resolved
+
+        def connect() -> defer.Deferred[Any]:
+            return endpoint.connect(Factory.forProtocol(Session))
+
     interactive = args.count is None and sys.stdin.isatty()
     result: list[int] = []
     connected = threading.Event()
     session_box: list[Session] = []
 
     def go() -> defer.Deferred[Any]:
-        d = endpoint.connect(Factory.forProtocol(Session))
+        d = connect()
         if args.timeout:
             d.addTimeout(args.timeout, reactor)
         d.addCallback(started)
@@ -777,7 +849,7 @@ def main(argv: Sequence[str]) -> int:
     def started(session: Any) -> Any:
         session_box.append(session)
         if args.count is not None:
-            d = Probe(
+            d = (udpclient.DatagramProbe if udp else Probe)(
                 reactor,
                 session,
                 target.label(),
@@ -790,7 +862,8 @@ def main(argv: Sequence[str]) -> int:
             connected.set()
             return None
         else:
-            d = run_pipe(reactor, session, args.timeout)
+            bridge = udpclient.LinesToPeer if udp else StdinToPeer
+            d = run_pipe(reactor, session, args.timeout, bridge)
         d.addCallback(result.append)
         d.addBoth(lambda _: reactor.stop())
         return None

@@ -59,6 +59,7 @@ from echod.client import (
 )
 from echod.fetchrequest import URL, Request, RequestError, redirect_url
 from echod.httplint import lint_head
+from echod.resolve import resolve_host
 from echod.tlsclient import ClientTLS, TLSClientError, connection_creator
 
 # Exit codes beyond those of echod client (0, 2-8), documented in the README.
@@ -573,25 +574,6 @@ def redirected(request: Request, head: ResponseHead, url: URL) -> Request:
 
 
 @implementer(IResolutionReceiver)
-class _Addresses:
-    """Collects what the reactor's name resolver finds."""
-
-    def __init__(self) -> None:
-        self.found: list[Any] = []
-        self.done: defer.Deferred[list[Any]] = defer.Deferred()
-
-    def resolutionBegan(self, resolution: Any) -> None:
-        """Nothing to do."""
-
-    def addressResolved(self, address: Any) -> None:
-        """Keep the address."""
-        self.found.append(address)
-
-    def resolutionComplete(self) -> None:
-        """Hand over what was found."""
-        self.done.callback(self.found)
-
-
 async def _addresses(reactor: Any, url: URL, options: FetchOptions) -> list[str]:
     for host, port, address in options.resolve:
         if host.lower() == url.host.lower() and port == url.port:
@@ -600,10 +582,7 @@ async def _addresses(reactor: Any, url: URL, options: FetchOptions) -> list[str]
         # A link-local address with its zone (fe80::1%eth0): the resolver
         # would hand back the address without it, which cannot be connected.
         return [url.host]
-    receiver = _Addresses()
-    reactor.nameResolver.resolveHostName(receiver, url.host, url.port)
-    found = await receiver.done
-    hosts = list(dict.fromkeys(a.host for a in found))
+    hosts = await resolve_host(reactor, url.host, url.port)
     if not hosts:
         raise ServerNotReachedError(DNS, f"cannot resolve the name {url.host!r}")
     return hosts

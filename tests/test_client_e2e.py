@@ -445,3 +445,120 @@ def test_tls_to_a_link_local_address_with_its_zone(
     # the TLS handshake and the certificate's name passed.
     assert b"TLS failure" not in out.stderr, out.stderr
     assert out.returncode == 9, out.stderr
+
+
+# UDP: echod's own UDP echo, and hand-made UDP peers.
+
+
+def udp_daemon(start_daemon: DaemonStarter, *extra: str) -> int:
+    """A daemon with UDP echo on a free loopback port; the port."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    daemon = start_daemon("--port", LOCAL, "--udp", f"127.0.0.1:{port}", *extra)
+    daemon.wait_for(rf"listening on udp:{port}")
+    return port
+
+
+def test_udp_probe_pipe_and_prompt(start_daemon: DaemonStarter) -> None:
+    port = udp_daemon(start_daemon, "--udp-rate", "1000")
+    out = client("--udp", "--count", "5", "--size", "256", f"127.0.0.1:{port}")
+    text = out.stdout.decode()
+    assert out.returncode == 0, out.stderr
+    assert text.count("256 bytes from 127.0.0.1:") == 5
+    assert "5 sent, 5 echoed intact, 0 wrong, 0 lost, 0% failed" in text
+    out = client("--count", "2", f"udp:localhost:{port}")  # a name, looked up
+    assert out.returncode == 0, out.stderr
+    # pipe mode: each line one datagram, the last one without its newline too
+    out = client("--udp", f"127.0.0.1:{port}", stdin=b"hello\nworld\nlast")
+    assert (out.returncode, out.stdout, out.stderr) == (0, b"hello\nworld\nlast", b"")
+    child = spawn_client(f"udp:127.0.0.1:{port}")
+    try:
+        child.expect("input> ")
+        child.sendline("over udp")
+        child.expect("over udp")  # the line as typed
+        child.expect("over udp")  # the echo, printed above the prompt
+        child.wait_for_line_editing()
+        child.sendeof()
+        child.expect(r"\(closed\)")
+        child.expect(pexpect.EOF)
+        assert child.wait() == 0
+    finally:
+        child.close(force=True)
+
+
+def test_udp_probe_counts_a_loss_and_goes_on(start_daemon: DaemonStarter) -> None:
+    """Unlike TCP, where a missing echo puts the stream out of step, a lost
+    datagram is counted and the probe goes on, as ping does."""
+    port = udp_daemon(start_daemon, "--udp-rate", "1")  # one answered, then drops
+    out = client(
+        "--udp", "--count", "3", "--timeout", "0.3", f"127.0.0.1:{port}", timeout=30
+    )
+    text = out.stdout.decode()
+    assert out.returncode == 1, (text, out.stderr)
+    assert "64 bytes from 127.0.0.1:" in text and "seq=1 " in text
+    assert "seq=2: no echo within 0.3s" in text
+    assert "seq=3: no echo within 0.3s" in text
+    assert "3 sent, 1 echoed intact, 0 wrong, 2 lost, 67% failed" in text
+
+
+def test_udp_probe_tells_a_late_echo_from_a_wrong_one() -> None:
+    """A peer that answers the first message after its timeout, and garbles the
+    third: the late echo is not counted twice, the garbled one is wrong."""
+    server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    server.bind(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+
+    def slow_then_liar() -> None:
+        first, peer = server.recvfrom(65536)
+        time.sleep(0.6)  # past the probe's 0.3 s timeout
+        server.sendto(first, peer)
+        for n in (2, 3):
+            data, peer = server.recvfrom(65536)
+            server.sendto(data.upper() if n == 3 else data, peer)
+
+    threading.Thread(target=slow_then_liar, daemon=True).start()
+    try:
+        out = client(
+            "--udp", "--count", "3", "--timeout", "0.3", "--interval", "0.5",
+            f"127.0.0.1:{port}", timeout=30,
+        )  # fmt: skip
+    finally:
+        server.close()
+    text = out.stdout.decode()
+    assert out.returncode == 1, (text, out.stderr)
+    assert "seq=1: no echo within 0.3s" in text
+    assert "seq=1: a late or repeated echo, not counted" in text
+    assert "seq=3: the echo differs from what was sent" in text
+    assert "3 sent, 1 echoed intact, 1 wrong, 1 lost, 67% failed" in text
+
+
+def test_udp_errors() -> None:
+    port = free_port()  # nothing listens: ICMP port unreachable
+    out = client("--udp", "--count", "2", f"127.0.0.1:{port}")
+    assert out.returncode == 4, out
+    assert out.stderr.decode().splitlines() == [
+        f"echod client: 127.0.0.1:{port}: connection refused"
+    ]
+    out = client("--udp", f"127.0.0.1:{port}", stdin=b"anyone?\n")
+    assert out.returncode == 4, out
+    for args, message in [
+        (["--udp", "--tls", "127.0.0.1:7"], "--tls: no TLS over UDP"),
+        (["--udp", "--cacert", "ca.pem", "127.0.0.1:7"], "--cacert: no TLS over UDP"),
+        (["udp:unix:/run/x.sock"], "bad UDP target 'unix:/run/x.sock'"),
+        (
+            ["--udp", "--count", "1", "--size", "70000", "127.0.0.1:7"],
+            "--size 70000: a UDP datagram holds at most 65507 bytes",
+        ),
+        (["udp:no-such-host.invalid:7", "--count", "1"], None),
+    ]:
+        out = client(*args)
+        lines = out.stderr.decode().splitlines()
+        if message is None:  # a name that does not resolve
+            assert out.returncode == 3 and len(lines) == 1, out
+            assert "cannot resolve the name 'no-such-host.invalid'" in lines[0]
+            continue
+        assert out.returncode == 2, (args, out)
+        assert lines == [f"echod client: error: {message}"] or (
+            len(lines) == 1 and lines[0].startswith(f"echod client: error: {message}")
+        ), (args, lines)

@@ -1,0 +1,247 @@
+"""``echod client --udp``: a UDP peer as a session of the client's modes.
+
+UDP has no connection: a socket is *connected* to the peer's address (so
+that only its datagrams come in, and an ICMP port unreachable comes back as
+ECONNREFUSED on the next read or write), and L{DatagramTransport} gives it
+the few transport methods the client's modes call. Each C{write} is one
+datagram; each datagram received is handed to the session whole. There is no
+half-close and no backpressure: the modes then wait for a quiet peer, as
+they do over TLS.
+
+The probe (L{DatagramProbe}) goes on past a lost datagram, as ping does,
+and tells a late echo from a wrong one by the sequence number it carries.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any
+
+from twisted.internet import error
+from twisted.internet.protocol import DatagramProtocol
+from twisted.python.failure import Failure
+
+from echod.client import (
+    DNS,
+    MAX_DATAGRAM,
+    UNREACHABLE,
+    USAGE,
+    ClientError,
+    Probe,
+    Session,
+    StdinToPeer,
+    is_ipv6,
+)
+from echod.resolve import resolve_host
+
+
+class DatagramTransport:
+    """One connected UDP socket, written and closed as a stream transport is."""
+
+    def __init__(self, protocol: DatagramSession) -> None:
+        self.protocol = protocol
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        """Send C{data} as one datagram."""
+        if self.closed or not data:
+            return
+        try:
+            self.protocol.transport.write(data, None)  # type: ignore[union-attr]
+        except error.MessageLengthError:
+            self.end(ClientError(USAGE, "a datagram too large to send"))
+        except OSError as e:
+            self.end(error.getConnectError((e.errno, e.strerror)))
+
+    def writeSequence(self, data: list[bytes]) -> None:
+        """Send each item as its own datagram."""
+        for item in data:
+            self.write(item)
+
+    def loseConnection(self) -> None:
+        """Close the socket; the session ends cleanly."""
+        self.end(None)
+
+    abortConnection = loseConnection
+
+    def registerProducer(self, producer: Any, streaming: bool) -> None:
+        """No backpressure over UDP: a datagram the kernel cannot queue is lost."""
+
+    def unregisterProducer(self) -> None:
+        """See L{registerProducer}."""
+
+    # IPushProducer: stdout full (pipe mode) stops reading datagrams, which
+    # then wait in the socket's receive buffer, or are dropped past it.
+
+    def pauseProducing(self) -> None:
+        """Stop reading datagrams."""
+        if not self.closed and self.protocol.transport is not None:
+            self.protocol.transport.stopReading()  # type: ignore[attr-defined]
+
+    def resumeProducing(self) -> None:
+        """Read datagrams again."""
+        if not self.closed and self.protocol.transport is not None:
+            self.protocol.transport.startReading()  # type: ignore[attr-defined]
+
+    def stopProducing(self) -> None:
+        """Nothing to release."""
+
+    def end(self, why: BaseException | None, stop: bool = True) -> None:
+        """Close the socket and tell the session why (None: a clean end)."""
+        if self.closed:
+            return
+        self.closed = True
+        port = self.protocol.transport
+        if port is not None and stop:
+            port.stopListening()  # type: ignore[attr-defined]
+        reason = Failure(error.ConnectionDone()) if why is None else Failure(why)
+        self.protocol.session.connectionLost(reason)
+
+
+class DatagramSession(DatagramProtocol):
+    """Hands each datagram from the peer to the session, whole."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.stream = DatagramTransport(self)
+
+    def datagramReceived(self, datagram: bytes, addr: Any) -> None:
+        """A datagram from the peer (the connected socket takes no other)."""
+        self.session.dataReceived(datagram)
+
+    def connectionRefused(self) -> None:
+        """ICMP port unreachable: nothing listens on that port."""
+        self.stream.end(error.ConnectionRefusedError("ICMP port unreachable"))
+
+    def doStop(self) -> None:
+        """The socket is going away. Not by us: the reactor dropped it on an
+        error that an ICMP message left there (EPOLLERR), which is read here."""
+        if not self.stream.closed:
+            port: Any = self.transport
+            code = port.socket.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            why = (
+                error.getConnectError((code, os.strerror(code)))
+                if code
+                else error.ConnectionLost("the UDP socket was closed")
+            )
+            self.stream.end(why, stop=False)
+        super().doStop()
+
+
+class UDPSession(Session):
+    """A L{Session} whose transport is a connected UDP socket."""
+
+    closed_note = "closed"
+
+
+async def connect_udp(reactor: Any, host: str, port: int) -> UDPSession:
+    """A session on a UDP socket connected to C{host}:C{port}."""
+    address = host
+    if not is_ipv6(host.partition("%")[0]) and not _is_ipv4(host):
+        try:
+            found = await resolve_host(reactor, host, port, "UDP")
+        except Exception as e:
+            raise ClientError(DNS, f"cannot resolve the name {host!r}: {e}") from None
+        if not found:
+            raise ClientError(DNS, f"cannot resolve the name {host!r}")
+        address = found[0]
+    session = UDPSession()
+    protocol = DatagramSession(session)
+    interface = "::" if ":" in address else ""
+    udp = reactor.listenUDP(0, protocol, interface=interface, maxPacketSize=65536)
+    try:
+        udp.connect(address, port)
+    except (OSError, error.InvalidAddressError) as e:
+        udp.stopListening()
+        raise ClientError(UNREACHABLE, f"cannot reach {address}: {e}") from None
+    session.makeConnection(protocol.stream)  # type: ignore[arg-type]
+    return session
+
+
+def _is_ipv4(text: str) -> bool:
+    parts = text.split(".")
+    return len(parts) == 4 and all(p.isdigit() and int(p) < 256 for p in parts)
+
+
+class DatagramProbe(Probe):
+    """The probe over UDP: each message one datagram, a loss does not end it.
+
+    A datagram that is not the echo awaited is told apart by the sequence
+    number it carries: an earlier message's echo (late, after its timeout, or
+    repeated) is shown and not counted; anything else while an echo is
+    awaited is that echo, wrong.
+    """
+
+    waiting = False
+
+    def send_next(self) -> None:
+        """Send the next message (and await its echo), or finish."""
+        self.waiting = self.seq < self.count
+        super().send_next()
+
+    def no_echo(self) -> None:
+        """No echo in time: counted lost; go on with the next message."""
+        self.waiting = False
+        self.lost += 1
+        print(f"seq={self.seq}: no echo within {self.timeout:g}s", flush=True)
+        self.reactor.callLater(self.interval, self.send_next)
+
+    def on_data(self, data: bytes) -> None:
+        """One datagram: the echo awaited, an earlier one's, or a wrong one."""
+        if self.done.called:
+            return
+        if self.waiting and data == self.expect:
+            self.waiting = False
+            self.judge(data)
+            return
+        seq = self.sequence_of(data)
+        if seq is not None and seq <= self.seq:  # not the awaited: that is equal
+            print(f"seq={seq}: a late or repeated echo, not counted", flush=True)
+            return
+        if self.waiting:
+            self.waiting = False
+            self.judge(data)
+        else:
+            print(f"a datagram of {len(data)} bytes that echoes no message", flush=True)
+
+    def sequence_of(self, data: bytes) -> int | None:
+        """The number of the probe message C{data} is, or None."""
+        head = data.split(b" ", 2)
+        if len(head) < 2 or head[0] != b"echod-probe" or not head[1].isdigit():
+            return None
+        seq = int(head[1])
+        return seq if self.payload(seq) == data else None
+
+
+class LinesToPeer(StdinToPeer):
+    """Pipe mode over UDP: each line of stdin (with its newline) one datagram.
+
+    A line longer than the largest datagram goes in pieces; the last line
+    goes at the end of stdin even without a newline.
+    """
+
+    pending = b""
+
+    def dataReceived(self, data: bytes) -> None:
+        """Bytes from stdin: send the whole lines."""
+        self.pending += data
+        lines = self.pending.split(b"\n")
+        self.pending = lines.pop()
+        for line in lines:
+            self.send(line + b"\n")
+        while len(self.pending) >= MAX_DATAGRAM:
+            self.send(self.pending[:MAX_DATAGRAM])
+            self.pending = self.pending[MAX_DATAGRAM:]
+
+    def send(self, datagram: bytes) -> None:
+        """One datagram (or, past the size limit, several) to the peer."""
+        for start in range(0, len(datagram), MAX_DATAGRAM):
+            super().dataReceived(datagram[start : start + MAX_DATAGRAM])
+
+    def readConnectionLost(self) -> None:
+        """End of stdin: send the last partial line, then wait for a quiet peer."""
+        if self.pending:
+            self.send(self.pending)
+            self.pending = b""
+        super().readConnectionLost()
