@@ -62,6 +62,7 @@ from echod.tlsclient import (
     connection_creator,
 )
 from echod.unixnames import abstract_unix
+from echod.zones import missing_zone, needs_zone
 
 DEFAULT_TARGET = "localhost:10000"
 PROMPT = "input> "
@@ -212,6 +213,17 @@ def check_endpoint(text: str) -> None:
         return
     host, port_text = endpoint_host_port(args, kwargs)
     check_endpoint_host(text, host)
+    if host is not None and needs_zone(host.partition("%")[0]):
+        # Twisted's tcp: endpoint drops a zone; [fe80::1%eth0]:PORT keeps it.
+        address, _, zone = host.partition("%")
+        port = port_text or "PORT"
+        if not zone:
+            raise ClientError(USAGE, missing_zone(host, f"[{host}%eth0]:{port}"))
+        raise ClientError(
+            USAGE,
+            f"Twisted's tcp: endpoint loses the zone of {host}: write "
+            f"[{address}%{zone}]:{port}",
+        )
     if port_text is not None and port_text.isdigit():
         checked_port(text, port_text)
 
@@ -232,6 +244,9 @@ def parse_target(text: str, tls: bool) -> Target:
         if ":" in host and not is_ipv6(host):
             host = ""  # an endpoint string such as tcp:HOST:PORT
     if host and port_text.isdigit() and "=" not in text:
+        if needs_zone(host):
+            example = f"[{host}%eth0]:{port_text}"
+            raise ClientError(USAGE, missing_zone(host, example))
         return Target(host, checked_port(text, port_text), None, tls)
     if tls:
         raise ClientError(USAGE, f"TLS needs HOST:PORT, not {text!r}")

@@ -13,6 +13,7 @@ from twisted.internet.interfaces import IAddress
 
 from echod.reuseport import raw_fields
 from echod.unixnames import path_field
+from echod.zones import missing_zone, needs_zone
 
 
 def parse_error_message(error: Exception) -> str:
@@ -73,6 +74,14 @@ def listen_failure_message(error: BaseException | None) -> str:
     """
     if isinstance(error, CannotListenError) and isinstance(error.port, bytes):
         return f"Couldn't listen on {os.fsdecode(error.port)}: {error.socketError}."
+    if (
+        isinstance(error, CannotListenError)
+        and getattr(error.socketError, "errno", None) == errno.EINVAL
+        and needs_zone(error.interface or "")
+    ):
+        escaped = f"{error.interface}%eth0".replace(":", "\\:")
+        example = f"tcp6:{error.port}:interface={escaped}"
+        return f"{error} ({missing_zone(error.interface, example)})"
     if isinstance(error, OSError) and error.strerror:
         path = error.filename if error.filename2 is None else error.filename2
         if isinstance(path, (str, bytes)):

@@ -15,6 +15,7 @@ from pathlib import Path
 from urllib.parse import unquote, urljoin, urlsplit
 
 from echod import __version__
+from echod.zones import missing_zone, needs_zone
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 USER_AGENT = f"echod/{__version__}"
@@ -93,6 +94,9 @@ def parse_url(text: str) -> URL:
         raise RequestError(f"no host in {text!r}")
     if bracketed and "%" in host:
         host = with_zone(text, parts.netloc)
+    if needs_zone(host):
+        example = f"{scheme}://[{host}%25eth0]/ (RFC 6874's %25 for the %)"
+        raise RequestError(missing_zone(host, example))
     try:
         port = parts.port
     except ValueError:

@@ -33,6 +33,7 @@ from echod.settings import (
     UDPSettings,
 )
 from echod.twistdoptions import check_twistd_options, log_destination
+from echod.zones import missing_zone, needs_zone
 
 LOG_FORMATS = ("text", "json")
 TLS_LISTENERS = ("ssl:", "tls:", "haproxy:ssl:", "haproxy:tls:")
@@ -101,6 +102,9 @@ def parse_udp(value: str) -> tuple[str, int]:
             raise usage.UsageError(
                 f"--udp: {interface!r} is not an IP address (in {value!r})"
             ) from None
+        if needs_zone(interface):
+            example = f"--udp [{interface}%eth0]:{port}"
+            raise usage.UsageError(f"--udp: {missing_zone(interface, example)}")
     return interface, port
 
 

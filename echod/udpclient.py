@@ -1,12 +1,20 @@
 """``echod client --udp``: a UDP peer as a session of the client's modes.
 
-UDP has no connection: a socket is *connected* to the peer's address (so
-that only its datagrams come in, and an ICMP port unreachable comes back as
-ECONNREFUSED on the next read or write), and L{DatagramTransport} gives it
-the few transport methods the client's modes call. Each C{write} is one
-datagram; each datagram received is handed to the session whole. There is no
-half-close and no backpressure: the modes then wait for a quiet peer, as
-they do over TLS.
+UDP has no connection: a socket is *connected* to the peer's address, so
+that only its datagrams come in and an ICMP error (port or host unreachable)
+is left on the socket; L{DatagramTransport} gives it the few transport
+methods the client's modes call. Each C{write} is one datagram; each
+datagram received is handed to the session whole. There is no half-close
+and no backpressure: the modes then wait for a quiet peer, as they do over
+TLS.
+
+echod connects and sends on the socket of a Twisted UDP port itself
+(C{getHandle()}): Twisted's C{connect} takes (host, port) alone and so loses
+a link-local address's zone (C{fe80::1%eth0}), which the socket address from
+getaddrinfo keeps. An ICMP error makes epoll report EPOLLERR, on which the
+reactor drops the port; L{DatagramSession.doStop} reads the error then
+(SO_ERROR) and ends the session with it. A send that fails with it ends the
+session the same way.
 
 The probe (L{DatagramProbe}) goes on past a lost datagram, as ping does,
 and tells a late echo from a wrong one by the sequence number it carries.
@@ -14,6 +22,7 @@ and tells a late echo from a wrong one by the sequence number it carries.
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 from typing import Any
@@ -47,12 +56,18 @@ class DatagramTransport:
         """Send C{data} as one datagram."""
         if self.closed or not data:
             return
+        port: Any = self.protocol.transport
         try:
-            self.protocol.transport.write(data, None)  # type: ignore[union-attr]
-        except error.MessageLengthError:
-            self.end(ClientError(USAGE, "a datagram too large to send"))
+            port.getHandle().send(data)
+        except (BlockingIOError, InterruptedError):
+            pass  # the send buffer is full: lost, as UDP may lose any datagram
         except OSError as e:
-            self.end(error.getConnectError((e.errno, e.strerror)))
+            if e.errno == errno.ENOBUFS:
+                return  # the same, from the device's queue
+            if e.errno == errno.EMSGSIZE:
+                self.end(ClientError(USAGE, "a datagram too large to send"))
+            else:
+                self.end(error.getConnectError((e.errno, e.strerror)))
 
     def writeSequence(self, data: list[bytes]) -> None:
         """Send each item as its own datagram."""
@@ -110,16 +125,13 @@ class DatagramSession(DatagramProtocol):
         """A datagram from the peer (the connected socket takes no other)."""
         self.session.dataReceived(datagram)
 
-    def connectionRefused(self) -> None:
-        """ICMP port unreachable: nothing listens on that port."""
-        self.stream.end(error.ConnectionRefusedError("ICMP port unreachable"))
-
     def doStop(self) -> None:
         """The socket is going away. Not by us: the reactor dropped it on an
-        error that an ICMP message left there (EPOLLERR), which is read here."""
+        error that an ICMP message left there (EPOLLERR: port unreachable,
+        host unreachable), which is read here."""
         if not self.stream.closed:
             port: Any = self.transport
-            code = port.socket.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            code = port.getHandle().getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
             why = (
                 error.getConnectError((code, os.strerror(code)))
                 if code
@@ -146,15 +158,25 @@ async def connect_udp(reactor: Any, host: str, port: int) -> UDPSession:
         if not found:
             raise ClientError(DNS, f"cannot resolve the name {host!r}")
         address = found[0]
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    try:
+        peer = socket.getaddrinfo(
+            address, port, family, socket.SOCK_DGRAM, 0, socket.AI_NUMERICHOST
+        )[0][4]
+    except OSError:
+        zone = address.partition("%")[2]
+        raise ClientError(
+            UNREACHABLE, f"no network interface {zone!r} (the address's zone)"
+        ) from None
     session = UDPSession()
     protocol = DatagramSession(session)
-    interface = "::" if ":" in address else ""
+    interface = "::" if family == socket.AF_INET6 else ""
     udp = reactor.listenUDP(0, protocol, interface=interface, maxPacketSize=65536)
     try:
-        udp.connect(address, port)
-    except (OSError, error.InvalidAddressError) as e:
+        udp.getHandle().connect(peer)
+    except OSError as e:
         udp.stopListening()
-        raise ClientError(UNREACHABLE, f"cannot reach {address}: {e}") from None
+        raise error.getConnectError((e.errno, e.strerror)) from None
     session.makeConnection(protocol.stream)  # type: ignore[arg-type]
     return session
 

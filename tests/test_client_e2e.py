@@ -269,6 +269,19 @@ def test_refused_exits_4() -> None:
         ),
         ("tcp:host=[::1:port=7", "bad host '[' in 'tcp:host=[::1:port=7'"),
         ("ssl:localhost:7:caCertsDir=/etc/ssl", "bad endpoint 'ssl:localhost:7:caCer"),
+        # were Twisted's "An error occurred while connecting: 22: Invalid argument."
+        (
+            "[fe80::1]:7",
+            "fe80::1 is a link-local address: it needs its zone, the "
+            "interface it is on, as in [fe80::1%eth0]:7",
+        ),
+        ("tcp:host=fe80\\:\\:1:port=7", "fe80::1 is a link-local address"),
+        (
+            "tcp:host=fe80\\:\\:1%v1:port=7",
+            "Twisted's tcp: endpoint loses the zone of fe80::1%v1: write "
+            "[fe80::1%v1]:7",
+        ),
+        ("udp:[fe80::1]:7", "fe80::1 is a link-local address"),
     ],
 )
 def test_a_bad_target_is_one_line_and_exit_2(target: str, message: str) -> None:
@@ -416,6 +429,29 @@ def test_a_link_local_address_with_its_zone(
     assert out.returncode == 0, out.stdout + out.stderr
     assert b"2/2 connections ended cleanly" in out.stdout
     daemon.wait_for(r"closed \[fe80::1(%v1)?\]:\d+ in=5 out=5 ")
+
+
+def test_udp_to_a_link_local_address_with_its_zone(
+    start_daemon: DaemonStarter, link_local: LinkLocalNamespace
+) -> None:
+    """Twisted's UDP connect takes (host, port) and would lose the zone."""
+    daemon = start_daemon(
+        "--port", "tcp:0:interface=127.0.0.1", "--udp", f"[{link_local.zoned}]:7007",
+        prefix=link_local.prefix,
+    )  # fmt: skip
+    daemon.wait_for(r"listening on udp:7007")
+    run = [*link_local.prefix, ECHOD, "client", "--udp"]
+    out = subprocess.run([*run, "--count", "2", f"[{link_local.zoned}]:7007"],
+                         capture_output=True, timeout=60)  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert b"2 sent, 2 echoed intact" in out.stdout
+    out = subprocess.run([*run, f"[{link_local.zoned}]:7007"], input=b"zone\n",
+                         capture_output=True, timeout=60)  # fmt: skip
+    assert (out.returncode, out.stdout) == (0, b"zone\n"), out.stderr
+    out = subprocess.run([*run, "--count", "1", f"[{link_local.ADDRESS}%nope]:7007"],
+                         capture_output=True, timeout=60)  # fmt: skip
+    assert out.returncode == 5, out
+    assert b"no network interface 'nope'" in out.stderr
 
 
 def test_tls_to_a_link_local_address_with_its_zone(

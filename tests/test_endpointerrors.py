@@ -115,3 +115,15 @@ def test_own_port_hint() -> None:
     denied = CannotListenError("", 7000, OSError(errno.EACCES, "Permission denied"))
     assert own_port_hint(denied, [IPv6Address("TCP", "::", 7000)]) == ""
     assert own_port_hint(OSError("no room"), [IPv6Address("TCP", "::", 7000)]) == ""
+
+
+def test_a_link_local_interface_without_its_zone_says_so() -> None:
+    """Binding fe80::1 without a zone: Linux's bare "Invalid argument"."""
+    invalid = OSError(errno.EINVAL, "Invalid argument")
+    message = listen_failure_message(CannotListenError("fe80::1", 7, invalid))
+    assert message.endswith(
+        "(fe80::1 is a link-local address: it needs its zone, the interface it is "
+        "on, as in tcp6:7:interface=fe80\\:\\:1%eth0)"
+    )
+    other = CannotListenError("::1", 7, invalid)
+    assert listen_failure_message(other) == str(other)

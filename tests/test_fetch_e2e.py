@@ -598,6 +598,13 @@ def test_errors_are_one_line(tmp_path: Path) -> None:
         (["--max-time", "nan", "http://127.0.0.1/"], 2, "--max-time must be a number"),
         (["--resolve", "x", "http://127.0.0.1/"], 2, "bad --resolve"),
         (["--cacert", "missing.pem", "https://127.0.0.1:1/"], 2, "missing.pem"),
+        # was Twisted's "An error occurred while connecting: 22: Invalid argument."
+        (
+            ["http://[fe80::1]:8080/"],
+            2,
+            "fe80::1 is a link-local address: it needs its zone, the interface it "
+            "is on, as in http://[fe80::1%25eth0]/",
+        ),
     ]
     for args, code, says in cases:
         run = fetch(*args, cwd=tmp_path)

@@ -84,6 +84,12 @@ def test_every_option() -> None:
         (["--udp", "[1.2.3.4]:7"], "--udp: bad IPv6 address in '[1.2.3.4]:7'"),
         (["--udp", "1.2.3.4.5:7"], "--udp: '1.2.3.4.5' is not an IP address"),
         (["--udp", "localhost:7"], "--udp: 'localhost' is not an IP address"),
+        # was "cannot listen on ...: [Errno 22] Invalid argument." (exit 1)
+        (
+            ["--udp", "[fe80::1]:7"],
+            "--udp: fe80::1 is a link-local address: it needs its zone, the "
+            "interface it is on, as in --udp [fe80::1%eth0]:7",
+        ),
         (["--log-format", "yaml"], "--log-format must be one of text, json"),
         (["--busy-poll", "-1"], "--busy-poll must be at least 0"),
         # were accepted: a timeout that never fires, a drain that never ends

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+import errno
+import socket
 
 import pytest
 from twisted.internet import error
@@ -18,19 +19,36 @@ from echod.udpclient import (
 )
 
 
-class FakePort:
-    """The connected UDP port under a L{DatagramSession}: records datagrams."""
+class FakeSocket:
+    """The socket of a L{FakePort}: records datagrams, or fails as told."""
 
-    def __init__(self, fail: BaseException | None = None) -> None:
+    def __init__(self, fail: OSError | None = None) -> None:
         self.sent: list[bytes] = []
         self.fail = fail
-        self.listening = True
-        self.reading = True
+        self.error = 0  # SO_ERROR
 
-    def write(self, data: bytes, addr: Any = None) -> None:
+    def send(self, data: bytes) -> int:
         if self.fail is not None:
             raise self.fail
         self.sent.append(data)
+        return len(data)
+
+    def getsockopt(self, level: int, option: int) -> int:
+        assert (level, option) == (socket.SOL_SOCKET, socket.SO_ERROR)
+        return self.error
+
+
+class FakePort:
+    """The UDP port under a L{DatagramSession}."""
+
+    def __init__(self, fail: OSError | None = None) -> None:
+        self.socket = FakeSocket(fail)
+        self.sent = self.socket.sent
+        self.listening = True
+        self.reading = True
+
+    def getHandle(self) -> FakeSocket:
+        return self.socket
 
     def stopListening(self) -> None:
         self.listening = False
@@ -45,7 +63,7 @@ class FakePort:
 def udp_session(port: FakePort) -> tuple[UDPSession, DatagramSession]:
     session = UDPSession()
     protocol = DatagramSession(session)
-    protocol.transport = port  # type: ignore[assignment]
+    protocol.makeConnection(port)  # type: ignore[arg-type]
     session.makeConnection(protocol.stream)  # type: ignore[arg-type]
     return session, protocol
 
@@ -70,19 +88,38 @@ def test_each_write_is_one_datagram_and_each_datagram_reaches_the_session() -> N
     assert session.reason is not None and session.reason.check(error.ConnectionDone)
 
 
+def refused_by_icmp(port: FakePort, protocol: DatagramSession) -> None:
+    """What the reactor does on an ICMP port unreachable: EPOLLERR, and it
+    drops the port, whose socket holds ECONNREFUSED."""
+    port.socket.error = errno.ECONNREFUSED
+    protocol.doStop()
+
+
 def test_icmp_port_unreachable_ends_the_session_as_refused() -> None:
-    session, protocol = udp_session(FakePort())
-    protocol.connectionRefused()
+    port = FakePort()
+    session, protocol = udp_session(port)
+    refused_by_icmp(port, protocol)
     assert session.reason is not None
     assert session.reason.check(error.ConnectionRefusedError)
+    assert port.listening  # the reactor is already closing it
 
 
-def test_a_datagram_too_large_ends_the_session_as_bad_usage() -> None:
-    session, _ = udp_session(FakePort(fail=error.MessageLengthError()))
+def test_send_errors() -> None:
+    too_large = OSError(errno.EMSGSIZE, "Message too long")
+    session, _ = udp_session(FakePort(fail=too_large))
     session.transport.write(b"x")  # type: ignore[union-attr]
     assert session.reason is not None
     failure = session.reason.value
     assert isinstance(failure, ClientError) and failure.code == USAGE
+    refused = OSError(errno.ECONNREFUSED, "Connection refused")
+    session, _ = udp_session(FakePort(fail=refused))
+    session.transport.write(b"x")  # type: ignore[union-attr]
+    assert session.reason is not None
+    assert session.reason.check(error.ConnectionRefusedError)
+    for lost in (BlockingIOError(errno.EAGAIN, "full"), OSError(errno.ENOBUFS, "x")):
+        session, _ = udp_session(FakePort(fail=lost))
+        session.transport.write(b"x")  # type: ignore[union-attr]
+        assert session.reason is None  # a datagram lost, as UDP may lose any
 
 
 def test_lines_to_peer_sends_a_datagram_per_line() -> None:
@@ -146,7 +183,7 @@ def test_probe_ends_on_icmp_port_unreachable(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     run = ProbeRun(3)
-    run.protocol.connectionRefused()
+    refused_by_icmp(run.port, run.protocol)
     assert run.result == [REFUSED]
     assert "peer:7: connection refused" in capsys.readouterr().err
 
