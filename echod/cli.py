@@ -22,9 +22,9 @@ commands:
                     ssl, tls by SO_REUSEPORT; systemd sockets): one per core;
                     SIGTERM stops them all
   client [OPTIONS] [TARGET]
-                    talk to a TCP or TLS service: a prompt on a terminal,
-                    a pipe otherwise (like nc -N), a probe with --count
-                    (see: echod client --help)
+                    talk to a TCP, TLS or UDP (--udp) service: a prompt on
+                    a terminal, a pipe otherwise (like nc -N), a probe with
+                    --count (see: echod client --help)
   fetch [OPTIONS] URL
                     fetch an http or https URL and show exactly what crossed
                     the wire: header as received, body saved
