@@ -98,7 +98,12 @@ def parser() -> argparse.ArgumentParser:
 
 
 def check(args: argparse.Namespace, file_limit: int) -> str | None:
-    """Why the numbers in C{args} cannot run, or None."""
+    """Why C{args} cannot run (the target's kind, the numbers), or None."""
+    if args.target.startswith("udp:"):
+        return (
+            "echod bench loads stream echo servers (TCP, TLS, UNIX); for UDP "
+            "echo, probe it with: echod client --udp --count N HOST:PORT"
+        )
     if args.connections < 1 or args.size < 1 or args.window < 1:
         return "--connections, --size and --window must be at least 1"
     if not (0 < args.duration < math.inf and 0 < args.timeout < math.inf):

@@ -211,6 +211,12 @@ def test_bad_options_are_one_line_and_exit_2() -> None:
         assert out.returncode == 2, args
         assert out.stderr.count("\n") == 1 or out.stderr.startswith("usage:"), args
         assert "Traceback" not in out.stderr
+    out = bench("udp:127.0.0.1:7")  # was "bad target ... expected HOST:PORT"
+    assert out.returncode == 2
+    assert out.stderr.splitlines() == [
+        "echod bench: error: echod bench loads stream echo servers (TCP, TLS, "
+        "UNIX); for UDP echo, probe it with: echod client --udp --count N HOST:PORT"
+    ]
 
 
 def test_through_haproxy_to_echod(start_daemon: DaemonStarter, tmp_path: Path) -> None:
