@@ -324,7 +324,12 @@ def parser() -> argparse.ArgumentParser:
     req.add_argument(
         "-H", "--header", action="append", default=[], help="'Name: value' (repeatable)"
     )
-    req.add_argument("-d", "--data", help="send DATA as the body (POST)")
+    req.add_argument(
+        "-d", "--data",
+        help="send DATA as the body (POST); @FILE sends FILE's bytes as they are "
+        "(curl's --data-binary @FILE), @- stdin's",
+    )  # fmt: skip
+    req.add_argument("--data-raw", help="send DATA as the body, a leading @ too")
     req.add_argument("--data-file", type=Path, help="send FILE as the body (POST)")
     req.add_argument("--http1.0", dest="http10", action="store_true", help="HTTP/1.0")
     req.add_argument(
@@ -379,11 +384,37 @@ def _readable(path: Path, what: str) -> None:
         raise RequestError(f"cannot read {what} {str(path)!r}: {e.strerror}") from None
 
 
+def request_body(args: argparse.Namespace) -> tuple[bytes | None, Path | None]:
+    """The body to send, in memory or as a file to stream: C{-d DATA},
+    C{-d @FILE} (the file's bytes as they are: curl's C{--data-binary @FILE};
+    curl's C{-d @FILE} also drops CR and LF), C{-d @-} (stdin), C{--data-raw},
+    C{--data-file}."""
+    if args.data_raw is not None:
+        return args.data_raw.encode(), None
+    if args.data is None:
+        return None, args.data_file
+    if not args.data.startswith("@"):
+        return args.data.encode(), None
+    name = args.data[1:]
+    if name == "-":
+        return sys.stdin.buffer.read(), None
+    if not name:
+        raise RequestError("-d @ needs a file name (@FILE), or use --data-raw @")
+    try:  # in memory and form-encoded by type, as curl (--data-file streams)
+        return Path(name).read_bytes(), None
+    except OSError as e:
+        raise RequestError(
+            f"cannot read the data file {name!r}: {e.strerror}"
+        ) from None
+
+
 def build(args: argparse.Namespace) -> Command:
     """Options to a request and fetch options; L{RequestError} for bad ones."""
     url = parse_url(args.url)
-    if args.data is not None and args.data_file is not None:
-        raise RequestError("-d and --data-file cannot go together")
+    given = [args.data, args.data_raw, args.data_file]
+    if sum(value is not None for value in given) > 1:
+        raise RequestError("-d, --data-raw and --data-file cannot go together")
+    body, data_file = request_body(args)
     if args.output is not None and args.remote_name:
         raise RequestError("-o and -O cannot go together")
     for name in ("connect_timeout", "max_time"):
@@ -408,9 +439,9 @@ def build(args: argparse.Namespace) -> Command:
     if args.request_file is not None:
         _readable(args.request_file, "the request file")
         raw = args.request_file.read_bytes()
-    if args.data_file is not None:
-        _readable(args.data_file, "the data file")
-    has_body = args.data is not None or args.data_file is not None
+    if data_file is not None:
+        _readable(data_file, "the data file")
+    has_body = body is not None or data_file is not None
     method = args.method or ("POST" if has_body else "GET")
     if not method.isalpha():
         raise RequestError(f"bad method {method!r}")
@@ -418,8 +449,8 @@ def build(args: argparse.Namespace) -> Command:
         url,
         method,
         headers,
-        args.data.encode() if args.data is not None else None,
-        args.data_file,
+        body,
+        data_file,
         args.http10,
         raw,
     )

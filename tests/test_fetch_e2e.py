@@ -341,6 +341,23 @@ def test_post_data_and_data_file(tmp_path: Path) -> None:
     assert sent.startswith(b"PUT / HTTP/1.1\r\n")
     assert sent.endswith(data)
     assert (tmp_path / "out").read_bytes() == hashlib.sha256(sent).hexdigest().encode()
+    # curl's -d @FILE reads the file (it was sent as the text "@body.json"); the
+    # bytes as they are, as curl's --data-binary @FILE; --data-raw keeps a '@'
+    (tmp_path / "body.json").write_bytes(b'{"a":\r\n1}')
+    run = fetch("-d", "@body.json", server.url(), "-o", "out", cwd=tmp_path)
+    assert run.code == 0, run
+    sent = server.requests[2]
+    assert b"Content-Type: application/x-www-form-urlencoded\r\n" in sent
+    assert b"Content-Length: 9\r\n" in sent
+    assert sent.endswith(b'\r\n\r\n{"a":\r\n1}')
+    run = fetch("--data-raw", "@body.json", server.url(), "-o", "out", cwd=tmp_path)
+    assert server.requests[3].endswith(b"\r\n\r\n@body.json"), run
+    piped = subprocess.run(
+        [ECHOD, "fetch", "-d", "@-", "-o", "out", server.url()], cwd=tmp_path,
+        input=b"from stdin", capture_output=True, timeout=60,
+    )  # fmt: skip
+    assert piped.returncode == 0, piped.stderr
+    assert server.requests[4].endswith(b"\r\n\r\nfrom stdin")
 
 
 def test_http10_close_delimited_from_http_server(

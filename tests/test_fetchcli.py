@@ -55,6 +55,9 @@ def test_build(tmp_path: Path) -> None:
     ("args", "says"),
     [
         (["-d", "x", "--data-file", "f", "http://h/"], "cannot go together"),
+        (["-d", "x", "--data-raw", "y", "http://h/"], "cannot go together"),
+        (["-d", "@", "http://h/"], "-d @ needs a file name"),
+        (["-d", "@/nonexistent", "http://h/"], "cannot read the data file"),
         (["-o", "a", "-O", "http://h/"], "cannot go together"),
         (["--max-time", "0", "http://h/"], "--max-time must be a number of seconds"),
         # nan was taken: --max-time nan never timed out (a fetch hung 10
