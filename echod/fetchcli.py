@@ -17,6 +17,7 @@ violations always go to stderr; C{--lint} makes them an error (exit 9).
 from __future__ import annotations
 
 import argparse
+import getpass
 import ipaddress
 import math
 import os
@@ -157,7 +158,9 @@ class CommandObserver(FetchObserver):
         self.args = args
         self.output = output
         self.err: IO[str] = sys.stderr
-        body_on_stdout = output.path is None
+        # HEAD has no body: its header is the output (curl -I)
+        head_only = args.head or (args.method or "").upper() == "HEAD"
+        body_on_stdout = output.path is None and not head_only
         self.header_stream: IO[bytes] = (
             sys.stderr.buffer if body_on_stdout else sys.stdout.buffer
         )
@@ -322,6 +325,15 @@ def parser() -> argparse.ArgumentParser:
     req = p.add_argument_group("request")
     req.add_argument("-X", "--request", dest="method", help="the method (default GET)")
     req.add_argument(
+        "-I", "--head", action="store_true", help="HEAD: the header alone, as curl -I"
+    )
+    req.add_argument(
+        "-u", "--user", metavar="USER[:PASSWORD]",
+        help="HTTP Basic authentication (asks for the password on a terminal "
+        "when it is left out)",
+    )  # fmt: skip
+    req.add_argument("-A", "--user-agent", metavar="NAME", help="the User-Agent")
+    req.add_argument(
         "-H", "--header", action="append", default=[], help="'Name: value' (repeatable)"
     )
     req.add_argument(
@@ -384,6 +396,23 @@ def _readable(path: Path, what: str) -> None:
         raise RequestError(f"cannot read {what} {str(path)!r}: {e.strerror}") from None
 
 
+def user_credentials(user: str) -> str:
+    """C{USER:PASSWORD} from C{-u}; for C{-u USER}, the password asked on the
+    terminal (as curl does), or L{RequestError} when there is none."""
+    if ":" in user:
+        return user
+    if not sys.stdin.isatty():
+        raise RequestError(
+            f"-u {user}: no password, and no terminal to ask for it: "
+            "give -u USER:PASSWORD"
+        )
+    try:
+        password = getpass.getpass(f"Enter host password for user '{user}':")
+    except (EOFError, KeyboardInterrupt):
+        raise RequestError("no password given") from None
+    return f"{user}:{password}"
+
+
 def request_body(args: argparse.Namespace) -> tuple[bytes | None, Path | None]:
     """The body to send, in memory or as a file to stream: C{-d DATA},
     C{-d @FILE} (the file's bytes as they are: curl's C{--data-binary @FILE};
@@ -431,10 +460,13 @@ def build(args: argparse.Namespace) -> Command:
     if args.max_filesize is not None and args.max_filesize < 0:
         raise RequestError("--max-filesize cannot be negative")
     headers = tuple(parse_header(h) for h in args.header)
-    if url.userinfo is not None and "authorization" not in {
-        name.lower() for name, _ in headers
-    }:  # user:password@ in the URL, as curl sends it
-        headers += (basic_authorization(url.userinfo),)
+    named = {name.lower() for name, _ in headers}
+    credentials = user_credentials(args.user) if args.user else url.userinfo
+    if credentials is not None and "authorization" not in named:
+        # -u, or user:password@ in the URL, as curl sends them
+        headers += (basic_authorization(credentials),)
+    if args.user_agent is not None and "user-agent" not in named:
+        headers += (("User-Agent", args.user_agent),)
     raw = None
     if args.request_file is not None:
         _readable(args.request_file, "the request file")
@@ -442,7 +474,10 @@ def build(args: argparse.Namespace) -> Command:
     if data_file is not None:
         _readable(data_file, "the data file")
     has_body = body is not None or data_file is not None
-    method = args.method or ("POST" if has_body else "GET")
+    if args.head and has_body:
+        raise RequestError("-I (HEAD) and a body (-d, --data-raw, --data-file) "
+                           "cannot go together")  # fmt: skip
+    method = args.method or ("HEAD" if args.head else "POST" if has_body else "GET")
     if not method.isalpha():
         raise RequestError(f"bad method {method!r}")
     request = Request(

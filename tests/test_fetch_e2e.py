@@ -9,6 +9,7 @@ the real ``echod`` command.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import random
@@ -358,6 +359,40 @@ def test_post_data_and_data_file(tmp_path: Path) -> None:
     )  # fmt: skip
     assert piped.returncode == 0, piped.stderr
     assert server.requests[4].endswith(b"\r\n\r\nfrom stdin")
+
+
+def test_curl_head_user_and_user_agent(tmp_path: Path) -> None:
+    """curl's -I, -u and -A (were "unrecognized arguments", exit 2)."""
+    server = Capture()
+    run = fetch("-I", "-u", "alice:s3cret", "-A", "probe/1", server.url("/h"),
+                cwd=tmp_path)  # fmt: skip
+    assert run.code == 0, run
+    sent = server.requests[0]
+    assert sent.startswith(b"HEAD /h HTTP/1.1\r\n")
+    assert b"\r\nUser-Agent: probe/1\r\n" in sent
+    assert b"echod/" not in sent  # -A replaces the default
+    basic = base64.b64encode(b"alice:s3cret")
+    assert b"\r\nAuthorization: Basic " + basic + b"\r\n" in sent
+    assert run.stdout.startswith(b"HTTP/1.1 200 OK\r\n")  # the header, as curl -I
+    # -u wins over the URL's user:password@, -H Authorization over both
+    run = fetch("-u", "bob:pw", "-H", "Authorization: Bearer t", "-o", "out",
+                server.url().replace("//", "//u:p@"), cwd=tmp_path)  # fmt: skip
+    assert run.code == 0, run
+    assert b"\r\nAuthorization: Bearer t\r\n" in server.requests[1]
+    assert b"Basic" not in server.requests[1]
+    # -u USER: the password is asked on a terminal, as curl asks
+    child = Terminal([ECHOD, "fetch", "-s", "-o", "out", "-u", "carol", server.url()],
+                     cwd=str(tmp_path), timeout=20)  # fmt: skip
+    child.expect("Enter host password for user 'carol':")
+    child.sendline("pw")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    basic = base64.b64encode(b"carol:pw")
+    assert b"\r\nAuthorization: Basic " + basic + b"\r\n" in server.requests[2]
+    # ... and without a terminal there is nobody to ask
+    run = fetch("-u", "carol", server.url(), cwd=tmp_path)
+    assert run.code == 2 and "no password, and no terminal to ask" in run.stderr
 
 
 def test_http10_close_delimited_from_http_server(

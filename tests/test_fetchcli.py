@@ -57,6 +57,7 @@ def test_build(tmp_path: Path) -> None:
         (["-d", "x", "--data-file", "f", "http://h/"], "cannot go together"),
         (["-d", "x", "--data-raw", "y", "http://h/"], "cannot go together"),
         (["-d", "@", "http://h/"], "-d @ needs a file name"),
+        (["-I", "-d", "x", "http://h/"], r"-I \(HEAD\) and a body"),
         (["-d", "@/nonexistent", "http://h/"], "cannot read the data file"),
         (["-o", "a", "-O", "http://h/"], "cannot go together"),
         (["--max-time", "0", "http://h/"], "--max-time must be a number of seconds"),
