@@ -147,11 +147,26 @@ def drain(sock: socket.socket, timeout: float = 10.0) -> bytes:
         chunks.append(data)
 
 
-def closed_by_peer(sock: socket.socket, timeout: float = 5.0) -> bool:
-    """True if the peer closes C{sock} (EOF or reset) within C{timeout}."""
+def closed_by_peer(
+    sock: socket.socket, timeout: float = 5.0, allow_bytes: int = 0
+) -> bool:
+    """True if the peer closes C{sock} (EOF or reset) within C{timeout}.
+
+    With C{allow_bytes}, up to that many bytes may come first (a TLS alert
+    before the close); without, any byte means "not closed".
+    """
     sock.settimeout(timeout)
+    deadline = time.monotonic() + timeout
+    seen = 0
     try:
-        return sock.recv(1) == b""
+        while True:
+            data = sock.recv(max(1, allow_bytes - seen + 1))
+            if not data:
+                return True
+            seen += len(data)
+            if seen > allow_bytes:
+                return False
+            sock.settimeout(max(0.001, deadline - time.monotonic()))
     except ConnectionResetError:
         return True
     except TimeoutError:
