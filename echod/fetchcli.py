@@ -158,9 +158,10 @@ class CommandObserver(FetchObserver):
         self.args = args
         self.output = output
         self.err: IO[str] = sys.stderr
-        # HEAD has no body: its header is the output (curl -I)
-        head_only = args.head or (args.method or "").upper() == "HEAD"
-        body_on_stdout = output.path is None and not head_only
+        # -I: the header is the output, to stdout or -o FILE (as curl -I),
+        # even with -s; -X HEAD keeps the header apart, as for any method
+        self.head_only = bool(args.head)
+        body_on_stdout = output.path is None
         self.header_stream: IO[bytes] = (
             sys.stderr.buffer if body_on_stdout else sys.stdout.buffer
         )
@@ -200,9 +201,13 @@ class CommandObserver(FetchObserver):
 
     def head_received(self, head: ResponseHead) -> None:
         """Print the header section as it arrived."""
+        raw = visible(head.raw).encode() if self.args.show_crlf else head.raw
+        if self.head_only:
+            self.output.open()
+            self.output.write(raw)
+            return
         if self.args.silent:
             return
-        raw = visible(head.raw).encode() if self.args.show_crlf else head.raw
         try:
             self.header_stream.write(raw)
             self.header_stream.flush()

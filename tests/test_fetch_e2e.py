@@ -374,12 +374,15 @@ def test_curl_head_user_and_user_agent(tmp_path: Path) -> None:
     basic = base64.b64encode(b"alice:s3cret")
     assert b"\r\nAuthorization: Basic " + basic + b"\r\n" in sent
     assert run.stdout.startswith(b"HTTP/1.1 200 OK\r\n")  # the header, as curl -I
+    run = fetch("-s", "-I", "-o", "head.txt", server.url("/h"), cwd=tmp_path)
+    assert run.code == 0 and run.stdout == b"", run  # -o takes the header, as curl
+    assert (tmp_path / "head.txt").read_bytes().startswith(b"HTTP/1.1 200 OK\r\n")
     # -u wins over the URL's user:password@, -H Authorization over both
     run = fetch("-u", "bob:pw", "-H", "Authorization: Bearer t", "-o", "out",
                 server.url().replace("//", "//u:p@"), cwd=tmp_path)  # fmt: skip
     assert run.code == 0, run
-    assert b"\r\nAuthorization: Bearer t\r\n" in server.requests[1]
-    assert b"Basic" not in server.requests[1]
+    assert b"\r\nAuthorization: Bearer t\r\n" in server.requests[2]
+    assert b"Basic" not in server.requests[2]
     # -u USER: the password is asked on a terminal, as curl asks
     child = Terminal([ECHOD, "fetch", "-s", "-o", "out", "-u", "carol", server.url()],
                      cwd=str(tmp_path), timeout=20)  # fmt: skip
@@ -389,7 +392,7 @@ def test_curl_head_user_and_user_agent(tmp_path: Path) -> None:
     child.close()
     assert child.exitstatus == 0
     basic = base64.b64encode(b"carol:pw")
-    assert b"\r\nAuthorization: Basic " + basic + b"\r\n" in server.requests[2]
+    assert b"\r\nAuthorization: Basic " + basic + b"\r\n" in server.requests[3]
     # ... and without a terminal there is nobody to ask
     run = fetch("-u", "carol", server.url(), cwd=tmp_path)
     assert run.code == 2 and "no password, and no terminal to ask" in run.stderr
