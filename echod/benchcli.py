@@ -180,9 +180,14 @@ def report(f: dict[str, Any]) -> str:
                 f"p99.9 {f['p999_us']:,.0f} µs, max {f['max_us']:,.0f} µs"
             )
     if f["connect_p50_us"] is not None:
+        steps = (
+            "connect"
+            if f["target"].startswith("unix:")
+            else "name lookup and TCP connect"
+        )
         lines.append(
             f"connect    p50 {f['connect_p50_us']:,.0f} µs, max "
-            f"{f['connect_max_us']:,.0f} µs (name lookup and TCP connect; all "
+            f"{f['connect_max_us']:,.0f} µs ({steps}; all "
             f"{f['connections']} at once)"
         )
     if f["handshake_p50_us"] is not None:

@@ -69,6 +69,24 @@ def test_stream_against_echod_prints_the_summary(start_daemon: DaemonStarter) ->
     assert "every byte back, in order; 4/4 connections ended cleanly" in lines[3]
 
 
+def test_over_unix_sockets_path_and_abstract(
+    start_daemon: DaemonStarter, tmp_path: Path
+) -> None:
+    """A UNIX-socket echo (a path, and a Linux abstract name) loads like TCP."""
+    path = tmp_path / "e.sock"
+    name = f"@echod-bench-{tmp_path.name}"
+    daemon = start_daemon("--port", f"unix:{path}", "--port", f"unix:{name}")
+    daemon.addresses(2)
+    for target in (f"unix:{path}", f"unix:{name}"):
+        out = bench("-c", "4", "-d", "1", target)
+        assert out.returncode == 0, out.stdout + out.stderr
+        lines = out.stdout.splitlines()
+        assert lines[0].startswith(f"echod bench: {target}, pingpong, 4 connections")
+        connect = next(line for line in lines if line.startswith("connect "))
+        assert connect.endswith(" µs (connect; all 4 at once)"), connect  # no TCP
+        assert "every byte back, in order; 4/4 connections ended cleanly" in out.stdout
+
+
 def test_against_socat_a_real_peer() -> None:
     socat = need_tool("socat")
     port = free_port()
