@@ -23,6 +23,7 @@ and tells a late echo from a wrong one by the sequence number it carries.
 from __future__ import annotations
 
 import errno
+import ipaddress
 import os
 import socket
 from typing import Any
@@ -40,7 +41,6 @@ from echod.client import (
     Probe,
     Session,
     StdinToPeer,
-    is_ipv6,
 )
 from echod.resolve import resolve_host
 
@@ -150,7 +150,7 @@ class UDPSession(Session):
 async def connect_udp(reactor: Any, host: str, port: int) -> UDPSession:
     """A session on a UDP socket connected to C{host}:C{port}."""
     address = host
-    if not is_ipv6(host.partition("%")[0]) and not _is_ipv4(host):
+    if not _ip_literal(host):
         try:
             found = await resolve_host(reactor, host, port, "UDP")
         except Exception as e:
@@ -163,11 +163,10 @@ async def connect_udp(reactor: Any, host: str, port: int) -> UDPSession:
         peer = socket.getaddrinfo(
             address, port, family, socket.SOCK_DGRAM, 0, socket.AI_NUMERICHOST
         )[0][4]
-    except OSError:
+    except OSError as e:
         zone = address.partition("%")[2]
-        raise ClientError(
-            UNREACHABLE, f"no network interface {zone!r} (the address's zone)"
-        ) from None
+        why = f"no network interface {zone!r} (the address's zone)" if zone else e
+        raise ClientError(UNREACHABLE, f"cannot reach {address}: {why}") from None
     session = UDPSession()
     protocol = DatagramSession(session)
     interface = "::" if family == socket.AF_INET6 else ""
@@ -181,9 +180,13 @@ async def connect_udp(reactor: Any, host: str, port: int) -> UDPSession:
     return session
 
 
-def _is_ipv4(text: str) -> bool:
-    parts = text.split(".")
-    return len(parts) == 4 and all(p.isdigit() and int(p) < 256 for p in parts)
+def _ip_literal(host: str) -> bool:
+    """Whether C{host} is an IP address (an IPv6 one perhaps with its zone)."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 class DatagramProbe(Probe):
