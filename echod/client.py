@@ -55,6 +55,7 @@ from echod.cli import options_apply, parse_arguments
 from echod.echo import can_half_close
 from echod.endpointerrors import empty_unix_path, parse_error_message
 from echod.reuseport import split_description
+from echod.settings import MAX_UDP_PAYLOAD
 from echod.tlsclient import (
     CertificateRejectedError,
     ClientTLS,
@@ -699,19 +700,21 @@ def add_target_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+def tls_options_given(args: argparse.Namespace) -> list[str]:
+    """The TLS options of L{add_target_arguments} that C{args} gives."""
+    options = [
+        ("--cacert", args.cacert),
+        ("--cert", args.cert),
+        ("--key", args.key),
+        ("--insecure", args.insecure),
+    ]
+    return [option for option, value in options if value]
+
+
 def check_tls_options_apply(args: argparse.Namespace, target: Target) -> None:
     """Refuse TLS options for a target without TLS: they would be ignored,
     and the connection would be in the clear where TLS was asked for."""
-    given = [
-        option
-        for option, value in (
-            ("--cacert", args.cacert),
-            ("--cert", args.cert),
-            ("--key", args.key),
-            ("--insecure", args.insecure),
-        )
-        if value
-    ]
+    given = tls_options_given(args)
     if given and not target.tls:
         raise ClientError(
             USAGE,
@@ -736,19 +739,15 @@ def target_endpoint(
         return e.code
 
 
+def is_udp(args: argparse.Namespace) -> bool:
+    """Whether ``echod client`` is to speak UDP: C{--udp}, or C{udp:HOST:PORT}."""
+    return bool(args.udp) or args.target.startswith("udp:")
+
+
 def udp_target(args: argparse.Namespace) -> Target:
     """The target of ``echod client --udp`` (or ``udp:HOST:PORT``): no TLS."""
-    given = [
-        option
-        for option, value in (
-            ("--tls", args.tls or args.target.startswith("udp:tls:")),
-            ("--cacert", args.cacert),
-            ("--cert", args.cert),
-            ("--key", args.key),
-            ("--insecure", args.insecure),
-        )
-        if value
-    ]
+    tls = args.tls or args.target.startswith("udp:tls:")
+    given = ["--tls"] * bool(tls) + tls_options_given(args)
     if given:
         raise ClientError(
             USAGE, f"{', '.join(given)}: no TLS over UDP (echod has no DTLS)"
@@ -789,9 +788,6 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-MAX_DATAGRAM = 65507
-"""The largest UDP payload over IPv4 (65,535 less the IP and UDP headers)."""
-
 MAX_PROBE_SIZE = 64 << 20
 """The largest probe message (64 MiB): it is built, and checked, in memory."""
 
@@ -802,8 +798,10 @@ def check_numbers(args: argparse.Namespace) -> str | None:
         return "--count and --size must be at least 1"
     if args.size > MAX_PROBE_SIZE:
         return f"--size {args.size}: at most {MAX_PROBE_SIZE} bytes (64 MiB)"
-    if args.size > MAX_DATAGRAM and (args.udp or args.target.startswith("udp:")):
-        return f"--size {args.size}: a UDP datagram holds at most {MAX_DATAGRAM} bytes"
+    if args.size > MAX_UDP_PAYLOAD and is_udp(args):
+        return (
+            f"--size {args.size}: a UDP datagram holds at most {MAX_UDP_PAYLOAD} bytes"
+        )
     if args.timeout is not None and not 0 < args.timeout < math.inf:
         return "--timeout must be a number of seconds more than 0"
     if not 0 <= args.interval < math.inf:
@@ -823,7 +821,7 @@ def main(argv: Sequence[str]) -> int:
     from twisted.internet import reactor as global_reactor
 
     reactor: Any = global_reactor
-    udp = args.udp or args.target.startswith("udp:")
+    udp = is_udp(args)
     connect: Callable[[], defer.Deferred[Any]]
     if udp:
         from echod import udpclient  # it builds on this module

@@ -401,6 +401,14 @@ def _readable(path: Path, what: str) -> None:
         raise RequestError(f"cannot read {what} {str(path)!r}: {e.strerror}") from None
 
 
+def _read(path: Path, what: str) -> bytes:
+    """The bytes of C{path}, read once; L{RequestError} names C{what} it is."""
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise RequestError(f"cannot read {what} {str(path)!r}: {e.strerror}") from None
+
+
 def user_credentials(user: str) -> str:
     """C{USER:PASSWORD} from C{-u}; for C{-u USER}, the password asked on the
     terminal (as curl does), or L{RequestError} when there is none."""
@@ -434,12 +442,8 @@ def request_body(args: argparse.Namespace) -> tuple[bytes | None, Path | None]:
         return sys.stdin.buffer.read(), None
     if not name:
         raise RequestError("-d @ needs a file name (@FILE), or use --data-raw @")
-    try:  # in memory and form-encoded by type, as curl (--data-file streams)
-        return Path(name).read_bytes(), None
-    except OSError as e:
-        raise RequestError(
-            f"cannot read the data file {name!r}: {e.strerror}"
-        ) from None
+    # in memory and form-typed, as curl (--data-file streams)
+    return _read(Path(name), "the data file"), None
 
 
 def build(args: argparse.Namespace) -> Command:
@@ -474,8 +478,7 @@ def build(args: argparse.Namespace) -> Command:
         headers += (("User-Agent", args.user_agent),)
     raw = None
     if args.request_file is not None:
-        _readable(args.request_file, "the request file")
-        raw = args.request_file.read_bytes()
+        raw = _read(args.request_file, "the request file")
     if data_file is not None:
         _readable(data_file, "the data file")
     has_body = body is not None or data_file is not None

@@ -12,6 +12,8 @@ DEFAULT_BACKLOG = 4096
 DEFAULT_UDP_RATE = 100
 DEFAULT_TLS_HANDSHAKE_TIMEOUT = 10.0
 DEFAULT_UDP_MAX_SIZE = 1472
+MAX_UDP_PAYLOAD = 65507
+"""The largest UDP payload over IPv4 (65,535 less the IP and UDP headers)."""
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from echod.settings import (
     DEFAULT_TLS_HANDSHAKE_TIMEOUT,
     DEFAULT_UDP_MAX_SIZE,
     DEFAULT_UDP_RATE,
+    MAX_UDP_PAYLOAD,
     EchoSettings,
     UDPSettings,
 )
@@ -38,7 +39,6 @@ from echod.zones import missing_zone, needs_zone
 LOG_FORMATS = ("text", "json")
 TLS_LISTENERS = ("ssl:", "tls:", "haproxy:ssl:", "haproxy:tls:")
 """The --port endpoint types that the --tls-* options apply to."""
-MAX_UDP_PAYLOAD = 65507
 MAX_BACKLOG = 2**31 - 1
 """listen(2) takes a C int; the kernel caps it at net.core.somaxconn."""
 

@@ -34,7 +34,6 @@ from twisted.python.failure import Failure
 
 from echod.client import (
     DNS,
-    MAX_DATAGRAM,
     UNREACHABLE,
     USAGE,
     ClientError,
@@ -43,6 +42,7 @@ from echod.client import (
     StdinToPeer,
 )
 from echod.resolve import resolve_host
+from echod.settings import MAX_UDP_PAYLOAD
 
 
 class DatagramTransport:
@@ -255,14 +255,15 @@ class LinesToPeer(StdinToPeer):
         self.pending = lines.pop()
         for line in lines:
             self.send(line + b"\n")
-        while len(self.pending) >= MAX_DATAGRAM:
-            self.send(self.pending[:MAX_DATAGRAM])
-            self.pending = self.pending[MAX_DATAGRAM:]
+        whole = len(self.pending) - len(self.pending) % MAX_UDP_PAYLOAD
+        if whole:  # a line longer than a datagram: its full pieces go now
+            self.send(self.pending[:whole])
+            self.pending = self.pending[whole:]
 
     def send(self, datagram: bytes) -> None:
         """One datagram (or, past the size limit, several) to the peer."""
-        for start in range(0, len(datagram), MAX_DATAGRAM):
-            super().dataReceived(datagram[start : start + MAX_DATAGRAM])
+        for start in range(0, len(datagram), MAX_UDP_PAYLOAD):
+            super().dataReceived(datagram[start : start + MAX_UDP_PAYLOAD])
 
     def readConnectionLost(self) -> None:
         """End of stdin: send the last partial line, then wait for a quiet peer."""

@@ -332,6 +332,7 @@ def test_udp_never_answers_small_service_ports(start_daemon: DaemonStarter) -> N
         ),
         (["--port", "systemd:domain=INET:index=0"], "no socket inherited from systemd"),
         (["--idle-timeout", "-1"], "--idle-timeout must be at least 0"),
+        (["--drain-timeout", "inf"], "--drain-timeout must be a finite number"),
         (["--max-connections", "lots"], "--max-connections must be a whole number"),
         (["--log-format", "xml"], "--log-format must be one of text, json"),
         (["--tls-cert", "c.pem", "--tls-key", "k.pem"], "no --port is one: the echo"),
@@ -382,25 +383,25 @@ def test_a_port_held_by_an_own_listener_says_so(
     with socket.socket(socket.AF_INET6) as probe:  # a port free on both families
         probe.bind(("::", 0))
         port = probe.getsockname()[1]
-    daemon = start_daemon(
-        "--port", rf"tcp6:{port}:interface=\:\:", "--port", f"tcp:{port}"
-    )
-    assert daemon.process.wait(30) == 1
-    daemon.stop()
-    assert daemon.output.strip().splitlines() == [
-        f"twistd echod: error: cannot listen on 'tcp:{port}': Couldn't listen on "
-        f"any:{port}: [Errno 98] Address already in use. (a tcp6 listener on :: "
-        "takes IPv4 connections too: one listener serves both, leave out the "
-        "IPv4 one)"
+    in_use = f"Couldn't listen on any:{port}: [Errno 98] Address already in use."
+    cases = [
+        (
+            ["--port", rf"tcp6:{port}:interface=\:\:", "--port", f"tcp:{port}"],
+            f"cannot listen on 'tcp:{port}': {in_use} (a tcp6 listener on :: "
+            "takes IPv4 connections too: one listener serves both, leave out the "
+            "IPv4 one)",
+        ),
+        (
+            ["--port", f"tcp:{port}", "--metrics", f"tcp:{port}"],
+            f"cannot serve metrics on 'tcp:{port}': {in_use} (an earlier --port of "
+            "this echod listens there)",
+        ),
     ]
-    daemon = start_daemon("--port", f"tcp:{port}", "--metrics", f"tcp:{port}")
-    assert daemon.process.wait(30) == 1
-    daemon.stop()
-    assert daemon.output.strip().splitlines() == [
-        f"twistd echod: error: cannot serve metrics on 'tcp:{port}': Couldn't "
-        f"listen on any:{port}: [Errno 98] Address already in use. (an earlier "
-        "--port of this echod listens there)"
-    ]
+    for args, message in cases:
+        daemon = start_daemon(*args)
+        assert daemon.process.wait(30) == 1
+        daemon.stop()
+        assert daemon.output.strip().splitlines() == [f"twistd echod: error: {message}"]
 
 
 def test_unix_socket_in_a_missing_directory_is_one_clear_line(

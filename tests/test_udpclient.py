@@ -10,7 +10,8 @@ from twisted.internet import error
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 
-from echod.client import MAX_DATAGRAM, PROBE_FAILED, REFUSED, USAGE, ClientError
+from echod.client import PROBE_FAILED, REFUSED, USAGE, ClientError
+from echod.settings import MAX_UDP_PAYLOAD
 from echod.udpclient import (
     DatagramProbe,
     DatagramSession,
@@ -130,8 +131,8 @@ def test_lines_to_peer_sends_a_datagram_per_line() -> None:
     for chunk in (b"hel", b"lo\nwor", b"ld\n\nla", b"st"):
         bridge.dataReceived(chunk)
     assert port.sent == [b"hello\n", b"world\n", b"\n"]
-    bridge.dataReceived(b"y" * (MAX_DATAGRAM + 10))  # a line longer than a datagram
-    assert port.sent[3:] == [b"last" + b"y" * (MAX_DATAGRAM - 4)]
+    bridge.dataReceived(b"y" * (MAX_UDP_PAYLOAD + 10))  # a line longer than a datagram
+    assert port.sent[3:] == [b"last" + b"y" * (MAX_UDP_PAYLOAD - 4)]
     bridge.readConnectionLost()  # the end of stdin: the rest, without a newline
     assert port.sent[4:] == [b"y" * 14]
     assert port.listening  # it waits for the peer to be quiet, then closes
