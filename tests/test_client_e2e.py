@@ -541,6 +541,22 @@ def test_udp_probe_counts_a_loss_and_goes_on(start_daemon: DaemonStarter) -> Non
     assert re.search(r"3 sent, [12] echoed intact, 0 wrong, [12] lost", text), text
 
 
+def test_udp_probe_against_the_default_rate_limit(start_daemon: DaemonStarter) -> None:
+    """The README's advice: a quick probe meets echod's --udp-rate (100 a second,
+    a burst of 100) near its hundredth message; --interval 0.01 stays under it."""
+    port = udp_daemon(start_daemon)
+    paced = client("--udp", "--count", "150", "--interval", "0.01",
+                   f"127.0.0.1:{port}", timeout=60)  # fmt: skip
+    assert paced.returncode == 0, paced.stdout[-500:]
+    assert b"150 sent, 150 echoed intact, 0 wrong, 0 lost" in paced.stdout
+    time.sleep(1.1)  # the bucket fills again
+    quick = client("--udp", "--count", "300", "--timeout", "0.2",
+                   f"127.0.0.1:{port}", timeout=60)  # fmt: skip
+    assert quick.returncode == 1, quick.stdout[-500:]
+    first = re.search(rb"seq=(\d+): no echo within", quick.stdout)
+    assert first is not None and 95 <= int(first[1]) <= 300, quick.stdout[-500:]
+
+
 def test_udp_probe_tells_a_late_echo_from_a_wrong_one() -> None:
     """A peer that answers the first message after its timeout, and garbles the
     third: the late echo is not counted twice, the garbled one is wrong."""
