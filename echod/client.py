@@ -54,6 +54,7 @@ from zope.interface import implementer
 from echod.cli import options_apply, parse_arguments
 from echod.echo import can_half_close
 from echod.endpointerrors import empty_unix_path, parse_error_message
+from echod.hostnames import HostNameError, ascii_host
 from echod.reuseport import split_description
 from echod.settings import MAX_UDP_PAYLOAD
 from echod.tlsclient import (
@@ -161,6 +162,15 @@ def checked_port(text: str, port_text: str) -> int:
     return port
 
 
+def checked_host(host: str) -> str:
+    """C{host} in ASCII (an international name as its A-labels, as curl
+    looks it up and sends it in TLS), or L{ClientError} (usage)."""
+    try:
+        return ascii_host(host)
+    except HostNameError as e:
+        raise ClientError(USAGE, str(e)) from None
+
+
 def endpoint_host_port(
     args: list[str], kwargs: dict[str, str]
 ) -> tuple[str | None, str | None]:
@@ -200,7 +210,7 @@ def ssl_target(text: str) -> Target:
     check_endpoint_host(text, host)
     if not host or port_text is None or not port_text.isdigit():
         raise ClientError(USAGE, f"bad endpoint {text!r}: expected ssl:HOST:PORT")
-    return Target(host, checked_port(text, port_text), None, True)
+    return Target(checked_host(host), checked_port(text, port_text), None, True)
 
 
 def check_endpoint(text: str) -> None:
@@ -214,6 +224,8 @@ def check_endpoint(text: str) -> None:
         return
     host, port_text = endpoint_host_port(args, kwargs)
     check_endpoint_host(text, host)
+    if host is not None:
+        checked_host(host)  # Twisted converts it itself, or fails late
     if host is not None and needs_zone(host.partition("%")[0]):
         # Twisted's tcp: endpoint drops a zone; [fe80::1%eth0]:PORT keeps it.
         address, _, zone = host.partition("%")
@@ -248,7 +260,7 @@ def parse_target(text: str, tls: bool) -> Target:
         if needs_zone(host):
             example = f"[{host}%eth0]:{port_text}"
             raise ClientError(USAGE, missing_zone(host, example))
-        return Target(host, checked_port(text, port_text), None, tls)
+        return Target(checked_host(host), checked_port(text, port_text), None, tls)
     if tls:
         raise ClientError(USAGE, f"TLS needs HOST:PORT, not {text!r}")
     check_endpoint(text)

@@ -53,6 +53,7 @@ from echod.fetchrequest import (
     parse_header,
     parse_url,
 )
+from echod.hostnames import HostNameError, ascii_host
 from echod.stdstreams import discard_stdout
 from echod.tlsclient import ClientTLS
 
@@ -284,7 +285,10 @@ def parse_resolve(text: str) -> tuple[str, int, str]:
     address = address.removeprefix("[").removesuffix("]")
     if not host or not port.isdigit() or not address:
         raise RequestError(f"bad --resolve {text!r} (write it as HOST:PORT:ADDRESS)")
-    return host, int(port), address
+    try:
+        return ascii_host(host), int(port), address
+    except HostNameError as e:
+        raise RequestError(f"bad --resolve {text!r}: {e}") from None
 
 
 def parser() -> argparse.ArgumentParser:

@@ -2,8 +2,9 @@
 
 No HTTP library writes the request: the bytes built here are the bytes that
 go on the wire, so that C{-v} can show them exactly. The path and query are
-sent as the URL gives them (a space or a byte outside ASCII is refused, with
-the percent-encoding to use instead).
+sent as the URL gives them (a space or a character outside ASCII is refused,
+with the percent-encoding to use instead); an internationalized host name is
+sent as its A-labels (L{echod.hostnames}).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 from urllib.parse import unquote, urljoin, urlsplit
 
 from echod import __version__
+from echod.hostnames import HostNameError, ascii_host
 from echod.zones import missing_zone, needs_zone
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -69,12 +71,14 @@ def parse_url(text: str) -> URL:
     """Take an http or https URL apart; L{RequestError} says what is wrong with it."""
     if "://" not in text:
         raise RequestError(f"{text!r} is not a URL (it needs http:// or https://)")
+    text = with_ascii_host(text)
     for ch in text:
         if ch == " ":
             raise RequestError("the URL has a space in it (write it as %20)")
         if ord(ch) < 0x21 or ord(ch) > 0x7E:
+            encoded = "".join(f"%{b:02X}" for b in ch.encode("utf-8", "replace"))
             raise RequestError(
-                f"the URL has the character {ch!r} in it (percent-encode it)"
+                f"the URL has the character {ch!r} in it (write it as {encoded})"
             )
     try:
         parts = urlsplit(text)
@@ -112,6 +116,25 @@ def parse_url(text: str) -> URL:
     return URL(scheme, host, port or DEFAULT_PORTS[scheme], target, userinfo)
 
 
+def with_ascii_host(text: str) -> str:
+    """C{text} with an internationalized host name as its A-labels (as curl).
+
+    Only the host is converted: a character outside ASCII anywhere else in
+    the URL is left for L{parse_url} to refuse.
+    """
+    scheme, sep, rest = text.partition("://")
+    end = min((i for i in map(rest.find, "/?#") if i >= 0), default=len(rest))
+    userinfo, at, hostport = rest[:end].rpartition("@")
+    if hostport.startswith("["):
+        return text
+    host, colon, port = hostport.partition(":")
+    try:
+        host = ascii_host(host)
+    except HostNameError as e:
+        raise RequestError(str(e)) from None
+    return scheme + sep + userinfo + at + host + colon + port + rest[end:]
+
+
 def with_zone(text: str, netloc: str) -> str:
     """The IPv6 address and zone of a URL's C{[fe80::1%25eth0]} (RFC 6874;
     also C{%eth0}, as curl takes it) as C{fe80::1%eth0}; the zone keeps its
@@ -130,12 +153,32 @@ def basic_authorization(userinfo: str) -> tuple[str, str]:
 
 
 def redirect_url(base: URL, location: str) -> URL:
-    """The URL a Location header points to, relative to C{base}."""
+    """The URL a Location header points to, relative to C{base}.
+
+    C{location} is the header's bytes as Latin-1 text. A server that writes
+    raw UTF-8 there (RFC 9110 asks for ASCII) is read as browsers and curl
+    read it: the bytes as UTF-8 when they are, an international host as its
+    A-labels, and a space or a byte outside ASCII after the host
+    percent-encoded (C{/café} is requested as C{/caf%C3%A9}).
+    """
+    raw = location.strip().encode("latin-1")
     try:
-        joined = urljoin(str(base), location.strip())
+        text, charset = raw.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        text, charset = raw.decode("latin-1"), "latin-1"
+    try:
+        joined = urljoin(str(base), text)
     except ValueError:  # urljoin splits the location as parse_url does
         raise RequestError(f"bad IPv6 address in {location.strip()!r}") from None
-    return parse_url(joined)
+    scheme, sep, rest = joined.partition("://")
+    end = min((i for i in map(rest.find, "/?#") if i >= 0), default=len(rest))
+    beyond = "".join(
+        ch
+        if 0x20 < ord(ch) < 0x7F
+        else "".join(f"%{b:02X}" for b in ch.encode(charset))
+        for ch in rest[end:]
+    )
+    return parse_url(scheme + sep + rest[:end] + beyond)
 
 
 @dataclass(frozen=True)

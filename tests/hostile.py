@@ -86,6 +86,12 @@ SCENARIOS: dict[str, Callable[[socket.socket], None]] = {
     "/loop": _send(
         b"HTTP/1.1 302 Found\r\nLocation: /loop\r\nContent-Length: 0\r\n\r\n"
     ),
+    # raw UTF-8 in a Location, as some servers write it (RFC 9110 asks for ASCII)
+    "/to-utf-8": _send(
+        b"HTTP/1.1 302 Found\r\nLocation: /caf\xc3\xa9\r\nContent-Length: 0\r\n\r\n"
+    ),
+    "/caf%C3%A9": _send(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
+    "/caf%c3%a9": _send(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),  # curl
     "/to-broken-ipv6": _send(
         b"HTTP/1.1 302 Found\r\nLocation: http://[::1/x\r\nContent-Length: 0\r\n\r\n"
     ),

@@ -56,6 +56,10 @@ from echod.tlsclient import ClientTLS
         ),
         ("ssl:example.test:443", False, Target("example.test", 443, None, True)),
         ("ssl:host=\\:\\:1:port=443", False, Target("::1", 443, None, True)),
+        # international names: A-labels, as looked up and sent in TLS
+        ("bücher.test:7", False, Target("xn--bcher-kva.test", 7, None, False)),
+        ("tls:faß.de:443", False, Target("xn--fa-hia.de", 443, None, True)),
+        ("ssl:bücher.test:443", False, Target("xn--bcher-kva.test", 443, None, True)),
     ],
 )
 def test_parse_target(text: str, tls: bool, target: Target) -> None:

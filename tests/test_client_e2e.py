@@ -283,6 +283,9 @@ def test_refused_exits_4() -> None:
             "[fe80::1%v1]:7",
         ),
         ("udp:[fe80::1]:7", "fe80::1 is a link-local address"),
+        # was "connection failed: invalid hostname: \\u2603.test" (exit 8)
+        ("☃.test:7", "bad international host name '☃.test': Codepoint U+2603"),
+        ("tcp:host=☃.test:port=7", "bad international host name '☃.test'"),
     ],
 )
 def test_a_bad_target_is_one_line_and_exit_2(target: str, message: str) -> None:

@@ -122,7 +122,8 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A private CA and a certificate for localhost signed by it."""
     directory = tmp_path_factory.mktemp("pki")
     ca = private_ca(directory)
-    key, cert = issue(directory, ca, "localhost", "DNS:localhost,IP:127.0.0.1")
+    san = "DNS:localhost,IP:127.0.0.1,DNS:xn--bcher-kva.test"  # bücher.test
+    key, cert = issue(directory, ca, "localhost", san)
     client_key, client_cert = issue(directory, ca, "client", "DNS:client.test")
     return {
         "ca": ca[1],
@@ -492,6 +493,15 @@ def test_redirects(nginx: Nginx, pki: dict[str, Path], hostile: HostileServer,
         f"echod fetch: 127.0.0.1:{hostile.port}: bad Location 'http://[::1/x': "
         "bad IPv6 address in 'http://[::1/x'\n"
     )
+    # raw UTF-8 in a Location: followed percent-encoded, as curl follows it
+    # (was "bad Location ... the character 'Ã'", exit 9)
+    utf8 = fetch("-L", hostile.url("/to-utf-8"), "-o", "u", cwd=tmp_path)
+    assert utf8.code == 0, utf8
+    assert (tmp_path / "u").read_bytes() == b"ok"
+    assert hostile.paths[-2:] == ["/to-utf-8", "/caf%C3%A9"]
+    curled = curl("-sL", "-o", "c", hostile.url("/to-utf-8"), cwd=tmp_path)
+    assert curled.returncode == 0, curled
+    assert hostile.paths[-2:] == ["/to-utf-8", "/caf%c3%a9"]  # RFC 3986: the same
 
 
 def test_basic_auth_from_the_url(nginx: Nginx, tmp_path: Path) -> None:
@@ -577,6 +587,37 @@ def test_tls_verification(nginx: Nginx, pki: dict[str, Path], tmp_path: Path) ->
         assert f"\n  {step} " in timed.stderr
     assert "* TLS: TLSv1.2, ECDHE-" in timed.stderr, timed.stderr  # nginx 1.22: 1.2 max
     assert "certificate CN=localhost issued by CN=ca" in timed.stderr
+
+
+def test_an_international_host_name_goes_as_its_a_labels(
+    nginx: Nginx, pki: dict[str, Path], tmp_path: Path
+) -> None:
+    """bücher.test is looked up, sent and verified as xn--bcher-kva.test, as curl
+    does (it was "the URL has the character 'ü' in it (percent-encode it)")."""
+    server = Capture()
+    run = fetch("--resolve", f"bücher.test:{server.port}:127.0.0.1", "-o", "out",
+                f"http://BÜCHER.test:{server.port}/x", cwd=tmp_path)  # fmt: skip
+    assert run.code == 0, run
+    assert server.requests[0].startswith(
+        f"GET /x HTTP/1.1\r\nHost: xn--bcher-kva.test:{server.port}\r\n".encode()
+    )
+    port = nginx.tls_port
+    run = fetch("--cacert", str(pki["ca"]), "-o", "page",
+                "--resolve", f"xn--bcher-kva.test:{port}:127.0.0.1",
+                f"https://bücher.test:{port}/index.html", cwd=tmp_path)  # fmt: skip
+    assert run.code == 0, run  # the certificate names xn--bcher-kva.test
+    assert (tmp_path / "page").read_bytes() == b"<html>hello from nginx</html>\n"
+    # IDNA 2008: a symbol is no host name; elsewhere in the URL, the encoding to use
+    for url, says in (
+        ("http://\u2603.test/", "bad international host name '\u2603.test'"),
+        (
+            "http://x.test/caf\u00e9",
+            "the character '\u00e9' in it (write it as %C3%A9)",
+        ),
+    ):
+        run = fetch(url, cwd=tmp_path)
+        assert run.code == 2 and run.stderr.count("\n") == 1, run
+        assert says in run.stderr, run
 
 
 # The hostile server: each case ends in a clear line, bounded time and memory.

@@ -29,6 +29,9 @@ from echod.fetchrequest import (
         ("http://[fe80::1%25Eth0]:8080/", URL("http", "fe80::1%Eth0", 8080, "/")),
         ("http://[fe80::1%eth0]/", URL("http", "fe80::1%eth0", 80, "/")),
         ("http://u:p@[fe80::1%25v1]/", URL("http", "fe80::1%v1", 80, "/", "u:p")),
+        # international names as their A-labels (IDNA 2008, UTS #46), as curl
+        ("http://u:p@faß.de/", URL("http", "xn--fa-hia.de", 80, "/", "u:p")),
+        ("http://bücher.test/", URL("http", "xn--bcher-kva.test", 80, "/")),
     ],
 )  # fmt: skip
 def test_parse_url(text: str, url: URL) -> None:
@@ -41,7 +44,10 @@ def test_parse_url(text: str, url: URL) -> None:
         ("example.test", "needs http:// or https://"),
         ("ftp://h/", "unsupported scheme"),
         ("http://h/a b", "space"),
-        ("http://h/é", "percent-encode"),
+        ("http://h/é", r"the character 'é' in it \(write it as %C3%A9\)"),
+        ("http://h/?q=\t", r"the character '\\t' in it \(write it as %09\)"),
+        ("http://☃.test/", r"bad international host name '☃.test': Codepoint U\+2603"),
+        ("http://a..ü/", "bad international host name 'a..ü': Empty Label"),
         ("http://h:99999/", "bad port"),
         ("http://:80/", "no host"),
         ("http://[::1/", r"bad IPv6 address in 'http://\[::1/'"),
@@ -81,6 +87,21 @@ def test_redirect_url_is_relative_to_the_base() -> None:
     assert str(redirect_url(base, "/c")) == "https://h:8443/c"
     assert str(redirect_url(base, "d")) == "https://h:8443/a/d"
     assert str(redirect_url(base, "http://other/")) == "http://other/"
+
+
+def test_a_location_in_utf_8_is_read_as_browsers_and_curl_read_it() -> None:
+    """Raw UTF-8 in a Location (the header arrives as Latin-1 text): the host as
+    A-labels, the path percent-encoded (was 'bad Location', exit 9)."""
+    base = parse_url("http://h/a/b")
+
+    def received(text: str) -> str:
+        return text.encode("utf-8").decode("latin-1")  # as the header arrives
+
+    moved = redirect_url(base, received("http://bücher.test/café?q=ü ü"))
+    assert str(moved) == "http://xn--bcher-kva.test/caf%C3%A9?q=%C3%BC%20%C3%BC"
+    assert str(redirect_url(base, received("/ü"))) == "http://h/%C3%BC"
+    # bytes that are not UTF-8 are sent as they came, percent-encoded
+    assert str(redirect_url(base, "/caf\xe9")) == "http://h/caf%E9"
 
 
 def test_request_bytes() -> None:
