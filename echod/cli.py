@@ -50,6 +50,31 @@ def options_apply(options: list[str]) -> str:
     return f"{' and '.join(options)} {verb}"
 
 
+def add_family_options(group: argparse._ActionsContainer, long: bool) -> None:
+    """C{-4} and C{-6} (with C{--ipv4}, C{--ipv6} when C{long}), as curl, nc
+    and ncat have them: the addresses of one IP version only (C{family}).
+
+    argparse stops taking C{-1} as an option's value once an option looks
+    like a negative number, so that C{--interval -1} would be "expected one
+    argument" instead of its own message; C{-4} and C{-6} are matched as
+    options before that check, so it is turned off again (argparse keeps the
+    flag in one list shared by a parser and its groups).
+    """
+    family = group.add_mutually_exclusive_group()
+    for version in (4, 6):
+        names = [f"-{version}"] + [f"--ipv{version}"] * long
+        family.add_argument(
+            *names,
+            dest="family",
+            action="store_const",
+            const=version,
+            help=f"IPv{version} addresses only",
+        )
+    negative_optionals = getattr(group, "_has_negative_number_optionals", None)
+    if isinstance(negative_optionals, list):
+        negative_optionals.clear()
+
+
 def parse_arguments(
     parser: argparse.ArgumentParser, argv: Sequence[str]
 ) -> argparse.Namespace | int:

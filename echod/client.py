@@ -33,7 +33,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -51,10 +51,11 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from echod.cli import options_apply, parse_arguments
+from echod.cli import add_family_options, options_apply, parse_arguments
 from echod.echo import can_half_close
 from echod.endpointerrors import empty_unix_path, parse_error_message
 from echod.hostnames import HostNameError, ascii_host
+from echod.resolve import ReactorOfOneFamily, family_mismatch
 from echod.reuseport import split_description
 from echod.settings import MAX_UDP_PAYLOAD
 from echod.tlsclient import (
@@ -130,6 +131,7 @@ class Target:
     port: int | None
     endpoint: str | None  # a Twisted client endpoint string, when not host:port
     tls: bool
+    family: int | None = None  # -4 or -6: the addresses of one IP version only
 
     def label(self) -> str:
         """How messages name the peer: C{host:port}, C{[v6]:port} or the endpoint."""
@@ -241,12 +243,16 @@ def check_endpoint(text: str) -> None:
         checked_port(text, port_text)
 
 
-def parse_target(text: str, tls: bool) -> Target:
-    """C{host:port}, C{[v6]:port}, C{tls:host:port}, or a client endpoint string."""
+def parse_target(text: str, tls: bool, family: int | None = None) -> Target:
+    """C{host:port}, C{[v6]:port}, C{tls:host:port}, or a client endpoint string.
+
+    C{family} (4 or 6, from C{-4}/C{-6}) goes with a host and port only: an
+    endpoint string names its own (C{tcp6:}).
+    """
     if text.startswith("tls:"):
         tls, text = True, text[len("tls:") :]
     if text.startswith("ssl:"):
-        return ssl_target(text)
+        return of_family(ssl_target(text), family)
     if text.startswith("["):
         host, closed, rest = text[1:].partition("]")
         port_text = rest.removeprefix(":")
@@ -260,11 +266,28 @@ def parse_target(text: str, tls: bool) -> Target:
         if needs_zone(host):
             example = f"[{host}%eth0]:{port_text}"
             raise ClientError(USAGE, missing_zone(host, example))
-        return Target(checked_host(host), checked_port(text, port_text), None, tls)
+        target = Target(checked_host(host), checked_port(text, port_text), None, tls)
+        return of_family(target, family)
     if tls:
         raise ClientError(USAGE, f"TLS needs HOST:PORT, not {text!r}")
     check_endpoint(text)
+    if family is not None:
+        raise ClientError(
+            USAGE,
+            f"-{family} goes with HOST:PORT, not the endpoint string {text!r} "
+            "(which names its own: tcp:, tcp6:)",
+        )
     return Target(None, None, text, False)
+
+
+def of_family(target: Target, family: int | None) -> Target:
+    """C{target} limited to IP version C{family}; a usage error when its host
+    is an address of the other version."""
+    assert target.host is not None
+    mismatch = family_mismatch(target.host, family)
+    if mismatch is not None:
+        raise ClientError(USAGE, mismatch)
+    return replace(target, family=family)
 
 
 def make_endpoint(
@@ -293,8 +316,16 @@ def make_endpoint(
     assert target.host is not None and target.port is not None
     # An IPv6 literal needs no lookup; and HostnameEndpoint drops a link-local
     # address's zone (fe80::1%eth0), which then cannot be connected.
-    kind = TCP6ClientEndpoint if is_ipv6(target.host) else HostnameEndpoint
-    endpoint = kind(reactor, target.host, target.port, timeout=timeout or 30)
+    if is_ipv6(target.host):
+        endpoint = TCP6ClientEndpoint(reactor, target.host, target.port, timeout or 30)
+    elif target.family is not None:
+        endpoint = OneFamilyEndpoint(
+            reactor, target.host, target.port, timeout or 30, target.family
+        )
+    else:
+        endpoint = HostnameEndpoint(
+            reactor, target.host, target.port, timeout=timeout or 30
+        )
     if target.tls:
         try:
             creator = connection_creator(target.host, settings)
@@ -302,6 +333,34 @@ def make_endpoint(
             raise ClientError(USAGE, str(e)) from None
         endpoint = wrapClientTLS(creator, endpoint)
     return endpoint
+
+
+@implementer(IStreamClientEndpoint)
+class OneFamilyEndpoint:
+    """Twisted's C{HostnameEndpoint} over the addresses of one IP version
+    (C{-4}, C{-6}); a name without any is "cannot resolve", saying which."""
+
+    def __init__(
+        self, reactor: Any, host: str, port: int, timeout: float, family: int
+    ) -> None:
+        self.family = family
+        self.endpoint = HostnameEndpoint(
+            ReactorOfOneFamily(reactor, family), host, port, timeout=timeout
+        )
+
+    def connect(self, protocolFactory: Any) -> defer.Deferred[Any]:
+        """Connect to the first address of the family that answers."""
+
+        def no_address(failure: Failure) -> None:
+            failure.trap(error.DNSLookupError)
+            raise ClientError(
+                DNS,
+                f"cannot resolve the name to an IPv{self.family} address "
+                f"(-{self.family})",
+            )
+
+        d: defer.Deferred[Any] = self.endpoint.connect(protocolFactory)
+        return d.addErrback(no_address)
 
 
 class Session(Protocol):
@@ -699,6 +758,7 @@ def add_target_arguments(p: argparse.ArgumentParser) -> None:
         help="HOST:PORT, tls:HOST:PORT, or a Twisted client endpoint "
         f"(default {DEFAULT_TARGET})",
     )
+    add_family_options(p, long=False)
     p.add_argument("--tls", action="store_true", help="connect with TLS (verified)")
     p.add_argument(
         "--cacert", type=Path, help="trust this CA file instead of the system's"
@@ -743,7 +803,7 @@ def target_endpoint(
     """
     settings = ClientTLS(args.cacert, args.cert, args.key, args.insecure)
     try:
-        target = parse_target(args.target, args.tls)
+        target = parse_target(args.target, args.tls, args.family)
         check_tls_options_apply(args, target)
         return target, make_endpoint(reactor, target, settings, args.timeout)
     except ClientError as e:
@@ -765,7 +825,7 @@ def udp_target(args: argparse.Namespace) -> Target:
             USAGE, f"{', '.join(given)}: no TLS over UDP (echod has no DTLS)"
         )
     text = args.target.removeprefix("udp:")
-    target = parse_target(text, False)
+    target = parse_target(text, False, args.family)
     if target.endpoint is not None:
         raise ClientError(
             USAGE, f"bad UDP target {text!r}: expected HOST:PORT or [IPv6]:PORT"
@@ -843,11 +903,13 @@ def main(argv: Sequence[str]) -> int:
         except ClientError as e:
             sys.stderr.write(f"echod client: error: {e}\n")
             return e.code
-        host, port = target.host, target.port
+        host, port, family = target.host, target.port, target.family
         assert host is not None and port is not None
 
         def connect() -> defer.Deferred[Any]:
-            return defer.ensureDeferred(udpclient.connect_udp(reactor, host, port))
+            return defer.ensureDeferred(
+                udpclient.connect_udp(reactor, host, port, family)
+            )
 
     else:
         resolved = target_endpoint(args, reactor, "echod client")

@@ -59,7 +59,7 @@ from echod.client import (
 )
 from echod.fetchrequest import URL, Request, RequestError, redirect_url
 from echod.httplint import lint_head
-from echod.resolve import resolve_host
+from echod.resolve import family_mismatch, resolve_host
 from echod.tlsclient import ClientTLS, TLSClientError, connection_creator
 
 # Exit codes beyond those of echod client (0, 2-8), documented in the README.
@@ -90,6 +90,7 @@ class FetchOptions:
     max_body_size: int | None = None
     raw_body: bool = False  # chunked bodies as received, not decoded
     resolve: tuple[tuple[str, int, str], ...] = ()  # (host, port, address)
+    family: int | None = None  # 4 or 6 (-4, -6): addresses of one IP version only
     follow_redirects: bool = False
     max_redirects: int = 10
 
@@ -575,16 +576,24 @@ def redirected(request: Request, head: ResponseHead, url: URL) -> Request:
 
 @implementer(IResolutionReceiver)
 async def _addresses(reactor: Any, url: URL, options: FetchOptions) -> list[str]:
+    family = options.family
     for host, port, address in options.resolve:
         if host.lower() == url.host.lower() and port == url.port:
+            mismatch = family_mismatch(address, family)
+            if mismatch is not None:
+                raise FetchError(USAGE, f"--resolve {host}:{port}: {mismatch}")
             return [address]
+    mismatch = family_mismatch(url.host, family)
+    if mismatch is not None:
+        raise FetchError(USAGE, mismatch)
     if "%" in url.host:
         # A link-local address with its zone (fe80::1%eth0): the resolver
         # would hand back the address without it, which cannot be connected.
         return [url.host]
-    hosts = await resolve_host(reactor, url.host, url.port)
+    hosts = await resolve_host(reactor, url.host, url.port, family=family)
     if not hosts:
-        raise ServerNotReachedError(DNS, f"cannot resolve the name {url.host!r}")
+        which = "" if family is None else f" to an IPv{family} address (-{family})"
+        raise ServerNotReachedError(DNS, f"cannot resolve the name {url.host!r}{which}")
     return hosts
 
 

@@ -29,7 +29,7 @@ from typing import IO, Any
 
 from twisted.python.failure import Failure
 
-from echod.cli import parse_arguments
+from echod.cli import add_family_options, parse_arguments
 from echod.client import OK, USAGE, ClientError
 from echod.fetch import (
     HTTP_ERROR,
@@ -358,6 +358,7 @@ def parser() -> argparse.ArgumentParser:
         help="send FILE byte for byte as the whole request (raw mode)",
     )  # fmt: skip
     net = p.add_argument_group("connection")
+    add_family_options(net, long=True)
     net.add_argument("-L", "--location", action="store_true", help="follow redirects")
     net.add_argument("--max-redirs", type=int, default=10, help="default 10")
     net.add_argument(
@@ -510,6 +511,7 @@ def build(args: argparse.Namespace) -> Command:
         max_body_size=args.max_filesize,
         raw_body=args.raw,
         resolve=tuple(parse_resolve(r) for r in args.resolve),
+        family=args.family,
         follow_redirects=args.location,
         max_redirects=args.max_redirs,
     )

@@ -1,10 +1,28 @@
-"""Name lookup through the reactor's resolver, for the clients."""
+"""Name lookup through the reactor's resolver, for the clients.
+
+Also C{-4} and C{-6} (as curl, nc and ncat have them): a lookup of one IP
+version only, for L{resolve_host} and for Twisted's C{HostnameEndpoint}.
+"""
 
 from __future__ import annotations
 
+import ipaddress
+from collections.abc import Sequence
 from typing import Any
 
 from twisted.internet import defer
+from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.interfaces import (
+    IAddress,
+    IHostnameResolver,
+    IHostResolution,
+    IReactorPluggableNameResolver,
+    IResolutionReceiver,
+)
+from zope.interface import implementer
+
+ADDRESS_TYPES: dict[int, type[IAddress]] = {4: IPv4Address, 6: IPv6Address}
+"""The Twisted address type of each IP version C{-4}/C{-6} can ask for."""
 
 
 class AddressCollector:
@@ -27,15 +45,85 @@ class AddressCollector:
 
 
 async def resolve_host(
-    reactor: Any, host: str, port: int, semantics: str = "TCP"
+    reactor: Any,
+    host: str,
+    port: int,
+    semantics: str = "TCP",
+    family: int | None = None,
 ) -> list[str]:
     """The addresses of C{host}, in the resolver's order, without repeats.
 
-    Empty when the name has none; the resolver's own errors propagate.
+    Only those of IP version C{family} (4 or 6) when it is given. Empty when
+    the name has none; the resolver's own errors propagate.
     """
     receiver = AddressCollector()
+    types = None if family is None else [ADDRESS_TYPES[family]]
     reactor.nameResolver.resolveHostName(
-        receiver, host, port, transportSemantics=semantics
+        receiver, host, port, addressTypes=types, transportSemantics=semantics
     )
     found = await receiver.done
     return list(dict.fromkeys(address.host for address in found))
+
+
+def family_mismatch(host: str, family: int | None) -> str | None:
+    """Why C{-4}/C{-6} cannot reach C{host}, an address of the other IP
+    version; None for a name, or an address of the version asked for."""
+    if family is None:
+        return None
+    try:
+        version = ipaddress.ip_address(host.partition("%")[0]).version
+    except ValueError:
+        return None
+    if version == family:
+        return None
+    return f"-{family} asks for IPv{family}, and {host} is an IPv{version} address"
+
+
+@implementer(IHostnameResolver)
+class FamilyResolver:
+    """A name resolver that finds the addresses of one IP version only."""
+
+    def __init__(self, resolver: IHostnameResolver, family: int) -> None:
+        self.resolver = resolver
+        self.family = family
+
+    def resolveHostName(
+        self,
+        resolutionReceiver: IResolutionReceiver,
+        hostName: str,
+        portNumber: int = 0,
+        addressTypes: Sequence[type[IAddress]] | None = None,
+        transportSemantics: str = "TCP",
+    ) -> IHostResolution:
+        """Resolve C{hostName} with the resolver, to this family's addresses."""
+        return self.resolver.resolveHostName(
+            resolutionReceiver,
+            hostName,
+            portNumber,
+            [ADDRESS_TYPES[self.family]],
+            transportSemantics,
+        )
+
+
+@implementer(IReactorPluggableNameResolver)
+class ReactorOfOneFamily:
+    """The reactor, with a name resolver of one IP version.
+
+    Twisted's C{HostnameEndpoint} (happy eyeballs over every address found)
+    has no option for the address family: it asks the reactor it is given
+    for its C{nameResolver}. This gives it a L{FamilyResolver} and hands
+    everything else to the real reactor.
+    """
+
+    def __init__(self, reactor: Any, family: int) -> None:
+        self._reactor = reactor
+        self.nameResolver: IHostnameResolver = FamilyResolver(
+            reactor.nameResolver, family
+        )
+
+    def installNameResolver(self, resolver: IHostnameResolver) -> IHostnameResolver:
+        """Not done here: install it on the real reactor."""
+        raise NotImplementedError("install a name resolver on the reactor itself")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._reactor, name)

@@ -147,16 +147,25 @@ class UDPSession(Session):
     closed_note = "closed"
 
 
-async def connect_udp(reactor: Any, host: str, port: int) -> UDPSession:
-    """A session on a UDP socket connected to C{host}:C{port}."""
+async def connect_udp(
+    reactor: Any, host: str, port: int, family: int | None = None
+) -> UDPSession:
+    """A session on a UDP socket connected to C{host}:C{port}.
+
+    A name is looked up to its addresses of IP version C{family} (4 or 6)
+    when that is given.
+    """
     address = host
     if not _ip_literal(host):
+        which = "" if family is None else f" to an IPv{family} address (-{family})"
         try:
-            found = await resolve_host(reactor, host, port, "UDP")
+            found = await resolve_host(reactor, host, port, "UDP", family)
         except Exception as e:
-            raise ClientError(DNS, f"cannot resolve the name {host!r}: {e}") from None
+            raise ClientError(
+                DNS, f"cannot resolve the name {host!r}{which}: {e}"
+            ) from None
         if not found:
-            raise ClientError(DNS, f"cannot resolve the name {host!r}")
+            raise ClientError(DNS, f"cannot resolve the name {host!r}{which}")
         address = found[0]
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
     try:

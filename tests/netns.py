@@ -9,8 +9,10 @@ CI runs as root, so there it is never skipped.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -53,12 +55,23 @@ class LinkLocalNamespace:
         """What runs a command inside the namespace."""
         return [self.ip, "netns", "exec", self.name]
 
+    def hosts(self, text: str) -> None:
+        """Give commands run in the namespace an /etc/hosts of their own: C{ip
+        netns exec} bind-mounts /etc/netns/NAME/hosts over it."""
+        self._etc.mkdir(parents=True, exist_ok=True)
+        (self._etc / "hosts").write_text(text)
+
+    @property
+    def _etc(self) -> Path:
+        return Path("/etc/netns") / self.name
+
     @property
     def zoned(self) -> str:
         """The address with its zone, as a client names it."""
         return f"{self.ADDRESS}%{self.INTERFACE}"
 
     def close(self) -> None:
-        """Remove the namespace (its veth pair goes with it)."""
+        """Remove the namespace (its veth pair goes with it) and its files."""
         subprocess.run([self.ip, "netns", "del", self.name], capture_output=True,
                        timeout=30)  # fmt: skip
+        shutil.rmtree(self._etc, ignore_errors=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import shutil
 import subprocess
 import sys
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from echod import __version__
-from echod.cli import main
+from echod.cli import add_family_options, main, parse_arguments
 from tests.daemon import DaemonStarter
 from tests.peers import connect, round_trip
 
@@ -59,3 +60,17 @@ def test_echod_serve_runs_the_daemon(
         process.terminate()
         process.wait(30)
     assert not (tmp_path / "twistd.pid").exists()  # foreground, no pid file
+
+
+def test_family_options_leave_negative_numbers_as_values() -> None:
+    """-4 and -6 look like negative numbers: argparse then took --interval -1
+    for a missing value ("expected one argument") instead of the option's own
+    complaint about a negative number."""
+    parser = argparse.ArgumentParser()
+    add_family_options(parser, long=True)
+    parser.add_argument("--interval", type=float)
+    args = parser.parse_args(["-6", "--interval", "-1"])
+    assert (args.family, args.interval) == (6, -1.0)
+    assert parser.parse_args(["--ipv4"]).family == 4
+    assert parser.parse_args([]).family is None
+    assert parse_arguments(parser, ["-4", "-6"]) == 2  # one or the other

@@ -66,6 +66,23 @@ def test_parse_target(text: str, tls: bool, target: Target) -> None:
     assert parse_target(text, tls) == target
 
 
+def test_parse_target_with_a_family() -> None:
+    """-4/-6: kept for a name; an address of the other version, or an endpoint
+    string (which names its own family), is a usage error."""
+    assert parse_target("h.test:7", False, 6) == Target("h.test", 7, None, False, 6)
+    assert parse_target("tls:h.test:7", False, 4).family == 4
+    assert parse_target("ssl:h.test:7", False, 4).family == 4
+    for text, family, says in (
+        ("127.0.0.1:7", 6, "-6 asks for IPv6, and 127.0.0.1 is an IPv4 address"),
+        ("[::1]:7", 4, "-4 asks for IPv4, and ::1 is an IPv6 address"),
+        ("tcp:h.test:7", 4, "-4 goes with HOST:PORT, not the endpoint string"),
+        ("unix:path=/s", 6, "-6 goes with HOST:PORT"),
+    ):
+        with pytest.raises(ClientError, match=says) as e:
+            parse_target(text, False, family)
+        assert e.value.code == USAGE
+
+
 @pytest.mark.parametrize("text", ["localhost:0", "localhost:65536", "[::1]:99999"])
 def test_a_port_out_of_range_is_a_usage_error(text: str) -> None:
     with pytest.raises(ClientError, match=r"bad port in .*: ports are 1 to 65535") as e:

@@ -620,3 +620,44 @@ def test_udp_errors() -> None:
         assert lines == [f"echod client: error: {message}"] or (
             len(lines) == 1 and lines[0].startswith(f"echod client: error: {message}")
         ), (args, lines)
+
+
+def test_ipv4_or_ipv6_only_and_an_international_name(
+    start_daemon: DaemonStarter, link_local: LinkLocalNamespace
+) -> None:
+    """-4 and -6, as curl, nc and ncat have them: a name with both addresses
+    reaches only the listener of the version asked for (without either,
+    happy eyeballs finds whichever answers); and bücher.test is looked up as
+    xn--bcher-kva.test. The namespace's own /etc/hosts gives the names."""
+    link_local.hosts(
+        "127.0.0.1 dual.test\n::1 dual.test\n127.0.0.1 xn--bcher-kva.test\n"
+    )
+    daemon = start_daemon(
+        "--port", "tcp:7007:interface=127.0.0.1", "--udp", "127.0.0.1:7007",
+        prefix=link_local.prefix,
+    )  # fmt: skip
+    daemon.addresses()
+    daemon.wait_for(r"listening on udp:7007")
+    run = [*link_local.prefix, ECHOD]
+
+    def code(*args: str) -> int:
+        out = subprocess.run([*run, *args], capture_output=True, timeout=60)
+        lines = out.stderr.decode().splitlines()
+        assert out.returncode == 0 or len(lines) == 1, out
+        return out.returncode
+
+    assert code("client", "--count", "1", "dual.test:7007") == 0
+    assert code("client", "-4", "--count", "1", "dual.test:7007") == 0
+    assert code("client", "-6", "--count", "1", "dual.test:7007") == 4  # refused
+    assert code("client", "-4", "--udp", "--count", "1", "dual.test:7007") == 0
+    assert code("client", "-6", "--udp", "--count", "1", "dual.test:7007") == 4
+    assert code("bench", "-4", "-d", "1", "-c", "2", "dual.test:7007") == 0
+    assert code("bench", "-6", "-d", "1", "-c", "2", "dual.test:7007") == 4
+    assert code("client", "--count", "1", "bücher.test:7007") == 0
+    # a name without an address of that version: "cannot resolve", exit 3
+    out = subprocess.run([*run, "client", "-6", "--count", "1", "bücher.test:7007"],
+                         capture_output=True, timeout=60)  # fmt: skip
+    assert (out.returncode, out.stderr) == (3, (
+        b"echod client: xn--bcher-kva.test:7007: cannot resolve the name to an "
+        b"IPv6 address (-6)\n"
+    )), out  # fmt: skip

@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -846,14 +847,7 @@ def test_a_link_local_url_with_its_zone(
     (exit 3). The zone picks the interface; the Host header leaves it out, as
     curl's does."""
     (tmp_path / "a.txt").write_bytes(b"zoned\n")
-    server = subprocess.Popen(
-        [*link_local.prefix, sys.executable, "-u", "-m", "http.server", "8080",
-         "--bind", "::", "--directory", str(tmp_path)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    try:
-        assert server.stdout is not None
-        assert "Serving HTTP" in server.stdout.readline()
+    with http_server_in(link_local, "::", tmp_path):
         for url in (
             f"http://[{link_local.ADDRESS}%25{link_local.INTERFACE}]:8080/a.txt",
             f"http://[{link_local.zoned}]:8080/a.txt",  # curl takes it too
@@ -864,6 +858,55 @@ def test_a_link_local_url_with_its_zone(
             )  # fmt: skip
             assert (out.returncode, out.stdout) == (0, b"zoned\n"), out.stderr
             assert b"> Host: [fe80::1]:8080\n" in out.stderr
+
+
+@contextmanager
+def http_server_in(
+    namespace: LinkLocalNamespace, bind: str, directory: Path
+) -> Iterator[None]:
+    """Python's http.server on port 8080 of C{bind} in C{namespace}, serving
+    C{directory}; stopped on leaving."""
+    server = subprocess.Popen(
+        [*namespace.prefix, sys.executable, "-u", "-m", "http.server", "8080",
+         "--bind", bind, "--directory", str(directory)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        assert server.stdout is not None
+        assert "Serving HTTP" in server.stdout.readline()
+        yield
     finally:
         server.terminate()
         server.wait(10)
+
+
+def test_ipv4_or_ipv6_only(link_local: LinkLocalNamespace, tmp_path: Path) -> None:
+    """-4 and -6, as curl: a name with both addresses (the namespace's own
+    /etc/hosts), a server on ::1 alone."""
+    link_local.hosts("127.0.0.1 dual.test\n::1 dual.test\n")
+    (tmp_path / "a.txt").write_bytes(b"six\n")
+    with http_server_in(link_local, "::1", tmp_path):
+
+        def run(*args: str) -> subprocess.CompletedProcess[bytes]:
+            return subprocess.run(
+                [*link_local.prefix, ECHOD, "fetch", *args], capture_output=True,
+                timeout=60, cwd=tmp_path,
+            )  # fmt: skip
+
+        url = "http://dual.test:8080/a.txt"
+        for options in ([], ["-6"], ["--ipv6"]):
+            out = run(*options, "-v", url)
+            assert (out.returncode, out.stdout) == (0, b"six\n"), out.stderr
+            assert b"* connected to [::1]:8080\n" in out.stderr, out.stderr
+        out = run("-4", url)
+        assert (out.returncode, out.stderr) == (
+            4, b"echod fetch: dual.test:8080: connection refused\n"
+        )  # fmt: skip
+        for options, says in (
+            (["-4", "http://[::1]:8080/"], "-4 asks for IPv4, and ::1 is an IPv6"),
+            (["-6", "--resolve", "dual.test:8080:127.0.0.1", url],
+             "--resolve dual.test:8080: -6 asks for IPv6, and 127.0.0.1 is an IPv4"),
+        ):  # fmt: skip
+            out = run(*options)
+            assert out.returncode == 2, out
+            assert says in out.stderr.decode() and out.stderr.count(b"\n") == 1

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
+import pytest
 from twisted.internet import defer
 from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.interfaces import IHostnameResolver, IResolutionReceiver
+from zope.interface import implementer
 
-from echod.resolve import resolve_host
+from echod.resolve import (
+    FamilyResolver,
+    ReactorOfOneFamily,
+    family_mismatch,
+    resolve_host,
+)
 
 
 class FakeResolver:
@@ -16,11 +24,18 @@ class FakeResolver:
     def __init__(self, addresses: list[Any]) -> None:
         self.addresses = addresses
         self.asked: list[tuple[str, int, str]] = []
+        self.types: Any = None
 
     def resolveHostName(
-        self, receiver: Any, host: str, port: int, transportSemantics: str = "TCP"
+        self,
+        receiver: Any,
+        host: str,
+        port: int,
+        addressTypes: Any = None,
+        transportSemantics: str = "TCP",
     ) -> None:
         self.asked.append((host, port, transportSemantics))
+        self.types = addressTypes
         receiver.resolutionBegan(None)
         for address in self.addresses:
             receiver.addressResolved(address)
@@ -54,3 +69,57 @@ def test_no_address_is_an_empty_list() -> None:
         result.append
     )
     assert result == [[]]
+
+
+def test_a_family_asks_the_resolver_for_its_address_type() -> None:
+    reactor = FakeReactor([IPv6Address("TCP", "::1", 7)])
+    defer.ensureDeferred(resolve_host(reactor, "localhost", 7, family=6))
+    assert reactor.nameResolver.types == [IPv6Address]
+    defer.ensureDeferred(resolve_host(reactor, "localhost", 7))
+    assert reactor.nameResolver.types is None
+
+
+def test_the_family_resolver_overrides_what_it_is_asked() -> None:
+    """HostnameEndpoint asks for any address type: -4 is IPv4 all the same."""
+    reactor = FakeReactor([])
+    resolver = cast(IHostnameResolver, reactor.nameResolver)
+    FamilyResolver(resolver, 4).resolveHostName(
+        Receiver(), "h", 7, addressTypes=None, transportSemantics="TCP"
+    )
+    assert reactor.nameResolver.types == [IPv4Address]
+
+
+def test_the_reactor_of_one_family_hands_the_rest_to_the_reactor() -> None:
+    reactor = FakeReactor([])
+    reactor.seconds = lambda: 42.0  # type: ignore[attr-defined]
+    one = ReactorOfOneFamily(reactor, 6)
+    assert isinstance(one.nameResolver, FamilyResolver)
+    assert one.nameResolver.family == 6
+    assert one.seconds() == 42.0
+
+
+@pytest.mark.parametrize(
+    ("host", "family", "says"),
+    [
+        ("127.0.0.1", 6, "-6 asks for IPv6, and 127.0.0.1 is an IPv4 address"),
+        ("fe80::1%eth0", 4, "-4 asks for IPv4, and fe80::1%eth0 is an IPv6 address"),
+        ("127.0.0.1", 4, None),
+        ("::1", 6, None),
+        ("example.test", 6, None),
+        ("127.0.0.1", None, None),
+    ],
+)
+def test_family_mismatch(host: str, family: int | None, says: str | None) -> None:
+    assert family_mismatch(host, family) == says
+
+
+@implementer(IResolutionReceiver)
+class Receiver:
+    def resolutionBegan(self, resolution: Any) -> None:
+        pass
+
+    def addressResolved(self, address: Any) -> None:
+        pass
+
+    def resolutionComplete(self) -> None:
+        pass
