@@ -363,6 +363,32 @@ class OneFamilyEndpoint:
         return d.addErrback(no_address)
 
 
+def is_same_address(address: str, host: str) -> bool:
+    """Whether C{host} is the address C{address} (zones aside), not a name."""
+    try:
+        return ipaddress.ip_address(address.partition("%")[0]) == ipaddress.ip_address(
+            host.partition("%")[0]
+        )
+    except ValueError:
+        return False
+
+
+def reached(target: Target, session: Session) -> str:
+    """How to name the peer once connected: the target, and when it was a
+    name, the address that answered, as ping shows C{localhost (127.0.0.1)}.
+
+    A name may have several addresses, of both IP versions (C{-4}, C{-6});
+    this says which one the echo came from.
+    """
+    label = target.label()
+    if target.host is None or session.transport is None:
+        return label
+    address = getattr(session.transport.getPeer(), "host", None)
+    if not isinstance(address, str) or is_same_address(address, target.host):
+        return label
+    return f"{label} ({address})"
+
+
 class Session(Protocol):
     """The connection to the peer, shared by the three modes."""
 
@@ -518,10 +544,13 @@ class Probe:
         size: int,
         interval: float,
         timeout: float,
+        peer: str | None = None,
     ) -> None:
         self.reactor = reactor
         self.session = session
         self.label = label
+        self.peer = peer or label
+        """How each echo's line names where it came from (L{reached})."""
         self.count = count
         self.size = size
         self.interval = interval
@@ -583,8 +612,7 @@ class Probe:
         if echo == self.expect:
             self.times.append(rtt)
             print(
-                f"{self.size} bytes from {self.label}: seq={self.seq} "
-                f"time={rtt:.3f} ms",
+                f"{self.size} bytes from {self.peer}: seq={self.seq} time={rtt:.3f} ms",
                 flush=True,
             )
         else:
@@ -944,6 +972,7 @@ def main(argv: Sequence[str]) -> int:
                 args.size,
                 args.interval,
                 args.timeout or 5.0,
+                reached(target, session),
             ).start()
         elif interactive:
             connected.set()
@@ -972,7 +1001,7 @@ def main(argv: Sequence[str]) -> int:
         if result:
             thread.join(5)
             return result[0]
-        code = run_interactive(reactor, session_box[0], target.label())
+        code = run_interactive(reactor, session_box[0], reached(target, session_box[0]))
         reactor.callFromThread(reactor.stop)
         thread.join(5)
         return code

@@ -29,6 +29,7 @@ import socket
 from typing import Any
 
 from twisted.internet import error
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.protocol import DatagramProtocol
 from twisted.python.failure import Failure
 
@@ -68,6 +69,13 @@ class DatagramTransport:
                 self.end(ClientError(USAGE, "a datagram too large to send"))
             else:
                 self.end(error.getConnectError((e.errno, e.strerror)))
+
+    def getPeer(self) -> IPv4Address | IPv6Address:
+        """The address the socket is connected to."""
+        port: Any = self.protocol.transport
+        host, number = port.getHandle().getpeername()[:2]
+        kind = IPv6Address if ":" in host else IPv4Address
+        return kind("UDP", host, number)
 
     def writeSequence(self, data: list[bytes]) -> None:
         """Send each item as its own datagram."""

@@ -7,6 +7,7 @@ import errno
 import pytest
 from OpenSSL.SSL import Error as SSLError
 from twisted.internet import error
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.endpoints import HostnameEndpoint, TCP6ClientEndpoint
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import MemoryReactor
@@ -21,10 +22,12 @@ from echod.client import (
     UNREACHABLE,
     USAGE,
     ClientError,
+    Session,
     Target,
     classify,
     make_endpoint,
     parse_target,
+    reached,
 )
 from echod.tlsclient import ClientTLS
 
@@ -158,3 +161,30 @@ def test_an_ipv6_literal_is_connected_without_a_lookup() -> None:
         reactor, Target("localhost", 7, None, False), ClientTLS(), None
     )
     assert isinstance(named, HostnameEndpoint)
+
+
+class PeerTransport:
+    def __init__(self, host: str) -> None:
+        self.host = host
+
+    def getPeer(self) -> IPv4Address | IPv6Address:
+        kind = IPv6Address if ":" in self.host else IPv4Address
+        return kind("TCP", self.host, 7)
+
+
+@pytest.mark.parametrize(
+    ("target", "peer", "shown"),
+    [
+        (Target("localhost", 7, None, False), "127.0.0.1", "localhost:7 (127.0.0.1)"),
+        (Target("dual.test", 7, None, False), "::1", "dual.test:7 (::1)"),
+        (Target("127.0.0.1", 7, None, False), "127.0.0.1", "127.0.0.1:7"),
+        (Target("fe80::1%v1", 7, None, False), "fe80::1", "[fe80::1%v1]:7"),
+        (Target(None, None, "unix:path=/s", False), "127.0.0.1", "unix:path=/s"),
+    ],
+)
+def test_reached_names_the_address_that_answered(
+    target: Target, peer: str, shown: str
+) -> None:
+    session = Session()
+    session.transport = PeerTransport(peer)  # type: ignore[assignment]
+    assert reached(target, session) == shown

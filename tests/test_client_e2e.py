@@ -93,8 +93,10 @@ def spawn_client(*args: str, default_sigint: bool = False) -> Terminal:
 def test_interactive_prompt_echo_and_exit(start_daemon: DaemonStarter) -> None:
     daemon = start_daemon("--port", LOCAL)
     port = daemon.tcp_port()
-    child = spawn_client(f"127.0.0.1:{port}")
+    child = spawn_client("-4", f"localhost:{port}")
     try:
+        # a name: the address that answered is shown, as ping shows it
+        child.expect_exact(f"connected to localhost:{port} (127.0.0.1);")
         child.expect("input> ")
         child.sendline("hello echod")
         child.expect("hello echod")  # the line as typed
@@ -509,6 +511,7 @@ def test_udp_probe_pipe_and_prompt(start_daemon: DaemonStarter) -> None:
     assert "5 sent, 5 echoed intact, 0 wrong, 0 lost, 0% failed" in text
     out = client("--count", "2", f"udp:localhost:{port}")  # a name, looked up
     assert out.returncode == 0, out.stderr
+    assert f"64 bytes from localhost:{port} (127.0.0.1): seq=2 " in out.stdout.decode()
     # pipe mode: each line one datagram, the last one without its newline too
     out = client("--udp", f"127.0.0.1:{port}", stdin=b"hello\nworld\nlast")
     assert (out.returncode, out.stdout, out.stderr) == (0, b"hello\nworld\nlast", b"")
@@ -644,6 +647,8 @@ def test_ipv4_or_ipv6_only_and_an_international_name(
         out = subprocess.run([*run, *args], capture_output=True, timeout=60)
         lines = out.stderr.decode().splitlines()
         assert out.returncode == 0 or len(lines) == 1, out
+        if out.returncode == 0 and "--count" in args:  # which address answered
+            assert b" bytes from dual.test:7007 (127.0.0.1): seq=1 " in out.stdout
         return out.returncode
 
     assert code("client", "--count", "1", "dual.test:7007") == 0
@@ -653,7 +658,10 @@ def test_ipv4_or_ipv6_only_and_an_international_name(
     assert code("client", "-6", "--udp", "--count", "1", "dual.test:7007") == 4
     assert code("bench", "-4", "-d", "1", "-c", "2", "dual.test:7007") == 0
     assert code("bench", "-6", "-d", "1", "-c", "2", "dual.test:7007") == 4
-    assert code("client", "--count", "1", "bücher.test:7007") == 0
+    out = subprocess.run([*run, "client", "--count", "1", "bücher.test:7007"],
+                         capture_output=True, timeout=60)  # fmt: skip
+    assert out.returncode == 0, out
+    assert b"from xn--bcher-kva.test:7007 (127.0.0.1): seq=1 " in out.stdout
     # a name without an address of that version: "cannot resolve", exit 3
     out = subprocess.run([*run, "client", "-6", "--count", "1", "bücher.test:7007"],
                          capture_output=True, timeout=60)  # fmt: skip
