@@ -348,7 +348,12 @@ class EchoFactory(Factory):
     def buildProtocol(self, addr: IAddress | None) -> Protocol:
         """An L{EchoProtocol}, or a L{RefusedProtocol} if a limit says no."""
         key = client_key(addr) if addr is not None else None
-        reason = "draining" if self.draining else self.limits.refusal(key)
+        if self.draining:
+            reason: str | None = "draining"
+        elif not self.settings.access.permits(key):
+            reason = "denied"
+        else:
+            reason = self.limits.refusal(key)
         if reason is not None:
             return self.refuse(addr, reason)
         self.limits.acquire(key)

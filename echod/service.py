@@ -27,6 +27,7 @@ from twisted.logger import ILogObserver, Logger
 from twisted.python.components import Componentized
 from twisted.python.failure import Failure
 
+from echod.access import EVERYONE
 from echod.echo import EchoFactory, EchoProtocol, format_address
 from echod.endpointerrors import (
     empty_unix_path,
@@ -318,7 +319,9 @@ class EchoService(Service):
                 self.listening.append((description, port))
             for udp in self.settings.udp:
                 udp_reactor: IReactorUDP = self.reactor
-                protocol = UDPEchoProtocol(udp, self.stats, self.reactor)
+                protocol = UDPEchoProtocol(
+                    udp, self.stats, self.reactor, self.settings.access
+                )
                 desc = f"udp:{udp.port}" + (
                     f":interface={udp.interface}" if udp.interface else ""
                 )
@@ -416,6 +419,12 @@ class EchoService(Service):
             cap=limit(self.factory.limits.fd_cap),
             event="limits",
         )
+        if s.access != EVERYONE:
+            log.info(
+                "access: {rules}",
+                rules=s.access.describe(),
+                event="access",
+            )
         for server in self.tls_servers:
             for warning in server.expiry_warnings():
                 log.warn("{warning}", warning=warning)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from echod.access import EVERYONE, AccessList
+
 DEFAULT_PORT = "tcp:10000"
 DEFAULT_IDLE_TIMEOUT = 300.0
 DEFAULT_DRAIN_TIMEOUT = 10.0
@@ -51,6 +53,8 @@ class EchoSettings:
     write_through: bool = True
     """Send echoes at once when nothing is queued (see echod.writethrough)."""
     udp: tuple[UDPSettings, ...] = ()
+    access: AccessList = EVERYONE
+    """Who is served (C{--allow}, C{--deny}): every echo listener, TCP and UDP."""
     tls_cert: Path | None = None
     """Certificate (chain) for ssl: listeners that name none themselves."""
     tls_key: Path | None = None

@@ -11,10 +11,11 @@ REFUSAL_REASONS = (
     "file-limit",
     "draining",
     "bad-proxy-header",
+    "denied",
 )
 """Every reason an echo connection is refused for (each is always exported)."""
 
-UDP_DROP_REASONS = ("source-port", "size", "rate")
+UDP_DROP_REASONS = ("denied", "source-port", "size", "rate")
 """Every reason a UDP datagram is dropped for (each is always exported)."""
 
 

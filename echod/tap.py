@@ -17,6 +17,7 @@ from twisted.application.service import IService
 from twisted.python import usage
 
 from echod import __version__
+from echod.access import AccessList, Network, parse_networks
 from echod.cli import options_apply
 from echod.fdlimit import raise_file_limit
 from echod.reactor import enable_busy_poll, install_if_unset
@@ -73,6 +74,14 @@ def _number(
 
     coerce.coerceDoc = ""  # type: ignore[attr-defined]
     return coerce
+
+
+def networks_option(option: str, value: str) -> tuple[Network, ...]:
+    """The networks of C{--allow} or C{--deny}, or a usage error naming it."""
+    try:
+        return parse_networks(value)
+    except ValueError as e:
+        raise usage.UsageError(f"{option}: {e}") from None
 
 
 def parse_udp(value: str) -> tuple[str, int]:
@@ -227,6 +236,8 @@ class Options(usage.Options):
         super().__init__()
         self["ports"] = []
         self["udp"] = []
+        self["allow"] = []
+        self["deny"] = []
         self["log-file"] = None
 
     def opt_port(self, description: str) -> None:
@@ -238,6 +249,16 @@ class Options(usage.Options):
     def opt_udp(self, value: str) -> None:
         """Also serve UDP echo on [INTERFACE:]PORT (repeatable; off by default)."""
         self["udp"].append(parse_udp(value))
+
+    def opt_allow(self, value: str) -> None:
+        """Serve only these addresses and networks: 10.0.0.0/8,192.0.2.7,
+        2001:db8::/32 (repeatable; echo listeners, TCP and UDP; as ncat)."""
+        self["allow"].extend(networks_option("--allow", value))
+
+    def opt_deny(self, value: str) -> None:
+        """Never serve these addresses and networks; wins over --allow
+        (repeatable; as ncat)."""
+        self["deny"].extend(networks_option("--deny", value))
 
     def opt_version(self) -> None:
         """Print echod's version and exit."""
@@ -337,6 +358,7 @@ class Options(usage.Options):
             write_through=not self["no-write-through"],
             reuse_port=bool(self["reuse-port"]),
             udp=udp,
+            access=AccessList(tuple(self["allow"]), tuple(self["deny"])),
             tls_cert=Path(self["tls-cert"]) if self["tls-cert"] else None,
             tls_key=Path(self["tls-key"]) if self["tls-key"] else None,
             tls_min_version=self["tls-min-version"],

@@ -3,6 +3,7 @@
 A UDP echo answers whoever a datagram claims to come from, so a forged source
 address turns it into a traffic reflector. echod therefore never answers:
 
+- a source address C{--allow}/C{--deny} leaves out (L{echod.access});
 - source port 0 (not a real sender) or the classic small-service ports
   (echo 7, discard 9, daytime 13, quote 17, chargen 19, time 37), whose
   services answer in turn and would start a loop;
@@ -23,6 +24,7 @@ from twisted.internet.interfaces import IListeningPort, IReactorTime
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
+from echod.access import EVERYONE, AccessList
 from echod.logs import worth_logging
 from echod.settings import UDPSettings
 from echod.stats import EchoStats
@@ -87,16 +89,23 @@ class UDPEchoProtocol(DatagramProtocol):
     noisy = False
 
     def __init__(
-        self, settings: UDPSettings, stats: EchoStats, clock: IReactorTime
+        self,
+        settings: UDPSettings,
+        stats: EchoStats,
+        clock: IReactorTime,
+        access: AccessList = EVERYONE,
     ) -> None:
         self.settings = settings
+        self.access = access
         self.stats = stats
         self.limiter = SourceRateLimiter(settings.rate, clock)
 
     def datagramReceived(self, datagram: bytes, addr: tuple[str, int]) -> None:  # type: ignore[override]
         """Echo C{datagram} to C{addr} unless a guard says drop."""
         host, port = addr[0], addr[1]
-        if port in REFLECTING_PORTS:
+        if not self.access.permits(host):
+            self._drop("denied", host, port)
+        elif port in REFLECTING_PORTS:
             self._drop("source-port", host, port)
         elif len(datagram) > self.settings.max_size:
             self._drop("size", host, port)

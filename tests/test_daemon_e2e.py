@@ -1039,3 +1039,77 @@ def test_abstract_unix_socket(start_daemon: DaemonStarter, tmp_path: Path) -> No
                          capture_output=True, timeout=30)  # fmt: skip
     assert (out.returncode, out.stdout) == (0, b"client\n"), out.stderr
     assert not any(p.name.startswith("@") for p in tmp_path.iterdir())
+
+
+def test_allow_and_deny(start_daemon: DaemonStarter, tmp_path: Path) -> None:
+    """--allow and --deny, as ncat's: refused connections are closed, logged and
+    counted; UDP from a denied address is dropped; --deny wins; IPv4 clients of
+    a dual-stack tcp6 listener are matched as IPv4; UNIX sockets have no
+    address and are served."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        udp_port = int(probe.getsockname()[1])
+    sock_path = tmp_path / "echo.sock"
+    daemon = start_daemon(
+        "--port", LOCAL, "--port", r"tcp6:0:interface=\:\:",
+        "--port", f"unix:{sock_path}", "--udp", f"127.0.0.1:{udp_port}",
+        "--allow", "127.0.0.0/8,::1", "--deny", "127.0.0.1",
+        "--metrics", "tcp:0:interface=127.0.0.1",
+    )  # fmt: skip
+    bound = daemon.addresses(3)
+    port, port6 = (
+        int(next(a for a in bound if a.startswith(h)).rsplit(":", 1)[1])
+        for h in ("127.0.0.1:", "[::]:")
+    )
+    daemon.wait_for(r"access: allow=127\.0\.0\.0/8,::1/128 deny=127\.0\.0\.1/32")
+    nc = need_tool("nc")
+    for target in (port, port6):  # the IPv4 client of tcp6 is ::ffff:127.0.0.x
+        served = subprocess.run(
+            [nc, "-N", "-s", "127.0.0.2", "127.0.0.1", str(target)],
+            input=b"allowed\n", capture_output=True, timeout=30,
+        )  # fmt: skip
+        assert served.stdout == b"allowed\n", served
+        refused = subprocess.run(
+            [nc, "-N", "127.0.0.1", str(target)], input=b"denied\n",
+            capture_output=True, timeout=30,
+        )  # fmt: skip
+        assert refused.stdout == b"", refused  # closed without a byte echoed
+    with connect("::1", port6) as six:
+        assert round_trip(six, b"six") == b"six"
+    with socket.socket(socket.AF_UNIX) as unix:
+        unix.connect(str(sock_path))
+        assert round_trip(unix, b"unix") == b"unix"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        udp.settimeout(5)
+        udp.bind(("127.0.0.2", 0))
+        udp.sendto(b"allowed", ("127.0.0.1", udp_port))
+        assert udp.recvfrom(2048)[0] == b"allowed"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        udp.settimeout(1)
+        udp.bind(("127.0.0.1", 0))
+        udp.sendto(b"denied", ("127.0.0.1", udp_port))
+        with pytest.raises(TimeoutError):
+            udp.recvfrom(2048)
+    daemon.wait_for(r"refused 127\.0\.0\.1:\d+: denied", count=2)
+    daemon.wait_for(r"udp dropped datagram from 127\.0\.0\.1:\d+: denied")
+    _, text = curl(f"http://{daemon.metrics_address()}/metrics")
+    assert metric(text, 'echod_connections_refused_total{reason="denied"}') == 2
+    assert metric(text, 'echod_udp_dropped_total{reason="denied"}') == 1
+    assert daemon.stop() in (0, -signal.SIGTERM)
+    assert "refused=[denied=2]" in daemon.output, daemon.output
+
+
+@pytest.mark.parametrize(
+    ("option", "value"), [("--allow", "example.com"), ("--deny", "10.0.0.0/33")]
+)
+def test_a_bad_allow_or_deny_is_one_line(option: str, value: str) -> None:
+    out = subprocess.run(
+        [twistd_path(), "-n", "--pidfile=", "echod", option, value],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 2
+    assert out.stderr == (
+        f"twistd echod: error: {option}: {value!r} is not an IP address or "
+        "network (such as 192.0.2.7, 10.0.0.0/8, 2001:db8::/32; names are not "
+        "looked up) (see: twistd echod --help)\n"
+    )

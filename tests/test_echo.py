@@ -8,6 +8,7 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.logger import capturedLogs
 from twisted.python.failure import Failure
 
+from echod.access import AccessList, parse_networks
 from echod.echo import EchoFactory, EchoProtocol, RefusedProtocol, format_address
 from echod.settings import EchoSettings
 from echod.stats import EchoStats
@@ -143,6 +144,20 @@ def test_unix_peers_have_no_per_ip_limit() -> None:
         assert isinstance(
             factory.buildProtocol(UNIXAddress(b"/run/e.sock")), EchoProtocol
         )
+
+
+def test_an_address_not_allowed_is_refused_before_the_limits_count_it() -> None:
+    access = AccessList(
+        parse_networks("198.51.100.0/24"), parse_networks("198.51.100.9")
+    )
+    factory, _ = make_factory(access=access, max_per_ip=1)
+    for host in ("192.0.2.1", "198.51.100.9"):
+        refused = factory.buildProtocol(IPv4Address("TCP", host, 1))
+        assert isinstance(refused, RefusedProtocol)
+    assert factory.stats.refused["denied"] == 2
+    assert factory.limits.open == 0
+    connect(factory, host="198.51.100.7")
+    assert isinstance(factory.buildProtocol(UNIXAddress(b"/run/e.sock")), EchoProtocol)
 
 
 def test_draining_factory_refuses_new_connections() -> None:

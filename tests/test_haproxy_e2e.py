@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.certs import self_signed
-from tests.daemon import DaemonStarter
+from tests.daemon import Daemon, DaemonStarter
 from tests.haproxy import HAProxy, simple_config
 from tests.peers import closed_by_peer, connect, drain, free_port, round_trip
 
@@ -29,6 +29,16 @@ def haproxies(tmp_path: Path) -> Iterator[list[HAProxy]]:
             h.stop()
 
 
+def in_front(
+    haproxies: list[HAProxy], daemon: Daemon, tmp_path: Path, send_proxy: str
+) -> int:
+    """Start HAProxy in front of C{daemon}'s first listener; its frontend port."""
+    frontend = free_port()
+    config = simple_config(frontend, daemon.tcp_port(), send_proxy)
+    haproxies.append(HAProxy(config, tmp_path, frontend))
+    return frontend
+
+
 @pytest.mark.parametrize("send_proxy", ["send-proxy", "send-proxy-v2"])
 def test_behind_haproxy_real_client_addresses(
     start_daemon: DaemonStarter,
@@ -39,12 +49,7 @@ def test_behind_haproxy_real_client_addresses(
     daemon = start_daemon(
         "--port", "haproxy:tcp:0:interface=127.0.0.1", "--max-per-ip", "1"
     )
-    frontend = free_port()
-    haproxies.append(
-        HAProxy(
-            simple_config(frontend, daemon.tcp_port(), send_proxy), tmp_path, frontend
-        )
-    )
+    frontend = in_front(haproxies, daemon, tmp_path, send_proxy)
     with connect("127.0.0.1", frontend, source="127.0.0.3") as a:
         assert round_trip(a, b"from .3") == b"from .3"
         # every connection reaches echod from HAProxy's address; the limit
@@ -82,11 +87,8 @@ def test_tls_behind_haproxy_gets_the_header_first_then_echods_tls(
         "--port", "haproxy:ssl:0:interface=127.0.0.1",
         "--tls-cert", str(cert), "--tls-key", str(key), "--tls-min-version", "1.3",
     )  # fmt: skip
-    frontend = free_port()
     options = server_options.format(cert=cert)
-    haproxies.append(
-        HAProxy(simple_config(frontend, daemon.tcp_port(), options), tmp_path, frontend)
-    )
+    frontend = in_front(haproxies, daemon, tmp_path, options)
     if " ssl " in f" {options} ":  # HAProxy speaks TLS to echod; the client, plain
         with connect("127.0.0.1", frontend, source="127.0.0.3") as sock:
             assert round_trip(sock, b"through") == b"through"
@@ -111,14 +113,7 @@ def test_half_close_through_haproxy(
     start_daemon: DaemonStarter, haproxies: list[HAProxy], tmp_path: Path
 ) -> None:
     daemon = start_daemon("--port", "haproxy:tcp:0:interface=127.0.0.1")
-    frontend = free_port()
-    haproxies.append(
-        HAProxy(
-            simple_config(frontend, daemon.tcp_port(), "send-proxy-v2"),
-            tmp_path,
-            frontend,
-        )
-    )
+    frontend = in_front(haproxies, daemon, tmp_path, "send-proxy-v2")
     payload = bytes(range(256)) * 8192  # 2 MiB
     with connect("127.0.0.1", frontend) as sock:
         sock.sendall(payload)
@@ -221,3 +216,21 @@ def test_health_checks_through_the_proxy_protocol_to_metrics(
     for i in range(5):
         with connect("127.0.0.1", frontend) as sock:
             assert round_trip(sock, b"checked %d" % i) == b"checked %d" % i
+
+
+def test_allow_and_deny_match_the_client_behind_haproxy(
+    start_daemon: DaemonStarter, haproxies: list[HAProxy], tmp_path: Path
+) -> None:
+    """Every connection reaches echod from HAProxy's address (127.0.0.1, here
+    denied); --allow and --deny match the client's own, from the header."""
+    daemon = start_daemon(
+        "--port", "haproxy:tcp:0:interface=127.0.0.1",
+        "--allow", "127.0.0.0/8", "--deny", "127.0.0.1,127.0.0.4",
+    )  # fmt: skip
+    frontend = in_front(haproxies, daemon, tmp_path, "send-proxy-v2")
+    with connect("127.0.0.1", frontend, source="127.0.0.3") as allowed:
+        assert round_trip(allowed, b"from .3") == b"from .3"
+    with connect("127.0.0.1", frontend, source="127.0.0.4") as denied:
+        assert closed_by_peer(denied)
+    daemon.wait_for(r"closed 127\.0\.0\.3:\d+ in=7 out=7")
+    daemon.wait_for(r"refused 127\.0\.0\.4:\d+: denied")

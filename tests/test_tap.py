@@ -135,6 +135,16 @@ def test_tls_options_with_a_tls_listener() -> None:
         assert settings.tls_min_version == "1.3"
 
 
+def test_allow_and_deny_add_up_into_one_access_list() -> None:
+    settings = parse(
+        "--allow", "10.0.0.0/8,192.0.2.7", "--allow", "::1", "--deny", "10.0.0.7"
+    ).settings()
+    assert settings.access.describe() == (
+        "allow=10.0.0.0/8,192.0.2.7/32,::1/128 deny=10.0.0.7/32"
+    )
+    assert parse().settings().access.describe() == "allow=all deny=none"
+
+
 def test_settings_are_immutable() -> None:
     settings = parse().settings()
     with pytest.raises(AttributeError):

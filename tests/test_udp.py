@@ -8,6 +8,7 @@ from twisted.internet.protocol import DatagramProtocol
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactor
 
+from echod.access import AccessList, parse_networks
 from echod.settings import UDPSettings
 from echod.stats import EchoStats
 from echod.udp import SourceRateLimiter, UDPEchoProtocol, listen_udp
@@ -48,6 +49,15 @@ def test_never_answers_port_zero_or_small_services() -> None:
         protocol.datagramReceived(b"x", ("192.0.2.5", port))
     assert transport.sent == []
     assert protocol.stats.udp_dropped["source-port"] == 7
+
+
+def test_drops_datagrams_from_addresses_not_allowed() -> None:
+    protocol, transport, _ = make()
+    protocol.access = AccessList(parse_networks("192.0.2.0/24"), ())
+    protocol.datagramReceived(b"in", ("192.0.2.5", 4000))
+    protocol.datagramReceived(b"out", ("198.51.100.1", 4000))
+    assert transport.sent == [(b"in", ("192.0.2.5", 4000))]
+    assert protocol.stats.udp_dropped["denied"] == 1
 
 
 def test_drops_oversized_datagrams() -> None:

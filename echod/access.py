@@ -1,0 +1,66 @@
+"""Who may use the echo: C{--allow} and C{--deny}, as ncat's options of those names.
+
+Each takes addresses and networks (CIDR), comma-separated, and may be given
+again. With C{--allow}, only the addresses it lists are served; an address
+C{--deny} lists is never served, even when C{--allow} lists it too (as in
+ncat). A connection over a UNIX socket has no address and is always served
+(the socket file's permissions say who may connect). Behind HAProxy
+(C{haproxy:} listeners) the address is the client's from the PROXY header.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from echod.limits import plain_host
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_networks(value: str) -> tuple[Network, ...]:
+    """C{10.0.0.0/8,192.0.2.7,2001:db8::/32} as networks (an address is a /32
+    or /128); ValueError, saying which item, for anything else."""
+    networks = []
+    for item in value.split(","):
+        text = item.strip()
+        try:
+            networks.append(ipaddress.ip_network(text, strict=False))
+        except ValueError:
+            raise ValueError(
+                f"{text!r} is not an IP address or network (such as 192.0.2.7, "
+                "10.0.0.0/8, 2001:db8::/32; names are not looked up)"
+            ) from None
+    return tuple(networks)
+
+
+@dataclass(frozen=True)
+class AccessList:
+    """The networks allowed (none listed: everyone) and denied."""
+
+    allow: tuple[Network, ...] = ()
+    deny: tuple[Network, ...] = ()
+
+    def permits(self, host: str | None) -> bool:
+        """Whether the client at C{host} may be served (None: no address)."""
+        if host is None or not (self.allow or self.deny):
+            return True
+        try:
+            address = ipaddress.ip_address(plain_host(host).partition("%")[0])
+        except ValueError:
+            return False  # not an IP address: nothing to match, so not allowed
+        if any(address in network for network in self.deny):
+            return False
+        return not self.allow or any(address in network for network in self.allow)
+
+    def describe(self) -> str:
+        """For the start-up log: C{allow=10.0.0.0/8 deny=10.0.0.7/32}."""
+
+        def listed(networks: tuple[Network, ...], empty: str) -> str:
+            return ",".join(map(str, networks)) or empty
+
+        return f"allow={listed(self.allow, 'all')} deny={listed(self.deny, 'none')}"
+
+
+EVERYONE = AccessList()
+"""No --allow and no --deny: every client is served."""

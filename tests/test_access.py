@@ -1,0 +1,51 @@
+"""Unit tests of echod.access: --allow and --deny."""
+
+from __future__ import annotations
+
+import pytest
+
+from echod.access import AccessList, parse_networks
+
+
+def networks(*texts: str) -> AccessList:
+    allow = tuple(n for t in texts if not t.startswith("!") for n in parse_networks(t))
+    deny = tuple(n for t in texts if t.startswith("!") for n in parse_networks(t[1:]))
+    return AccessList(allow, deny)
+
+
+@pytest.mark.parametrize(
+    ("rules", "host", "permitted"),
+    [
+        ((), "192.0.2.7", True),  # no list: everyone
+        (("10.0.0.0/8",), "10.1.2.3", True),
+        (("10.0.0.0/8",), "192.0.2.7", False),
+        (("10.0.0.0/8",), "::ffff:10.1.2.3", True),  # IPv4-mapped, on a tcp6 port
+        (("10.0.0.0/8",), "::1", False),  # an IPv6 client and IPv4 networks
+        (("::1", "127.0.0.1"), "::1", True),
+        (("fe80::/10",), "fe80::1%eth0", True),  # the zone aside
+        (("!192.0.2.7",), "192.0.2.7", False),  # --deny alone
+        (("!192.0.2.7",), "192.0.2.8", True),
+        (("10.0.0.0/8", "!10.0.0.7"), "10.0.0.7", False),  # deny wins, as in ncat
+        (("10.0.0.0/8", "!10.0.0.7"), "10.0.0.8", True),
+        (("10.0.0.0/8",), None, True),  # a UNIX socket: no address
+    ],
+)
+def test_permits(rules: tuple[str, ...], host: str | None, permitted: bool) -> None:
+    assert networks(*rules).permits(host) is permitted
+
+
+def test_parse_networks() -> None:
+    parsed = parse_networks("10.0.0.1/8, 192.0.2.7,2001:db8::/32")
+    assert [str(n) for n in parsed] == ["10.0.0.0/8", "192.0.2.7/32", "2001:db8::/32"]
+
+
+@pytest.mark.parametrize("value", ["example.com", "10.0.0.0/33", "", "10.0.0.0/8,"])
+def test_parse_networks_refuses(value: str) -> None:
+    with pytest.raises(ValueError, match="is not an IP address or network"):
+        parse_networks(value)
+
+
+def test_describe() -> None:
+    assert AccessList().describe() == "allow=all deny=none"
+    rules = networks("10.0.0.0/8", "::1", "!10.0.0.7")
+    assert rules.describe() == "allow=10.0.0.0/8,::1/128 deny=10.0.0.7/32"
