@@ -88,6 +88,9 @@ def classify(failure: Failure | BaseException) -> ClientError:
         return e
     if isinstance(e, error.DNSLookupError):
         return ClientError(DNS, f"cannot resolve the name: {e}")
+    if isinstance(e, error.ConnectBindError):
+        why = os.strerror(e.osError) if isinstance(e.osError, int) else e
+        return ClientError(USAGE, f"cannot bind the source address: {why}")
     if isinstance(e, error.ConnectionRefusedError):
         return ClientError(REFUSED, "connection refused")
     if isinstance(e, (error.TimeoutError, defer.CancelledError)):
@@ -132,6 +135,7 @@ class Target:
     endpoint: str | None  # a Twisted client endpoint string, when not host:port
     tls: bool
     family: int | None = None  # -4 or -6: the addresses of one IP version only
+    source: str | None = None  # --source: the local address to connect from
 
     def label(self) -> str:
         """How messages name the peer: C{host:port}, C{[v6]:port} or the endpoint."""
@@ -280,6 +284,40 @@ def parse_target(text: str, tls: bool, family: int | None = None) -> Target:
     return Target(None, None, text, False)
 
 
+def with_source(target: Target, source: str | None) -> Target:
+    """C{target}, connected from the local address C{source} (C{--source}).
+
+    The source's IP version is the connection's: a name is looked up to
+    addresses of that version alone (as C{-4}/C{-6}), and an address of the
+    other version is a usage error.
+    """
+    if source is None:
+        return target
+    if target.host is None:
+        raise ClientError(
+            USAGE, f"--source goes with HOST:PORT, not the endpoint string "
+            f"{target.endpoint!r}",
+        )  # fmt: skip
+    try:
+        version = ipaddress.ip_address(source.partition("%")[0]).version
+    except ValueError:
+        raise ClientError(
+            USAGE, f"--source {source!r}: not an IP address of this machine"
+        ) from None
+    if target.family not in (None, version):
+        raise ClientError(
+            USAGE, f"--source {source} is an IPv{version} address, and "
+            f"-{target.family} asks for IPv{target.family}",
+        )  # fmt: skip
+    mismatch = family_mismatch(target.host, version)
+    if mismatch is not None:
+        raise ClientError(
+            USAGE, f"--source {source} is an IPv{version} address, and "
+            f"{target.host} is not",
+        )  # fmt: skip
+    return replace(target, family=version, source=source)
+
+
 def of_family(target: Target, family: int | None) -> Target:
     """C{target} limited to IP version C{family}; a usage error when its host
     is an address of the other version."""
@@ -316,12 +354,17 @@ def make_endpoint(
     assert target.host is not None and target.port is not None
     # An IPv6 literal needs no lookup; and HostnameEndpoint drops a link-local
     # address's zone (fe80::1%eth0), which then cannot be connected.
+    bind = None if target.source is None else (target.source, 0)
     if is_ipv6(target.host):
-        endpoint = TCP6ClientEndpoint(reactor, target.host, target.port, timeout or 30)
+        endpoint = TCP6ClientEndpoint(
+            reactor, target.host, target.port, timeout or 30, bind
+        )
     elif target.family is not None:
         endpoint = OneFamilyEndpoint(
-            reactor, target.host, target.port, timeout or 30, target.family
+            reactor, target.host, target.port, timeout or 30, target.family, bind
         )
+        if target.source is not None:
+            endpoint.flag = f"--source {target.source}"
     else:
         endpoint = HostnameEndpoint(
             reactor, target.host, target.port, timeout=timeout or 30
@@ -341,11 +384,23 @@ class OneFamilyEndpoint:
     (C{-4}, C{-6}); a name without any is "cannot resolve", saying which."""
 
     def __init__(
-        self, reactor: Any, host: str, port: int, timeout: float, family: int
+        self,
+        reactor: Any,
+        host: str,
+        port: int,
+        timeout: float,
+        family: int,
+        bind: tuple[str, int] | None = None,
     ) -> None:
         self.family = family
+        self.flag = f"-{family}"
+        """The option that asked for this IP version, for messages."""
         self.endpoint = HostnameEndpoint(
-            ReactorOfOneFamily(reactor, family), host, port, timeout=timeout
+            ReactorOfOneFamily(reactor, family),
+            host,
+            port,
+            timeout=timeout,
+            bindAddress=bind,
         )
 
     def connect(self, protocolFactory: Any) -> defer.Deferred[Any]:
@@ -355,8 +410,7 @@ class OneFamilyEndpoint:
             failure.trap(error.DNSLookupError)
             raise ClientError(
                 DNS,
-                f"cannot resolve the name to an IPv{self.family} address "
-                f"(-{self.family})",
+                f"cannot resolve the name to an IPv{self.family} address ({self.flag})",
             )
 
         d: defer.Deferred[Any] = self.endpoint.connect(protocolFactory)
@@ -787,6 +841,12 @@ def add_target_arguments(p: argparse.ArgumentParser) -> None:
         f"(default {DEFAULT_TARGET})",
     )
     add_family_options(p, long=False)
+    p.add_argument(
+        "--source",
+        metavar="ADDRESS",
+        help="connect from this local address (as nc -s); its IP version is "
+        "the connection's",
+    )
     p.add_argument("--tls", action="store_true", help="connect with TLS (verified)")
     p.add_argument(
         "--cacert", type=Path, help="trust this CA file instead of the system's"
@@ -832,6 +892,7 @@ def target_endpoint(
     settings = ClientTLS(args.cacert, args.cert, args.key, args.insecure)
     try:
         target = parse_target(args.target, args.tls, args.family)
+        target = with_source(target, args.source)
         check_tls_options_apply(args, target)
         return target, make_endpoint(reactor, target, settings, args.timeout)
     except ClientError as e:
@@ -853,7 +914,7 @@ def udp_target(args: argparse.Namespace) -> Target:
             USAGE, f"{', '.join(given)}: no TLS over UDP (echod has no DTLS)"
         )
     text = args.target.removeprefix("udp:")
-    target = parse_target(text, False, args.family)
+    target = with_source(parse_target(text, False, args.family), args.source)
     if target.endpoint is not None:
         raise ClientError(
             USAGE, f"bad UDP target {text!r}: expected HOST:PORT or [IPv6]:PORT"
@@ -936,7 +997,7 @@ def main(argv: Sequence[str]) -> int:
 
         def connect() -> defer.Deferred[Any]:
             return defer.ensureDeferred(
-                udpclient.connect_udp(reactor, host, port, family)
+                udpclient.connect_udp(reactor, host, port, family, target.source)
             )
 
     else:

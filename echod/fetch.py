@@ -59,7 +59,7 @@ from echod.client import (
 )
 from echod.fetchrequest import URL, Request, RequestError, redirect_url
 from echod.httplint import lint_head
-from echod.resolve import family_mismatch, resolve_host
+from echod.resolve import family_mismatch, family_of, resolve_host
 from echod.tlsclient import ClientTLS, TLSClientError, connection_creator
 
 # Exit codes beyond those of echod client (0, 2-8), documented in the README.
@@ -91,6 +91,7 @@ class FetchOptions:
     raw_body: bool = False  # chunked bodies as received, not decoded
     resolve: tuple[tuple[str, int, str], ...] = ()  # (host, port, address)
     family: int | None = None  # 4 or 6 (-4, -6): addresses of one IP version only
+    source: str | None = None  # --interface: the local address to connect from
     follow_redirects: bool = False
     max_redirects: int = 10
 
@@ -576,14 +577,15 @@ def redirected(request: Request, head: ResponseHead, url: URL) -> Request:
 
 @implementer(IResolutionReceiver)
 async def _addresses(reactor: Any, url: URL, options: FetchOptions) -> list[str]:
-    family = options.family
+    family, flag = family_of(options.family, options.source, "--interface")
+    asked = f"{flag} is an IPv{family} address" if options.source else None
     for host, port, address in options.resolve:
         if host.lower() == url.host.lower() and port == url.port:
-            mismatch = family_mismatch(address, family)
+            mismatch = family_mismatch(address, family, asked)
             if mismatch is not None:
                 raise FetchError(USAGE, f"--resolve {host}:{port}: {mismatch}")
             return [address]
-    mismatch = family_mismatch(url.host, family)
+    mismatch = family_mismatch(url.host, family, asked)
     if mismatch is not None:
         raise FetchError(USAGE, mismatch)
     if "%" in url.host:
@@ -592,7 +594,7 @@ async def _addresses(reactor: Any, url: URL, options: FetchOptions) -> list[str]
         return [url.host]
     hosts = await resolve_host(reactor, url.host, url.port, family=family)
     if not hosts:
-        which = "" if family is None else f" to an IPv{family} address (-{family})"
+        which = "" if family is None else f" to an IPv{family} address ({flag})"
         raise ServerNotReachedError(DNS, f"cannot resolve the name {url.host!r}{which}")
     return hosts
 
@@ -619,12 +621,14 @@ def _endpoint(
     address: str,
     timeout: float,
     creator: IOpenSSLClientConnectionCreator | None,
+    source: str | None,
 ) -> IStreamClientEndpoint:
     endpoint: IStreamClientEndpoint
+    bind = None if source is None else (source, 0)
     if ":" in address:
-        endpoint = TCP6ClientEndpoint(reactor, address, url.port, timeout=timeout)
+        endpoint = TCP6ClientEndpoint(reactor, address, url.port, timeout, bind)
     else:
-        endpoint = TCP4ClientEndpoint(reactor, address, url.port, timeout=timeout)
+        endpoint = TCP4ClientEndpoint(reactor, address, url.port, timeout, bind)
     if creator is not None:
         endpoint = wrapClientTLS(creator, endpoint)
     return endpoint
@@ -670,7 +674,7 @@ async def _exchange(
             deliver,
             connect_deadline=started + options.connect_timeout,
         )
-        endpoint = _endpoint(reactor, url, address, left, creator)
+        endpoint = _endpoint(reactor, url, address, left, creator, options.source)
         connecting = connectProtocol(endpoint, protocol)
         connecting.addTimeout(left, reactor)
         try:

@@ -278,6 +278,24 @@ def print_timing(timing: Timing, out: IO[str]) -> None:
             out.write(f"  {label:<11} {value:.6f}\n")
 
 
+def check_interface(source: str | None, family: int | None) -> None:
+    """C{--interface} is an IP address, of the version C{-4}/C{-6} asks for."""
+    if source is None:
+        return
+    try:
+        version = ipaddress.ip_address(source.partition("%")[0]).version
+    except ValueError:
+        raise RequestError(
+            f"--interface {source!r}: an IP address of this machine (echod fetch "
+            "takes no interface or host names)"
+        ) from None
+    if family not in (None, version):
+        raise RequestError(
+            f"--interface {source} is an IPv{version} address, and -{family} asks "
+            f"for IPv{family}"
+        )
+
+
 def parse_resolve(text: str) -> tuple[str, int, str]:
     """C{HOST:PORT:ADDRESS} (C{[v6]} in brackets), as curl's --resolve."""
     host, _, rest = text.partition(":")
@@ -359,6 +377,11 @@ def parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     net = p.add_argument_group("connection")
     add_family_options(net, long=True)
+    net.add_argument(
+        "--interface", metavar="ADDRESS",
+        help="connect from this local address (as curl's --interface with an "
+        "address); its IP version is the connection's",
+    )  # fmt: skip
     net.add_argument("-L", "--location", action="store_true", help="follow redirects")
     net.add_argument("--max-redirs", type=int, default=10, help="default 10")
     net.add_argument(
@@ -502,6 +525,7 @@ def build(args: argparse.Namespace) -> Command:
         args.http10,
         raw,
     )
+    check_interface(args.interface, args.family)
     options = FetchOptions(
         tls=ClientTLS(args.cacert, args.cert, args.key, args.insecure),
         connect_timeout=args.connect_timeout,
@@ -512,6 +536,7 @@ def build(args: argparse.Namespace) -> Command:
         raw_body=args.raw,
         resolve=tuple(parse_resolve(r) for r in args.resolve),
         family=args.family,
+        source=args.interface,
         follow_redirects=args.location,
         max_redirects=args.max_redirs,
     )

@@ -65,9 +65,28 @@ async def resolve_host(
     return list(dict.fromkeys(address.host for address in found))
 
 
-def family_mismatch(host: str, family: int | None) -> str | None:
+def family_of(
+    family: int | None, source: str | None, option: str
+) -> tuple[int | None, str]:
+    """The IP version a connection keeps to, and the option that says so:
+    C{-4}/C{-6}, or else the version of the source address given with
+    C{option} (C{--source}, C{--interface}); C{(None, "")} for any."""
+    if family is not None:
+        return family, f"-{family}"
+    if source is not None:
+        version = ipaddress.ip_address(source.partition("%")[0]).version
+        return version, f"{option} {source}"
+    return None, ""
+
+
+def family_mismatch(
+    host: str, family: int | None, asked: str | None = None
+) -> str | None:
     """Why C{-4}/C{-6} cannot reach C{host}, an address of the other IP
-    version; None for a name, or an address of the version asked for."""
+    version; None for a name, or an address of the version asked for.
+
+    C{asked} says what asked for C{family} (C{-6 asks for IPv6} unless given).
+    """
     if family is None:
         return None
     try:
@@ -76,7 +95,8 @@ def family_mismatch(host: str, family: int | None) -> str | None:
         return None
     if version == family:
         return None
-    return f"-{family} asks for IPv{family}, and {host} is an IPv{version} address"
+    asked = asked or f"-{family} asks for IPv{family}"
+    return f"{asked}, and {host} is an IPv{version} address"
 
 
 @implementer(IHostnameResolver)

@@ -42,7 +42,7 @@ from echod.client import (
     Session,
     StdinToPeer,
 )
-from echod.resolve import resolve_host
+from echod.resolve import family_of, resolve_host
 from echod.settings import MAX_UDP_PAYLOAD
 
 
@@ -156,16 +156,24 @@ class UDPSession(Session):
 
 
 async def connect_udp(
-    reactor: Any, host: str, port: int, family: int | None = None
+    reactor: Any,
+    host: str,
+    port: int,
+    family: int | None = None,
+    source: str | None = None,
 ) -> UDPSession:
     """A session on a UDP socket connected to C{host}:C{port}.
 
     A name is looked up to its addresses of IP version C{family} (4 or 6)
+    when that is given. The socket is bound to the local address C{source}
     when that is given.
     """
     address = host
     if not _ip_literal(host):
-        which = "" if family is None else f" to an IPv{family} address (-{family})"
+        version, flag = family_of(
+            family if source is None else None, source, "--source"
+        )
+        which = "" if version is None else f" to an IPv{version} address ({flag})"
         try:
             found = await resolve_host(reactor, host, port, "UDP", family)
         except Exception as e:
@@ -186,8 +194,12 @@ async def connect_udp(
         raise ClientError(UNREACHABLE, f"cannot reach {address}: {why}") from None
     session = UDPSession()
     protocol = DatagramSession(session)
-    interface = "::" if family == socket.AF_INET6 else ""
-    udp = reactor.listenUDP(0, protocol, interface=interface, maxPacketSize=65536)
+    interface = source or ("::" if family == socket.AF_INET6 else "")
+    try:
+        udp = reactor.listenUDP(0, protocol, interface=interface, maxPacketSize=65536)
+    except error.CannotListenError as e:
+        why = os.strerror(e.socketError.errno) if e.socketError.errno else str(e)
+        raise ClientError(USAGE, f"cannot bind the source address: {why}") from None
     try:
         udp.getHandle().connect(peer)
     except OSError as e:

@@ -28,6 +28,7 @@ from echod.client import (
     make_endpoint,
     parse_target,
     reached,
+    with_source,
 )
 from echod.tlsclient import ClientTLS
 
@@ -188,3 +189,27 @@ def test_reached_names_the_address_that_answered(
     session = Session()
     session.transport = PeerTransport(peer)  # type: ignore[assignment]
     assert reached(target, session) == shown
+
+
+def test_with_source_sets_the_family_of_the_connection() -> None:
+    target = parse_target("h.test:7", False)
+    assert with_source(target, "192.0.2.1") == Target(
+        "h.test", 7, None, False, 4, "192.0.2.1"
+    )
+    assert with_source(target, "fe80::1%eth0").family == 6
+    assert with_source(target, None) == target
+    for given, source, says in (
+        (parse_target("h.test:7", False, 6), "192.0.2.1", "and -6 asks for IPv6"),
+        (parse_target("[::1]:7", False), "192.0.2.1", "and ::1 is not"),
+        (parse_target("unix:path=/s", False), "192.0.2.1", "goes with HOST:PORT"),
+        (target, "h.test", "not an IP address of this machine"),
+    ):
+        with pytest.raises(ClientError, match=says) as e:
+            with_source(given, source)
+        assert e.value.code == USAGE
+
+
+def test_a_source_address_that_cannot_be_bound_is_a_usage_error() -> None:
+    e = classify(error.ConnectBindError(errno.EADDRNOTAVAIL, "bind"))
+    assert e.code == USAGE
+    assert str(e) == ("cannot bind the source address: Cannot assign requested address")

@@ -669,3 +669,43 @@ def test_ipv4_or_ipv6_only_and_an_international_name(
         b"echod client: xn--bcher-kva.test:7007: cannot resolve the name to an "
         b"IPv6 address (-6)\n"
     )), out  # fmt: skip
+
+
+def test_source_address(start_daemon: DaemonStarter) -> None:
+    """--source ADDRESS, as nc -s: against a daemon that serves 127.0.0.2 alone
+    (--allow), over TCP, UDP and in bench; the daemon logs the address."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        udp = int(probe.getsockname()[1])
+    daemon = start_daemon(
+        "--port", LOCAL, "--udp", f"127.0.0.1:{udp}", "--allow", "127.0.0.2"
+    )  # fmt: skip
+    port = daemon.tcp_port()
+    daemon.wait_for(rf"listening on udp:{udp}")
+    for args in (
+        ["client", "--count", "1", f"127.0.0.1:{port}"],
+        ["client", "--udp", "--count", "1", f"127.0.0.1:{udp}"],
+        ["bench", "-d", "1", "-c", "2", f"127.0.0.1:{port}"],
+    ):
+        served = subprocess.run([ECHOD, *args, "--source", "127.0.0.2"],
+                                capture_output=True, timeout=60)  # fmt: skip
+        assert served.returncode == 0, served
+        refused = subprocess.run([ECHOD, *args], capture_output=True, timeout=60)
+        assert refused.returncode != 0, refused
+    daemon.wait_for(r"closed 127\.0\.0\.2:\d+ in=64 out=64 ")
+    daemon.wait_for(r"refused 127\.0\.0\.1:\d+: denied")
+    for args, says in (
+        (["--source", "192.0.2.1"],
+         "cannot bind the source address: Cannot assign requested"),
+        (["--udp", "--source", "192.0.2.1"],
+         "cannot bind the source address: Cannot assign requested"),
+        (["-6", "--source", "127.0.0.2", "localhost:7"],
+         "--source 127.0.0.2 is an IPv4 address, and -6 asks for IPv6"),
+        (["--source", "::1"], "--source ::1 is an IPv6 address, and 127.0.0.1 is"),
+        (["--source", "localhost"], "--source 'localhost': not an IP address"),
+    ):  # fmt: skip
+        target = [] if args[-1].endswith(":7") else [f"127.0.0.1:{port}"]
+        out = client("--count", "1", *args, *target)
+        assert out.returncode == 2, out
+        lines = out.stderr.decode().splitlines()
+        assert len(lines) == 1 and says in lines[0], lines

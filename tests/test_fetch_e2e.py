@@ -277,14 +277,16 @@ class Capture:
         self.sock.listen(8)
         self.port = self.sock.getsockname()[1]
         self.requests: list[bytes] = []
+        self.peers: list[str] = []
         threading.Thread(target=self._serve, daemon=True).start()
 
     def _serve(self) -> None:
         while True:
             try:
-                conn, _ = self.sock.accept()
+                conn, peer = self.sock.accept()
             except OSError:
                 return
+            self.peers.append(peer[0])
             with conn:
                 conn.settimeout(10)
                 data = b""
@@ -618,6 +620,26 @@ def test_an_international_host_name_goes_as_its_a_labels(
     ):
         run = fetch(url, cwd=tmp_path)
         assert run.code == 2 and run.stderr.count("\n") == 1, run
+        assert says in run.stderr, run
+
+
+def test_interface_picks_the_source_address(tmp_path: Path) -> None:
+    """--interface ADDRESS, as curl's with an address: the server sees it."""
+    server = Capture()
+    run = fetch("--interface", "127.0.0.2", "-o", "out", server.url(), cwd=tmp_path)
+    assert run.code == 0, run
+    run = fetch("-o", "out", server.url(), cwd=tmp_path)
+    assert run.code == 0, run
+    assert server.peers == ["127.0.0.2", "127.0.0.1"]
+    for options, code, says in (
+        (["--interface", "192.0.2.1"], 2,
+         "cannot bind the source address: Cannot assign requested address"),
+        (["--interface", "eth0"], 2, "--interface 'eth0': an IP address of this"),
+        (["--interface", "::1"], 2,
+         "--interface ::1 is an IPv6 address, and 127.0.0.1 is an IPv4 address"),
+    ):  # fmt: skip
+        run = fetch(*options, server.url(), cwd=tmp_path)
+        assert run.code == code and run.stderr.count("\n") == 1, run
         assert says in run.stderr, run
 
 

@@ -14,6 +14,7 @@ from echod.resolve import (
     FamilyResolver,
     ReactorOfOneFamily,
     family_mismatch,
+    family_of,
     resolve_host,
 )
 
@@ -123,3 +124,14 @@ class Receiver:
 
     def resolutionComplete(self) -> None:
         pass
+
+
+def test_family_of() -> None:
+    assert family_of(None, None, "--source") == (None, "")
+    assert family_of(6, None, "--source") == (6, "-6")
+    assert family_of(None, "127.0.0.2", "--source") == (4, "--source 127.0.0.2")
+    assert family_of(None, "fe80::1%eth0", "--interface") == (
+        6,
+        "--interface fe80::1%eth0",
+    )
+    assert family_of(4, "127.0.0.2", "--source") == (4, "-4")
