@@ -39,7 +39,6 @@ from twisted.internet.endpoints import (
 from twisted.internet.interfaces import (
     IHandshakeListener,
     IOpenSSLClientConnectionCreator,
-    IResolutionReceiver,
     IStreamClientEndpoint,
 )
 from twisted.internet.protocol import Protocol
@@ -92,6 +91,9 @@ class FetchOptions:
     resolve: tuple[tuple[str, int, str], ...] = ()  # (host, port, address)
     family: int | None = None  # 4 or 6 (-4, -6): addresses of one IP version only
     source: str | None = None  # --interface: the local address to connect from
+    connect_to: tuple[tuple[str, int | None, str, int | None], ...] = ()
+    """C{--connect-to}: (host, port, host to connect to, port to connect to);
+    an empty host or a None port matches any, or keeps the URL's."""
     follow_redirects: bool = False
     max_redirects: int = 10
 
@@ -575,27 +577,43 @@ def redirected(request: Request, head: ResponseHead, url: URL) -> Request:
     return Request(url, method, headers, body, body_file, request.http10, None)
 
 
-@implementer(IResolutionReceiver)
-async def _addresses(reactor: Any, url: URL, options: FetchOptions) -> list[str]:
+def host_port(host: str, port: int) -> str:
+    """C{host:port}, an IPv6 address in brackets."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def connection_target(url: URL, options: FetchOptions) -> tuple[str, int]:
+    """The host and port to connect to for C{url}: its own, or the first
+    C{--connect-to} that matches (curl's rule). TLS still names and verifies
+    the URL's host."""
+    for host, port, to_host, to_port in options.connect_to:
+        if host.lower() in ("", url.host.lower()) and port in (None, url.port):
+            return to_host or url.host, to_port or url.port
+    return url.host, url.port
+
+
+async def _addresses(
+    reactor: Any, host: str, port: int, options: FetchOptions
+) -> list[str]:
     family, flag = family_of(options.family, options.source, "--interface")
     asked = f"{flag} is an IPv{family} address" if options.source else None
-    for host, port, address in options.resolve:
-        if host.lower() == url.host.lower() and port == url.port:
+    for name, number, address in options.resolve:
+        if name.lower() == host.lower() and number == port:
             mismatch = family_mismatch(address, family, asked)
             if mismatch is not None:
-                raise FetchError(USAGE, f"--resolve {host}:{port}: {mismatch}")
+                raise FetchError(USAGE, f"--resolve {name}:{number}: {mismatch}")
             return [address]
-    mismatch = family_mismatch(url.host, family, asked)
+    mismatch = family_mismatch(host, family, asked)
     if mismatch is not None:
         raise FetchError(USAGE, mismatch)
-    if "%" in url.host:
+    if "%" in host:
         # A link-local address with its zone (fe80::1%eth0): the resolver
         # would hand back the address without it, which cannot be connected.
-        return [url.host]
-    hosts = await resolve_host(reactor, url.host, url.port, family=family)
+        return [host]
+    hosts = await resolve_host(reactor, host, port, family=family)
     if not hosts:
         which = "" if family is None else f" to an IPv{family} address ({flag})"
-        raise ServerNotReachedError(DNS, f"cannot resolve the name {url.host!r}{which}")
+        raise ServerNotReachedError(DNS, f"cannot resolve the name {host!r}{which}")
     return hosts
 
 
@@ -617,8 +635,8 @@ def _tls_creator(
 
 def _endpoint(
     reactor: Any,
-    url: URL,
     address: str,
+    port: int,
     timeout: float,
     creator: IOpenSSLClientConnectionCreator | None,
     source: str | None,
@@ -626,9 +644,9 @@ def _endpoint(
     endpoint: IStreamClientEndpoint
     bind = None if source is None else (source, 0)
     if ":" in address:
-        endpoint = TCP6ClientEndpoint(reactor, address, url.port, timeout, bind)
+        endpoint = TCP6ClientEndpoint(reactor, address, port, timeout, bind)
     else:
-        endpoint = TCP4ClientEndpoint(reactor, address, url.port, timeout, bind)
+        endpoint = TCP4ClientEndpoint(reactor, address, port, timeout, bind)
     if creator is not None:
         endpoint = wrapClientTLS(creator, endpoint)
     return endpoint
@@ -643,10 +661,35 @@ async def _exchange(
     deliver: Callable[[ResponseHead], bool],
 ) -> FetchProtocol:
     url = request.url
+    host, port = connection_target(url, options)
+    try:
+        return await _connect(reactor, request, host, port, options, observer, timing,
+                              deliver)  # fmt: skip
+    except ServerNotReachedError as e:
+        if (host, port) == (url.host, url.port):
+            raise
+        raise ServerNotReachedError(
+            e.code, f"{e} (--connect-to {host_port(host, port)})"
+        ) from None
+
+
+async def _connect(
+    reactor: Any,
+    request: Request,
+    host: str,
+    port: int,
+    options: FetchOptions,
+    observer: FetchObserver,
+    timing: Timing,
+    deliver: Callable[[ResponseHead], bool],
+) -> FetchProtocol:
+    """The connection to C{host}:C{port} for C{request}, its first address
+    that answers, with the request on its way."""
+    url = request.url
     started = time.perf_counter()
     creator = _tls_creator(url, options, observer)
     timed_out = f"connecting timed out after {options.connect_timeout:g} s"
-    lookup = defer.ensureDeferred(_addresses(reactor, url, options))
+    lookup = defer.ensureDeferred(_addresses(reactor, host, port, options))
     lookup.addTimeout(options.connect_timeout, reactor)
     try:
         addresses = await lookup
@@ -656,10 +699,10 @@ async def _exchange(
         raise ServerNotReachedError(TIMEOUT, "name lookup timed out") from None
     except Exception as e:
         raise ServerNotReachedError(
-            DNS, f"cannot resolve the name {url.host!r}: {e}"
+            DNS, f"cannot resolve the name {host!r}: {e}"
         ) from None
     timing.mark("dns")
-    observer.resolved(url.host, addresses)
+    observer.resolved(host, addresses)
     last: ClientError | None = None
     for address in addresses:
         left = options.connect_timeout - (time.perf_counter() - started)
@@ -674,7 +717,7 @@ async def _exchange(
             deliver,
             connect_deadline=started + options.connect_timeout,
         )
-        endpoint = _endpoint(reactor, url, address, left, creator, options.source)
+        endpoint = _endpoint(reactor, address, port, left, creator, options.source)
         connecting = connectProtocol(endpoint, protocol)
         connecting.addTimeout(left, reactor)
         try:

@@ -296,6 +296,50 @@ def check_interface(source: str | None, family: int | None) -> None:
         )
 
 
+def split_hosts_and_ports(text: str, fields: int) -> list[str]:
+    """C{text} split at its colons into C{fields} fields, an IPv6 address in
+    brackets being one field (without them); ValueError if it will not go."""
+    parts: list[str] = []
+    rest = text
+    while len(parts) < fields - 1:
+        if rest.startswith("["):
+            inside, closed, rest = rest[1:].partition("]")
+            if not closed or (rest and not rest.startswith(":")):
+                raise ValueError(text)
+            parts.append(inside)
+            rest = rest[1:]
+        else:
+            field, colon, rest = rest.partition(":")
+            if not colon:
+                raise ValueError(text)
+            parts.append(field)
+    parts.append(rest.removeprefix("[").removesuffix("]"))
+    return parts
+
+
+def parse_connect_to(text: str) -> tuple[str, int | None, str, int | None]:
+    """C{HOST1:PORT1:HOST2:PORT2} as curl's --connect-to: an empty host or port
+    matches any (1) or keeps the URL's (2); IPv6 addresses in brackets."""
+    bad = RequestError(
+        f"bad --connect-to {text!r} (write it as HOST1:PORT1:HOST2:PORT2; a part "
+        "may be empty, an IPv6 address goes in brackets)"
+    )
+    try:
+        host, port, to_host, to_port = split_hosts_and_ports(text, 4)
+    except ValueError:
+        raise bad from None
+    numbers: list[int | None] = []
+    for number in (port, to_port):
+        if number and not (number.isdigit() and 1 <= int(number) <= 65535):
+            raise bad
+        numbers.append(int(number) if number else None)
+    try:
+        host, to_host = (ascii_host(h) if h else h for h in (host, to_host))
+    except HostNameError as e:
+        raise RequestError(f"bad --connect-to {text!r}: {e}") from None
+    return host, numbers[0], to_host, numbers[1]
+
+
 def parse_resolve(text: str) -> tuple[str, int, str]:
     """C{HOST:PORT:ADDRESS} (C{[v6]} in brackets), as curl's --resolve."""
     host, _, rest = text.partition(":")
@@ -377,6 +421,12 @@ def parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     net = p.add_argument_group("connection")
     add_family_options(net, long=True)
+    net.add_argument(
+        "--connect-to", action="append", default=[],
+        metavar="HOST1:PORT1:HOST2:PORT2",
+        help="for HOST1:PORT1 (empty: any), connect to HOST2:PORT2 (empty: the "
+        "same) instead; TLS still names and verifies HOST1 (as curl)",
+    )  # fmt: skip
     net.add_argument(
         "--interface", metavar="ADDRESS",
         help="connect from this local address (as curl's --interface with an "
@@ -537,6 +587,7 @@ def build(args: argparse.Namespace) -> Command:
         resolve=tuple(parse_resolve(r) for r in args.resolve),
         family=args.family,
         source=args.interface,
+        connect_to=tuple(parse_connect_to(c) for c in args.connect_to),
         follow_redirects=args.location,
         max_redirects=args.max_redirs,
     )

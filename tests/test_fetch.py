@@ -25,6 +25,7 @@ from echod.fetch import (
     FetchError,
     FetchOptions,
     ResponseHead,
+    connection_target,
     fetch,
     redirected,
 )
@@ -218,3 +219,23 @@ def test_arbitrary_responses_end_cleanly(
         assert result.value.code in KNOWN, result.value
         assert result.value.code != INTERNAL
         assert "\n" not in str(result.value)
+
+
+def test_connection_target_takes_the_first_connect_to_that_matches() -> None:
+    rules = (
+        ("other.test", None, "10.0.0.1", None),
+        ("h.test", 8080, "10.0.0.2", None),
+        ("", 443, "", 8443),
+        ("", None, "10.0.0.3", 81),
+    )
+    options = FetchOptions(connect_to=rules)
+    assert connection_target(parse_url("http://H.test:8080/"), options) == (
+        "10.0.0.2",
+        8080,
+    )
+    assert connection_target(parse_url("https://h.test/"), options) == ("h.test", 8443)
+    assert connection_target(parse_url("http://h.test/"), options) == ("10.0.0.3", 81)
+    assert connection_target(parse_url("http://h.test/"), FetchOptions()) == (
+        "h.test",
+        80,
+    )

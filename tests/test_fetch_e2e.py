@@ -34,6 +34,7 @@ from tests.httpapps import pattern
 from tests.launch import prepared
 from tests.netns import LinkLocalNamespace
 from tests.nginx import Nginx
+from tests.peers import free_port
 from tests.terminal import Terminal
 
 ECHOD = str(Path(sys.executable).with_name("echod"))
@@ -641,6 +642,36 @@ def test_interface_picks_the_source_address(tmp_path: Path) -> None:
         run = fetch(*options, server.url(), cwd=tmp_path)
         assert run.code == code and run.stderr.count("\n") == 1, run
         assert says in run.stderr, run
+
+
+def test_connect_to_goes_elsewhere_and_keeps_the_url_s_name(
+    nginx: Nginx, pki: dict[str, Path], tmp_path: Path
+) -> None:
+    """--connect-to HOST1:PORT1:HOST2:PORT2, as curl's: the connection goes to
+    HOST2:PORT2; the Host header, SNI and certificate check keep HOST1."""
+    server = Capture()
+    run = fetch("--connect-to", f"example.test:80:127.0.0.1:{server.port}",
+                "-o", "out", "http://example.test/p", cwd=tmp_path)  # fmt: skip
+    assert run.code == 0, run
+    assert server.requests[0].startswith(b"GET /p HTTP/1.1\r\nHost: example.test\r\n")
+    port = nginx.tls_port
+    run = fetch("--cacert", str(pki["ca"]), "-o", "page",
+                "--connect-to", f"localhost:443:127.0.0.1:{port}",
+                "https://localhost/index.html", cwd=tmp_path)  # fmt: skip
+    assert run.code == 0, run  # nginx's certificate names localhost
+    assert (tmp_path / "page").read_bytes() == b"<html>hello from nginx</html>\n"
+    run = fetch("--cacert", str(pki["ca"]), "--connect-to", f"::localhost:{port}",
+                "https://other.test/", cwd=tmp_path)  # fmt: skip
+    assert run.code == 7 and "does not match" in run.stderr, run  # TLS: other.test
+    refused = free_port()
+    run = fetch("--connect-to", f"::127.0.0.1:{refused}", "http://example.test/",
+                cwd=tmp_path)  # fmt: skip
+    assert (run.code, run.stderr) == (4, (
+        f"echod fetch: example.test: connection refused (--connect-to "
+        f"127.0.0.1:{refused})\n"
+    )), run  # fmt: skip
+    run = fetch("--connect-to", "x:80", "http://x/", cwd=tmp_path)
+    assert run.code == 2 and "bad --connect-to 'x:80'" in run.stderr, run
 
 
 # The hostile server: each case ends in a clear line, bounded time and memory.

@@ -9,6 +9,7 @@ import pytest
 from echod.fetchcli import (
     build,
     bypasses_proxy,
+    parse_connect_to,
     parse_resolve,
     parser,
     prefixed,
@@ -119,3 +120,26 @@ def test_proxy_hint_names_the_variable_curl_would_use() -> None:
     assert proxy_hint(https, {"ALL_PROXY": "p"}).startswith(" (ALL_PROXY is set")
     assert proxy_hint(https, {"https_proxy": "p", "NO_PROXY": "example.com"}) == ""
     assert proxy_hint(https, {"https_proxy": ""}) == ""
+
+
+@pytest.mark.parametrize(
+    ("text", "parsed"),
+    [
+        ("example.test:443:10.0.0.5:8443", ("example.test", 443, "10.0.0.5", 8443)),
+        ("::10.0.0.5:", ("", None, "10.0.0.5", None)),
+        ("[::1]:80:[fe80::1%eth0]:81", ("::1", 80, "fe80::1%eth0", 81)),
+        ("bücher.test:80::8080", ("xn--bcher-kva.test", 80, "", 8080)),
+    ],
+)
+def test_parse_connect_to(
+    text: str, parsed: tuple[str, int | None, str, int | None]
+) -> None:
+    assert parse_connect_to(text) == parsed
+
+
+@pytest.mark.parametrize(
+    "text", ["x:80", "x:80:y", "x:0:y:1", "x:80:y:65536", "[::1:80:y:1", "x:a:y:1"]
+)
+def test_parse_connect_to_refuses(text: str) -> None:
+    with pytest.raises(RequestError, match="bad --connect-to"):
+        parse_connect_to(text)
