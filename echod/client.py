@@ -55,7 +55,7 @@ from echod.cli import add_family_options, options_apply, parse_arguments
 from echod.echo import can_half_close
 from echod.endpointerrors import empty_unix_path, parse_error_message
 from echod.hostnames import HostNameError, ascii_host
-from echod.resolve import ReactorOfOneFamily, family_mismatch
+from echod.resolve import ReactorOfOneFamily, family_mismatch, source_family
 from echod.reuseport import split_description
 from echod.settings import MAX_UDP_PAYLOAD
 from echod.tlsclient import (
@@ -299,16 +299,9 @@ def with_source(target: Target, source: str | None) -> Target:
             f"{target.endpoint!r}",
         )  # fmt: skip
     try:
-        version = ipaddress.ip_address(source.partition("%")[0]).version
-    except ValueError:
-        raise ClientError(
-            USAGE, f"--source {source!r}: not an IP address of this machine"
-        ) from None
-    if target.family not in (None, version):
-        raise ClientError(
-            USAGE, f"--source {source} is an IPv{version} address, and "
-            f"-{target.family} asks for IPv{target.family}",
-        )  # fmt: skip
+        version = source_family(source, target.family, "--source")
+    except ValueError as e:
+        raise ClientError(USAGE, str(e)) from None
     mismatch = family_mismatch(target.host, version)
     if mismatch is not None:
         raise ClientError(
@@ -360,11 +353,14 @@ def make_endpoint(
             reactor, target.host, target.port, timeout or 30, bind
         )
     elif target.family is not None:
-        endpoint = OneFamilyEndpoint(
-            reactor, target.host, target.port, timeout or 30, target.family, bind
+        flag = (
+            f"-{target.family}"
+            if target.source is None
+            else f"--source {target.source}"
         )
-        if target.source is not None:
-            endpoint.flag = f"--source {target.source}"
+        endpoint = OneFamilyEndpoint(
+            reactor, target.host, target.port, timeout or 30, target.family, bind, flag
+        )
     else:
         endpoint = HostnameEndpoint(
             reactor, target.host, target.port, timeout=timeout or 30
@@ -391,9 +387,10 @@ class OneFamilyEndpoint:
         timeout: float,
         family: int,
         bind: tuple[str, int] | None = None,
+        flag: str | None = None,
     ) -> None:
         self.family = family
-        self.flag = f"-{family}"
+        self.flag = flag or f"-{family}"
         """The option that asked for this IP version, for messages."""
         self.endpoint = HostnameEndpoint(
             ReactorOfOneFamily(reactor, family),

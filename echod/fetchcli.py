@@ -54,6 +54,7 @@ from echod.fetchrequest import (
     parse_url,
 )
 from echod.hostnames import HostNameError, ascii_host
+from echod.resolve import source_family
 from echod.stdstreams import discard_stdout
 from echod.tlsclient import ClientTLS
 
@@ -280,20 +281,11 @@ def print_timing(timing: Timing, out: IO[str]) -> None:
 
 def check_interface(source: str | None, family: int | None) -> None:
     """C{--interface} is an IP address, of the version C{-4}/C{-6} asks for."""
-    if source is None:
-        return
-    try:
-        version = ipaddress.ip_address(source.partition("%")[0]).version
-    except ValueError:
-        raise RequestError(
-            f"--interface {source!r}: an IP address of this machine (echod fetch "
-            "takes no interface or host names)"
-        ) from None
-    if family not in (None, version):
-        raise RequestError(
-            f"--interface {source} is an IPv{version} address, and -{family} asks "
-            f"for IPv{family}"
-        )
+    if source is not None:
+        try:
+            source_family(source, family, "--interface")
+        except ValueError as e:
+            raise RequestError(str(e)) from None
 
 
 def split_hosts_and_ports(text: str, fields: int) -> list[str]:

@@ -74,9 +74,27 @@ def family_of(
     if family is not None:
         return family, f"-{family}"
     if source is not None:
-        version = ipaddress.ip_address(source.partition("%")[0]).version
-        return version, f"{option} {source}"
+        return source_family(source, None, option), f"{option} {source}"
     return None, ""
+
+
+def source_family(source: str, family: int | None, option: str) -> int:
+    """The IP version of C{source}, a local address given with C{option}
+    (C{--source}, C{--interface}); ValueError, saying why, when it is not an
+    IP address, or not of the version C{-4}/C{-6} (C{family}) asks for."""
+    try:
+        version = ipaddress.ip_address(source.partition("%")[0]).version
+    except ValueError:
+        raise ValueError(
+            f"{option} {source!r}: not an IP address (interface and host names "
+            "are not taken)"
+        ) from None
+    if family not in (None, version):
+        raise ValueError(
+            f"{option} {source} is an IPv{version} address, and -{family} asks "
+            f"for IPv{family}"
+        )
+    return version
 
 
 def family_mismatch(

@@ -702,7 +702,8 @@ def test_source_address(start_daemon: DaemonStarter) -> None:
         (["-6", "--source", "127.0.0.2", "localhost:7"],
          "--source 127.0.0.2 is an IPv4 address, and -6 asks for IPv6"),
         (["--source", "::1"], "--source ::1 is an IPv6 address, and 127.0.0.1 is"),
-        (["--source", "localhost"], "--source 'localhost': not an IP address"),
+        (["--source", "localhost"],
+         "--source 'localhost': not an IP address (interface and host"),
     ):  # fmt: skip
         target = [] if args[-1].endswith(":7") else [f"127.0.0.1:{port}"]
         out = client("--count", "1", *args, *target)

@@ -635,7 +635,8 @@ def test_interface_picks_the_source_address(tmp_path: Path) -> None:
     for options, code, says in (
         (["--interface", "192.0.2.1"], 2,
          "cannot bind the source address: Cannot assign requested address"),
-        (["--interface", "eth0"], 2, "--interface 'eth0': an IP address of this"),
+        (["--interface", "eth0"], 2,
+         "--interface 'eth0': not an IP address (interface and host"),
         (["--interface", "::1"], 2,
          "--interface ::1 is an IPv6 address, and 127.0.0.1 is an IPv4 address"),
     ):  # fmt: skip

@@ -16,6 +16,7 @@ from echod.resolve import (
     family_mismatch,
     family_of,
     resolve_host,
+    source_family,
 )
 
 
@@ -135,3 +136,12 @@ def test_family_of() -> None:
         "--interface fe80::1%eth0",
     )
     assert family_of(4, "127.0.0.2", "--source") == (4, "-4")
+
+
+def test_source_family() -> None:
+    assert source_family("127.0.0.2", None, "--source") == 4
+    assert source_family("fe80::1%eth0", 6, "--interface") == 6
+    with pytest.raises(ValueError, match=r"--interface 'eth0': not an IP address"):
+        source_family("eth0", None, "--interface")
+    with pytest.raises(ValueError, match="--source ::1 is an IPv6 address, and -4"):
+        source_family("::1", 4, "--source")
