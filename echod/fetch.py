@@ -95,7 +95,7 @@ class FetchOptions:
     """C{--connect-to}: (host, port, host to connect to, port to connect to);
     an empty host or a None port matches any, or keeps the URL's."""
     follow_redirects: bool = False
-    max_redirects: int = 10
+    max_redirects: int | None = 10  # None: no limit (curl's --max-redirs -1)
 
 
 @dataclass(frozen=True)
@@ -753,7 +753,7 @@ async def _fetch(
         head = got[-1]
         if not deliver(head):
             redirects += 1
-            if redirects > options.max_redirects:
+            if options.max_redirects is not None and redirects > options.max_redirects:
                 raise FetchError(
                     REDIRECT, f"more than {options.max_redirects} redirects"
                 )

@@ -425,7 +425,9 @@ def parser() -> argparse.ArgumentParser:
         "address); its IP version is the connection's",
     )  # fmt: skip
     net.add_argument("-L", "--location", action="store_true", help="follow redirects")
-    net.add_argument("--max-redirs", type=int, default=10, help="default 10")
+    net.add_argument(
+        "--max-redirs", type=int, default=10, help="default 10; -1: no limit (as curl)"
+    )
     net.add_argument(
         "--connect-timeout", type=float, default=30.0,
         help="seconds for lookup, connect and TLS handshake (default 30)",
@@ -532,10 +534,10 @@ def build(args: argparse.Namespace) -> Command:
             raise RequestError(f"{option} must be a number of seconds more than 0")
     if not 0 <= args.read_timeout < math.inf:
         raise RequestError("--read-timeout must be a number of seconds (0: none)")
-    if args.max_redirs < 0 or args.max_header_size < 1024:
-        raise RequestError(
-            "--max-redirs cannot be negative, and --max-header-size is at least 1024"
-        )
+    if args.max_redirs < -1:
+        raise RequestError("--max-redirs is a number of redirects, or -1 for no limit")
+    if args.max_header_size < 1024:
+        raise RequestError("--max-header-size is at least 1024 (bytes)")
     if args.max_filesize is not None and args.max_filesize < 0:
         raise RequestError("--max-filesize cannot be negative")
     headers = tuple(parse_header(h) for h in args.header)
@@ -581,7 +583,7 @@ def build(args: argparse.Namespace) -> Command:
         source=args.interface,
         connect_to=tuple(parse_connect_to(c) for c in args.connect_to),
         follow_redirects=args.location,
-        max_redirects=args.max_redirs,
+        max_redirects=None if args.max_redirs == -1 else args.max_redirs,
     )
     output: Path | None = None
     if args.remote_name:

@@ -491,6 +491,10 @@ def test_redirects(nginx: Nginx, pki: dict[str, Path], hostile: HostileServer,
         "-L", "--max-redirs", "3", hostile.url("/loop"), "-o", "l", cwd=tmp_path
     )
     assert loop.code == 12 and "more than 3 redirects" in loop.stderr
+    endless = fetch("-L", "--max-redirs", "-1", "--max-time", "2", "-s",
+                    hostile.url("/loop"), "-o", "l", cwd=tmp_path)  # fmt: skip
+    assert endless.code == 6, endless  # -1: no limit, as curl; --max-time ends it
+    assert hostile.paths.count("/loop") > 3 + 10
     broken = fetch("-L", hostile.url("/to-broken-ipv6"), "-o", "b", cwd=tmp_path)
     assert broken.code == 9, broken  # a malformed answer
     assert broken.stderr == (

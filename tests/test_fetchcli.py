@@ -44,6 +44,8 @@ def test_build(tmp_path: Path) -> None:
     assert command.request.method == "GET"
     assert build(parser().parse_args(["-d", "x", "http://h/"])).request.method == "POST"
     assert build(parser().parse_args(["-o", "-", "http://h/"])).output is None
+    unlimited = build(parser().parse_args(["--max-redirs", "-1", "http://h/"]))
+    assert unlimited.options.max_redirects is None  # curl's -1
     assert (
         build(
             parser().parse_args(["--read-timeout", "0", "http://h/"])
@@ -69,7 +71,8 @@ def test_build(tmp_path: Path) -> None:
         (["--connect-timeout", "nan", "http://h/"], "--connect-timeout must be a"),
         (["--read-timeout", "nan", "http://h/"], "--read-timeout must be a number"),
         (["--read-timeout", "-1", "http://h/"], "--read-timeout must be a number"),
-        (["--max-redirs", "-1", "http://h/"], "--max-redirs cannot be negative"),
+        (["--max-redirs", "-2", "http://h/"], "--max-redirs is a number of redirects"),
+        (["--max-header-size", "10", "http://h/"], "--max-header-size is at least"),
         (["-X", "G T", "http://h/"], "bad method"),
         (
             ["--request-file", "/nonexistent", "http://h/"],
