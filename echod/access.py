@@ -1,7 +1,9 @@
 """Who may use the echo: C{--allow} and C{--deny}, as ncat's options of those names.
 
 Each takes addresses and networks (CIDR), comma-separated, and may be given
-again. With C{--allow}, only the addresses it lists are served; an address
+again; C{--allowfile} and C{--denyfile} read them from a file, one or more a
+line, C{#} starting a comment (as ncat's options of those names), once, at
+start. With C{--allow}, only the addresses it lists are served; an address
 C{--deny} lists is never served, even when C{--allow} lists it too (as in
 ncat). A connection over a UNIX socket has no address and is always served
 (the socket file's permissions say who may connect). Behind HAProxy
@@ -31,6 +33,27 @@ def parse_networks(value: str) -> tuple[Network, ...]:
                 f"{text!r} is not an IP address or network (such as 192.0.2.7, "
                 "10.0.0.0/8, 2001:db8::/32; names are not looked up)"
             ) from None
+    return tuple(networks)
+
+
+def read_networks(path: str) -> tuple[Network, ...]:
+    """The networks listed in the file at C{path}: as L{parse_networks} takes
+    them, a line at a time, without blank lines and C{#} comments; OSError
+    or ValueError (saying which line) for a file that will not do."""
+    with open(path, "rb") as lines:
+        data = lines.read()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"{path} is not a text file of addresses") from None
+    networks: list[Network] = []
+    for number, line in enumerate(text.splitlines(), 1):
+        items = line.partition("#")[0].strip()
+        if items:
+            try:
+                networks += parse_networks(items.replace(" ", ","))
+            except ValueError as e:
+                raise ValueError(f"{path}, line {number}: {e}") from None
     return tuple(networks)
 
 

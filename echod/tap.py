@@ -17,7 +17,7 @@ from twisted.application.service import IService
 from twisted.python import usage
 
 from echod import __version__
-from echod.access import AccessList, Network, parse_networks
+from echod.access import AccessList, Network, parse_networks, read_networks
 from echod.cli import options_apply
 from echod.fdlimit import raise_file_limit
 from echod.reactor import enable_busy_poll, install_if_unset
@@ -80,6 +80,17 @@ def networks_option(option: str, value: str) -> tuple[Network, ...]:
     """The networks of C{--allow} or C{--deny}, or a usage error naming it."""
     try:
         return parse_networks(value)
+    except ValueError as e:
+        raise usage.UsageError(f"{option}: {e}") from None
+
+
+def networks_file(option: str, path: str) -> tuple[Network, ...]:
+    """The networks listed in the file of C{--allowfile} or C{--denyfile}, or
+    a usage error naming it."""
+    try:
+        return read_networks(path)
+    except OSError as e:
+        raise usage.UsageError(f"{option}: cannot read {path}: {e.strerror}") from None
     except ValueError as e:
         raise usage.UsageError(f"{option}: {e}") from None
 
@@ -259,6 +270,15 @@ class Options(usage.Options):
         """Never serve these addresses and networks; wins over --allow
         (repeatable; as ncat)."""
         self["deny"].extend(networks_option("--deny", value))
+
+    def opt_allowfile(self, path: str) -> None:
+        """As --allow, for each address and network listed in FILE (one or
+        more a line; # comments; read at start)."""
+        self["allow"].extend(networks_file("--allowfile", path))
+
+    def opt_denyfile(self, path: str) -> None:
+        """As --deny, for each address and network listed in FILE."""
+        self["deny"].extend(networks_file("--denyfile", path))
 
     def opt_version(self) -> None:
         """Print echod's version and exit."""

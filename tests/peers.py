@@ -236,3 +236,14 @@ def stream_until_eof(
     finally:
         selector.close()
         sock.close()
+
+
+def echoed_from(source: str, host: str, port: int) -> bool:
+    """Whether the echo server at C{host}:C{port} echoes a connection from the
+    local address C{source} (False: it closed the connection instead)."""
+    message = f"from {source}".encode()
+    with connect(host, port, source=source) as sock:
+        if round_trip(sock, message) == message:
+            return True
+        assert closed_by_peer(sock), "neither an echo nor a close"
+        return False

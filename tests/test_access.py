@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from echod.access import AccessList, parse_networks
+from echod.access import AccessList, parse_networks, read_networks
 
 
 def networks(*texts: str) -> AccessList:
@@ -49,3 +51,22 @@ def test_describe() -> None:
     assert AccessList().describe() == "allow=all deny=none"
     rules = networks("10.0.0.0/8", "::1", "!10.0.0.7")
     assert rules.describe() == "allow=10.0.0.0/8,::1/128 deny=10.0.0.7/32"
+
+
+def test_read_networks(tmp_path: Path) -> None:
+    listed = tmp_path / "allow.txt"
+    listed.write_text(
+        "# the office\n10.0.0.0/8 192.0.2.7  # gateway\n\n::1,fe80::/10\n"
+    )
+    assert [str(n) for n in read_networks(str(listed))] == [
+        "10.0.0.0/8",
+        "192.0.2.7/32",
+        "::1/128",
+        "fe80::/10",
+    ]
+    listed.write_text("10.0.0.0/8\nexample.com\n")
+    with pytest.raises(ValueError, match=r"allow.txt, line 2: 'example.com' is not"):
+        read_networks(str(listed))
+    listed.write_bytes(b"\x80\xff")
+    with pytest.raises(ValueError, match="is not a text file of addresses"):
+        read_networks(str(listed))

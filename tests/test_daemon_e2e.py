@@ -28,6 +28,7 @@ from tests.peers import (
     connect,
     drain,
     echo_many,
+    echoed_from,
     free_port,
     round_trip,
     stream_until_eof,
@@ -1097,6 +1098,36 @@ def test_allow_and_deny(start_daemon: DaemonStarter, tmp_path: Path) -> None:
     assert metric(text, 'echod_udp_dropped_total{reason="denied"}') == 1
     assert daemon.stop() in (0, -signal.SIGTERM)
     assert "refused=[denied=2]" in daemon.output, daemon.output
+
+
+def test_allowfile_and_denyfile(start_daemon: DaemonStarter, tmp_path: Path) -> None:
+    """As ncat's: the addresses and networks listed in a file, read at start."""
+    (tmp_path / "allow").write_text("# loopback\n127.0.0.0/8  # all of it\n")
+    (tmp_path / "deny").write_text("127.0.0.1\n")
+    daemon = start_daemon(
+        "--port", LOCAL, "--allowfile", str(tmp_path / "allow"),
+        "--denyfile", str(tmp_path / "deny"),
+    )  # fmt: skip
+    port = daemon.tcp_port()
+    assert echoed_from("127.0.0.2", "127.0.0.1", port)
+    assert not echoed_from("127.0.0.1", "127.0.0.1", port)
+    daemon.wait_for(r"access: allow=127\.0\.0\.0/8 deny=127\.0\.0\.1/32")
+    daemon.wait_for(r"refused 127\.0\.0\.1:\d+: denied")
+    for option, content, says in (
+        ("--allowfile", None, "cannot read {path}: No such file or directory"),
+        ("--denyfile", "10.0.0.0/8\nexample.com\n",
+         "{path}, line 2: 'example.com' is not an IP address or network"),
+    ):  # fmt: skip
+        path = tmp_path / "list"
+        path.unlink(missing_ok=True)
+        if content is not None:
+            path.write_text(content)
+        out = subprocess.run(
+            [twistd_path(), "-n", "--pidfile=", "echod", option, str(path)],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert out.returncode == 2 and out.stderr.count("\n") == 1, out
+        assert says.format(path=path) in out.stderr, out
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,14 @@ import pytest
 from tests.certs import self_signed
 from tests.daemon import Daemon, DaemonStarter
 from tests.haproxy import HAProxy, simple_config
-from tests.peers import closed_by_peer, connect, drain, free_port, round_trip
+from tests.peers import (
+    closed_by_peer,
+    connect,
+    drain,
+    echoed_from,
+    free_port,
+    round_trip,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -228,9 +235,7 @@ def test_allow_and_deny_match_the_client_behind_haproxy(
         "--allow", "127.0.0.0/8", "--deny", "127.0.0.1,127.0.0.4",
     )  # fmt: skip
     frontend = in_front(haproxies, daemon, tmp_path, "send-proxy-v2")
-    with connect("127.0.0.1", frontend, source="127.0.0.3") as allowed:
-        assert round_trip(allowed, b"from .3") == b"from .3"
-    with connect("127.0.0.1", frontend, source="127.0.0.4") as denied:
-        assert closed_by_peer(denied)
-    daemon.wait_for(r"closed 127\.0\.0\.3:\d+ in=7 out=7")
+    assert echoed_from("127.0.0.3", "127.0.0.1", frontend)
+    assert not echoed_from("127.0.0.4", "127.0.0.1", frontend)
+    daemon.wait_for(r"closed 127\.0\.0\.3:\d+ in=14 out=14")
     daemon.wait_for(r"refused 127\.0\.0\.4:\d+: denied")
