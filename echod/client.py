@@ -54,7 +54,7 @@ from zope.interface import implementer
 from echod.cli import add_family_options, options_apply, parse_arguments
 from echod.echo import can_half_close
 from echod.endpointerrors import empty_unix_path, parse_error_message
-from echod.hostnames import HostNameError, ascii_host
+from echod.hostnames import HostNameError, ascii_host, host_port
 from echod.resolve import ReactorOfOneFamily, family_mismatch, source_family
 from echod.reuseport import split_description
 from echod.settings import MAX_UDP_PAYLOAD
@@ -141,8 +141,7 @@ class Target:
         """How messages name the peer: C{host:port}, C{[v6]:port} or the endpoint."""
         if self.endpoint is not None:
             return self.endpoint
-        host = f"[{self.host}]" if self.host and ":" in self.host else self.host
-        return f"{host}:{self.port}"
+        return host_port(self.host or "", self.port)
 
 
 TARGET_FORMS = (

@@ -38,6 +38,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from echod.fdlimit import connection_cap
+from echod.hostnames import host_port
 from echod.limits import ConnectionLimits, client_key, plain_host
 from echod.settings import EchoSettings
 from echod.stats import EchoStats
@@ -77,8 +78,7 @@ def format_address(address: IAddress) -> str:
     host = getattr(address, "host", None)
     port = getattr(address, "port", None)
     if host is not None and port is not None:
-        host = plain_host(host)
-        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        return host_port(plain_host(host), port)
     if isinstance(address, UNIXAddress):
         # A client socket usually has no name: "unix:", as nginx logs it. An
         # abstract name (leading NUL) is written with "@", as ss and systemd do.

@@ -29,7 +29,6 @@ from typing import Any
 
 import h11
 from twisted.internet import defer, error
-from twisted.internet.address import IPv6Address
 from twisted.internet.endpoints import (
     TCP4ClientEndpoint,
     TCP6ClientEndpoint,
@@ -57,6 +56,7 @@ from echod.client import (
     classify,
 )
 from echod.fetchrequest import URL, Request, RequestError, redirect_url
+from echod.hostnames import host_port
 from echod.httplint import lint_head
 from echod.resolve import family_mismatch, family_of, resolve_host
 from echod.tlsclient import ClientTLS, TLSClientError, connection_creator
@@ -287,9 +287,7 @@ class FetchProtocol(Protocol):
         """Write the request; tell h11 what was asked, for the response framing."""
         self.timing.mark("connect")
         peer = self.transport.getPeer()  # type: ignore[union-attr]
-        host = getattr(peer, "host", "?")
-        host = f"[{host}]" if isinstance(peer, IPv6Address) else host
-        self.peer = f"{host}:{getattr(peer, 'port', '?')}"
+        self.peer = host_port(getattr(peer, "host", "?"), getattr(peer, "port", "?"))
         self.observer.connected(self.peer)
         if self.request.url.tls and self.connect_deadline is not None:
             left = max(0.0, self.connect_deadline - time.perf_counter())
@@ -575,11 +573,6 @@ def redirected(request: Request, head: ResponseHead, url: URL) -> Request:
     if body is None and body_file is None:
         headers = tuple((n, v) for n, v in headers if n.lower() != "content-type")
     return Request(url, method, headers, body, body_file, request.http10, None)
-
-
-def host_port(host: str, port: int) -> str:
-    """C{host:port}, an IPv6 address in brackets."""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def connection_target(url: URL, options: FetchOptions) -> tuple[str, int]:

@@ -76,9 +76,9 @@ def parse_url(text: str) -> URL:
         if ch == " ":
             raise RequestError("the URL has a space in it (write it as %20)")
         if ord(ch) < 0x21 or ord(ch) > 0x7E:
-            encoded = "".join(f"%{b:02X}" for b in ch.encode("utf-8", "replace"))
             raise RequestError(
-                f"the URL has the character {ch!r} in it (write it as {encoded})"
+                f"the URL has the character {ch!r} in it "
+                f"(write it as {percent_encoded(ch, 'utf-8')})"
             )
     try:
         parts = urlsplit(text)
@@ -116,15 +116,26 @@ def parse_url(text: str) -> URL:
     return URL(scheme, host, port or DEFAULT_PORTS[scheme], target, userinfo)
 
 
+def percent_encoded(ch: str, charset: str) -> str:
+    """C{ch}'s bytes in C{charset}, percent-encoded (C{é}: C{%C3%A9})."""
+    return "".join(f"%{b:02X}" for b in ch.encode(charset, "replace"))
+
+
+def split_authority(text: str) -> tuple[str, str, str]:
+    """C{scheme://}, the authority (C{user@host:port}) and the rest of a URL."""
+    scheme, sep, rest = text.partition("://")
+    end = min((i for i in map(rest.find, "/?#") if i >= 0), default=len(rest))
+    return scheme + sep, rest[:end], rest[end:]
+
+
 def with_ascii_host(text: str) -> str:
     """C{text} with an internationalized host name as its A-labels (as curl).
 
     Only the host is converted: a character outside ASCII anywhere else in
     the URL is left for L{parse_url} to refuse.
     """
-    scheme, sep, rest = text.partition("://")
-    end = min((i for i in map(rest.find, "/?#") if i >= 0), default=len(rest))
-    userinfo, at, hostport = rest[:end].rpartition("@")
+    start, authority, rest = split_authority(text)
+    userinfo, at, hostport = authority.rpartition("@")
     if hostport.startswith("["):
         return text
     host, colon, port = hostport.partition(":")
@@ -132,7 +143,7 @@ def with_ascii_host(text: str) -> str:
         host = ascii_host(host)
     except HostNameError as e:
         raise RequestError(str(e)) from None
-    return scheme + sep + userinfo + at + host + colon + port + rest[end:]
+    return start + userinfo + at + host + colon + port + rest
 
 
 def with_zone(text: str, netloc: str) -> str:
@@ -170,15 +181,11 @@ def redirect_url(base: URL, location: str) -> URL:
         joined = urljoin(str(base), text)
     except ValueError:  # urljoin splits the location as parse_url does
         raise RequestError(f"bad IPv6 address in {location.strip()!r}") from None
-    scheme, sep, rest = joined.partition("://")
-    end = min((i for i in map(rest.find, "/?#") if i >= 0), default=len(rest))
+    start, authority, rest = split_authority(joined)
     beyond = "".join(
-        ch
-        if 0x20 < ord(ch) < 0x7F
-        else "".join(f"%{b:02X}" for b in ch.encode(charset))
-        for ch in rest[end:]
+        ch if 0x20 < ord(ch) < 0x7F else percent_encoded(ch, charset) for ch in rest
     )
-    return parse_url(scheme + sep + rest[:end] + beyond)
+    return parse_url(start + authority + beyond)
 
 
 @dataclass(frozen=True)

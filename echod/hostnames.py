@@ -38,3 +38,8 @@ def ascii_host(host: str) -> str:
     except idna.IDNAError as e:
         raise HostNameError(f"bad international host name {host!r}: {e}") from None
     return ".".join(labels)
+
+
+def host_port(host: str, port: object) -> str:
+    """C{host:port}, an IPv6 address in brackets (C{[::1]:7})."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -78,17 +78,25 @@ def family_of(
     return None, ""
 
 
+def ip_version(host: str) -> int | None:
+    """4 or 6 for an IP address (an IPv6 one perhaps with its zone), None for
+    a name."""
+    try:
+        return ipaddress.ip_address(host.partition("%")[0]).version
+    except ValueError:
+        return None
+
+
 def source_family(source: str, family: int | None, option: str) -> int:
     """The IP version of C{source}, a local address given with C{option}
     (C{--source}, C{--interface}); ValueError, saying why, when it is not an
     IP address, or not of the version C{-4}/C{-6} (C{family}) asks for."""
-    try:
-        version = ipaddress.ip_address(source.partition("%")[0]).version
-    except ValueError:
+    version = ip_version(source)
+    if version is None:
         raise ValueError(
             f"{option} {source!r}: not an IP address (interface and host names "
             "are not taken)"
-        ) from None
+        )
     if family not in (None, version):
         raise ValueError(
             f"{option} {source} is an IPv{version} address, and -{family} asks "
@@ -105,13 +113,8 @@ def family_mismatch(
 
     C{asked} says what asked for C{family} (C{-6 asks for IPv6} unless given).
     """
-    if family is None:
-        return None
-    try:
-        version = ipaddress.ip_address(host.partition("%")[0]).version
-    except ValueError:
-        return None
-    if version == family:
+    version = ip_version(host)
+    if family is None or version in (None, family):
         return None
     asked = asked or f"-{family} asks for IPv{family}"
     return f"{asked}, and {host} is an IPv{version} address"

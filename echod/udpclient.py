@@ -23,7 +23,6 @@ and tells a late echo from a wrong one by the sequence number it carries.
 from __future__ import annotations
 
 import errno
-import ipaddress
 import os
 import socket
 from typing import Any
@@ -42,7 +41,7 @@ from echod.client import (
     Session,
     StdinToPeer,
 )
-from echod.resolve import family_of, resolve_host
+from echod.resolve import family_of, ip_version, resolve_host
 from echod.settings import MAX_UDP_PAYLOAD
 
 
@@ -169,7 +168,7 @@ async def connect_udp(
     when that is given.
     """
     address = host
-    if not _ip_literal(host):
+    if ip_version(host) is None:
         version, flag = family_of(
             family if source is None else None, source, "--source"
         )
@@ -207,15 +206,6 @@ async def connect_udp(
         raise error.getConnectError((e.errno, e.strerror)) from None
     session.makeConnection(protocol.stream)  # type: ignore[arg-type]
     return session
-
-
-def _ip_literal(host: str) -> bool:
-    """Whether C{host} is an IP address (an IPv6 one perhaps with its zone)."""
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 class DatagramProbe(Probe):

@@ -647,7 +647,9 @@ def test_ipv4_or_ipv6_only_and_an_international_name(
         out = subprocess.run([*run, *args], capture_output=True, timeout=60)
         lines = out.stderr.decode().splitlines()
         assert out.returncode == 0 or len(lines) == 1, out
-        if out.returncode == 0 and "--count" in args:  # which address answered
+        if (
+            out.returncode == 0 and "--count" in args and "dual.test:7007" in args
+        ):  # which address answered
             assert b" bytes from dual.test:7007 (127.0.0.1): seq=1 " in out.stdout
         return out.returncode
 
@@ -662,6 +664,8 @@ def test_ipv4_or_ipv6_only_and_an_international_name(
                          capture_output=True, timeout=60)  # fmt: skip
     assert out.returncode == 0, out
     assert b"from xn--bcher-kva.test:7007 (127.0.0.1): seq=1 " in out.stdout
+    for args in (["client", "--udp", "--count", "1"], ["bench", "-d", "1", "-c", "2"]):
+        assert code(*args, "bücher.test:7007") == 0  # --udp and bench alike
     # a name without an address of that version: "cannot resolve", exit 3
     out = subprocess.run([*run, "client", "-6", "--count", "1", "bücher.test:7007"],
                          capture_output=True, timeout=60)  # fmt: skip
@@ -710,3 +714,21 @@ def test_source_address(start_daemon: DaemonStarter) -> None:
         assert out.returncode == 2, out
         lines = out.stderr.decode().splitlines()
         assert len(lines) == 1 and says in lines[0], lines
+
+
+def test_source_address_over_tls(start_daemon: DaemonStarter, tmp_path: Path) -> None:
+    """--source over TLS: the connection under the handshake comes from it."""
+    make_certificates(tmp_path / "pki", ["127.0.0.1"])
+    pki = tmp_path / "pki"
+    daemon = start_daemon(
+        "--port", "ssl:0:interface=127.0.0.1", "--tls-cert", str(pki / "server.pem"),
+        "--tls-key", str(pki / "server.key"), "--allow", "127.0.0.2",
+    )  # fmt: skip
+    target = f"tls:127.0.0.1:{daemon.tcp_port()}"
+    tls = [ECHOD, "client", "--cacert", str(pki / "ca.pem"), "--count", "1"]
+    served = subprocess.run([*tls, "--source", "127.0.0.2", target],
+                            capture_output=True, timeout=60)  # fmt: skip
+    assert served.returncode == 0, served
+    refused = subprocess.run([*tls, target], capture_output=True, timeout=60)
+    assert refused.returncode != 0, refused
+    daemon.wait_for(r"closed 127\.0\.0\.2:\d+ in=64 out=64 ")
