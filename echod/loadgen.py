@@ -210,8 +210,8 @@ class LoadProtocol(Protocol):
         # Sending is over. A plain socket shuts its write side now (after what
         # is queued) and reads on until the server's EOF; TLS cannot half-close,
         # so it closes once every byte is back.
-        if self.closing or self.transport is None:
-            return
+        if self.closing or not self.alive or self.transport is None:
+            return  # a closed transport must not be touched again
         self.stopped = True
         if can_half_close(self.transport):
             self.closing = True
@@ -261,7 +261,7 @@ class LoadProtocol(Protocol):
 
     def _abort(self) -> None:
         self.failed = True
-        if self.transport is not None:
+        if self.alive and self.transport is not None:
             self.transport.abortConnection()  # type: ignore[attr-defined]
 
     def readConnectionLost(self) -> None:

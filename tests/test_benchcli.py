@@ -213,6 +213,20 @@ def test_connection_refused_is_one_line_and_exit_4() -> None:
     assert out.stdout == ""
 
 
+def test_a_server_that_closes_every_connection_ends_the_run(
+    start_daemon: DaemonStarter,
+) -> None:
+    """A daemon that refuses us (--allow another address) closes each connection
+    as it comes, often before the others are up: the run still ends, at once,
+    one problem a connection, exit 1 (it hung, after a traceback, in CI)."""
+    port = start_daemon("--port", LOCAL, "--allow", "127.0.0.2").tcp_port()
+    for _ in range(5):  # the race is in the order of closes and connects
+        out = bench("-c", "20", "-d", "1", f"127.0.0.1:{port}", timeout=30)
+        assert (out.returncode, out.stderr) == (1, ""), out
+        assert "0/20 connections ended cleanly" in out.stdout
+        assert out.stdout.count("closed by the server") == 20
+
+
 def test_bad_options_are_one_line_and_exit_2() -> None:
     for args in (
         ["-c", "0"],

@@ -7,10 +7,12 @@ from typing import Any
 import pytest
 from OpenSSL.SSL import Error as SSLError
 from twisted.internet import defer, error
+from twisted.internet.interfaces import ITCPTransport
 from twisted.internet.protocol import Factory
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from echod.loadgen import (
     MAX_PIECE,
@@ -248,7 +250,7 @@ def test_a_failed_tls_handshake_fails_the_run_like_a_failed_connect() -> None:
     peer.protocols[1].connectionLost(Failure(rejected))
     [failure] = results
     assert isinstance(failure, Failure) and failure.value is rejected
-    assert all(t.disconnecting for t in peer.transports)  # the others aborted
+    assert [t.disconnecting for t in peer.transports] == [True, False, True]
     for index in (0, 2):
         peer.protocols[index].connectionLost(Failure(error.ConnectionAborted()))
     clock.advance(2.0)  # no timer left to fire into the ended run
@@ -276,3 +278,58 @@ def test_the_drain_timeout_ends_a_stuck_run() -> None:
     peer.protocols[0].connectionLost(Failure(error.ConnectionLost()))
     [result] = results
     assert result.problems[0].startswith("1 connection(s) still waiting")
+
+
+@implementer(ITCPTransport)
+class TCPStringTransport(StringTransport):  # type: ignore[misc]
+    """A TCP transport that, as a real one, must not be used once it is closed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.closed = False
+        self.used_after_close: list[str] = []
+
+    def loseWriteConnection(self) -> None:
+        if self.closed:
+            self.used_after_close.append("loseWriteConnection")
+
+    def loseConnection(self) -> None:
+        if self.closed:
+            self.used_after_close.append("loseConnection")
+        super().loseConnection()
+
+    def abortConnection(self) -> None:
+        if self.closed:
+            self.used_after_close.append("abortConnection")
+        super().abortConnection()
+
+
+def test_connections_closed_before_the_start_end_the_run() -> None:
+    """A daemon that refuses (--allow) closes each connection before all are up:
+    the run ends with a problem for each, touching no closed transport."""
+    clock = MemoryReactorClock()
+    pending: list[defer.Deferred[Any]] = []
+
+    def connect(factory: Factory) -> defer.Deferred[Any]:
+        pending.append(defer.Deferred())
+        return pending[-1]
+
+    run = LoadRun(LoadSettings(connections=2, duration=1.0), clock, connect)
+    results: list[Any] = []
+    run.start().addBoth(results.append)
+    transports = [TCPStringTransport(), TCPStringTransport()]
+    for index, transport in enumerate(transports):
+        protocol = LoadProtocol(run, index)
+        protocol.makeConnection(transport)
+        protocol.readConnectionLost()  # the server's EOF at once
+        transport.closed = True
+        protocol.connectionLost(Failure(error.ConnectionDone()))
+    for deferred in pending:
+        deferred.callback(None)
+    [result] = results
+    assert isinstance(result, LoadResult) and not result.ok
+    assert result.problems == [
+        f"connection {index}: closed by the server before the start" for index in (0, 1)
+    ]
+    assert [t.used_after_close for t in transports] == [[], []]
+    assert not clock.getDelayedCalls()
