@@ -492,6 +492,9 @@ class StdinToPeer(Protocol):
         self.reactor = reactor
         self.last = time.monotonic()
         self.timed_out = False
+        self.stdout_open = True
+        self.flushed: defer.Deferred[None] = defer.Deferred()
+        """Fires once standard output has taken every byte (or is gone)."""
 
     def connectionMade(self) -> None:
         """Wire the two streams: each side's producer pauses the other's reads."""
@@ -530,7 +533,25 @@ class StdinToPeer(Protocol):
             self.reactor.callLater(seconds - quiet, self.wait_quiet, seconds)
 
     def writeConnectionLost(self) -> None:
-        """stdout closed: nothing to do; the peer's end decides."""
+        """stdout closed: nothing more can be flushed; the peer's end decides."""
+        self.stdout_open = False
+
+    def connectionLost(self, reason: Failure = error.ConnectionDone) -> None:  # type: ignore[assignment]
+        """Standard input and output are closed, every byte written out."""
+        if not self.flushed.called:
+            self.flushed.callback(None)
+
+    def close_stdio(self) -> defer.Deferred[None]:
+        """Close standard input and output once all queued output is written.
+
+        The end must wait for it: the peer's last bytes can still be queued
+        for a slow reader of our stdout when the peer closes.
+        """
+        assert self.transport is not None
+        self.transport.loseConnection()
+        if not self.stdout_open:  # nothing to flush, and no one to tell us
+            self.connectionLost()
+        return self.flushed
 
 
 def run_pipe(
@@ -541,7 +562,7 @@ def run_pipe(
 ) -> defer.Deferred[int]:
     """Pipe mode until the peer closes; the result is the exit code."""
     bridge = bridge_type(session, idle, reactor)
-    io = stdio.StandardIO(bridge, reactor=reactor)
+    stdio.StandardIO(bridge, reactor=reactor)  # the bridge is its protocol
     done: defer.Deferred[int] = defer.Deferred()
 
     def finished(reason: Failure) -> None:
@@ -552,8 +573,7 @@ def run_pipe(
             code = ended(reason)
             if code:
                 sys.stderr.write(f"echod client: {classify(reason)}\n")
-        io.loseConnection()  # flushes stdout first
-        reactor.callLater(0, done.callback, code)
+        bridge.close_stdio().addCallback(lambda _: done.callback(code))
 
     session.on_close(finished)
     if idle:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import random
@@ -52,6 +53,37 @@ def test_pipe_mode_50_mib_byte_exact(
     assert out.returncode == 0, out.stderr
     assert len(out.stdout) == len(data)
     assert hashlib.sha256(out.stdout).digest() == hashlib.sha256(data).digest()
+
+
+def test_pipe_mode_a_slow_reader_of_stdout_gets_every_byte(
+    start_daemon: DaemonStarter, tmp_path: Path
+) -> None:
+    """The peer closes while its last bytes still wait for our stdout's reader:
+    they are written before the exit (they were dropped, exit 0)."""
+    daemon = start_daemon("--port", LOCAL)
+    port = daemon.tcp_port()
+    # More than a pipe holds (64 KiB), less than the pipe and echod's own
+    # stdout buffer together: the client takes it all and the close without
+    # pausing, and must then wait for its stdout to take the rest.
+    data = random.Random(7).randbytes(100 << 10)
+    source = tmp_path / "in.bin"
+    source.write_bytes(data)
+    with source.open("rb") as stdin:
+        client = subprocess.Popen(
+            [ECHOD, "client", f"127.0.0.1:{port}"], stdin=stdin,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+    try:
+        daemon.wait_for(rf"closed 127\.0\.0\.1:\d+ in={len(data)} out={len(data)} ")
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            client.wait(timeout=2)  # reading nothing yet: it must not end here
+        out, err = client.communicate(timeout=30)
+    finally:
+        client.kill()
+        client.wait()
+    assert (client.returncode, err) == (0, b"")
+    assert len(out) == len(data)
+    assert out == data
 
 
 def test_probe_mode_summary(start_daemon: DaemonStarter) -> None:
