@@ -249,6 +249,21 @@ class EchoProtocol(Protocol):
             )
             self.abort("tls-handshake-timeout")
 
+    def close_idle(self) -> None:
+        """The idle timeout: close cleanly, as servers do (FIN, after a TLS
+        close_notify), not with a reset.
+
+        An idle connection has nothing queued, so it closes at once. One that
+        is stuck (a queue the client never reads, a TLS client that never
+        answers the close_notify) is aborted at the idle sweeper's next look,
+        whatever it sends meanwhile.
+        """
+        self.end_reason = "idle-timeout"
+        transport = self.stream
+        transport.unregisterProducer()
+        self._discarding = True  # TLS still reads, for the client's close_notify
+        transport.loseConnection()
+
     def abort(self, reason: str) -> None:
         """Drop the connection at once, discarding what is still queued."""
         if self.end_reason is None or self.end_reason == "drain":
@@ -265,7 +280,8 @@ class IdleSweeper:
     30 s) it compares each connection's progress counter with what it saw
     last time. A connection is closed once it has shown no progress for the
     timeout: between C{timeout} and C{timeout + interval} seconds after its
-    last byte read or its last drained echo queue.
+    last byte read or its last drained echo queue. It is closed cleanly; if
+    it is still open at the next look, it is aborted.
     """
 
     def __init__(self, factory: EchoFactory, timeout: float) -> None:
@@ -291,6 +307,9 @@ class IdleSweeper:
         timeout = self.timeout
         idle = []
         for protocol in self.factory.connections:
+            if protocol.end_reason == "idle-timeout":
+                idle.append(protocol)  # closed at the last look, still open: stuck
+                continue
             mark = protocol.progress()
             if mark != protocol.progress_mark:
                 protocol.progress_mark = mark
@@ -298,7 +317,10 @@ class IdleSweeper:
             elif now - protocol.quiet_since >= timeout:
                 idle.append(protocol)
         for protocol in idle:
-            protocol.abort("idle-timeout")
+            if protocol.end_reason is None:
+                protocol.close_idle()
+            else:  # closing already (the idle close, an EOF or a drain), and stuck
+                protocol.abort("idle-timeout")
         self._call = self.factory.clock.callLater(self.interval, self.sweep)
 
 

@@ -35,6 +35,7 @@ from tests.peers import (
 )
 
 LOCAL = "tcp:0:interface=127.0.0.1"
+ECHOD = str(Path(sys.executable).with_name("echod"))
 
 
 def test_no_argument_serves_tcp_10000(start_daemon: DaemonStarter) -> None:
@@ -156,10 +157,22 @@ def test_idle_timeout_closes_only_idle_connections(
         for _ in range(10):  # 2.5 s of activity, every 0.25 s
             assert round_trip(busy, b"ping") == b"ping"
             time.sleep(0.25)
-        assert closed_by_peer(idle, timeout=0.1)
+        idle.settimeout(0.1)
+        assert idle.recv(1) == b""  # a clean close (FIN), as servers do: no reset
         assert round_trip(busy, b"still here") == b"still here"
     assert time.monotonic() - started < 10
     daemon.wait_for(r"closed .* reason=idle-timeout")
+    # A client whose input stays open sees the end as a close, exit 0 (it was
+    # "connection reset by the peer", exit 8)
+    with subprocess.Popen(
+        [ECHOD, "client", f"127.0.0.1:{port}"],
+        stdin=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    ) as client:
+        assert client.wait(timeout=30) == 0
+        assert client.stderr is not None and client.stderr.read() == b""
+        assert client.stdin is not None
+        client.stdin.close()
 
 
 def test_max_connections_shared_by_all_listeners(

@@ -75,7 +75,7 @@ def tick(clock: MemoryReactorClock, seconds: float, step: float = 0.25) -> None:
         clock.advance(step)
 
 
-def test_idle_timeout_aborts_only_without_progress() -> None:
+def test_idle_timeout_closes_cleanly_only_without_progress() -> None:
     factory, clock = make_factory(idle_timeout=10.0)
     protocol, transport = connect(factory)
     tick(clock, 6)
@@ -83,11 +83,30 @@ def test_idle_timeout_aborts_only_without_progress() -> None:
     tick(clock, 9)
     assert not transport.disconnecting  # 9 s since the last byte
     tick(clock, 2)  # 11 s: past the timeout, within one sweep interval (1 s)
-    assert transport.disconnecting and transport.disconnected
+    # StringTransport sets disconnected in abortConnection alone
+    assert transport.disconnecting and not transport.disconnected  # FIN, not RST
+    assert transport.producer is None  # or the close would wait for a resume
     assert protocol.end_reason == "idle-timeout"
-    protocol.connectionLost(Failure(ConnectionLost()))
+    protocol.connectionLost(Failure(ConnectionDone()))
     assert factory.stats.closed["idle-timeout"] == 1
     assert not clock.getDelayedCalls()  # the sweeper stops with no connections
+
+
+def test_an_idle_close_that_does_not_finish_is_aborted_at_the_next_look() -> None:
+    """A queue the client never reads, a TLS close_notify never answered: the
+    clean close cannot finish; bytes the client sends meanwhile are discarded,
+    and do not keep the connection."""
+    factory, clock = make_factory(idle_timeout=10.0)
+    protocol, transport = connect(factory)
+    tick(clock, 10)  # the sweep at 10 s closes it
+    assert transport.disconnecting and not transport.disconnected
+    transport.clear()
+    protocol.dataReceived(b"after the close")  # TLS still reads
+    assert transport.value() == b""  # not echoed
+    tick(clock, 1)
+    assert transport.disconnected  # aborted
+    protocol.connectionLost(Failure(ConnectionLost()))
+    assert factory.stats.closed["idle-timeout"] == 1
 
 
 def test_one_sweeper_for_all_connections() -> None:

@@ -198,6 +198,32 @@ def test_bad_peers_are_closed_and_others_served(
     daemon.wait_for("did not finish in time", count=2)
 
 
+def test_idle_timeout_ends_with_close_notify(
+    start_daemon: DaemonStarter, tmp_path: Path
+) -> None:
+    """The idle timeout closes a TLS connection cleanly: close_notify, then the
+    close once the client answers it (it was a reset). A client that never
+    answers is cut at the idle sweeper's next look."""
+    key, cert = self_signed(tmp_path)
+    port, daemon = ssl_daemon(start_daemon, cert, key, "--idle-timeout", "1")
+    context = ssl.create_default_context(cafile=str(cert))
+
+    def tls_client() -> ssl.SSLSocket:
+        return context.wrap_socket(
+            connect("127.0.0.1", port), server_hostname="localhost",
+            suppress_ragged_eofs=False,
+        )  # fmt: skip
+
+    with tls_client() as answering, tls_client() as silent:
+        assert round_trip(answering, b"then idle") == b"then idle"
+        assert round_trip(silent, b"then mute") == b"then mute"
+        answering.settimeout(10)
+        assert answering.recv(1) == b""  # close_notify (SSLEOFError without)
+        answering.unwrap()  # our close_notify: the daemon closes the connection
+        # and the silent one, which never answers, is cut soon after
+        daemon.wait_for(r"closed \S+ in=9 out=9 .*reason=idle-timeout", count=2)
+
+
 def test_slow_reader_over_tls_keeps_rss_bounded(
     start_daemon: DaemonStarter, tmp_path: Path
 ) -> None:
