@@ -106,6 +106,11 @@ def check(args: argparse.Namespace, file_limit: int) -> str | None:
         )
     if args.connections < 1 or args.size < 1 or args.window < 1:
         return "--connections, --size and --window must be at least 1"
+    if args.source_port is not None and args.connections > 1:
+        return (
+            f"--source-port gives one connection its port, and -c asks for "
+            f"{args.connections}: use -c 1, or leave the port to the system"
+        )
     if not (0 < args.duration < math.inf and 0 < args.timeout < math.inf):
         return "--duration and --timeout must be numbers of seconds more than 0"
     each = args.size + (args.window if args.stream else 0)

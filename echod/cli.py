@@ -75,6 +75,17 @@ def add_family_options(group: argparse._ActionsContainer, long: bool) -> None:
         negative_optionals.clear()
 
 
+def port_number(text: str) -> int:
+    """An argparse type: a TCP or UDP port number, 1 to 65535."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r}: ports are 1 to 65535")
+    return port
+
+
 def parse_arguments(
     parser: argparse.ArgumentParser, argv: Sequence[str]
 ) -> argparse.Namespace | int:

@@ -51,7 +51,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from echod.cli import add_family_options, options_apply, parse_arguments
+from echod.cli import add_family_options, options_apply, parse_arguments, port_number
 from echod.echo import can_half_close
 from echod.endpointerrors import empty_unix_path, parse_error_message
 from echod.hostnames import HostNameError, ascii_host, host_port
@@ -136,6 +136,7 @@ class Target:
     tls: bool
     family: int | None = None  # -4 or -6: the addresses of one IP version only
     source: str | None = None  # --source: the local address to connect from
+    source_port: int | None = None  # --source-port: the local port
 
     def label(self) -> str:
         """How messages name the peer: C{host:port}, C{[v6]:port} or the endpoint."""
@@ -283,20 +284,26 @@ def parse_target(text: str, tls: bool, family: int | None = None) -> Target:
     return Target(None, None, text, False)
 
 
-def with_source(target: Target, source: str | None) -> Target:
-    """C{target}, connected from the local address C{source} (C{--source}).
+def with_source(
+    target: Target, source: str | None, source_port: int | None = None
+) -> Target:
+    """C{target}, connected from the local address C{source} (C{--source})
+    and the local port C{source_port} (C{--source-port}).
 
     The source's IP version is the connection's: a name is looked up to
     addresses of that version alone (as C{-4}/C{-6}), and an address of the
     other version is a usage error.
     """
-    if source is None:
+    if source is None and source_port is None:
         return target
     if target.host is None:
+        option = "--source" if source is not None else "--source-port"
         raise ClientError(
-            USAGE, f"--source goes with HOST:PORT, not the endpoint string "
+            USAGE, f"{option} goes with HOST:PORT, not the endpoint string "
             f"{target.endpoint!r}",
         )  # fmt: skip
+    if source is None:
+        return replace(target, source_port=source_port)
     try:
         version = source_family(source, target.family, "--source")
     except ValueError as e:
@@ -307,7 +314,7 @@ def with_source(target: Target, source: str | None) -> Target:
             USAGE, f"--source {source} is an IPv{version} address, and "
             f"{target.host} is not",
         )  # fmt: skip
-    return replace(target, family=version, source=source)
+    return replace(target, family=version, source=source, source_port=source_port)
 
 
 def of_family(target: Target, family: int | None) -> Target:
@@ -318,6 +325,17 @@ def of_family(target: Target, family: int | None) -> Target:
     if mismatch is not None:
         raise ClientError(USAGE, mismatch)
     return replace(target, family=family)
+
+
+def local_address(target: Target) -> tuple[str, int] | None:
+    """The local address and port to bind before connecting, or None (any).
+
+    A port alone binds the wildcard address (C{""}), which either IP version
+    takes, so that a name may still resolve to both.
+    """
+    if target.source is None and target.source_port is None:
+        return None
+    return (target.source or "", target.source_port or 0)
 
 
 def make_endpoint(
@@ -346,7 +364,7 @@ def make_endpoint(
     assert target.host is not None and target.port is not None
     # An IPv6 literal needs no lookup; and HostnameEndpoint drops a link-local
     # address's zone (fe80::1%eth0), which then cannot be connected.
-    bind = None if target.source is None else (target.source, 0)
+    bind = local_address(target)
     if is_ipv6(target.host):
         endpoint = TCP6ClientEndpoint(
             reactor, target.host, target.port, timeout or 30, bind
@@ -362,7 +380,7 @@ def make_endpoint(
         )
     else:
         endpoint = HostnameEndpoint(
-            reactor, target.host, target.port, timeout=timeout or 30
+            reactor, target.host, target.port, timeout=timeout or 30, bindAddress=bind
         )
     if target.tls:
         try:
@@ -863,6 +881,13 @@ def add_target_arguments(p: argparse.ArgumentParser) -> None:
         help="connect from this local address (as nc -s); its IP version is "
         "the connection's",
     )
+    p.add_argument(
+        "-p",
+        "--source-port",
+        metavar="PORT",
+        type=port_number,
+        help="connect from this local port (as nc -p)",
+    )
     p.add_argument("--tls", action="store_true", help="connect with TLS (verified)")
     p.add_argument(
         "--cacert", type=Path, help="trust this CA file instead of the system's"
@@ -908,7 +933,7 @@ def target_endpoint(
     settings = ClientTLS(args.cacert, args.cert, args.key, args.insecure)
     try:
         target = parse_target(args.target, args.tls, args.family)
-        target = with_source(target, args.source)
+        target = with_source(target, args.source, args.source_port)
         check_tls_options_apply(args, target)
         return target, make_endpoint(reactor, target, settings, args.timeout)
     except ClientError as e:
@@ -930,7 +955,9 @@ def udp_target(args: argparse.Namespace) -> Target:
             USAGE, f"{', '.join(given)}: no TLS over UDP (echod has no DTLS)"
         )
     text = args.target.removeprefix("udp:")
-    target = with_source(parse_target(text, False, args.family), args.source)
+    target = with_source(
+        parse_target(text, False, args.family), args.source, args.source_port
+    )
     if target.endpoint is not None:
         raise ClientError(
             USAGE, f"bad UDP target {text!r}: expected HOST:PORT or [IPv6]:PORT"
@@ -1013,7 +1040,9 @@ def main(argv: Sequence[str]) -> int:
 
         def connect() -> defer.Deferred[Any]:
             return defer.ensureDeferred(
-                udpclient.connect_udp(reactor, host, port, family, target.source)
+                udpclient.connect_udp(
+                    reactor, host, port, family, target.source, target.source_port
+                )
             )
 
     else:

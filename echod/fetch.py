@@ -22,6 +22,7 @@ Failures arrive as L{FetchError}, whose C{code} is the command's exit code.
 
 from __future__ import annotations
 
+import errno
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -91,6 +92,7 @@ class FetchOptions:
     resolve: tuple[tuple[str, int, str], ...] = ()  # (host, port, address)
     family: int | None = None  # 4 or 6 (-4, -6): addresses of one IP version only
     source: str | None = None  # --interface: the local address to connect from
+    local_ports: range | None = None  # --local-port: the local ports to try
     connect_to: tuple[tuple[str, int | None, str, int | None], ...] = ()
     """C{--connect-to}: (host, port, host to connect to, port to connect to);
     an empty host or a None port matches any, or keeps the URL's."""
@@ -626,6 +628,21 @@ def _tls_creator(
         raise FetchError(USAGE, str(e)) from None
 
 
+def port_taken(e: BaseException) -> bool:
+    """Whether a connect failed because its local port was taken."""
+    return (
+        isinstance(e, error.ConnectBindError)
+        and getattr(e, "osError", None) == errno.EADDRINUSE
+    )
+
+
+def no_free_port(ports: range | None) -> str:
+    """The message when every port of C{--local-port} was taken."""
+    assert ports is not None
+    which = f"{ports[0]}" if len(ports) == 1 else f"{ports[0]}-{ports[-1]}"
+    return f"cannot bind the local port: {which} (--local-port) in use"
+
+
 def _endpoint(
     reactor: Any,
     address: str,
@@ -633,9 +650,10 @@ def _endpoint(
     timeout: float,
     creator: IOpenSSLClientConnectionCreator | None,
     source: str | None,
+    local_port: int,
 ) -> IStreamClientEndpoint:
     endpoint: IStreamClientEndpoint
-    bind = None if source is None else (source, 0)
+    bind = None if source is None and not local_port else (source or "", local_port)
     if ":" in address:
         endpoint = TCP6ClientEndpoint(reactor, address, port, timeout, bind)
     else:
@@ -697,30 +715,37 @@ async def _connect(
     timing.mark("dns")
     observer.resolved(host, addresses)
     last: ClientError | None = None
+    local_ports = options.local_ports or (0,)
     for address in addresses:
-        left = options.connect_timeout - (time.perf_counter() - started)
-        if left <= 0:
-            raise ServerNotReachedError(TIMEOUT, timed_out)
-        protocol = FetchProtocol(
-            request,
-            options,
-            observer,
-            timing,
-            reactor,
-            deliver,
-            connect_deadline=started + options.connect_timeout,
-        )
-        endpoint = _endpoint(reactor, address, port, left, creator, options.source)
-        connecting = connectProtocol(endpoint, protocol)
-        connecting.addTimeout(left, reactor)
-        try:
-            await connecting
-        except Exception as e:
-            last = classify(e)
-            if last.code == TIMEOUT:
-                last = ClientError(TIMEOUT, timed_out)
-            continue
-        return protocol
+        for local_port in local_ports:
+            left = options.connect_timeout - (time.perf_counter() - started)
+            if left <= 0:
+                raise ServerNotReachedError(TIMEOUT, timed_out)
+            protocol = FetchProtocol(
+                request,
+                options,
+                observer,
+                timing,
+                reactor,
+                deliver,
+                connect_deadline=started + options.connect_timeout,
+            )
+            endpoint = _endpoint(
+                reactor, address, port, left, creator, options.source, local_port
+            )
+            connecting = connectProtocol(endpoint, protocol)
+            connecting.addTimeout(left, reactor)
+            try:
+                await connecting
+            except Exception as e:
+                last = classify(e)
+                if last.code == TIMEOUT:
+                    last = ClientError(TIMEOUT, timed_out)
+                if local_port and port_taken(e):
+                    last = ClientError(last.code, no_free_port(options.local_ports))
+                    continue  # the next local port
+                break  # the next address
+            return protocol
     assert last is not None
     if last.code in (REFUSED, UNREACHABLE, TIMEOUT):
         raise ServerNotReachedError(last.code, str(last))

@@ -332,6 +332,22 @@ def parse_connect_to(text: str) -> tuple[str, int | None, str, int | None]:
     return host, numbers[0], to_host, numbers[1]
 
 
+def parse_local_port(text: str | None) -> range | None:
+    """C{NUM} or C{NUM-NUM} as curl's --local-port: the local ports to try."""
+    if text is None:
+        return None
+    first, dash, last = text.partition("-")
+    if not (first.isdigit() and (last.isdigit() or not dash)):
+        raise RequestError(f"bad --local-port {text!r} (write it as NUM or NUM-NUM)")
+    low, high = int(first), int(last or first)
+    if not 1 <= low <= high <= 65535:
+        raise RequestError(
+            f"bad --local-port {text!r}: ports are 1 to 65535, the first no more "
+            "than the last"
+        )
+    return range(low, high + 1)
+
+
 def parse_resolve(text: str) -> tuple[str, int, str]:
     """C{HOST:PORT:ADDRESS} (C{[v6]} in brackets), as curl's --resolve."""
     host, _, rest = text.partition(":")
@@ -423,6 +439,11 @@ def parser() -> argparse.ArgumentParser:
         "--interface", metavar="ADDRESS",
         help="connect from this local address (as curl's --interface with an "
         "address); its IP version is the connection's",
+    )  # fmt: skip
+    net.add_argument(
+        "--local-port", metavar="NUM[-NUM]",
+        help="connect from this local port, or the first free one of a range "
+        "(as curl)",
     )  # fmt: skip
     net.add_argument("-L", "--location", action="store_true", help="follow redirects")
     net.add_argument(
@@ -581,6 +602,7 @@ def build(args: argparse.Namespace) -> Command:
         resolve=tuple(parse_resolve(r) for r in args.resolve),
         family=args.family,
         source=args.interface,
+        local_ports=parse_local_port(args.local_port),
         connect_to=tuple(parse_connect_to(c) for c in args.connect_to),
         follow_redirects=args.location,
         max_redirects=None if args.max_redirs == -1 else args.max_redirs,

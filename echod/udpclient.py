@@ -160,12 +160,13 @@ async def connect_udp(
     port: int,
     family: int | None = None,
     source: str | None = None,
+    source_port: int | None = None,
 ) -> UDPSession:
     """A session on a UDP socket connected to C{host}:C{port}.
 
     A name is looked up to its addresses of IP version C{family} (4 or 6)
     when that is given. The socket is bound to the local address C{source}
-    when that is given.
+    and the local port C{source_port} when they are given.
     """
     address = host
     if ip_version(host) is None:
@@ -195,7 +196,9 @@ async def connect_udp(
     protocol = DatagramSession(session)
     interface = source or ("::" if family == socket.AF_INET6 else "")
     try:
-        udp = reactor.listenUDP(0, protocol, interface=interface, maxPacketSize=65536)
+        udp = reactor.listenUDP(
+            source_port or 0, protocol, interface=interface, maxPacketSize=65536
+        )
     except error.CannotListenError as e:
         why = os.strerror(e.socketError.errno) if e.socketError.errno else str(e)
         raise ClientError(USAGE, f"cannot bind the source address: {why}") from None

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from echod import __version__
-from echod.cli import add_family_options, main, parse_arguments
+from echod.cli import add_family_options, main, parse_arguments, port_number
 from tests.daemon import DaemonStarter
 from tests.peers import connect, round_trip
 
@@ -74,3 +74,10 @@ def test_family_options_leave_negative_numbers_as_values() -> None:
     assert parser.parse_args(["--ipv4"]).family == 4
     assert parser.parse_args([]).family is None
     assert parse_arguments(parser, ["-4", "-6"]) == 2  # one or the other
+
+
+def test_port_number() -> None:
+    assert port_number("1") == 1 and port_number("65535") == 65535
+    for text, says in (("0", "ports are 1 to 65535"), ("x", "is not a port number")):
+        with pytest.raises(argparse.ArgumentTypeError, match=says):
+            port_number(text)

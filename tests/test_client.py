@@ -25,6 +25,7 @@ from echod.client import (
     Session,
     Target,
     classify,
+    local_address,
     make_endpoint,
     parse_target,
     reached,
@@ -207,6 +208,18 @@ def test_with_source_sets_the_family_of_the_connection() -> None:
         with pytest.raises(ClientError, match=says) as e:
             with_source(given, source)
         assert e.value.code == USAGE
+
+
+def test_a_source_port_binds_any_address_of_either_version() -> None:
+    target = parse_target("h.test:7", False)
+    assert local_address(target) is None
+    alone = with_source(target, None, 40000)
+    assert (alone.family, local_address(alone)) == (None, ("", 40000))
+    both = with_source(target, "192.0.2.1", 40000)
+    assert (both.family, local_address(both)) == (4, ("192.0.2.1", 40000))
+    assert local_address(with_source(target, "192.0.2.1")) == ("192.0.2.1", 0)
+    with pytest.raises(ClientError, match="--source-port goes with HOST:PORT"):
+        with_source(parse_target("unix:path=/s", False), None, 40000)
 
 
 def test_a_source_address_that_cannot_be_bound_is_a_usage_error() -> None:

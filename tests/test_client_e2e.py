@@ -748,6 +748,63 @@ def test_source_address(start_daemon: DaemonStarter) -> None:
         assert len(lines) == 1 and says in lines[0], lines
 
 
+def test_source_port(start_daemon: DaemonStarter, tmp_path: Path) -> None:
+    """--source-port PORT (-p), as nc -p: the daemon logs the port, over TCP,
+    TLS and in bench (one connection); a UDP server sees the datagram come
+    from it; a port in use is one line, exit 2."""
+    make_certificates(tmp_path / "pki", ["127.0.0.1"])
+    pki = tmp_path / "pki"
+    daemon = start_daemon(
+        "--port", LOCAL, "--port", "ssl:0:interface=127.0.0.1",
+        "--tls-cert", str(pki / "server.pem"), "--tls-key", str(pki / "server.key"),
+    )  # fmt: skip
+    tcp, tls = (int(a.rsplit(":", 1)[1]) for a in daemon.addresses(2))
+    for args in (
+        ["client", "--count", "1", f"127.0.0.1:{tcp}"],
+        ["client", "--count", "1", "--cacert", str(pki / "ca.pem"),
+         f"tls:127.0.0.1:{tls}"],
+        ["bench", "-d", "1", "-c", "1", f"127.0.0.1:{tcp}"],
+    ):  # fmt: skip
+        local = free_port()
+        out = subprocess.run([ECHOD, *args, "-p", str(local)],
+                             capture_output=True, timeout=60)  # fmt: skip
+        assert out.returncode == 0, out
+        daemon.wait_for(rf"closed 127\.0\.0\.1:{local} ")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as server:
+        server.bind(("127.0.0.1", 0))
+        server.settimeout(30)
+        local = free_port()
+        with subprocess.Popen(
+            [ECHOD, "client", "--udp", "--count", "1", "--source-port", str(local),
+             f"127.0.0.1:{server.getsockname()[1]}"],
+            stdout=subprocess.DEVNULL,
+        ) as probe:  # fmt: skip
+            data, peer = server.recvfrom(65536)
+            server.sendto(data, peer)
+            assert probe.wait(timeout=30) == 0
+        assert peer == ("127.0.0.1", local)
+    with socket.socket() as taken, socket.socket(type=socket.SOCK_DGRAM) as taken_udp:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        taken_udp.bind(("127.0.0.1", taken.getsockname()[1]))
+        busy = str(taken.getsockname()[1])
+        for args, says in (
+            (["client", "--count", "1", "-p", busy, f"127.0.0.1:{tcp}"],
+             "cannot bind the source address: Address already in use"),
+            (["client", "--udp", "--count", "1", "-p", busy, f"127.0.0.1:{tcp}"],
+             "cannot bind the source address: Address already in use"),
+            (["bench", "-c", "2", "-p", busy, f"127.0.0.1:{tcp}"],
+             "--source-port gives one connection its port, and -c asks for 2"),
+            (["client", "-p", busy, f"tcp:127.0.0.1:{tcp}"],
+             "--source-port goes with HOST:PORT, not the endpoint string"),
+            (["client", "-p", "0", f"127.0.0.1:{tcp}"],
+             "argument -p/--source-port: '0': ports are 1 to 65535"),
+        ):  # fmt: skip
+            out = subprocess.run([ECHOD, *args], capture_output=True, timeout=60)
+            assert out.returncode == 2, out
+            assert says in out.stderr.decode().splitlines()[-1], out
+
+
 def test_source_address_over_tls(start_daemon: DaemonStarter, tmp_path: Path) -> None:
     """--source over TLS: the connection under the handshake comes from it."""
     make_certificates(tmp_path / "pki", ["127.0.0.1"])

@@ -279,6 +279,7 @@ class Capture:
         self.port = self.sock.getsockname()[1]
         self.requests: list[bytes] = []
         self.peers: list[str] = []
+        self.ports: list[int] = []
         threading.Thread(target=self._serve, daemon=True).start()
 
     def _serve(self) -> None:
@@ -288,6 +289,7 @@ class Capture:
             except OSError:
                 return
             self.peers.append(peer[0])
+            self.ports.append(peer[1])
             with conn:
                 conn.settimeout(10)
                 data = b""
@@ -646,6 +648,40 @@ def test_interface_picks_the_source_address(tmp_path: Path) -> None:
     ):  # fmt: skip
         run = fetch(*options, server.url(), cwd=tmp_path)
         assert run.code == code and run.stderr.count("\n") == 1, run
+        assert says in run.stderr, run
+
+
+def test_local_port_picks_the_source_port(tmp_path: Path) -> None:
+    """--local-port NUM[-NUM], as curl's: the server sees the port; in a range,
+    a port in use is passed over; alone, it is one line, exit 2."""
+    server = Capture()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        try:  # the port after it, free (or the test cannot say much)
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", busy + 1))
+        except OSError:
+            pytest.skip(f"port {busy + 1} is in use here")
+        run = fetch("--local-port", f"{busy}-{busy + 1}", "-o", "out",
+                    server.url(), cwd=tmp_path)  # fmt: skip
+        assert run.code == 0, run
+        assert server.ports[-1] == busy + 1
+        run = fetch("--local-port", str(busy), server.url(), cwd=tmp_path)
+        assert (run.code, run.stderr.count("\n")) == (2, 1), run
+        assert f"cannot bind the local port: {busy} (--local-port) in use" in run.stderr
+    local = free_port()
+    run = fetch("--local-port", str(local), "-o", "out", server.url(), cwd=tmp_path)
+    assert run.code == 0, run
+    assert server.ports[-1] == local
+    for text, says in (
+        ("0", "ports are 1 to 65535, the first no more than the last"),
+        ("9-8", "ports are 1 to 65535, the first no more than the last"),
+        ("x", "(write it as NUM or NUM-NUM)"),
+    ):
+        run = fetch("--local-port", text, server.url(), cwd=tmp_path)
+        assert (run.code, run.stderr.count("\n")) == (2, 1), run
         assert says in run.stderr, run
 
 

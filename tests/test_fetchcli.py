@@ -10,6 +10,7 @@ from echod.fetchcli import (
     build,
     bypasses_proxy,
     parse_connect_to,
+    parse_local_port,
     parse_resolve,
     parser,
     prefixed,
@@ -35,6 +36,15 @@ def test_parse_resolve() -> None:
     assert parse_resolve("h:80:[::1]") == ("h", 80, "::1")
     with pytest.raises(RequestError):
         parse_resolve("h:x:1.2.3.4")
+
+
+def test_parse_local_port() -> None:
+    assert parse_local_port(None) is None
+    assert parse_local_port("40000") == range(40000, 40001)
+    assert parse_local_port("1-65535") == range(1, 65536)
+    for text in ("0", "65536", "9-8", "x", "1-", "-2", "1-2-3", " 1"):
+        with pytest.raises(RequestError, match="bad --local-port"):
+            parse_local_port(text)
 
 
 def test_build(tmp_path: Path) -> None:
