@@ -2,18 +2,19 @@
 
 Each takes addresses and networks (CIDR), comma-separated, and may be given
 again; C{--allowfile} and C{--denyfile} read them from a file, one or more a
-line, C{#} starting a comment (as ncat's options of those names), once, at
-start. With C{--allow}, only the addresses it lists are served; an address
-C{--deny} lists is never served, even when C{--allow} lists it too (as in
-ncat). A connection over a UNIX socket has no address and is always served
-(the socket file's permissions say who may connect). Behind HAProxy
-(C{haproxy:} listeners) the address is the client's from the PROXY header.
+line, C{#} starting a comment (as ncat's options of those names), at start
+and again on SIGHUP (L{AccessSources}). With C{--allow}, only the addresses
+it lists are served; an address C{--deny} lists is never served, even when
+C{--allow} lists it too (as in ncat). A connection over a UNIX socket has
+no address and is always served (the socket file's permissions say who may
+connect). Behind HAProxy (C{haproxy:} listeners) the address is the client's
+from the PROXY header.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from echod.limits import plain_host
 
@@ -57,12 +58,29 @@ def read_networks(path: str) -> tuple[Network, ...]:
     return tuple(networks)
 
 
+class AccessFileError(Exception):
+    """A file of C{--allowfile} or C{--denyfile} that cannot be read or has a
+    bad line; the message names the option, the file and the line."""
+
+
+def networks_in_file(option: str, path: str) -> tuple[Network, ...]:
+    """L{read_networks}, or L{AccessFileError} naming C{option} and the file."""
+    try:
+        return read_networks(path)
+    except OSError as e:
+        raise AccessFileError(f"{option}: cannot read {path}: {e.strerror}") from None
+    except ValueError as e:
+        raise AccessFileError(f"{option}: {e}") from None
+
+
 @dataclass(frozen=True)
 class AccessList:
     """The networks allowed (none listed: everyone) and denied."""
 
     allow: tuple[Network, ...] = ()
     deny: tuple[Network, ...] = ()
+    sources: AccessSources | None = field(default=None, compare=False)
+    """Where the lists came from, to read them again (SIGHUP)."""
 
     def permits(self, host: str | None) -> bool:
         """Whether the client at C{host} may be served (None: no address)."""
@@ -83,6 +101,39 @@ class AccessList:
             return ",".join(map(str, networks)) or empty
 
         return f"allow={listed(self.allow, 'all')} deny={listed(self.deny, 'none')}"
+
+
+@dataclass(frozen=True)
+class AccessSources:
+    """What C{--allow}, C{--deny}, C{--allowfile} and C{--denyfile} gave: the
+    networks named on the command line and the files, which are read at
+    start and again on SIGHUP."""
+
+    allow: tuple[Network, ...] = ()
+    deny: tuple[Network, ...] = ()
+    allow_files: tuple[str, ...] = ()
+    deny_files: tuple[str, ...] = ()
+
+    def load(self) -> AccessList:
+        """The access list as the files say now; L{AccessFileError} for a
+        file that will not do."""
+
+        def listed(
+            networks: tuple[Network, ...], option: str, paths: tuple[str, ...]
+        ) -> tuple[Network, ...]:
+            return networks + tuple(
+                network for path in paths for network in networks_in_file(option, path)
+            )
+
+        return AccessList(
+            listed(self.allow, "--allowfile", self.allow_files),
+            listed(self.deny, "--denyfile", self.deny_files),
+            self,
+        )
+
+    def files(self) -> tuple[str, ...]:
+        """Every file listed, for messages: those a reload reads."""
+        return self.allow_files + self.deny_files
 
 
 EVERYONE = AccessList()

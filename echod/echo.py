@@ -366,13 +366,15 @@ class EchoFactory(Factory):
         self.on_empty: Callable[[], None] | None = None
         """Called each time the last open connection has ended."""
         self.idle_sweeper = IdleSweeper(self, settings.idle_timeout)
+        self.access = settings.access
+        """Who is served: the settings' list, until a SIGHUP reads its files again."""
 
     def buildProtocol(self, addr: IAddress | None) -> Protocol:
         """An L{EchoProtocol}, or a L{RefusedProtocol} if a limit says no."""
         key = client_key(addr) if addr is not None else None
         if self.draining:
             reason: str | None = "draining"
-        elif not self.settings.access.permits(key):
+        elif not self.access.permits(key):
             reason = "denied"
         else:
             reason = self.limits.refusal(key)

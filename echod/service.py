@@ -27,7 +27,7 @@ from twisted.logger import ILogObserver, Logger
 from twisted.python.components import Componentized
 from twisted.python.failure import Failure
 
-from echod.access import EVERYONE
+from echod.access import EVERYONE, AccessFileError, AccessSources
 from echod.echo import EchoFactory, EchoProtocol, format_address
 from echod.endpointerrors import (
     empty_unix_path,
@@ -205,8 +205,9 @@ class EchoService(Service):
             WriteThroughEchoProtocol if settings.write_through else EchoProtocol,
         )
         self.tls_servers: list[ServerTLS | SNIDirectory] = []
+        self.udp_protocols: list[UDPEchoProtocol] = []
         self.handle_sighup = False
-        """Reload TLS on SIGHUP (set under twistd; not in tests of the service)."""
+        """Reload on SIGHUP (set under twistd; not in tests of the service)."""
         self.endpoints = [(d, self._endpoint(d)) for d in settings.ports]
         self.listening: list[tuple[str, IListeningPort]] = []
         self.metrics_port: IListeningPort | None = None
@@ -302,12 +303,30 @@ class EchoService(Service):
             tcp = TCP4ServerEndpoint(self.reactor, port, backlog, interface)
         return TLSServerEndpoint(server, tcp)
 
-    def reload_tls(self) -> None:
-        """Reload every TLS listener's key pairs (SIGHUP)."""
-        if not self.tls_servers:
-            log.info("SIGHUP: no TLS listener to reload")
+    def reload(self) -> None:
+        """SIGHUP: reload every TLS listener's key pairs, and read the files
+        of --allowfile and --denyfile again."""
+        sources = self.settings.access.sources
+        files = sources.files() if sources is not None else ()
+        if not (self.tls_servers or files):
+            log.info("SIGHUP: nothing to reload (no TLS listener, no access file)")
         for server in self.tls_servers:
             server.reload()
+        if sources is not None and files:
+            self.reload_access(sources)
+
+    def reload_access(self, sources: AccessSources) -> None:
+        """Serve new clients by the access files as they are now; on a file
+        that will not do, keep the lists in force and say why."""
+        try:
+            access = sources.load()
+        except AccessFileError as e:
+            log.error("access reload refused, the old lists stay: {e}", e=str(e))
+            return
+        self.factory.access = access
+        for protocol in self.udp_protocols:
+            protocol.access = access
+        log.info("access reloaded: {rules}", rules=access.describe(), event="access")
 
     def listen(self) -> None:
         """Bind every stream and UDP listener now, or raise L{ListenError}."""
@@ -320,8 +339,9 @@ class EchoService(Service):
             for udp in self.settings.udp:
                 udp_reactor: IReactorUDP = self.reactor
                 protocol = UDPEchoProtocol(
-                    udp, self.stats, self.reactor, self.settings.access
+                    udp, self.stats, self.reactor, self.factory.access
                 )
+                self.udp_protocols.append(protocol)
                 desc = f"udp:{udp.port}" + (
                     f":interface={udp.interface}" if udp.interface else ""
                 )
@@ -377,7 +397,7 @@ class EchoService(Service):
         if self.handle_sighup:  # before the first line that says we listen
             signal.signal(
                 signal.SIGHUP,
-                lambda *_: self.reactor.callFromThread(self.reload_tls),
+                lambda *_: self.reactor.callFromThread(self.reload),
             )
         for description, port in self.listening:
             log.info(

@@ -17,7 +17,13 @@ from twisted.application.service import IService
 from twisted.python import usage
 
 from echod import __version__
-from echod.access import AccessList, Network, parse_networks, read_networks
+from echod.access import (
+    EVERYONE,
+    AccessFileError,
+    AccessSources,
+    Network,
+    parse_networks,
+)
 from echod.cli import options_apply
 from echod.fdlimit import raise_file_limit
 from echod.reactor import enable_busy_poll, install_if_unset
@@ -80,17 +86,6 @@ def networks_option(option: str, value: str) -> tuple[Network, ...]:
     """The networks of C{--allow} or C{--deny}, or a usage error naming it."""
     try:
         return parse_networks(value)
-    except ValueError as e:
-        raise usage.UsageError(f"{option}: {e}") from None
-
-
-def networks_file(option: str, path: str) -> tuple[Network, ...]:
-    """The networks listed in the file of C{--allowfile} or C{--denyfile}, or
-    a usage error naming it."""
-    try:
-        return read_networks(path)
-    except OSError as e:
-        raise usage.UsageError(f"{option}: cannot read {path}: {e.strerror}") from None
     except ValueError as e:
         raise usage.UsageError(f"{option}: {e}") from None
 
@@ -249,6 +244,9 @@ class Options(usage.Options):
         self["udp"] = []
         self["allow"] = []
         self["deny"] = []
+        self["allowfile"] = []
+        self["denyfile"] = []
+        self["access"] = EVERYONE
         self["log-file"] = None
 
     def opt_port(self, description: str) -> None:
@@ -273,12 +271,12 @@ class Options(usage.Options):
 
     def opt_allowfile(self, path: str) -> None:
         """As --allow, for each address and network listed in FILE (one or
-        more a line; # comments; read at start)."""
-        self["allow"].extend(networks_file("--allowfile", path))
+        more a line; # comments; read at start and on SIGHUP)."""
+        self["allowfile"].append(path)
 
     def opt_denyfile(self, path: str) -> None:
         """As --deny, for each address and network listed in FILE."""
-        self["deny"].extend(networks_file("--denyfile", path))
+        self["denyfile"].append(path)
 
     def opt_version(self) -> None:
         """Print echod's version and exit."""
@@ -300,6 +298,16 @@ class Options(usage.Options):
             raise usage.UsageError("--tls-key needs --tls-cert")
         self._check_tls_options_apply()
         self._check_udp_options_apply()
+        sources = AccessSources(
+            tuple(self["allow"]),
+            tuple(self["deny"]),
+            tuple(self["allowfile"]),
+            tuple(self["denyfile"]),
+        )
+        try:
+            self["access"] = sources.load()
+        except AccessFileError as e:
+            raise usage.UsageError(str(e)) from None
         twistd = getattr(self, "parent", None)  # twistd's own options, under twistd
         if twistd is not None:
             check_twistd_options(twistd, self["log-format"])
@@ -378,7 +386,7 @@ class Options(usage.Options):
             write_through=not self["no-write-through"],
             reuse_port=bool(self["reuse-port"]),
             udp=udp,
-            access=AccessList(tuple(self["allow"]), tuple(self["deny"])),
+            access=self["access"],
             tls_cert=Path(self["tls-cert"]) if self["tls-cert"] else None,
             tls_key=Path(self["tls-key"]) if self["tls-key"] else None,
             tls_min_version=self["tls-min-version"],

@@ -6,7 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from echod.access import AccessList, parse_networks, read_networks
+from echod.access import (
+    AccessFileError,
+    AccessList,
+    AccessSources,
+    parse_networks,
+    read_networks,
+)
 
 
 def networks(*texts: str) -> AccessList:
@@ -70,3 +76,26 @@ def test_read_networks(tmp_path: Path) -> None:
     listed.write_bytes(b"\x80\xff")
     with pytest.raises(ValueError, match="is not a text file of addresses"):
         read_networks(str(listed))
+
+
+def test_sources_load_the_files_as_they_are_now(tmp_path: Path) -> None:
+    allow, deny = tmp_path / "allow", tmp_path / "deny"
+    allow.write_text("10.0.0.0/8\n")
+    deny.write_text("10.0.0.7\n")
+    sources = AccessSources(
+        parse_networks("192.0.2.1"), (), (str(allow),), (str(deny),)
+    )
+    first = sources.load()
+    assert first.describe() == "allow=192.0.2.1/32,10.0.0.0/8 deny=10.0.0.7/32"
+    assert first.sources is sources and sources.files() == (str(allow), str(deny))
+    assert first == AccessList(first.allow, first.deny)  # the sources aside
+    allow.write_text("172.16.0.0/12\n")
+    assert sources.load().describe() == (
+        "allow=192.0.2.1/32,172.16.0.0/12 deny=10.0.0.7/32"
+    )
+    deny.unlink()
+    with pytest.raises(AccessFileError, match=r"^--denyfile: cannot read .*/deny: No"):
+        sources.load()
+    deny.write_text("bad\n")
+    with pytest.raises(AccessFileError, match=r"^--denyfile: .*/deny, line 1: 'bad'"):
+        sources.load()

@@ -1143,6 +1143,56 @@ def test_allowfile_and_denyfile(start_daemon: DaemonStarter, tmp_path: Path) -> 
         assert says.format(path=path) in out.stderr, out
 
 
+def test_sighup_reads_the_access_files_again(
+    start_daemon: DaemonStarter, tmp_path: Path
+) -> None:
+    """As the TLS files: SIGHUP reads --allowfile and --denyfile again, for new
+    clients (TCP and UDP); open connections stay; a file that will not do
+    keeps the lists in force, and says why."""
+    allow = tmp_path / "allow"
+    allow.write_text("127.0.0.2\n")
+    udp = free_port()
+    daemon = start_daemon(
+        "--port", LOCAL, "--udp", f"127.0.0.1:{udp}", "--allowfile", str(allow),
+        "--allow", "127.0.0.3",
+    )  # fmt: skip
+    port = daemon.tcp_port()
+    daemon.wait_for(rf"listening on udp:{udp}")
+
+    def udp_echoed(source: str) -> bool:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.bind((source, 0))
+            sock.settimeout(0.5)
+            sock.sendto(b"datagram", ("127.0.0.1", udp))
+            try:
+                return sock.recv(100) == b"datagram"
+            except TimeoutError:
+                return False
+
+    assert not echoed_from("127.0.0.1", "127.0.0.1", port)
+    assert not udp_echoed("127.0.0.1")
+    with connect("127.0.0.1", port, source="127.0.0.2") as held:
+        assert round_trip(held, b"before") == b"before"
+        allow.write_text("# now the whole of loopback\n127.0.0.0/8\n")
+        daemon.process.send_signal(signal.SIGHUP)
+        daemon.wait_for(r"access reloaded: allow=127\.0\.0\.3/32,127\.0\.0\.0/8 ")
+        assert echoed_from("127.0.0.1", "127.0.0.1", port)
+        assert udp_echoed("127.0.0.1")
+        allow.write_text("127.0.0.5\nexample.com\n")
+        daemon.process.send_signal(signal.SIGHUP)
+        daemon.wait_for(
+            rf"access reload refused, the old lists stay: --allowfile: {allow}, "
+            r"line 2: 'example\.com' is not an IP address"
+        )
+        assert echoed_from("127.0.0.1", "127.0.0.1", port)  # the old lists
+        allow.write_text("127.0.0.5\n")
+        daemon.process.send_signal(signal.SIGHUP)
+        daemon.wait_for(r"access reloaded: allow=127\.0\.0\.3/32,127\.0\.0\.5/32 ")
+        assert not echoed_from("127.0.0.2", "127.0.0.1", port)  # new clients
+        assert round_trip(held, b"after") == b"after"  # an open one stays
+    assert daemon.process.poll() is None
+
+
 @pytest.mark.parametrize(
     ("option", "value"), [("--allow", "example.com"), ("--deny", "10.0.0.0/33")]
 )

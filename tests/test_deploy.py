@@ -93,11 +93,11 @@ def test_security_exposure_at_most_2(units: Path, service: str) -> None:
 
 
 def run_as_notify_unit(
-    command: list[str], cwd: Path, exercise: Callable[[], None]
+    command: list[str], cwd: Path, exercise: Callable[[int], None]
 ) -> tuple[int, str]:
     """Run a unit's command as systemd runs a Type=notify unit with a watchdog.
 
-    It must say READY=1 with its own pid as MAINPID; C{exercise} then runs;
+    It must say READY=1 with its own pid as MAINPID; C{exercise(pid)} then runs;
     WATCHDOG=1 must come; SIGTERM must bring STOPPING=1. Returns the exit
     status and the output, which must hold no traceback.
     """
@@ -109,7 +109,7 @@ def run_as_notify_unit(
         ready = notify.wait_for("READY=1")
         assert f"MAINPID={daemon.pid}" in ready.lines
         assert ready.pid == daemon.pid  # the kernel's word too
-        exercise()
+        exercise(daemon.pid)
         notify.wait_for("WATCHDOG=1")
         daemon.send_signal(signal.SIGTERM)
         notify.wait_for("STOPPING=1")
@@ -123,10 +123,10 @@ def run_as_notify_unit(
     return code, out
 
 
-def echoes(port: int, count: int) -> Callable[[], None]:
+def echoes(port: int, count: int) -> Callable[[int], None]:
     """Check C{count} connections to 127.0.0.1:C{port}, one round trip each."""
 
-    def exercise() -> None:
+    def exercise(main_pid: int = 0) -> None:
         for _ in range(count):
             with connect("127.0.0.1", port) as sock:
                 assert round_trip(sock, b"unit") == b"unit"
@@ -140,10 +140,21 @@ def test_unit_command_notifies_ready_watchdog_stopping(tmp_path: Path) -> None:
     command = exec_start(
         "echod.service", {"tcp6:7:": f"tcp6:{port}:", ":9107:": f":{metrics}:"}
     )
-    # IPv4 through the dual-stack listener.
-    code, out = run_as_notify_unit(command, tmp_path, echoes(port, 1))
+    reload: list[subprocess.CompletedProcess[bytes]] = []
+
+    def echo_and_reload(main_pid: int) -> None:
+        echoes(port, 1)(main_pid)  # IPv4 through the dual-stack listener
+        # ExecReload (systemctl reload), as systemd runs it for this daemon
+        line = unit_settings("echod.service")["ExecReload"][-1]
+        args = [arg.replace("$MAINPID", str(main_pid)) for arg in shlex.split(line)]
+        reload.append(subprocess.run(args, capture_output=True, timeout=30))
+        echoes(port, 1)(main_pid)  # still serving
+
+    code, out = run_as_notify_unit(command, tmp_path, echo_and_reload)
     assert code in (0, -signal.SIGTERM)
-    assert re.search(r"closed 127\.0\.0\.1:\d+ in=4 out=4", out), out
+    assert reload[0].returncode == 0, reload
+    assert "SIGHUP: nothing to reload (no TLS listener, no access file)" in out, out
+    assert len(re.findall(r"closed 127\.0\.0\.1:\d+ in=4 out=4", out)) == 2, out
 
 
 def test_workers_drop_in_notifies_for_its_workers(tmp_path: Path) -> None:
