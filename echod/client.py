@@ -591,7 +591,16 @@ def run_pipe(
             code = ended(reason)
             if code:
                 sys.stderr.write(f"echod client: {classify(reason)}\n")
-        bridge.close_stdio().addCallback(lambda _: done.callback(code))
+        flushed = bridge.close_stdio()
+        if idle:  # as nc -w: a reader of stdout that takes nothing does not hold us
+            flushed.addTimeout(idle, reactor)
+        flushed.addCallbacks(lambda _: done.callback(code), stdout_stuck)
+
+    def stdout_stuck(failure: Failure) -> None:
+        failure.trap(defer.TimeoutError)
+        if not bridge.timed_out:  # else that was said already
+            sys.stderr.write(f"echod client: timed out writing to stdout ({idle:g}s)\n")
+        done.callback(TIMEOUT)
 
     session.on_close(finished)
     if idle:
@@ -982,7 +991,7 @@ def parser() -> argparse.ArgumentParser:
         "--timeout",
         type=float,
         default=None,
-        help="seconds for connecting, and for an idle peer (pipe mode)",
+        help="seconds for connecting, and for an idle peer or stdout (pipe mode)",
     )
     p.add_argument("--count", type=int, help="probe: send this many messages")
     p.add_argument("--size", type=int, default=64, help="probe: bytes per message")

@@ -170,8 +170,9 @@ class FetchObserver:
     def resolved(self, host: str, addresses: list[str]) -> None:
         """The name was looked up."""
 
-    def connected(self, peer: str) -> None:
-        """A TCP connection was made to C{peer}."""
+    def connected(self, peer: str, local: str | None = None) -> None:
+        """A TCP connection was made to C{peer}, from C{local} when the local
+        address or port was asked for (C{--interface}, C{--local-port})."""
 
     def tls_established(self, description: str) -> None:
         """The TLS handshake completed."""
@@ -290,7 +291,11 @@ class FetchProtocol(Protocol):
         self.timing.mark("connect")
         peer = self.transport.getPeer()  # type: ignore[union-attr]
         self.peer = host_port(getattr(peer, "host", "?"), getattr(peer, "port", "?"))
-        self.observer.connected(self.peer)
+        local = None
+        if self.options.source is not None or self.options.local_ports is not None:
+            host = self.transport.getHost()  # type: ignore[union-attr]
+            local = host_port(getattr(host, "host", "?"), getattr(host, "port", "?"))
+        self.observer.connected(self.peer, local)
         if self.request.url.tls and self.connect_deadline is not None:
             left = max(0.0, self.connect_deadline - time.perf_counter())
             self._arm("handshake", left, "TLS handshake timed out (--connect-timeout)")

@@ -181,9 +181,9 @@ class CommandObserver(FetchObserver):
         """Say what the name resolved to."""
         self.info(f"{host} is {', '.join(addresses)}")
 
-    def connected(self, peer: str) -> None:
-        """Say where we connected."""
-        self.info(f"connected to {peer}")
+    def connected(self, peer: str, local: str | None = None) -> None:
+        """Say where we connected (and from where, when that was asked for)."""
+        self.info(f"connected to {peer}" + (f" from {local}" if local else ""))
 
     def tls_established(self, description: str) -> None:
         """Say which TLS session was made."""

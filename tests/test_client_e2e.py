@@ -86,6 +86,24 @@ def test_pipe_mode_a_slow_reader_of_stdout_gets_every_byte(
     assert out == data
 
 
+def test_pipe_mode_timeout_bounds_the_wait_for_a_stuck_stdout(
+    start_daemon: DaemonStarter, tmp_path: Path
+) -> None:
+    """With --timeout, a reader of stdout that takes nothing does not hold the
+    end forever (as nc -w): one line, exit 6."""
+    port = start_daemon("--port", LOCAL).tcp_port()
+    source = tmp_path / "in.bin"
+    source.write_bytes(random.Random(8).randbytes(100 << 10))  # more than a pipe
+    with source.open("rb") as stdin, subprocess.Popen(
+        [ECHOD, "client", "--timeout", "1", f"127.0.0.1:{port}"], stdin=stdin,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    ) as client:  # fmt: skip
+        code = client.wait(timeout=30)  # stdout is never read meanwhile
+        assert client.stderr is not None
+        err = client.stderr.read()
+    assert (code, err) == (6, b"echod client: timed out writing to stdout (1s)\n")
+
+
 def test_probe_mode_summary(start_daemon: DaemonStarter) -> None:
     port = start_daemon("--port", LOCAL).tcp_port()
     out = client("--count", "5", "--size", "256", f"127.0.0.1:{port}")

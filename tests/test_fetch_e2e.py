@@ -672,9 +672,14 @@ def test_local_port_picks_the_source_port(tmp_path: Path) -> None:
         assert (run.code, run.stderr.count("\n")) == (2, 1), run
         assert f"cannot bind the local port: {busy} (--local-port) in use" in run.stderr
     local = free_port()
-    run = fetch("--local-port", str(local), "-o", "out", server.url(), cwd=tmp_path)
+    run = fetch("-v", "--local-port", str(local), "-o", "out", server.url(),
+                cwd=tmp_path)  # fmt: skip
     assert run.code == 0, run
     assert server.ports[-1] == local
+    # -v names the local end, as curl's "Local port"
+    assert f"* connected to 127.0.0.1:{server.port} from 127.0.0.1:{local}\n" in (
+        run.stderr
+    )
     for text, says in (
         ("0", "ports are 1 to 65535, the first no more than the last"),
         ("9-8", "ports are 1 to 65535, the first no more than the last"),
