@@ -132,7 +132,7 @@ class AccessSources:
         )
 
     def files(self) -> tuple[str, ...]:
-        """Every file listed, for messages: those a reload reads."""
+        """Every file listed: what a reload reads (none: nothing to reload)."""
         return self.allow_files + self.deny_files
 
 

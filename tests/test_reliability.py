@@ -778,16 +778,3 @@ def test_figures_file_is_json_lines(
     line = json.loads(out.read_text())
     assert line["rerun"] == "python -m pytest 'tests/x.py::case'"
     assert (line["case"], line["figure"], line["scale"]) == ("case", "figure", SCALE)
-
-
-def test_closed_by_peer_may_allow_an_alert_first() -> None:
-    """The helper the TLS test above relies on: bytes before the close count
-    against C{allow_bytes}; EOF and reset are a close."""
-    cases = [(b"", 0, True), (b"\x15" * 7, 7, True), (b"\x15" * 7, 0, False),
-             (b"x" * 8, 7, False)]  # fmt: skip
-    for sent, allowed, closed in cases:
-        a, b = socket.socketpair()
-        with a, b:
-            b.sendall(sent)
-            b.close()
-            assert closed_by_peer(a, timeout=2, allow_bytes=allowed) is closed
