@@ -239,3 +239,31 @@ def test_allow_and_deny_match_the_client_behind_haproxy(
     assert not echoed_from("127.0.0.4", "127.0.0.1", frontend)
     daemon.wait_for(r"closed 127\.0\.0\.3:\d+ in=14 out=14")
     daemon.wait_for(r"refused 127\.0\.0\.4:\d+: denied")
+
+
+def test_the_idle_timeout_is_a_normal_end_in_haproxy_s_log(
+    start_daemon: DaemonStarter, haproxies: list[HAProxy], tmp_path: Path
+) -> None:
+    """echod's idle close is a server's ordinary close: HAProxy's log ends the
+    session normally (C{--}); the reset it was ended it as a server abort
+    (C{SD}, an error in HAProxy's counters)."""
+    daemon = start_daemon("--port", "tcp:0:interface=127.0.0.1", "--idle-timeout", "1")
+    frontend = free_port()
+    config = "global\n    log stdout format raw local0\n" + simple_config(
+        frontend, daemon.tcp_port(), ""
+    ).replace("defaults\n", "defaults\n    log global\n    option tcplog\n")
+    haproxy = HAProxy(config, tmp_path, frontend)
+    haproxies.append(haproxy)
+    with connect("127.0.0.1", frontend) as sock:
+        assert round_trip(sock, b"then idle") == b"then idle"
+        assert closed_by_peer(sock, timeout=10)
+    daemon.wait_for(r"closed \S+ in=9 out=9 .*reason=idle-timeout")
+    haproxy.stop()
+    assert haproxy.process.stdout is not None
+    logged = [
+        line
+        for line in haproxy.process.stdout.read().splitlines()
+        if " fe be/echod " in line and " 9 " in line  # our session: 9 bytes back
+    ]
+    assert len(logged) == 1, logged
+    assert " 9 -- " in logged[0], logged
