@@ -75,13 +75,18 @@ def add_family_options(group: argparse._ActionsContainer, long: bool) -> None:
         negative_optionals.clear()
 
 
+def is_port(number: int) -> bool:
+    """Whether C{number} is a TCP or UDP port a peer can have: 1 to 65535."""
+    return 1 <= number <= 65535
+
+
 def port_number(text: str) -> int:
     """An argparse type: a TCP or UDP port number, 1 to 65535."""
     try:
         port = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 1 <= port <= 65535:
+    if not is_port(port):
         raise argparse.ArgumentTypeError(f"{text!r}: ports are 1 to 65535")
     return port
 

@@ -51,7 +51,13 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from echod.cli import add_family_options, options_apply, parse_arguments, port_number
+from echod.cli import (
+    add_family_options,
+    is_port,
+    options_apply,
+    parse_arguments,
+    port_number,
+)
 from echod.echo import can_half_close
 from echod.endpointerrors import empty_unix_path, parse_error_message
 from echod.hostnames import HostNameError, ascii_host, host_port
@@ -163,7 +169,7 @@ def is_ipv6(text: str) -> bool:
 def checked_port(text: str, port_text: str) -> int:
     """C{port_text} as a port number, or L{ClientError} (usage) naming C{text}."""
     port = int(port_text)
-    if not 1 <= port <= 65535:
+    if not is_port(port):
         raise ClientError(USAGE, f"bad port in {text!r}: ports are 1 to 65535")
     return port
 

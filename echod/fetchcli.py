@@ -29,7 +29,7 @@ from typing import IO, Any
 
 from twisted.python.failure import Failure
 
-from echod.cli import add_family_options, parse_arguments
+from echod.cli import add_family_options, is_port, parse_arguments
 from echod.client import OK, USAGE, ClientError
 from echod.fetch import (
     HTTP_ERROR,
@@ -322,7 +322,7 @@ def parse_connect_to(text: str) -> tuple[str, int | None, str, int | None]:
         raise bad from None
     numbers: list[int | None] = []
     for number in (port, to_port):
-        if number and not (number.isdigit() and 1 <= int(number) <= 65535):
+        if number and not (number.isdigit() and is_port(int(number))):
             raise bad
         numbers.append(int(number) if number else None)
     try:
@@ -340,7 +340,7 @@ def parse_local_port(text: str | None) -> range | None:
     if not (first.isdigit() and (last.isdigit() or not dash)):
         raise RequestError(f"bad --local-port {text!r} (write it as NUM or NUM-NUM)")
     low, high = int(first), int(last or first)
-    if not 1 <= low <= high <= 65535:
+    if not (is_port(low) and is_port(high) and low <= high):
         raise RequestError(
             f"bad --local-port {text!r}: ports are 1 to 65535, the first no more "
             "than the last"

@@ -20,6 +20,10 @@ ON_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 LISTENING = re.compile(r"listening on (?P<endpoint>[^\s\"]+) at (?P<address>[^\s\"]+)")
 
 
+ECHOD = str(Path(sys.executable).with_name("echod"))
+"""The echod command beside the running interpreter (the venv under test)."""
+
+
 def twistd_path() -> str:
     """The twistd beside the running interpreter (the venv under test)."""
     candidate = Path(sys.executable).with_name("twistd")

@@ -8,7 +8,6 @@ import signal
 import socket
 import socketserver
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,13 +18,12 @@ from typing import Any
 import pytest
 
 from tests.certs import self_signed
-from tests.daemon import DaemonStarter, need_tool, terminate
+from tests.daemon import ECHOD, DaemonStarter, need_tool, terminate
 from tests.haproxy import HAProxy, simple_config
 from tests.launch import prepared
 from tests.peers import connect_when_up, free_port
 
 LOCAL = "tcp:0:interface=127.0.0.1"
-ECHOD = str(Path(sys.executable).with_name("echod"))
 
 
 def bench(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

@@ -11,7 +11,6 @@ import shutil
 import socket
 import struct
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -21,13 +20,12 @@ import pytest
 
 from echod.certs import make_certificates
 from tests.certs import issue, private_ca
-from tests.daemon import DaemonStarter
+from tests.daemon import ECHOD, DaemonStarter
 from tests.netns import LinkLocalNamespace
 from tests.peers import free_port
 from tests.terminal import Terminal
 
 LOCAL = "tcp:0:interface=127.0.0.1"
-ECHOD = str(Path(sys.executable).with_name("echod"))
 
 
 def client(

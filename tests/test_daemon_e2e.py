@@ -21,7 +21,7 @@ import pytest
 
 from echod.proxy import HEADER_TIMEOUT
 from tests.certs import self_signed
-from tests.daemon import Daemon, DaemonStarter, need_tool, twistd_path
+from tests.daemon import ECHOD, Daemon, DaemonStarter, need_tool, twistd_path
 from tests.netns import LinkLocalNamespace
 from tests.peers import (
     closed_by_peer,
@@ -35,7 +35,6 @@ from tests.peers import (
 )
 
 LOCAL = "tcp:0:interface=127.0.0.1"
-ECHOD = str(Path(sys.executable).with_name("echod"))
 
 
 def test_no_argument_serves_tcp_10000(start_daemon: DaemonStarter) -> None:

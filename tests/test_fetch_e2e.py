@@ -28,7 +28,7 @@ import pexpect
 import pytest
 
 from tests.certs import issue, private_ca
-from tests.daemon import need_tool
+from tests.daemon import ECHOD, need_tool
 from tests.hostile import HostileServer, hostile_server
 from tests.httpapps import pattern
 from tests.launch import prepared
@@ -37,7 +37,6 @@ from tests.nginx import Nginx
 from tests.peers import free_port
 from tests.terminal import Terminal
 
-ECHOD = str(Path(sys.executable).with_name("echod"))
 BIG = 24 << 20
 
 
@@ -668,6 +667,16 @@ def test_local_port_picks_the_source_port(tmp_path: Path) -> None:
                     server.url(), cwd=tmp_path)  # fmt: skip
         assert run.code == 0, run
         assert server.ports[-1] == busy + 1
+        with socket.socket() as next_taken:  # now the whole range is in use
+            next_taken.bind(("127.0.0.1", busy + 1))
+            next_taken.listen()
+            run = fetch("--local-port", f"{busy}-{busy + 1}", server.url(),
+                        cwd=tmp_path)  # fmt: skip
+        assert (run.code, run.stderr.count("\n")) == (2, 1), run
+        assert (
+            f"cannot bind the local port: {busy}-{busy + 1} (--local-port) in use"
+            in run.stderr
+        ), run
         run = fetch("--local-port", str(busy), server.url(), cwd=tmp_path)
         assert (run.code, run.stderr.count("\n")) == (2, 1), run
         assert f"cannot bind the local port: {busy} (--local-port) in use" in run.stderr

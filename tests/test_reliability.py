@@ -33,7 +33,7 @@ from twisted.python.failure import Failure
 
 from echod.fetch import FetchError
 from tests.certs import issue, private_ca
-from tests.daemon import DaemonStarter, need_tool, terminate
+from tests.daemon import ECHOD, DaemonStarter, need_tool, terminate
 from tests.fetchfuzz import KNOWN, Exchange, cut, response_like
 from tests.haproxy import HAProxy, simple_config
 from tests.peers import (
@@ -48,7 +48,6 @@ from tests.reliability import SCALE, open_fds, raise_file_limit_to, record, scal
 
 LOCAL = "tcp:0:interface=127.0.0.1"
 ROOT = Path(__file__).resolve().parent.parent
-ECHOD = str(Path(sys.executable).with_name("echod"))
 
 Report = Callable[[str, str], None]
 

@@ -5,15 +5,11 @@ from __future__ import annotations
 import errno
 import os
 import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 from echod.stdstreams import ReportStdout
-from tests.daemon import DaemonStarter
+from tests.daemon import ECHOD, DaemonStarter
 from tests.launch import prepared
-
-ECHOD = str(Path(sys.executable).with_name("echod"))
 
 
 def test_a_report_to_a_gone_reader_is_dropped_quietly() -> None:

@@ -20,11 +20,9 @@ import pytest
 
 from echod.certs import make_certificates
 from tests.certs import issue, private_ca, self_signed
-from tests.daemon import Daemon, DaemonStarter, need_tool
+from tests.daemon import ECHOD, Daemon, DaemonStarter, need_tool
 from tests.peers import closed_by_peer, connect, free_port, round_trip
 from tests.terminal import Terminal
-
-ECHOD = str(Path(sys.executable).with_name("echod"))
 
 
 def ssl_daemon(

@@ -23,11 +23,9 @@ from echod.workers import (
     worker_environment,
 )
 from tests.certs import self_signed
-from tests.daemon import need_tool, terminate
+from tests.daemon import ECHOD, need_tool, terminate
 from tests.notify import NotifySocket
 from tests.peers import connect, connect_when_up, free_port, round_trip
-
-ECHOD = str(Path(sys.executable).with_name("echod"))
 
 
 def start_workers(
