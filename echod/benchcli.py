@@ -25,12 +25,12 @@ from typing import Any
 from twisted.internet.protocol import Factory
 from twisted.python.failure import Failure
 
-from echod.cli import parse_arguments
 from echod.client import (
     OK,
     USAGE,
     add_target_arguments,
     classify,
+    parse_target_arguments,
     target_endpoint,
 )
 from echod.fdlimit import raise_file_limit
@@ -220,7 +220,7 @@ def report(f: dict[str, Any]) -> str:
 
 def main(argv: Sequence[str]) -> int:
     """Run ``echod bench``; the result is the exit code."""
-    args = parse_arguments(parser(), argv)
+    args = parse_target_arguments(parser(), argv)
     if isinstance(args, int):
         return args
     complaint = check(args, raise_file_limit())

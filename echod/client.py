@@ -880,8 +880,12 @@ def close_session(session: Session) -> None:
 # The command.
 
 
-def add_target_arguments(p: argparse.ArgumentParser) -> None:
-    """The target and its TLS options, shared by ``echod client`` and ``bench``."""
+def add_target_arguments(p: argparse.ArgumentParser, nc_letters: bool = False) -> None:
+    """The target and its TLS options, shared by ``echod client`` and ``bench``.
+
+    C{nc_letters}: C{--source} is also nc's C{-s} (``bench`` has C{-s} for
+    its size).
+    """
     p.add_argument(
         "target",
         nargs="?",
@@ -889,8 +893,14 @@ def add_target_arguments(p: argparse.ArgumentParser) -> None:
         help="HOST:PORT, tls:HOST:PORT, or a Twisted client endpoint "
         f"(default {DEFAULT_TARGET})",
     )
+    p.add_argument(
+        "port",
+        nargs="?",
+        help="the port, when TARGET is a host alone: HOST PORT, as nc takes them",
+    )
     add_family_options(p, long=False)
     p.add_argument(
+        *(["-s"] if nc_letters else []),
         "--source",
         metavar="ADDRESS",
         help="connect from this local address (as nc -s); its IP version is "
@@ -914,6 +924,49 @@ def add_target_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="do not verify the server's certificate (warns)",
     )
+
+
+def joined_target(target: str, port: str | None) -> str:
+    """nc's C{HOST PORT} as one target: C{HOST:PORT}, C{[IPv6]:PORT}.
+
+    C{target} keeps a C{udp:} or C{tls:} in front; a target that already has
+    its port, or is an endpoint string, is refused (L{ClientError}, usage).
+    """
+    if port is None:
+        return target
+    if not (port.isdigit() and is_port(int(port))):
+        raise ClientError(USAGE, f"bad port {port!r}: a port is a number, 1 to 65535")
+    host, prefix = target, ""
+    for kind in ("udp:", "tls:"):
+        if host.startswith(kind):
+            host, prefix = host[len(kind) :], prefix + kind
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if is_ipv6(host.partition("%")[0]):
+        return f"{prefix}[{host}]:{port}"
+    if not host or ":" in host or "=" in host:
+        raise ClientError(
+            USAGE,
+            f"{target!r} and the port {port}: give HOST PORT, or HOST:PORT "
+            "alone (an endpoint string names its own port)",
+        )
+    return f"{prefix}{host}:{port}"
+
+
+def parse_target_arguments(
+    parser: argparse.ArgumentParser, argv: Sequence[str]
+) -> argparse.Namespace | int:
+    """The options of a parser with L{add_target_arguments}, C{HOST PORT}
+    joined into C{args.target}; or the exit code once the reason is out."""
+    args = parse_arguments(parser, argv)
+    if isinstance(args, int):
+        return args
+    try:
+        args.target = joined_target(args.target, args.port)
+    except ClientError as e:
+        sys.stderr.write(f"{parser.prog}: error: {e}\n")
+        return e.code
+    return args
 
 
 def tls_options_given(args: argparse.Namespace) -> list[str]:
@@ -987,17 +1040,20 @@ def parser() -> argparse.ArgumentParser:
         description="Talk to a TCP, TLS or UDP service: a prompt on a terminal, a "
         "pipe otherwise (like nc -N), or an echo probe with --count.",
     )
-    add_target_arguments(p)
+    add_target_arguments(p, nc_letters=True)
     p.add_argument(
+        "-u",
         "--udp",
         action="store_true",
         help="UDP (also udp:HOST:PORT): each line, or each probe message, one datagram",
     )
     p.add_argument(
+        "-w",
         "--timeout",
         type=float,
         default=None,
-        help="seconds for connecting, and for an idle peer or stdout (pipe mode)",
+        help="seconds for connecting, and for an idle peer or stdout (pipe mode; "
+        "as nc -w)",
     )
     p.add_argument("--count", type=int, help="probe: send this many messages")
     p.add_argument("--size", type=int, default=64, help="probe: bytes per message")
@@ -1030,7 +1086,7 @@ def check_numbers(args: argparse.Namespace) -> str | None:
 
 def main(argv: Sequence[str]) -> int:
     """Run ``echod client``; the result is the exit code."""
-    args = parse_arguments(parser(), argv)
+    args = parse_target_arguments(parser(), argv)
     if isinstance(args, int):
         return args
     complaint = check_numbers(args)

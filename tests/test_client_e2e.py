@@ -764,6 +764,42 @@ def test_source_address(start_daemon: DaemonStarter) -> None:
         assert len(lines) == 1 and says in lines[0], lines
 
 
+def test_nc_forms_host_port_and_letters(start_daemon: DaemonStarter) -> None:
+    """HOST PORT as two arguments, and nc's -u, -s, -w, as nc users type them:
+    over TCP (IPv4 and a bare IPv6 address), UDP and in bench; a target that
+    has its port already is one line, exit 2."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        udp = int(probe.getsockname()[1])
+    daemon = start_daemon(
+        "--port", LOCAL, "--port", "tcp6:0:interface=\\:\\:1",
+        "--udp", f"127.0.0.1:{udp}", "--allow", "127.0.0.2,::1",
+    )  # fmt: skip
+    port = daemon.tcp_port()
+    daemon.wait_for(rf"listening on udp:{udp}")
+    [port6] = [a.rsplit(":", 1)[1] for a in daemon.addresses(2) if a.startswith("[")]
+    out = client("-s", "127.0.0.2", "-w", "5", "127.0.0.1", str(port), stdin=b"nc\n")
+    assert (out.returncode, out.stdout, out.stderr) == (0, b"nc\n", b"")
+    out = client("::1", port6, stdin=b"six\n")
+    assert (out.returncode, out.stdout, out.stderr) == (0, b"six\n", b"")
+    out = client("-u", "-s", "127.0.0.2", "127.0.0.1", str(udp), stdin=b"dgram\n")
+    assert (out.returncode, out.stdout, out.stderr) == (0, b"dgram\n", b"")
+    bench = subprocess.run(
+        [ECHOD, "bench", "-d", "1", "-c", "2", "--source", "127.0.0.2",
+         "127.0.0.1", str(port)],
+        capture_output=True, timeout=60,
+    )  # fmt: skip
+    assert bench.returncode == 0, bench
+    daemon.wait_for(r"closed 127\.0\.0\.2:\d+ in=3 out=3 ")
+    daemon.wait_for(r"closed \[?::1\]?:\d+ in=4 out=4 ")
+    out = client(f"127.0.0.1:{port}", str(port))
+    assert out.returncode == 2
+    assert out.stderr.decode().splitlines() == [
+        f"echod client: error: '127.0.0.1:{port}' and the port {port}: give "
+        "HOST PORT, or HOST:PORT alone (an endpoint string names its own port)"
+    ]
+
+
 def test_source_port(start_daemon: DaemonStarter, tmp_path: Path) -> None:
     """--source-port PORT (-p), as nc -p: the daemon logs the port, over TCP,
     TLS and in bench (one connection); a UDP server sees the datagram come
