@@ -63,6 +63,23 @@ def empty_unix_path(description: str) -> bool:
     return found is not None and found[2] in ("", "@")  # "@": an empty abstract name
 
 
+def lock_holder(lock: str) -> str:
+    """Why a C{unix:} listener could not take its lock file C{lock}.
+
+    Twisted's lock is a symbolic link to the pid of the process holding it,
+    taken over when that process is gone; so the holder is running (or was
+    still a zombie, not yet reaped).
+    """
+    try:
+        pid = os.readlink(lock)
+    except OSError:
+        return f"{lock} is held by another process."
+    return (
+        f"{lock} says process {pid} listens there, and it is running "
+        "(another echod? stop it, or listen on another path)."
+    )
+
+
 def listen_failure_message(error: BaseException | None) -> str:
     """Why listening failed, naming the file when a file was the trouble.
 
@@ -73,7 +90,10 @@ def listen_failure_message(error: BaseException | None) -> str:
     it would have written before the file it could not create.
     """
     if isinstance(error, CannotListenError) and isinstance(error.port, bytes):
-        return f"Couldn't listen on {os.fsdecode(error.port)}: {error.socketError}."
+        path = os.fsdecode(error.port)
+        if error.socketError == "Cannot acquire lock":
+            return f"Couldn't listen on {path}: {lock_holder(path + '.lock')}"
+        return f"Couldn't listen on {path}: {error.socketError}."
     if (
         isinstance(error, CannotListenError)
         and getattr(error.socketError, "errno", None) == errno.EINVAL

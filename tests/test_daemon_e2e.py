@@ -430,6 +430,34 @@ def test_unix_socket_in_a_missing_directory_is_one_clear_line(
     ]
 
 
+def test_a_unix_socket_another_echod_serves_is_one_clear_line(
+    start_daemon: DaemonStarter, tmp_path: Path
+) -> None:
+    """Was Twisted's bare "Cannot acquire lock": now which process holds it.
+    Once that daemon is gone (killed, its files left behind), the path is free."""
+    path = tmp_path / "echod.sock"
+    first = start_daemon("--port", f"unix:{path}")
+    first.addresses()
+    second = start_daemon("--port", f"unix:{path}")
+    assert second.process.wait(30) == 1
+    second.stop()
+    assert second.output.strip().splitlines() == [
+        f"twistd echod: error: cannot listen on 'unix:{path}': Couldn't listen on "
+        f"{path}: {path}.lock says process {first.pid} listens there, and it is "
+        "running (another echod? stop it, or listen on another path)."
+    ]
+    first.process.kill()
+    first.process.wait(10)
+    assert path.exists() and Path(f"{path}.lock").is_symlink()
+    third = start_daemon("--port", f"unix:{path}")
+    assert third.addresses() == [f"unix:{path}"]
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.connect(str(path))
+        sock.sendall(b"again")
+        sock.shutdown(socket.SHUT_WR)
+        assert drain(sock) == b"again"
+
+
 def test_log_line_per_connection_and_json_format(start_daemon: DaemonStarter) -> None:
     daemon = start_daemon("--port", LOCAL, "--log-format", "json")
     port = daemon.tcp_port()

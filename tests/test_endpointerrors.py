@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from twisted.internet.testing import MemoryReactor
 from echod.endpointerrors import (
     empty_unix_path,
     listen_failure_message,
+    lock_holder,
     own_port_hint,
     parse_error_message,
 )
@@ -127,3 +129,14 @@ def test_a_link_local_interface_without_its_zone_says_so() -> None:
     )
     other = CannotListenError("::1", 7, invalid)
     assert listen_failure_message(other) == str(other)
+
+
+def test_lock_holder_names_the_pid(tmp_path: Path) -> None:
+    lock = tmp_path / "e.sock.lock"
+    assert lock_holder(str(lock)) == f"{lock} is held by another process."
+    lock.symlink_to("4242")
+    assert lock_holder(str(lock)).startswith(f"{lock} says process 4242 listens there")
+    taken = CannotListenError(None, bytes(tmp_path / "e.sock"), "Cannot acquire lock")
+    assert listen_failure_message(taken).startswith(
+        f"Couldn't listen on {tmp_path / 'e.sock'}: {lock} says process 4242"
+    )
