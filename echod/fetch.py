@@ -367,7 +367,9 @@ class FetchProtocol(Protocol):
         self._received += len(data)
         try:
             self._h11.receive_data(data)
+            self._check_status_line_start()  # before h11 sees a whole bad head
             self._process()
+            self._check_status_line_start()  # the head after a 1xx
         except h11.RemoteProtocolError as e:
             self._fail(self._protocol_error(e))
         except FetchError as e:
@@ -440,6 +442,27 @@ class FetchProtocol(Protocol):
                 self._end_of_message()
         if not self.options.raw_body:
             self._take(self._consumed())  # framing bytes h11 has used up
+
+    def _check_status_line_start(self) -> None:
+        """Fail at once when a response does not begin as HTTP/1.x's do.
+
+        h11 reads a status line only with the whole header section, so a
+        server of another protocol that speaks first and waits (an SSH or
+        SMTP banner) would be waited on until the read timeout. curl refuses
+        such a response at once ("Received HTTP/0.9 when not allowed").
+        """
+        if self._finished or self._h11.their_state is not h11.SEND_RESPONSE:
+            return
+        start = self._h11.trailing_data[0].lstrip(b"\r\n")
+        if b"HTTP/".startswith(start[:5]):
+            return
+        line = start.split(b"\n", 1)[0].rstrip(b"\r")
+        shown = repr(_text(line[:80]))
+        raise FetchError(
+            MALFORMED,
+            f"not an HTTP response: it begins {shown}"
+            + (" ..." if len(line) > 80 else ""),
+        )
 
     def _on_head(
         self, event: h11.InformationalResponse | h11.Response, raw: bytes

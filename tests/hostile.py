@@ -44,6 +44,12 @@ def _never_answers(conn: socket.socket) -> None:
         pass
 
 
+def _banner_and_wait(conn: socket.socket) -> None:
+    """Speak first, as SSH and SMTP servers do, then wait for the client."""
+    conn.sendall(b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n")
+    _never_answers(conn)
+
+
 SCENARIOS: dict[str, Callable[[socket.socket], None]] = {
     "/bare-lf": _send(b"HTTP/1.1 200 OK\nContent-Length: 5\n\nhello"),
     "/oversized-header": _send(
@@ -79,6 +85,7 @@ SCENARIOS: dict[str, Callable[[socket.socket], None]] = {
         b"3\r\nabc\r\n0\r\n\r\n"
     ),
     "/garbage-status": _send(b"SSH-2.0-OpenSSH_9.2\r\n\r\n"),
+    "/banner-and-wait": _banner_and_wait,
     "/reset-mid-body": _reset_mid_body,
     "/continue-then-ok": _send(
         b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"

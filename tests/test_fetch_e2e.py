@@ -746,7 +746,11 @@ HOSTILE = [
     ("/never-answers", ["--read-timeout", "1"], 6, "no data from the server for 1 s"),
     ("/never-answers", ["--max-time", "1"], 6, "timed out after 1 s (--max-time)"),
     ("/conflicting-length", [], 9, "conflicting Content-Length headers: 3, 4"),
-    ("/garbage-status", [], 9, "malformed response header"),
+    ("/garbage-status", [], 9,
+     "not an HTTP response: it begins 'SSH-2.0-OpenSSH_9.2'"),
+    # was exit 6 at the read timeout: the banner was waited on as a header
+    ("/banner-and-wait", ["--max-time", "20"], 9,
+     "not an HTTP response: it begins 'SSH-2.0-OpenSSH_9.2p1 Debian-2'"),
     ("/reset-mid-body", [], 8, "reset by the peer after 1000 body bytes"),
     ("/long-body", [], 0, "more bytes than the response's framing announced: 5"),
     ("/long-body", ["--lint"], 9, "1 protocol violation(s) (--lint)"),
