@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import cache
+
 from twisted.python.versions import Version
 
 import twisted
@@ -25,3 +27,10 @@ def twisted_tested(version: Version | None = None) -> bool:
     version = version or installed_twisted()
     low, high = TESTED_TWISTED
     return bool(low <= version) and bool(version <= high)
+
+
+@cache
+def running_twisted_tested() -> bool:
+    """L{twisted_tested} for the running Twisted, worked out once: it is asked
+    for every connection, and the version does not change under a process."""
+    return twisted_tested()

@@ -48,7 +48,7 @@ from typing import Any
 
 from twisted.logger import Logger
 
-from echod.compat import twisted_tested
+from echod.compat import running_twisted_tested
 
 log = Logger(namespace="echod.reactor")
 
@@ -189,7 +189,7 @@ def install_if_unset() -> str:
     Returns a short description of the reactor in use, for the start log.
     """
     unset = "twisted.internet.reactor" not in sys.modules
-    if unset and EPollReactor is not None and twisted_tested():
+    if unset and EPollReactor is not None and running_twisted_tested():
         from twisted.internet.main import installReactor
 
         installReactor(LeanEPollReactor())

@@ -36,7 +36,7 @@ from typing import Any
 
 from twisted.internet import tcp
 
-from echod.compat import twisted_tested
+from echod.compat import running_twisted_tested
 from echod.echo import EchoProtocol
 
 BUFFER_SIZE = 256 * 1024
@@ -49,7 +49,7 @@ def direct_send(transport: Any) -> Callable[[bytes], int] | None:
         return None
     if type(transport).writeSomeData is not tcp.Connection.writeSomeData:
         return None  # e.g. UNIX transports that pass file descriptors
-    if getattr(transport, "TLS", False) or not twisted_tested():
+    if getattr(transport, "TLS", False) or not running_twisted_tested():
         return None
     internals = ("dataBuffer", "offset", "_tempDataLen", "_maybePauseProducer")
     if not all(hasattr(transport, a) for a in internals):
