@@ -1,5 +1,5 @@
 /* Vendored from the echod team's shared tools (shared/tools/echoload.c) so that the
- * benchmark stands on its own; keep the two in step. */
+ * benchmark stands on its own; keep the two in step. echod's copy adds the conn mode. */
 /* echoload: a load generator and checker for TCP echo servers.
  *
  * Build: cc -O2 -Wall -o echoload echoload.c
@@ -14,6 +14,10 @@
  *                                        echoes 16 bytes on each.
  *   slowread  -n BYTES -d SECS           one connection writes up to BYTES and never
  *                                        reads; reports what the server took in.
+ *   conn      -c CONNS -s SIZE -d SECS   short connections, CONNS at a time: each
+ *                                        connects, sends SIZE bytes, half-closes, reads
+ *                                        the echo to EOF, closes, and the next starts;
+ *                                        reports connections/s and connection times.
  * Common: -H HOST (127.0.0.1)  -p PORT (10000)
  *
  * Output: a short summary, then one line of JSON with every figure.
@@ -235,6 +239,91 @@ static int mode_traffic(int stream) {
     return (mismatches || errors) ? 1 : 0;
 }
 
+/* conn mode: start connection number x->k on slot x */
+static void conn_start(conn_t *x, long long k) {
+    memset(x, 0, sizeof *x);
+    x->k = (int)(k % 1000003);
+    x->t0 = now();
+    x->fd = connect_nb();
+    if (x->fd < 0) { x->done = 1; return; }
+    struct epoll_event e = {.events = EPOLLIN | EPOLLOUT, .data.ptr = x};
+    epoll_ctl(ep, EPOLL_CTL_ADD, x->fd, &e);
+}
+
+/* conn mode: end a connection. The client half-closed first, so its port waits in
+ * TIME_WAIT for a minute: a run of tens of thousands of connections needs the kernel to
+ * reuse those ports for new connections (net.ipv4.tcp_tw_reuse, 2 by default: on
+ * loopback); without it connect fails and the run counts errors. */
+static void conn_end(conn_t *x) {
+    close(x->fd);
+}
+
+static int mode_conn(void) {
+    raise_nofile(conns + 64);
+    fill_pattern();
+    ep = epoll_create1(0);
+    conn_t *c = calloc(conns, sizeof *c);
+    buf = malloc(1 << 18);
+    size_t lcap = 1 << 20, ln = 0;
+    uint32_t *lat = malloc(lcap * sizeof *lat);
+    long long started = 0, completed = 0;
+    for (int i = 0; i < conns; i++) { conn_start(&c[i], started++); if (c[i].done) errors++; }
+    double start = now(), end = start + secs;
+    struct epoll_event ev[512];
+    while (now() < end) {
+        int n = epoll_wait(ep, ev, 512, 50);
+        for (int j = 0; j < n; j++) {
+            conn_t *x = ev[j].data.ptr;
+            int over = 0, failed = 0;
+            if (ev[j].events & EPOLLERR) { over = failed = 1; }
+            else {
+                if ((ev[j].events & EPOLLOUT) && x->sent < (uint64_t)size) {
+                    size_t pos = (x->sent + (uint64_t)x->k * 7919) % PATSZ;
+                    size_t left = size - x->sent;
+                    ssize_t w = send(x->fd, PAT + pos, left < PATSZ - pos ? left : PATSZ - pos, MSG_NOSIGNAL);
+                    if (w < 0 && errno != EAGAIN) over = failed = 1;
+                    if (w > 0) x->sent += w;
+                    if (x->sent == (uint64_t)size) { shutdown(x->fd, SHUT_WR); want(x, 0); }
+                }
+                while (!over && (ev[j].events & (EPOLLIN | EPOLLHUP))) {
+                    ssize_t r = recv(x->fd, buf, 1 << 18, 0);
+                    if (r < 0) { if (errno != EAGAIN) over = failed = 1; break; }
+                    if (r == 0) {
+                        over = 1;
+                        if (x->recvd != (uint64_t)size) failed = 1;
+                        break;
+                    }
+                    if (x->recvd + r > (uint64_t)size || !matches(x->k, x->recvd, buf, r)) {
+                        mismatches++; over = failed = 1; break;
+                    }
+                    x->recvd += r;
+                }
+            }
+            if (!over) continue;
+            if (failed) errors++;
+            else {
+                completed++;
+                if (ln == lcap) { lcap *= 2; lat = realloc(lat, lcap * sizeof *lat); }
+                lat[ln++] = (uint32_t)((now() - x->t0) * 1e6);
+            }
+            conn_end(x);
+            conn_start(x, started++);
+            if (x->done) errors++;
+        }
+    }
+    double el = now() - start;
+    for (int i = 0; i < conns; i++) if (!c[i].done) conn_end(&c[i]);
+    qsort(lat, ln, sizeof *lat, cmp_u32);
+    uint32_t p50 = ln ? lat[ln / 2] : 0, p99 = ln ? lat[ln * 99 / 100] : 0;
+    double cps = completed / el;
+    printf("conn: %d at a time, %d B each: %.0f connections/s, p50 %u us, p99 %u us, mismatches %lld, errors %lld\n",
+           conns, size, cps, p50, p99, mismatches, errors);
+    printf("{\"mode\":\"conn\",\"conns\":%d,\"size\":%d,\"secs\":%.2f,\"conn_per_s\":%.1f,\"p50_us\":%u,\"p99_us\":%u,"
+           "\"completed\":%lld,\"mismatches\":%lld,\"errors\":%lld}\n",
+           conns, size, el, cps, p50, p99, completed, mismatches, errors);
+    return (mismatches || errors) ? 1 : 0;
+}
+
 static int mode_hold(void) {
     raise_nofile(conns + 64);
     int *fd = calloc(conns, sizeof *fd);
@@ -328,7 +417,7 @@ static int mode_slowread(void) {
 }
 
 static void usage(void) {
-    fputs("usage: echoload pingpong|stream|hold|slowread [-H host] [-p port] [-c conns] [-s size]\n"
+    fputs("usage: echoload pingpong|stream|hold|slowread|conn [-H host] [-p port] [-c conns] [-s size]\n"
           "                [-C chunk] [-d secs] [-n bytes]\n", stderr);
     exit(2);
 }
@@ -355,5 +444,6 @@ int main(int argc, char **argv) {
     if (!strcmp(mode, "stream")) return mode_traffic(1);
     if (!strcmp(mode, "hold")) return mode_hold();
     if (!strcmp(mode, "slowread")) return mode_slowread();
+    if (!strcmp(mode, "conn")) return mode_conn();
     usage();
 }

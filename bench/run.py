@@ -126,6 +126,20 @@ SERVERS = [
         "echod with write-through off (Twisted's public write path)",
     ),
     Server(
+        "echod-no-conn-log",
+        lambda p: [
+            twistd(),
+            "-n",
+            "--pidfile=",
+            "echod",
+            "--log-connections",
+            "none",
+            "--port",
+            f"tcp:{p}:interface=127.0.0.1",
+        ],
+        "echod without its log line per connection (--log-connections none)",
+    ),
+    Server(
         "echod-busy-poll",
         lambda p: [
             twistd(),
@@ -212,6 +226,13 @@ SCENARIOS = [
         "mb_per_s",
         "MB/s",
         needs_many=True,
+    ),
+    Scenario(
+        "conn10",
+        "short connections 10 at a time × 64 B",
+        ["conn", "-c", "10", "-s", "64"],
+        "conn_per_s",
+        "conn/s",
     ),
 ]
 
@@ -441,6 +462,8 @@ def timed(
             r["load_busy"] = load_busy / elapsed
             if r.get("requests"):
                 r["server_us_per_req"] = busy * 1e6 / r["requests"]
+            if r.get("completed"):
+                r["server_us_per_req"] = busy * 1e6 / r["completed"]
             if r.get("errors") or (r.get("mismatches") and r["mismatches"] > 0):
                 results.errors.append(f"{s.key}: {r}")
             results.runs.setdefault(s.key, []).append(r)
@@ -585,22 +608,25 @@ def report(
     lines += [
         "",
         "Who is the limit: CPU busy (1.00 = a whole core) of the server and of the "
-        "load generator during ping-pong, and the server's CPU time per request "
-        "(lower is better; it does not depend on the load generator).",
+        "load generator during ping-pong and short connections, and the server's "
+        "CPU time per request or connection (lower is better; it does not depend "
+        "on the load generator).",
         "",
         "| server | 1 × 64 B: server busy / load busy | 1 × 64 B: server µs/req | "
         "100 × 1 KiB: server busy / load busy | 100 × 1 KiB: server µs/req | "
+        "short connections: server busy / load busy | short connections: server "
+        "µs/connection | "
         f"100 × 1 KiB, server capped at {CAP_PERCENT}% of a core: req/s "
         "(server busy / load busy) |",
-        "|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for server in servers:
         r = all_results[server.name]
         cells = [server.name]
         if not server.one_process:
-            lines.append(f"| {server.name} | — | — | — | — | — |")
+            lines.append(f"| {server.name} | — | — | — | — | — | — | — |")
             continue
-        for key in ("pp1", "pp100"):
+        for key in ("pp1", "pp100", "conn10"):
             sb, lb = r.median(key, "server_busy"), r.median(key, "load_busy")
             cells.append("—" if sb is None or lb is None else f"{sb:.2f} / {lb:.2f}")
             cells.append(fmt(r.median(key, "server_us_per_req"), 2))
@@ -628,13 +654,7 @@ def report(
                 continue
             ref = all_results[server.name]
             cells = []
-            for key, figure in (
-                ("pp1", "req_per_s"),
-                ("pp100", "req_per_s"),
-                ("stream1", "mb_per_s"),
-                ("stream50", "mb_per_s"),
-                ("pp100cap", "req_per_s"),
-            ):
+            for key, figure in [(s.key, s.figure) for s in [*SCENARIOS, CAPPED]]:
                 a, b = e.median(key, figure), ref.median(key, figure)
                 cells.append(f"{a / b:.2f}" if a and b else "—")
             lines.append(f"| {server.name} | " + " | ".join(cells) + " |")

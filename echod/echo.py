@@ -40,7 +40,7 @@ from zope.interface import implementer
 from echod.fdlimit import connection_cap
 from echod.hostnames import host_port
 from echod.limits import ConnectionLimits, client_key, plain_host
-from echod.settings import EchoSettings
+from echod.settings import NORMAL_ENDS, EchoSettings
 from echod.stats import EchoStats
 
 log = Logger(namespace="echod")
@@ -415,6 +415,22 @@ class EchoFactory(Factory):
         stats.bytes_out += protocol.bytes_out
         why = protocol.end_reason or "closed"
         stats.closed[why] += 1
+        if self.logs_close(why, protocol.bytes_discarded):
+            self.log_close(protocol, why)
+        if not self.connections:
+            self.idle_sweeper.stop()
+            if self.on_empty is not None:
+                self.on_empty()
+
+    def logs_close(self, reason: str, discarded: int) -> bool:
+        """Whether an ended connection gets its log line (C{--log-connections})."""
+        wanted = self.settings.log_connections
+        if wanted == "all":
+            return True
+        return wanted == "abnormal" and (reason not in NORMAL_ENDS or discarded > 0)
+
+    def log_close(self, protocol: EchoProtocol, reason: str) -> None:
+        """The log line of an ended connection: who, bytes each way, how long, why."""
         peer = "?"
         if protocol.transport is not None:
             peer = format_address(protocol.transport.getPeer())
@@ -423,7 +439,7 @@ class EchoFactory(Factory):
             bytes_in=protocol.bytes_in,
             bytes_out=protocol.bytes_out,
             duration=round(self.clock.seconds() - protocol.started, 6),
-            reason=why,
+            reason=reason,
             event="closed",
         )
         if protocol.bytes_discarded:
@@ -433,7 +449,3 @@ class EchoFactory(Factory):
             "duration={duration:.3f}s reason={reason}",
             **fields,
         )
-        if not self.connections:
-            self.idle_sweeper.stop()
-            if self.on_empty is not None:
-                self.on_empty()

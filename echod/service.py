@@ -439,6 +439,15 @@ class EchoService(Service):
             cap=limit(self.factory.limits.fd_cap),
             event="limits",
         )
+        if s.log_connections != "all":
+            log.info(
+                "connection log: {which} (every connection is counted in the "
+                "stop summary and /metrics)",
+                which="abnormal ends only"
+                if s.log_connections == "abnormal"
+                else "off",
+                event="connection_log",
+            )
         if s.access != EVERYONE:
             log.info(
                 "access: {rules}",

@@ -18,6 +18,12 @@ MAX_UDP_PAYLOAD = 65507
 """The largest UDP payload over IPv4 (65,535 less the IP and UDP headers)."""
 
 
+LOG_CONNECTIONS = ("all", "abnormal", "none")
+"""The values of C{--log-connections}."""
+NORMAL_ENDS = frozenset({"eof", "closed"})
+"""How a connection ends when nothing went wrong: the peer's EOF, or a close."""
+
+
 @dataclass(frozen=True)
 class UDPSettings:
     """Where and how the optional UDP echo listens, with its reflection guards."""
@@ -65,6 +71,9 @@ class EchoSettings:
     metrics: str | None = None
     """Endpoint serving /metrics and /healthz, or None (off)."""
     log_format: str = "text"
+    log_connections: str = "all"
+    """Which ended connections get a log line: C{all}, C{abnormal} (those that
+    did not end in a clean close, see L{NORMAL_ENDS}) or C{none}."""
     log_file: Path | None = None
     """With C{log_format} json: the file twistd would log to (C{--logfile}, or
     C{twistd.log} when daemonized); None: stdout."""

@@ -36,6 +36,7 @@ from echod.settings import (
     DEFAULT_TLS_HANDSHAKE_TIMEOUT,
     DEFAULT_UDP_MAX_SIZE,
     DEFAULT_UDP_RATE,
+    LOG_CONNECTIONS,
     MAX_UDP_PAYLOAD,
     EchoSettings,
     UDPSettings,
@@ -214,6 +215,14 @@ class Options(usage.Options):
         ],
         ["log-format", None, "text", "Log format: text or json (one object a line)."],
         [
+            "log-connections",
+            None,
+            "all",
+            "Which ended connections get a log line: all, abnormal (reset, timed "
+            "out, TLS error, cut at stop; as HAProxy's dontlog-normal) or none. "
+            "Refusals are always logged; /metrics counts every connection.",
+        ],
+        [
             "busy-poll",
             None,
             0,
@@ -289,6 +298,11 @@ class Options(usage.Options):
             raise usage.UsageError(
                 f"--log-format must be one of {', '.join(LOG_FORMATS)}, "
                 f"not {self['log-format']!r}"
+            )
+        if self["log-connections"] not in LOG_CONNECTIONS:
+            raise usage.UsageError(
+                f"--log-connections must be one of {', '.join(LOG_CONNECTIONS)}, "
+                f"not {self['log-connections']!r}"
             )
         if self["tls-min-version"] not in ("1.2", "1.3"):
             raise usage.UsageError(
@@ -396,6 +410,7 @@ class Options(usage.Options):
             tls_handshake_timeout=self["tls-handshake-timeout"],
             metrics=self["metrics"],
             log_format=self["log-format"],
+            log_connections=self["log-connections"],
             log_file=self["log-file"],
             busy_poll=self["busy-poll"] / 1e6,
         )

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.daemon import need_tool
+from tests.daemon import DaemonStarter, need_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -127,3 +130,61 @@ def test_sigterm_stops_the_server_under_test() -> None:
         if run.poll() is None:
             run.kill()
             run.wait()
+
+
+def short_echo_server(cut: int) -> tuple[socket.socket, threading.Thread]:
+    """A loopback server that reads each connection to EOF and echoes all but
+    its last C{cut} bytes: a wrong echo for the load generator to catch."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        while True:
+            try:
+                sock, _ = listener.accept()
+            except OSError:
+                return
+            with sock:
+                data = b""
+                while chunk := sock.recv(65536):
+                    data += chunk
+                sock.sendall(data[: len(data) - cut])
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return listener, thread
+
+
+def test_echoload_conn_mode_verifies_every_connection(
+    start_daemon: DaemonStarter, tmp_path: Path
+) -> None:
+    """bench/echoload.c's short-connection mode (the conn/s column): against
+    echod every connection completes; a server that keeps back one byte of
+    each echo fails the run (exit 1, every connection an error)."""
+    cc = need_tool("cc")
+    binary = tmp_path / "echoload"
+    subprocess.run(
+        [cc, "-O2", "-o", str(binary), str(ROOT / "bench" / "echoload.c")],
+        check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    daemon = start_daemon("--port", "tcp:0:interface=127.0.0.1")
+    port = daemon.tcp_port()
+    run = [str(binary), "conn", "-c", "4", "-s", "100", "-d", "0.5"]
+    good = subprocess.run([*run, "-p", str(port)], capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+    assert good.returncode == 0, good.stdout + good.stderr
+    figures = json.loads(good.stdout.splitlines()[-1])
+    assert figures["completed"] > 0 and figures["errors"] == 0, figures
+    daemon.stop()
+    [stopped] = daemon.wait_for(r"stopped: connections=(\d+) ")
+    assert int(stopped[1]) >= figures["completed"]  # each one a real connection
+    listener, thread = short_echo_server(cut=1)
+    try:
+        port = listener.getsockname()[1]
+        bad = subprocess.run([*run, "-p", str(port)], capture_output=True,
+                             text=True, timeout=60)  # fmt: skip
+    finally:
+        listener.close()
+        thread.join(5)
+    assert bad.returncode == 1, bad.stdout + bad.stderr
+    figures = json.loads(bad.stdout.splitlines()[-1])
+    assert figures["completed"] == 0 and figures["errors"] > 0, figures

@@ -10,6 +10,7 @@ import random
 import re
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -348,6 +349,10 @@ def test_udp_never_answers_small_service_ports(start_daemon: DaemonStarter) -> N
         (["--drain-timeout", "inf"], "--drain-timeout must be a finite number"),
         (["--max-connections", "lots"], "--max-connections must be a whole number"),
         (["--log-format", "xml"], "--log-format must be one of text, json"),
+        (
+            ["--log-connections", "errors"],
+            "--log-connections must be one of all, abnormal, none, not 'errors'",
+        ),
         (["--tls-cert", "c.pem", "--tls-key", "k.pem"], "no --port is one: the echo"),
         (["--udp", "seven"], "--udp takes PORT or INTERFACE:PORT"),
         (["--udp", "[::1"], "--udp: bad IPv6 address in '[::1'"),
@@ -475,6 +480,47 @@ def test_log_line_per_connection_and_json_format(start_daemon: DaemonStarter) ->
     assert daemon.stop() in (0, -signal.SIGTERM)
     for text in daemon.output.splitlines():
         json.loads(text)  # every line is one JSON object
+
+
+@pytest.mark.parametrize("which", ["abnormal", "none"])
+def test_log_connections_abnormal_or_none(
+    start_daemon: DaemonStarter, which: str
+) -> None:
+    """--log-connections abnormal (HAProxy's dontlog-normal) logs a reset and
+    an idle close, not a clean echo; none logs neither. The stop summary
+    counts all three, and a refusal is logged whatever the setting."""
+    daemon = start_daemon(
+        "--port", LOCAL, "--log-connections", which, "--idle-timeout", "1",
+        "--deny", "127.0.0.2",
+    )  # fmt: skip
+    port = daemon.tcp_port()
+    with connect("127.0.0.1", port) as sock:
+        sock.sendall(b"clean")
+        sock.shutdown(socket.SHUT_WR)
+        assert drain(sock) == b"clean"
+    with connect("127.0.0.1", port) as sock:
+        sock.sendall(b"reset")
+        assert sock.recv(5) == b"reset"
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    with connect("127.0.0.1", port) as sock:
+        assert drain(sock) == b""  # closed by the idle timeout
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.2", 0))
+        sock.connect(("127.0.0.1", port))
+        assert drain(sock) == b""
+    daemon.wait_for(r"refused 127\.0\.0\.2:\d+: denied")
+    daemon.stop()
+    daemon.wait_for(
+        r"stopped: connections=3 .* closed=\[eof=1, idle-timeout=1, reset=1\]"
+    )
+    closed = [line for line in daemon.output.splitlines() if " closed 127." in line]
+    if which == "none":
+        assert closed == []
+    else:
+        assert [line.rsplit("reason=", 1)[1] for line in closed] == [
+            "reset",
+            "idle-timeout",
+        ]
 
 
 def test_tcp6_and_unix_listeners(start_daemon: DaemonStarter, tmp_path: Path) -> None:

@@ -208,6 +208,36 @@ def test_close_is_logged_with_peer_bytes_duration_reason() -> None:
     )
 
 
+def test_log_connections_chooses_the_close_lines() -> None:
+    """all: every close; abnormal: all but a clean end (eof, closed), and a
+    clean end that discarded bytes; none: no close line. Counted all the same."""
+    expected = {
+        "all": ["eof", "closed", "reset"],
+        "abnormal": ["reset"],
+        "none": [],
+    }
+    for which, reasons in expected.items():
+        factory, _ = make_factory(log_connections=which)
+        with capturedLogs() as events:
+            for half_closed, failure in (
+                (True, ConnectionDone()),
+                (False, ConnectionDone()),
+                (False, ConnectionLost()),
+            ):
+                protocol, _ = connect(factory)
+                protocol.dataReceived(b"x")
+                if half_closed:
+                    protocol.readConnectionLost()
+                protocol.connectionLost(Failure(failure))
+        logged = [e["reason"] for e in events if e.get("event") == "closed"]
+        assert logged == reasons, which
+        assert factory.stats.connections_total == 3
+    factory, _ = make_factory(log_connections="abnormal")
+    assert factory.logs_close("eof", discarded=1)
+    assert not factory.logs_close("eof", discarded=0)
+    assert factory.logs_close("idle-timeout", discarded=0)
+
+
 def test_finish_stops_reading_and_closes_after_flush() -> None:
     factory, _ = make_factory()
     protocol, transport = connect(factory)
