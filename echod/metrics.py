@@ -11,13 +11,19 @@ renders in the reactor instead.)
 from __future__ import annotations
 
 import io
+import platform
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from twisted.internet.interfaces import IAddress, IProtocolNegotiationFactory
@@ -29,6 +35,8 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 from zope.interface import implementer
 
+import twisted
+from echod import __version__
 from echod.echo import EchoFactory, RefusedProtocol, format_address
 from echod.logs import worth_logging
 from echod.stats import REFUSAL_REASONS, UDP_DROP_REASONS, EchoStats
@@ -271,14 +279,47 @@ class BoundedSiteFactory(WrappingFactory):
         return list(site.acceptableProtocols())
 
 
+def build_info() -> GaugeMetricFamily:
+    """C{echod_build_info}: 1, labelled with what is running (as Prometheus's own
+    C{prometheus_build_info}), so a dashboard can tell versions apart."""
+    info = GaugeMetricFamily(
+        "echod_build_info",
+        "Always 1; the labels say which echod, Twisted and Python run.",
+        labels=["version", "twisted", "python"],
+    )
+    info.add_metric([__version__, twisted.__version__, platform.python_version()], 1)
+    return info
+
+
+class BuildInfoCollector(Collector):
+    """Collects L{build_info}."""
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield C{echod_build_info}."""
+        yield build_info()
+
+
+def metrics_registry(
+    factory: EchoFactory, listeners: Callable[[], list[ListenerState]]
+) -> CollectorRegistry:
+    """What /metrics serves: echod's own figures and its build, and the
+    process's (C{process_*}: CPU, memory, open files, start time; read from
+    /proc, as every Prometheus client library exports them) and Python's."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(EchoCollector(factory, listeners))
+    registry.register(BuildInfoCollector())
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    return registry
+
+
 def metrics_site(
     factory: EchoFactory,
     listeners: Callable[[], list[ListenerState]],
     healthy: Callable[[], tuple[bool, str]],
 ) -> BoundedSiteFactory:
     """The web site served on ``--metrics``: /metrics and /healthz, bounded."""
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(EchoCollector(factory, listeners))
+    registry = metrics_registry(factory, listeners)
     root = Resource()
     root.putChild(b"metrics", MetricsPage(registry))
     root.putChild(b"healthz", HealthPage(healthy))

@@ -816,6 +816,11 @@ def test_metrics_and_health_scraped_with_curl_while_traffic_flows(
         )
         assert metric(second, "echod_connections_open") == 1
         assert metric(second, "echod_listener_up") == 1
+        # the daemon process's own, as any Prometheus client library exports
+        assert metric(second, "process_resident_memory_bytes") > 10 << 20
+        assert metric(second, "process_open_fds") >= 4  # 2 listeners, 2 clients
+        assert 0 < time.time() - metric(second, "process_start_time_seconds") < 600
+        assert metric(second, "echod_build_info") == 1
         with (
             connect("127.0.0.1", port) as second_client,
             connect("127.0.0.1", port) as refused,

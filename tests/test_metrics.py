@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import platform
+import time
+
 from prometheus_client import CollectorRegistry, generate_latest
 from twisted.internet.address import IPv4Address
 from twisted.internet.interfaces import IProtocolNegotiationFactory
@@ -10,12 +13,15 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site
 from twisted.web.test.requesthelper import DummyRequest
 
+import twisted
+from echod import __version__
 from echod.echo import EchoFactory, EchoProtocol, RefusedProtocol
 from echod.metrics import (
     BoundedSiteFactory,
     EchoCollector,
     HealthPage,
     ListenerState,
+    metrics_registry,
     metrics_site,
 )
 from echod.settings import EchoSettings
@@ -109,3 +115,26 @@ def test_metrics_site_is_bounded_with_an_idle_timeout() -> None:
     # A TLS listener offers the site's ALPN protocols through the wrapper.
     assert IProtocolNegotiationFactory.providedBy(site)
     assert site.acceptableProtocols() == Site(Resource()).acceptableProtocols()
+
+
+def test_the_process_and_the_build_are_exported() -> None:
+    """process_* (as every Prometheus client library exports them), python_info
+    and echod_build_info, beside echod's own figures."""
+    factory = EchoFactory(EchoSettings(), EchoStats(), MemoryReactorClock())
+    text = generate_latest(metrics_registry(factory, lambda: [])).decode()
+    values = {
+        line.split(" ")[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+    }
+    assert values["process_resident_memory_bytes"] > 1 << 20
+    assert values["process_open_fds"] >= 3
+    assert 0 < time.time() - values["process_start_time_seconds"] < 3600
+    assert values["process_cpu_seconds_total"] > 0
+    build = (
+        f'echod_build_info{{python="{platform.python_version()}",'
+        f'twisted="{twisted.__version__}",version="{__version__}"}}'
+    )
+    assert values[build] == 1
+    assert values["echod_connections_total"] == 0
+    assert any(name.startswith("python_info{") for name in values)
