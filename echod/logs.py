@@ -1,4 +1,5 @@
-"""Log output: one JSON object per line for log shippers (``--log-format json``)."""
+"""Log output: twistd's text lines, formatted faster, and one JSON object per
+line for log shippers (``--log-format json``)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,17 @@ import signal
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Protocol
+from typing import IO, Any, Protocol, cast
 
-from twisted.logger import ILogObserver, LogEvent, formatEvent
+from twisted.logger import (
+    FileLogObserver,
+    ILogObserver,
+    LogEvent,
+    formatEvent,
+    formatEventAsClassicLogText,
+    formatTime,
+    timeFormatRFC3339,
+)
 from twisted.python.logfile import LogFile
 from zope.interface import implementer
 
@@ -47,17 +56,89 @@ class JSONLinesObserver:
             pass
 
 
-def json_log_observer(path: Path | None, reactor: Any) -> JSONLinesObserver:
-    """The observer of C{--log-format json}: stdout (C{path} None), or C{path}
-    as twistd keeps its own log file: rotated at 1 MB and on SIGUSR1."""
+def log_output(path: Path | None, reactor: Any) -> TextOutput:
+    """Where twistd would write its log: stdout (C{path} None), or C{path} as
+    twistd keeps its own log file: rotated at 1 MB and on SIGUSR1."""
     if path is None:
-        return JSONLinesObserver(sys.stdout)
+        return sys.stdout
     log_file = LogFile.fromFullPath(str(path))
     if not signal.getsignal(signal.SIGUSR1):  # as twistd: unless already taken
         signal.signal(
             signal.SIGUSR1, lambda *_: reactor.callFromThread(log_file.rotate)
         )
-    return JSONLinesObserver(log_file)
+    return cast(TextOutput, log_file)
+
+
+def json_log_observer(path: Path | None, reactor: Any) -> JSONLinesObserver:
+    """The observer of C{--log-format json}, writing where twistd would."""
+    return JSONLinesObserver(log_output(path, reactor))
+
+
+def text_log_observer(path: Path | None, reactor: Any) -> FileLogObserver:
+    """twistd's own text log observer, with L{ClassicText} for its formatter."""
+    return FileLogObserver(cast(IO[Any], log_output(path, reactor)), ClassicText())
+
+
+def format_in_c(event: LogEvent) -> str | None:
+    """C{formatEvent(event)} made by C{str.format_map}, in C; None where only
+    Twisted's own formatter can make it (a call in the format, a flattened
+    or non-text format, any formatting error)."""
+    log_format = event.get("log_format")
+    if type(log_format) is not str or "log_flattened" in event:
+        return None
+    try:
+        return log_format.format_map(event)
+    except Exception:
+        return None
+
+
+class ClassicText:
+    """Twisted's C{formatEventAsClassicLogText} (twistd's text log line:
+    C{TIME [SYSTEM] TEXT}), the same text at a tenth of the cost.
+
+    Twisted formats each event's C{log_format} with a L{string.Formatter} in
+    Python (to allow C{{name()}}, a call) and its time stamp anew for every
+    line: about 25 microseconds a line, half of what a short connection
+    costs echod with its C{closed} line. Here the format is C{str.format_map}
+    (C) and the time stamp is made once a second (it shows whole seconds).
+    Whatever this cannot do exactly as Twisted does (a call in the format, a
+    failure's traceback, a flattened or non-text format, any formatting
+    error) is left to Twisted's own function.
+    """
+
+    def __init__(self) -> None:
+        self._second: int | None = None
+        self._stamp = ""
+
+    def stamp(self, when: float | None) -> str:
+        """The event's time as Twisted shows it (RFC 3339, whole seconds)."""
+        if when is None:
+            return "-"
+        second = int(when)
+        if second != self._second:
+            self._stamp = formatTime(second, timeFormatRFC3339)
+            self._second = second
+        return self._stamp
+
+    def __call__(self, event: LogEvent) -> str | None:
+        """The event's line, as C{formatEventAsClassicLogText} would make it."""
+        text = None if "log_failure" in event else format_in_c(event)
+        if text is None:
+            return formatEventAsClassicLogText(event, formatTime=self.stamp)
+        if not text:
+            return None
+        system = event.get("log_system")
+        if system is None:
+            level = event.get("log_level")
+            namespace = event.get("log_namespace", "-")
+            system = f"{namespace}#{'-' if level is None else level.name}"
+        else:
+            try:
+                system = str(system)
+            except Exception:
+                system = "UNFORMATTABLE"
+        line = f"{self.stamp(event.get('log_time'))} [{system}] {text}"
+        return line.replace("\n", "\n\t") + "\n"
 
 
 def worth_logging(count: int) -> bool:
@@ -76,7 +157,7 @@ def event_as_json(event: LogEvent) -> str:
         ).isoformat(timespec="milliseconds"),
         "level": getattr(level, "name", "info"),
         "namespace": event.get("log_namespace", ""),
-        "message": formatEvent(event),
+        "message": format_in_c(event) or formatEvent(event),
     }
     failure = event.get("log_failure")
     if failure is not None:

@@ -75,7 +75,10 @@ class EchoSettings:
     """Which ended connections get a log line: C{all}, C{abnormal} (those that
     did not end in a clean close, see L{NORMAL_ENDS}) or C{none}."""
     log_file: Path | None = None
-    """With C{log_format} json: the file twistd would log to (C{--logfile}, or
-    C{twistd.log} when daemonized); None: stdout."""
+    """The file twistd would log to (C{--logfile}, or C{twistd.log} when
+    daemonized); None: stdout."""
+    writes_log: bool = False
+    """Under twistd without C{--syslog} or C{--logger}: echod writes the log to
+    C{log_file} itself, as twistd would, in C{log_format}."""
     busy_poll: float = 0.0
     """Seconds the reactor polls without sleeping after an I/O event; 0: off."""

@@ -257,6 +257,7 @@ class Options(usage.Options):
         self["denyfile"] = []
         self["access"] = EVERYONE
         self["log-file"] = None
+        self["writes-log"] = False
 
     def opt_port(self, description: str) -> None:
         """Listen on this Twisted server endpoint (repeatable; default tcp:10000)."""
@@ -325,8 +326,9 @@ class Options(usage.Options):
         twistd = getattr(self, "parent", None)  # twistd's own options, under twistd
         if twistd is not None:
             check_twistd_options(twistd, self["log-format"])
-            if self["log-format"] == "json":
+            if not (twistd.get("syslog") or twistd.get("logger")):
                 self["log-file"] = log_destination(twistd)
+                self["writes-log"] = True
 
     def _check_udp_options_apply(self) -> None:
         """Refuse --udp-rate and --udp-max-size without --udp (ignored else)."""
@@ -412,6 +414,7 @@ class Options(usage.Options):
             log_format=self["log-format"],
             log_connections=self["log-connections"],
             log_file=self["log-file"],
+            writes_log=self["writes-log"],
             busy_poll=self["busy-poll"] / 1e6,
         )
 

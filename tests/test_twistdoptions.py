@@ -47,7 +47,13 @@ def test_echod_options_read_twistds_under_twistd(
     text = Options()
     text.parent = parsed
     text.parseOptions([])
-    assert text.settings().log_file is None  # twistd's own observer writes it
+    assert text.settings().log_file == Path("echod.json")  # echod writes it too
+    assert text.settings().writes_log
+    for chosen in ("--syslog", "--logger=twisted.logger.jsonFileLogObserver"):
+        other = Options()
+        other.parent = twistd("--pidfile=", chosen)
+        other.parseOptions([])
+        assert not other.settings().writes_log, chosen  # twistd's choice stands
 
 
 def check(*args: str, log_format: str = "text") -> None:
