@@ -1,6 +1,6 @@
 """``echod client``: poke any TCP, TLS or UDP service, echo or not.
 
-Three modes, chosen by how it is run:
+Three modes, chosen by how it is run (and C{-z}, as nc's: connect, close):
 
 - on a terminal: an ``input>`` prompt with line editing and history
   (readline). Replies are printed as they arrive, above the line being typed,
@@ -46,7 +46,12 @@ from twisted.internet.endpoints import (
     clientFromString,
     wrapClientTLS,
 )
-from twisted.internet.interfaces import IHalfCloseableProtocol, IStreamClientEndpoint
+from twisted.internet.interfaces import (
+    IHalfCloseableProtocol,
+    IHandshakeListener,
+    IPushProducer,
+    IStreamClientEndpoint,
+)
 from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -99,7 +104,7 @@ def classify(failure: Failure | BaseException) -> ClientError:
         return ClientError(USAGE, f"cannot bind the source address: {why}")
     if isinstance(e, error.ConnectionRefusedError):
         return ClientError(REFUSED, "connection refused")
-    if isinstance(e, (error.TimeoutError, defer.CancelledError)):
+    if isinstance(e, (error.TimeoutError, defer.TimeoutError, defer.CancelledError)):
         return ClientError(TIMEOUT, "timed out")
     if isinstance(e, error.NoRouteError):
         return ClientError(UNREACHABLE, "no route to host")
@@ -463,16 +468,23 @@ def reached(target: Target, session: Session) -> str:
     return f"{label} ({address})"
 
 
+@implementer(IHandshakeListener)
 class Session(Protocol):
-    """The connection to the peer, shared by the three modes."""
+    """The connection to the peer, shared by the modes."""
 
     closed_note = "connection closed by the peer"
     """What the prompt says when the session ends cleanly."""
 
     def __init__(self) -> None:
         self.closed: defer.Deferred[None] = defer.Deferred()
+        self.secured: defer.Deferred[None] = defer.Deferred()
+        """Fires when a TLS handshake has completed (never without TLS)."""
         self.reason: Failure | None = None
         self.on_data: Any = None
+
+    def handshakeCompleted(self) -> None:
+        """TLS is up: the server's certificate was verified."""
+        self.secured.callback(None)
 
     def on_close(self, handler: Any) -> None:
         """Call C{handler(reason)} when the connection ends."""
@@ -503,6 +515,76 @@ def ended(reason: Failure) -> int:
     return classify(reason).code
 
 
+def connected_line(target: Target, session: Session, udp: bool = False) -> str:
+    """What C{-v} says once connected (as nc -v): the peer, the address that
+    answered when the target was a name, and our own address."""
+    line = f"{'sending to' if udp else 'connected to'} {reached(target, session)}"
+    local = session.transport.getHost() if session.transport is not None else None
+    if getattr(local, "host", None) is not None:
+        line += f" from {host_port(local.host, local.port)}"  # type: ignore[union-attr]
+    return line
+
+
+def when_usable(session: Session, tls: bool) -> defer.Deferred[None]:
+    """Fires when the session can carry bytes: at once over TCP, after the
+    handshake over TLS; fails with how the connection ended if it ends first."""
+    if not tls:
+        return defer.succeed(None)
+    usable: defer.Deferred[None] = defer.Deferred()
+
+    def secured(_: object) -> None:
+        if not usable.called:
+            usable.callback(None)
+
+    def lost(reason: Failure | None) -> None:
+        if not usable.called:
+            if reason is None or reason.check(error.ConnectionDone):
+                reason = Failure(
+                    ClientError(TLS, "TLS failure: closed during the handshake")
+                )
+            usable.errback(reason)
+
+    session.secured.addCallback(secured)
+    session.on_close(lost)
+    return usable
+
+
+ZERO_IO_HANDSHAKE_TIMEOUT = 10.0
+"""Seconds C{-z} waits for a TLS handshake without C{--timeout}."""
+
+
+def run_zero(
+    session: Session, target: Target, timeout: float | None, reactor: Any
+) -> defer.Deferred[int]:
+    """C{-z}, as nc's: prove the connection (and the TLS handshake, within
+    C{timeout} seconds), send nothing, close cleanly; 0, or the code of how it
+    failed."""
+    done: defer.Deferred[int] = defer.Deferred()
+
+    def close(_: object) -> None:
+        session.on_close(lambda reason: done.callback(OK))
+        session.transport.loseConnection()  # type: ignore[union-attr]
+
+    def failed(failure: Failure) -> None:
+        error = classify(failure)
+        sys.stderr.write(f"echod client: {target.label()}: {error}\n")
+        done.callback(error.code)
+
+    usable = when_usable(session, target.tls)
+    if target.tls:
+        usable.addTimeout(timeout or ZERO_IO_HANDSHAKE_TIMEOUT, reactor)
+    usable.addCallbacks(close, failed)
+    done.addCallback(lambda code: code if code == OK else abort(session, code))
+    return done
+
+
+def abort(session: Session, code: int) -> int:
+    """Drop the connection at once (a handshake that never ended); C{code}."""
+    if session.transport is not None:
+        session.transport.abortConnection()  # type: ignore[attr-defined]
+    return code
+
+
 # Pipe mode: stdin -> peer, peer -> stdout, like nc -N.
 
 
@@ -516,6 +598,8 @@ class StdinToPeer(Protocol):
         self.reactor = reactor
         self.last = time.monotonic()
         self.timed_out = False
+        self.stdout_full = False
+        """stdout's queue is full, so the peer's bytes are not being read."""
         self.stdout_open = True
         self.flushed: defer.Deferred[None] = defer.Deferred()
         """Fires once standard output has taken every byte (or is gone)."""
@@ -524,7 +608,7 @@ class StdinToPeer(Protocol):
         """Wire the two streams: each side's producer pauses the other's reads."""
         assert self.transport is not None and self.session.transport is not None
         self.session.transport.registerProducer(self.transport, True)  # type: ignore[attr-defined]
-        self.transport.registerProducer(self.session.transport, True)  # type: ignore[attr-defined]
+        self.transport.registerProducer(PeerReads(self), True)  # type: ignore[attr-defined]
         self.session.on_data = self.to_stdout
 
     def to_stdout(self, data: bytes) -> None:
@@ -578,6 +662,31 @@ class StdinToPeer(Protocol):
         return self.flushed
 
 
+@implementer(IPushProducer)
+class PeerReads:
+    """The peer's transport as the producer of stdout's bytes, noting when
+    stdout pauses it: a pipe mode stalled on stdout is not an idle peer."""
+
+    def __init__(self, bridge: StdinToPeer) -> None:
+        self.bridge = bridge
+        self.transport: Any = bridge.session.transport
+
+    def pauseProducing(self) -> None:
+        """stdout is full: stop reading the peer."""
+        self.bridge.stdout_full = True
+        self.transport.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        """stdout has room again."""
+        self.bridge.stdout_full = False
+        self.bridge.last = time.monotonic()
+        self.transport.resumeProducing()
+
+    def stopProducing(self) -> None:
+        """stdout is gone."""
+        self.transport.stopProducing()
+
+
 def run_pipe(
     reactor: Any,
     session: Session,
@@ -592,7 +701,12 @@ def run_pipe(
     def finished(reason: Failure) -> None:
         if bridge.timed_out:
             code = TIMEOUT
-            sys.stderr.write(f"echod client: timed out: nothing for {idle:g}s\n")
+            if bridge.stdout_full:  # the stall was ours: stdout took nothing
+                sys.stderr.write(
+                    f"echod client: timed out writing to stdout ({idle:g}s)\n"
+                )
+            else:
+                sys.stderr.write(f"echod client: timed out: nothing for {idle:g}s\n")
         else:
             code = ended(reason)
             if code:
@@ -1055,6 +1169,19 @@ def parser() -> argparse.ArgumentParser:
         help="seconds for connecting, and for an idle peer or stdout (pipe mode; "
         "as nc -w)",
     )
+    p.add_argument(
+        "-z",
+        "--zero-io",
+        action="store_true",
+        help="connect (and finish the TLS handshake), send nothing, close: "
+        "exit 0 if the port answers (as nc -z)",
+    )
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="say on stderr where the connection went, and from where (as nc -v)",
+    )
     p.add_argument("--count", type=int, help="probe: send this many messages")
     p.add_argument("--size", type=int, default=64, help="probe: bytes per message")
     p.add_argument(
@@ -1081,6 +1208,13 @@ def check_numbers(args: argparse.Namespace) -> str | None:
         return "--timeout must be a number of seconds more than 0"
     if not 0 <= args.interval < math.inf:
         return "--interval must be a number of seconds, 0 or more"
+    if args.zero_io and is_udp(args):
+        return (
+            "-z proves a connection, and UDP has none: probe a UDP echo with "
+            "--udp --count 1"
+        )
+    if args.zero_io and args.count is not None:
+        return "-z sends nothing, and --count sends messages: give one"
     return None
 
 
@@ -1125,7 +1259,7 @@ def main(argv: Sequence[str]) -> int:
         def connect() -> defer.Deferred[Any]:
             return endpoint.connect(Factory.forProtocol(Session))
 
-    interactive = args.count is None and sys.stdin.isatty()
+    interactive = args.count is None and not args.zero_io and sys.stdin.isatty()
     result: list[int] = []
     connected = threading.Event()
     session_box: list[Session] = []
@@ -1140,7 +1274,18 @@ def main(argv: Sequence[str]) -> int:
 
     def started(session: Any) -> Any:
         session_box.append(session)
-        if args.count is not None:
+        if args.verbose:
+            line = connected_line(target, session, udp)
+            if target.tls and not udp:
+                when_usable(session, True).addCallbacks(
+                    lambda _: sys.stderr.write(f"echod client: {line}, TLS verified\n"),
+                    lambda _: None,  # the mode reports the failure
+                )
+            else:
+                sys.stderr.write(f"echod client: {line}\n")
+        if args.zero_io:
+            d = run_zero(session, target, args.timeout, reactor)
+        elif args.count is not None:
             d = (udpclient.DatagramProbe if udp else Probe)(
                 reactor,
                 session,

@@ -76,6 +76,13 @@ class DatagramTransport:
         kind = IPv6Address if ":" in host else IPv4Address
         return kind("UDP", host, number)
 
+    def getHost(self) -> IPv4Address | IPv6Address:
+        """The local address the socket is bound to."""
+        port: Any = self.protocol.transport
+        host, number = port.getHandle().getsockname()[:2]
+        kind = IPv6Address if ":" in host else IPv4Address
+        return kind("UDP", host, number)
+
     def writeSequence(self, data: list[bytes]) -> None:
         """Send each item as its own datagram."""
         for item in data:

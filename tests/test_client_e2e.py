@@ -102,6 +102,31 @@ def test_pipe_mode_timeout_bounds_the_wait_for_a_stuck_stdout(
     assert (code, err) == (6, b"echod client: timed out writing to stdout (1s)\n")
 
 
+def test_pipe_mode_stalled_on_stdout_is_not_an_idle_peer(
+    start_daemon: DaemonStarter,
+) -> None:
+    """stdin stays open and stdout is never read: the echo stalls on our own
+    stdout, and --timeout says so (it said "nothing for 1s", as if the peer
+    had gone quiet; this was a flake of the test above under load)."""
+    port = start_daemon("--port", LOCAL).tcp_port()
+    with subprocess.Popen(
+        [ECHOD, "client", "--timeout", "1", f"127.0.0.1:{port}"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    ) as client:  # fmt: skip
+        assert client.stdin is not None and client.stderr is not None
+
+        def feed() -> None:
+            with contextlib.suppress(OSError):  # the client ends while we write
+                client.stdin.write(b"x" * (8 << 20))  # type: ignore[union-attr]
+                client.stdin.flush()  # type: ignore[union-attr]
+
+        writer = threading.Thread(target=feed, daemon=True)
+        writer.start()
+        code = client.wait(timeout=30)  # stdin never ends, stdout is never read
+        err = client.stderr.read()
+    assert (code, err) == (6, b"echod client: timed out writing to stdout (1s)\n")
+
+
 def test_probe_mode_summary(start_daemon: DaemonStarter) -> None:
     port = start_daemon("--port", LOCAL).tcp_port()
     out = client("--count", "5", "--size", "256", f"127.0.0.1:{port}")
@@ -798,6 +823,62 @@ def test_nc_forms_host_port_and_letters(start_daemon: DaemonStarter) -> None:
         f"echod client: error: '127.0.0.1:{port}' and the port {port}: give "
         "HOST PORT, or HOST:PORT alone (an endpoint string names its own port)"
     ]
+
+
+def test_zero_io_and_verbose_as_nc(start_daemon: DaemonStarter, tmp_path: Path) -> None:
+    """-z proves a port answers (and, over TLS, that its certificate is
+    trusted) without sending a byte, as nc -z; -v says where the connection
+    went and from where, as nc -v."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        udp = int(probe.getsockname()[1])
+    daemon = start_daemon("--port", LOCAL, "--udp", f"127.0.0.1:{udp}")
+    port = daemon.tcp_port()
+    daemon.wait_for(rf"listening on udp:{udp}")
+    out = client("-zv", "localhost", str(port))
+    assert out.returncode == 0 and out.stdout == b"", out
+    said = out.stderr.decode()
+    assert re.fullmatch(
+        rf"echod client: connected to localhost:{port} \(127\.0\.0\.1\) from "
+        r"127\.0\.0\.1:(\d+)\n", said
+    ), said  # fmt: skip
+    local = said.rsplit(":", 1)[1].strip()
+    daemon.wait_for(rf"closed 127\.0\.0\.1:{local} in=0 out=0 .* reason=(eof|closed)")
+    refused = client("-z", f"127.0.0.1:{free_port()}")
+    assert refused.returncode == 4 and b"connection refused" in refused.stderr
+    out = client("-v", f"127.0.0.1:{port}", stdin=b"piped\n")
+    assert (out.returncode, out.stdout) == (0, b"piped\n")
+    assert out.stderr.startswith(
+        f"echod client: connected to 127.0.0.1:{port} from".encode()
+    )
+    out = client("-v", "-u", "127.0.0.1", str(udp), stdin=b"dgram\n")
+    assert (out.returncode, out.stdout) == (0, b"dgram\n")
+    assert out.stderr.startswith(
+        f"echod client: sending to 127.0.0.1:{udp} from".encode()
+    )
+    tls_port, ca = tls_daemon(start_daemon, tmp_path)
+    out = client("-zv", "--cacert", str(ca), f"tls:localhost:{tls_port}")
+    assert out.returncode == 0, out
+    assert out.stderr.decode().endswith(", TLS verified\n"), out.stderr
+    untrusted = client("-z", f"tls:localhost:{tls_port}")
+    assert untrusted.returncode == 7, untrusted
+    assert b"unable to get local issuer certificate" in untrusted.stderr
+    plain = client("-z", f"tls:127.0.0.1:{port}")  # a TLS hello to a plain echo
+    assert plain.returncode == 7, plain
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # connects, never speaks
+        mute = silent.getsockname()[1]
+        out = client("-z", "-w", "1", f"tls:127.0.0.1:{mute}", timeout=20)
+    assert (out.returncode, out.stderr) == (
+        6,
+        f"echod client: 127.0.0.1:{mute}: timed out\n".encode(),
+    ), out  # it waited for the handshake for ever
+    for args, says in (
+        (["-z", "-u", f"127.0.0.1:{udp}"], "-z proves a connection, and UDP has"),
+        (["-z", "--count", "1", f"127.0.0.1:{port}"], "-z sends nothing, and"),
+    ):
+        out = client(*args)
+        assert out.returncode == 2, out
+        assert out.stderr.decode().startswith(f"echod client: error: {says}"), out
 
 
 def test_source_port(start_daemon: DaemonStarter, tmp_path: Path) -> None:
