@@ -153,6 +153,8 @@ class FetchResult:
     warnings: list[str]
     timing: Timing
     peer: str = ""
+    local: str = ""
+    """Our end of the last connection, C{HOST:PORT}."""
 
     @property
     def head(self) -> ResponseHead:
@@ -257,6 +259,7 @@ class FetchProtocol(Protocol):
         self.warnings: list[str] = []
         self.body_bytes = 0
         self.peer = ""
+        self.local = ""
         self._h11 = h11.Connection(
             h11.CLIENT, max_incomplete_event_size=options.max_header_size
         )
@@ -292,9 +295,10 @@ class FetchProtocol(Protocol):
         peer = self.transport.getPeer()  # type: ignore[union-attr]
         self.peer = host_port(getattr(peer, "host", "?"), getattr(peer, "port", "?"))
         local = None
+        host = self.transport.getHost()  # type: ignore[union-attr]
+        self.local = host_port(getattr(host, "host", "?"), getattr(host, "port", "?"))
         if self.options.source is not None or self.options.local_ports is not None:
-            host = self.transport.getHost()  # type: ignore[union-attr]
-            local = host_port(getattr(host, "host", "?"), getattr(host, "port", "?"))
+            local = self.local
         self.observer.connected(self.peer, local)
         if self.request.url.tls and self.connect_deadline is not None:
             left = max(0.0, self.connect_deadline - time.perf_counter())
@@ -825,6 +829,7 @@ async def _fetch(
             warnings,
             timing,
             protocol.peer,
+            protocol.local,
         )
 
 

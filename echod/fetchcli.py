@@ -22,6 +22,7 @@ import ipaddress
 import math
 import os
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +58,7 @@ from echod.hostnames import HostNameError, ascii_host
 from echod.resolve import source_family
 from echod.stdstreams import discard_stdout
 from echod.tlsclient import ClientTLS
+from echod.writeout import Outcome, WriteOut, WriteOutError
 
 PROG = "echod fetch"
 EXIT_CODES = """\
@@ -394,6 +396,11 @@ def parser() -> argparse.ArgumentParser:
         "--timing", action="store_true", help="print the time of each step"
     )
     out.add_argument(
+        "-w", "--write-out", metavar="FORMAT",
+        help="print FORMAT on stdout at the end, as curl's -w: %%{http_code}, "
+        "%%{time_total}, %%{remote_ip}, ... (@FILE: the format from FILE)",
+    )  # fmt: skip
+    out.add_argument(
         "--lint", action="store_true",
         help="exit 9 when the response broke the protocol (always warned)",
     )  # fmt: skip
@@ -484,6 +491,7 @@ class Command:
     request: Request
     options: FetchOptions
     output: Path | None
+    write_out: WriteOut | None = None
 
 
 def _readable(path: Path, what: str) -> None:
@@ -612,7 +620,22 @@ def build(args: argparse.Namespace) -> Command:
         output = Path(url.file_name())
     elif args.output not in (None, "-"):
         output = Path(args.output)
-    return Command(request, options, output)
+    return Command(request, options, output, write_out_format(args.write_out))
+
+
+def write_out_format(text: str | None) -> WriteOut | None:
+    """C{-w FORMAT}, C{-w @FILE} or C{-w @-} (stdin), parsed; L{RequestError}
+    for an unknown variable or a file that cannot be read."""
+    if text is None:
+        return None
+    if text.startswith("@"):
+        name = text[1:]
+        data = sys.stdin.buffer.read() if name == "-" else _read(Path(name), "-w")
+        text = data.decode("utf-8", "replace")
+    try:
+        return WriteOut.parse(text)
+    except WriteOutError as e:
+        raise RequestError(str(e)) from None
 
 
 def main(argv: Sequence[str]) -> int:
@@ -644,6 +667,7 @@ def main(argv: Sequence[str]) -> int:
             interrupted.append(True)
 
     reactor.addSystemEventTrigger("before", "shutdown", shutting_down)
+    started = time.perf_counter()
     reactor.callWhenRunning(go)
     reactor.run()
     observer.close_progress()
@@ -654,6 +678,26 @@ def main(argv: Sequence[str]) -> int:
         sys.stderr.write(f"{PROG}: interrupted\n")
         return INTERRUPTED
     result = outcome[0]
+    code = finish(args, command, output, observer, result)
+    if command.write_out is not None:
+        elapsed = time.perf_counter() - started
+        if isinstance(result, ClientError):
+            ended = Outcome(None, code, str(result), elapsed)
+        else:
+            ended = Outcome(result, code)
+        sys.stdout.write(command.write_out.render(ended))
+        sys.stdout.flush()
+    return code
+
+
+def finish(
+    args: argparse.Namespace,
+    command: Command,
+    output: BodyOutput,
+    observer: CommandObserver,
+    result: FetchResult | ClientError,
+) -> int:
+    """Say how the fetch ended; the exit code."""
     if isinstance(result, ClientError):
         where = (
             f" ({output.written} bytes left in {output.path})"

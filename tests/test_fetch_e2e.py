@@ -1022,3 +1022,35 @@ def test_ipv4_or_ipv6_only(link_local: LinkLocalNamespace, tmp_path: Path) -> No
             out = run(*options)
             assert out.returncode == 2, out
             assert says in out.stderr.decode() and out.stderr.count(b"\n") == 1
+
+
+def test_write_out_as_curl_s(nginx: Nginx, tmp_path: Path) -> None:
+    """-w FORMAT, curl's --write-out, against nginx and beside curl itself:
+    the same figures for the same fetch; 000 and the exit code when there
+    was no response; an unknown variable is a usage error before sending."""
+    fmt = (
+        "%{http_code} %{num_redirects} %{content_type} %{size_download} "
+        "%{remote_ip} %{remote_port} %{scheme} %{exitcode}\\n"
+    )
+    url = nginx.url("/redirect")
+    run = fetch("-s", "-L", "-o", "/dev/null", "-w", fmt, url, cwd=tmp_path)
+    theirs = curl("-L", "-o", "/dev/null", "-w", fmt, url, cwd=tmp_path)
+    assert run.code == 0 and theirs.returncode == 0, (run, theirs)
+    assert run.stdout == theirs.stdout, (run.stdout, theirs.stdout)
+    assert run.stdout.startswith(b"200 1 text/html ")
+    times = fetch("-s", "-o", "/dev/null", "-w",
+                  "%{time_connect} %{time_starttransfer} %{time_total}",
+                  nginx.url("/index.html"), cwd=tmp_path)  # fmt: skip
+    connect, first, total = (float(x) for x in times.stdout.split())
+    assert 0 < connect <= first <= total, times.stdout
+    refused = free_port()
+    down = fetch("-s", "-w", "%{http_code} %{exitcode} %{errormsg}",
+                 f"http://127.0.0.1:{refused}/", cwd=tmp_path)  # fmt: skip
+    assert (down.code, down.stdout) == (4, b"000 4 connection refused"), down
+    (tmp_path / "fmt").write_text("%{response_code}%%\\t@file\\n")
+    from_file = fetch("-s", "-o", "/dev/null", "-w", "@fmt", nginx.url("/index.html"),
+                      cwd=tmp_path)  # fmt: skip
+    assert from_file.stdout == b"200%\t@file\n", from_file.stdout
+    unknown = fetch("-w", "%{http_cod}", nginx.url("/index.html"), cwd=tmp_path)
+    assert unknown.code == 2 and unknown.stdout == b"", unknown
+    assert "-w: unknown variable %{http_cod}" in unknown.stderr
