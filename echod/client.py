@@ -558,14 +558,35 @@ def run_zero(
 ) -> defer.Deferred[int]:
     """C{-z}, as nc's: prove the connection (and the TLS handshake, within
     C{timeout} seconds), send nothing, close cleanly; 0, or the code of how it
-    failed."""
+    failed.
+
+    Over TLS the close waits (as long again at most) for the server's answer
+    to our close_notify: under TLS 1.3 a server judges the client's
+    certificate after the client has finished its handshake, so a refusal
+    (no client certificate, or one it does not trust) arrives as an alert
+    only then.
+    """
     done: defer.Deferred[int] = defer.Deferred()
 
     def close(_: object) -> None:
-        session.on_close(lambda reason: done.callback(OK))
+        def ended(reason: Failure | None) -> None:
+            if waiting.active():
+                waiting.cancel()
+            if reason is not None and reason.check(SSLError):
+                failed(reason)  # the server's alert: refused after all
+            elif not done.called:
+                done.callback(OK)
+
+        waiting = reactor.callLater(
+            timeout or ZERO_IO_HANDSHAKE_TIMEOUT,
+            session.transport.abortConnection,  # type: ignore[union-attr]
+        )
+        session.on_close(ended)
         session.transport.loseConnection()  # type: ignore[union-attr]
 
     def failed(failure: Failure) -> None:
+        if done.called:
+            return
         error = classify(failure)
         sys.stderr.write(f"echod client: {target.label()}: {error}\n")
         done.callback(error.code)

@@ -865,6 +865,21 @@ def test_zero_io_and_verbose_as_nc(start_daemon: DaemonStarter, tmp_path: Path) 
     assert b"unable to get local issuer certificate" in untrusted.stderr
     plain = client("-z", f"tls:127.0.0.1:{port}")  # a TLS hello to a plain echo
     assert plain.returncode == 7, plain
+    # Mutual TLS: under TLS 1.3 the server refuses a missing client
+    # certificate after the client's handshake is done; -z said 0 to that.
+    pki = tmp_path / "pki"
+    make_certificates(pki, ["localhost"])
+    mutual = start_daemon(
+        "--port", "ssl:0:interface=127.0.0.1", "--tls-cert", str(pki / "server.pem"),
+        "--tls-key", str(pki / "server.key"), "--tls-client-ca", str(pki / "ca.pem"),
+    ).tcp_port()  # fmt: skip
+    anonymous = client("-z", "--cacert", str(pki / "ca.pem"), f"tls:localhost:{mutual}")
+    assert anonymous.returncode == 7, anonymous
+    assert b"alert certificate required" in anonymous.stderr, anonymous
+    known = client("-z", "--cacert", str(pki / "ca.pem"), "--cert",
+                   str(pki / "client.pem"), "--key", str(pki / "client.key"),
+                   f"tls:localhost:{mutual}")  # fmt: skip
+    assert known.returncode == 0, known
     with socket.create_server(("127.0.0.1", 0)) as silent:  # connects, never speaks
         mute = silent.getsockname()[1]
         out = client("-z", "-w", "1", f"tls:127.0.0.1:{mute}", timeout=20)
