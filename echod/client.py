@@ -569,7 +569,7 @@ def run_zero(
     done: defer.Deferred[int] = defer.Deferred()
 
     def close(_: object) -> None:
-        def ended(reason: Failure | None) -> None:
+        def closed(reason: Failure | None) -> None:
             if waiting.active():
                 waiting.cancel()
             if reason is not None and reason.check(SSLError):
@@ -581,7 +581,7 @@ def run_zero(
             timeout or ZERO_IO_HANDSHAKE_TIMEOUT,
             session.transport.abortConnection,  # type: ignore[union-attr]
         )
-        session.on_close(ended)
+        session.on_close(closed)
         session.transport.loseConnection()  # type: ignore[union-attr]
 
     def failed(failure: Failure) -> None:
