@@ -56,7 +56,7 @@ from echod.fetchrequest import (
 )
 from echod.hostnames import HostNameError, ascii_host
 from echod.resolve import source_family
-from echod.stdstreams import discard_stdout
+from echod.stdstreams import QUIETLY_GONE, discard_stdout
 from echod.tlsclient import ClientTLS
 from echod.writeout import Outcome, WriteOut, WriteOutError
 
@@ -685,9 +685,26 @@ def main(argv: Sequence[str]) -> int:
             ended = Outcome(None, code, str(result), elapsed)
         else:
             ended = Outcome(result, code)
-        sys.stdout.write(command.write_out.render(ended))
-        sys.stdout.flush()
+        failed = write_report(command.write_out.render(ended))
+        if failed is not None and code == OK:
+            return failed
     return code
+
+
+def write_report(text: str) -> int | None:
+    """Write the C{-w} report to stdout; None, or the exit code when it was
+    lost. A reader that went away (EPIPE) or a closed stdout (EBADF) did not
+    want it: dropped without a word, as the client's and bench's reports."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except OSError as e:
+        discard_stdout()
+        if e.errno in QUIETLY_GONE:
+            return None
+        sys.stderr.write(f"{PROG}: cannot write the -w report: {e.strerror}\n")
+        return WRITE
+    return None
 
 
 def finish(

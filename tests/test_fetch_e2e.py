@@ -1054,3 +1054,16 @@ def test_write_out_as_curl_s(nginx: Nginx, tmp_path: Path) -> None:
     unknown = fetch("-w", "%{http_cod}", nginx.url("/index.html"), cwd=tmp_path)
     assert unknown.code == 2 and unknown.stdout == b"", unknown
     assert "-w: unknown variable %{http_cod}" in unknown.stderr
+    # stdout closed, its reader gone, or full: a traceback before (OSError)
+    command = f"'{ECHOD}' fetch -s -o /dev/null -w '%{{http_code}}' {nginx.url('/')}"
+    for redirect, code, says in (
+        (">&-", 0, ""),
+        ("| true", 0, ""),
+        ("> /dev/full", 13, "echod fetch: cannot write the -w report: No space left"),
+    ):
+        shell = subprocess.run(
+            ["bash", "-c", f"set -o pipefail; {command} {redirect}"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert shell.returncode == code, (redirect, shell)
+        assert shell.stderr.startswith(says) and "Traceback" not in shell.stderr
