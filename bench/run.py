@@ -460,10 +460,9 @@ def timed(
             elapsed = float(r.get("secs") or seconds)
             r["server_busy"] = busy / elapsed
             r["load_busy"] = load_busy / elapsed
-            if r.get("requests"):
-                r["server_us_per_req"] = busy * 1e6 / r["requests"]
-            if r.get("completed"):
-                r["server_us_per_req"] = busy * 1e6 / r["completed"]
+            done = r.get("requests") or r.get("completed")  # ping-pong; conn
+            if done:
+                r["server_us_each"] = busy * 1e6 / done  # per request or connection
             if r.get("errors") or (r.get("mismatches") and r["mismatches"] > 0):
                 results.errors.append(f"{s.key}: {r}")
             results.runs.setdefault(s.key, []).append(r)
@@ -629,7 +628,7 @@ def report(
         for key in ("pp1", "pp100", "conn10"):
             sb, lb = r.median(key, "server_busy"), r.median(key, "load_busy")
             cells.append("—" if sb is None or lb is None else f"{sb:.2f} / {lb:.2f}")
-            cells.append(fmt(r.median(key, "server_us_per_req"), 2))
+            cells.append(fmt(r.median(key, "server_us_each"), 2))
         capped = r.median("pp100cap", "req_per_s")
         sb, lb = r.median("pp100cap", "server_busy"), r.median("pp100cap", "load_busy")
         cells.append(
