@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Microbenchmarks (in-process) behind docs/PERFORMANCE.md: lessons 4 and 7, fused read.
+"""In-process microbenchmarks behind docs/PERFORMANCE.md: lessons 4, 7 and 11.
 
     python bench/micro.py
 
@@ -10,7 +10,9 @@
    against a fused read-and-echo call (the refinement measured and not kept);
 3. send + recv of 1 KiB over loopback by read size, in a fresh process
    (glibc's mmap threshold at its start value) and after one large block was
-   freed (the threshold raised, as twistd's start-up leaves it).
+   freed (the threshold raised, as twistd's start-up leaves it);
+4. one connection's close line as twistd's text log makes it: Twisted's
+   formatter against echod's ClassicText (lesson 11; the same text).
 
 Warm caches, one core: these figures are lower bounds of what a request costs
 a daemon that sleeps between requests. Best of 5 repetitions each.
@@ -199,10 +201,59 @@ def recv_sizes() -> None:
         print(f"   {state:6s}  {cells}")
 
 
+def log_lines() -> None:
+    """Lesson 11: one connection's close line, made by Twisted's text log
+    formatter and by echod's (the same text)."""
+    import time as clock
+
+    from twisted.logger import (
+        LogLevel,
+        formatEventAsClassicLogText,
+        formatTime,
+        timeFormatRFC3339,
+    )
+
+    from echod.logs import ClassicText
+
+    event = {
+        "log_format": "closed {peer} in={bytes_in} out={bytes_out} "
+        "duration={duration:.3f}s reason={reason}",
+        "log_time": clock.time(),
+        "log_level": LogLevel.info,
+        "log_namespace": "echod",
+        "peer": "127.0.0.1:45880",
+        "bytes_in": 64,
+        "bytes_out": 64,
+        "duration": 0.000123,
+        "reason": "eof",
+        "event": "closed",
+    }
+    classic = ClassicText()
+
+    def twisted_line(when: float | None) -> str:
+        return formatTime(when, timeFormatRFC3339)
+
+    assert classic(event) == formatEventAsClassicLogText(event, formatTime=twisted_line)
+
+    def theirs(count: int) -> None:
+        for _ in range(count):
+            formatEventAsClassicLogText(event, formatTime=twisted_line)
+
+    def ours(count: int) -> None:
+        for _ in range(count):
+            classic(event)
+
+    n = 20_000
+    print("4. a connection's close line, formatted (the same text), µs")
+    print(f"   Twisted's formatter   {best(theirs, n):.3f}")
+    print(f"   echod's ClassicText   {best(ours, n):.3f}")
+
+
 def main() -> None:
     reactor_turns()
     event_path()
     recv_sizes()
+    log_lines()
 
 
 if __name__ == "__main__":

@@ -72,14 +72,17 @@ class DatagramTransport:
     def getPeer(self) -> IPv4Address | IPv6Address:
         """The address the socket is connected to."""
         port: Any = self.protocol.transport
-        host, number = port.getHandle().getpeername()[:2]
-        kind = IPv6Address if ":" in host else IPv4Address
-        return kind("UDP", host, number)
+        return self._address(port.getHandle().getpeername())
 
     def getHost(self) -> IPv4Address | IPv6Address:
         """The local address the socket is bound to."""
         port: Any = self.protocol.transport
-        host, number = port.getHandle().getsockname()[:2]
+        return self._address(port.getHandle().getsockname())
+
+    @staticmethod
+    def _address(name: tuple[Any, ...]) -> IPv4Address | IPv6Address:
+        """A socket name as a Twisted address."""
+        host, number = name[:2]
         kind = IPv6Address if ":" in host else IPv4Address
         return kind("UDP", host, number)
 

@@ -148,6 +148,13 @@ class Daemon:
         self._reader.join(5)
         return self.process.returncode
 
+    def refusal_lines(self) -> list[str]:
+        """The lines of a daemon that refused to start: it must exit 1 (within
+        30 s); what it said, stripped."""
+        assert self.process.wait(30) == 1, self.output
+        self.stop()
+        return self.output.strip().splitlines()
+
     def cpu_seconds(self) -> float:
         """User plus system CPU time the daemon has used, from /proc."""
         fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+from twisted.application.service import Application
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import (
     MemoryReactorClock,
     StringTransport,
     StringTransportWithDisconnection,
 )
+from twisted.logger import FileLogObserver, ILogObserver
 
 from echod.echo import EchoProtocol
+from echod.logs import ClassicText
 from echod.service import (
     FLUSH_GRACE,
     EchoService,
@@ -131,3 +136,23 @@ def test_listen_failure_names_the_endpoint_and_releases_the_others() -> None:
 )
 def test_with_backlog(given: str, used: str) -> None:
     assert with_backlog(given, 64) == used
+
+
+def test_under_twistd_echod_writes_the_text_log_itself(tmp_path: Path) -> None:
+    """The fast text log is what twistd logs with (the application's
+    ILogObserver), writing to twistd's --logfile; with --syslog or --logger
+    (writes_log off) twistd's own observer stays."""
+    application = Application("echod")
+    log_file = tmp_path / "echod.log"
+    settings = EchoSettings(ports=("tcp:1234",), log_file=log_file, writes_log=True)
+    EchoService(settings, MemoryReactorClock()).setServiceParent(application)
+    observer = application.getComponent(ILogObserver)
+    assert isinstance(observer, FileLogObserver)
+    assert isinstance(observer.formatEvent, ClassicText)
+    observer({"log_format": "hello {who}", "who": "log", "log_time": 0.0})
+    assert log_file.read_text().endswith(" [-#-] hello log\n")
+    untouched = Application("echod")
+    EchoService(
+        EchoSettings(ports=("tcp:1234",)), MemoryReactorClock()
+    ).setServiceParent(untouched)
+    assert untouched.getComponent(ILogObserver) is None
