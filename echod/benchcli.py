@@ -25,16 +25,14 @@ from typing import Any
 from twisted.internet.protocol import Factory
 from twisted.python.failure import Failure
 
-from echod.client import (
-    OK,
-    USAGE,
+from echod.clienterrors import OK, USAGE, classify
+from echod.fdlimit import raise_file_limit
+from echod.loadgen import LoadResult, LoadRun, LoadSettings, percentiles
+from echod.targetoptions import (
     add_target_arguments,
-    classify,
     parse_target_arguments,
     target_endpoint,
 )
-from echod.fdlimit import raise_file_limit
-from echod.loadgen import LoadResult, LoadRun, LoadSettings, percentiles
 
 FAILED = 1
 """Exit code: some byte did not come back, or not in order."""

@@ -46,7 +46,7 @@ from twisted.protocols.basic import FileSender
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from echod.client import (
+from echod.clienterrors import (
     DNS,
     REFUSED,
     RESET,

@@ -31,7 +31,7 @@ from typing import IO, Any
 from twisted.python.failure import Failure
 
 from echod.cli import add_family_options, is_port, parse_arguments
-from echod.client import OK, USAGE, ClientError
+from echod.clienterrors import OK, USAGE, ClientError
 from echod.fetch import (
     HTTP_ERROR,
     INTERNAL,

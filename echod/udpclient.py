@@ -32,16 +32,11 @@ from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.protocol import DatagramProtocol
 from twisted.python.failure import Failure
 
-from echod.client import (
-    DNS,
-    UNREACHABLE,
-    USAGE,
-    ClientError,
-    Probe,
-    Session,
-    StdinToPeer,
-)
+from echod.clienterrors import DNS, UNREACHABLE, USAGE, ClientError
+from echod.pipe import StdinToPeer
+from echod.probe import Probe
 from echod.resolve import family_of, ip_version, resolve_host
+from echod.session import Session
 from echod.settings import MAX_UDP_PAYLOAD
 
 

@@ -12,7 +12,7 @@ from twisted.internet import error
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 
-from echod.client import RESET
+from echod.clienterrors import RESET
 from echod.fetch import (
     MALFORMED,
     TOO_LARGE,

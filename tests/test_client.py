@@ -1,264 +1,68 @@
-"""Unit tests of echod.client: targets and exit codes."""
+"""Unit tests of echod.client: the options checked before anything connects."""
 
 from __future__ import annotations
 
-import errno
-import re
+import argparse
 
 import pytest
-from OpenSSL.SSL import Error as SSLError
-from twisted.internet import error
-from twisted.internet.address import IPv4Address, IPv6Address
-from twisted.internet.endpoints import HostnameEndpoint, TCP6ClientEndpoint
-from twisted.internet.protocol import Factory, Protocol
-from twisted.internet.testing import MemoryReactor
-from twisted.python.failure import Failure
 
-from echod.client import (
-    DNS,
-    REFUSED,
-    RESET,
-    TIMEOUT,
-    TLS,
-    UNREACHABLE,
-    USAGE,
-    ClientError,
-    Session,
-    Target,
-    classify,
-    joined_target,
-    local_address,
-    make_endpoint,
-    parse_target,
-    reached,
-    with_source,
-)
-from echod.tlsclient import ClientTLS
+from echod.client import check_numbers, is_udp, parser, udp_target
+from echod.clienterrors import USAGE, ClientError
+from echod.target import Target
+
+
+def options(*argv: str) -> argparse.Namespace:
+    """``echod client ARGV`` parsed, nothing checked yet."""
+    return parser().parse_args(argv)
 
 
 @pytest.mark.parametrize(
-    ("text", "tls", "target"),
+    ("argv", "says"),
     [
-        ("localhost:10000", False, Target("localhost", 10000, None, False)),
-        ("[::1]:7", False, Target("::1", 7, None, False)),
-        ("tls:example.test:443", False, Target("example.test", 443, None, True)),
-        ("example.test:443", True, Target("example.test", 443, None, True)),
-        (
-            "unix:path=/run/echo.sock",
-            False,
-            Target(None, None, "unix:path=/run/echo.sock", False),
-        ),
-        (
-            "tcp:host=localhost:port=7",
-            False,
-            Target(None, None, "tcp:host=localhost:port=7", False),
-        ),
-        ("tcp:127.0.0.1:7", False, Target(None, None, "tcp:127.0.0.1:7", False)),
-        ("::1:7", False, Target("::1", 7, None, False)),
-        # Twisted's ssl: client endpoint verifies nothing: it is echod's TLS.
-        (
-            "ssl:host=example.test:port=443",
-            False,
-            Target("example.test", 443, None, True),
-        ),
-        ("ssl:example.test:443", False, Target("example.test", 443, None, True)),
-        ("ssl:host=\\:\\:1:port=443", False, Target("::1", 443, None, True)),
-        # international names: A-labels, as looked up and sent in TLS
-        ("bücher.test:7", False, Target("xn--bcher-kva.test", 7, None, False)),
-        ("tls:faß.de:443", False, Target("xn--fa-hia.de", 443, None, True)),
-        ("ssl:bücher.test:443", False, Target("xn--bcher-kva.test", 443, None, True)),
+        (["--count", "0"], "--count and --size must be at least 1"),
+        (["--count", "1", "--size", "0"], "--count and --size must be at least 1"),
+        (["--size", str((64 << 20) + 1)], "at most 67108864 bytes"),
+        (["-u", "--size", "65508"], "a UDP datagram holds at most 65507 bytes"),
+        (["-w", "0"], "--timeout must be a number of seconds more than 0"),
+        (["-w", "inf"], "--timeout must be a number of seconds more than 0"),
+        (["--interval=-1"], "--interval must be a number of seconds, 0 or more"),
+        (["-z", "udp:h.test:7"], "-z proves a connection, and UDP has none"),
+        (["-z", "--count", "1"], "-z sends nothing, and --count sends messages"),
     ],
 )
-def test_parse_target(text: str, tls: bool, target: Target) -> None:
-    assert parse_target(text, tls) == target
+def test_numbers_that_cannot_be_used(argv: list[str], says: str) -> None:
+    complaint = check_numbers(options(*argv))
+    assert complaint is not None and says in complaint
 
 
-def test_parse_target_with_a_family() -> None:
-    """-4/-6: kept for a name; an address of the other version, or an endpoint
-    string (which names its own family), is a usage error."""
-    assert parse_target("h.test:7", False, 6) == Target("h.test", 7, None, False, 6)
-    assert parse_target("tls:h.test:7", False, 4).family == 4
-    assert parse_target("ssl:h.test:7", False, 4).family == 4
-    for text, family, says in (
-        ("127.0.0.1:7", 6, "-6 asks for IPv6, and 127.0.0.1 is an IPv4 address"),
-        ("[::1]:7", 4, "-4 asks for IPv4, and ::1 is an IPv6 address"),
-        ("tcp:h.test:7", 4, "-4 goes with HOST:PORT, not the endpoint string"),
-        ("unix:path=/s", 6, "-6 goes with HOST:PORT"),
-    ):
-        with pytest.raises(ClientError, match=says) as e:
-            parse_target(text, False, family)
-        assert e.value.code == USAGE
+@pytest.mark.parametrize(
+    "argv", [[], ["--count", "3", "--size", "65507", "-u"], ["-w", "0.5", "-z"]]
+)
+def test_numbers_that_can(argv: list[str]) -> None:
+    assert check_numbers(options(*argv)) is None
 
 
-@pytest.mark.parametrize("text", ["localhost:0", "localhost:65536", "[::1]:99999"])
-def test_a_port_out_of_range_is_a_usage_error(text: str) -> None:
-    with pytest.raises(ClientError, match=r"bad port in .*: ports are 1 to 65535") as e:
-        parse_target(text, False)
+def test_udp_is_asked_by_option_or_prefix() -> None:
+    assert is_udp(options("-u", "h.test:7"))
+    assert is_udp(options("udp:h.test:7"))
+    assert not is_udp(options("h.test:7"))
+
+
+def test_a_udp_target() -> None:
+    assert udp_target(options("udp:[::1]:7")) == Target("::1", 7, None, False)
+    assert udp_target(options("-u", "-4", "h.test:7")).family == 4
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["-u", "--tls", "h.test:7"], "--tls: no TLS over UDP \\(echod has no DTLS\\)"),
+        (["udp:tls:h.test:7"], "--tls: no TLS over UDP"),
+        (["-u", "--insecure", "h.test:7"], "--insecure: no TLS over UDP"),
+        (["-u", "unix:path=/s"], "bad UDP target 'unix:path=/s'"),
+    ],
+)
+def test_udp_targets_refused(argv: list[str], says: str) -> None:
+    with pytest.raises(ClientError, match=says) as e:
+        udp_target(options(*argv))
     assert e.value.code == USAGE
-
-
-@pytest.mark.parametrize(
-    ("target", "port", "joined"),
-    [
-        ("localhost", None, "localhost"),
-        ("localhost", "7", "localhost:7"),
-        ("127.0.0.1", "65535", "127.0.0.1:65535"),
-        ("::1", "7", "[::1]:7"),
-        ("[::1]", "7", "[::1]:7"),
-        ("fe80::1%eth0", "7", "[fe80::1%eth0]:7"),
-        ("tls:localhost", "443", "tls:localhost:443"),
-        ("udp:::1", "7", "udp:[::1]:7"),
-        ("tcp:localhost:7", None, "tcp:localhost:7"),
-    ],
-)
-def test_host_and_port_as_nc_takes_them(target: str, port: str, joined: str) -> None:
-    assert joined_target(target, port) == joined
-
-
-@pytest.mark.parametrize(
-    ("target", "port", "says"),
-    [
-        ("localhost", "0", "bad port '0': a port is a number, 1 to 65535"),
-        ("localhost", "http", "bad port 'http': a port is a number, 1 to 65535"),
-        ("localhost:7", "7", "'localhost:7' and the port 7: give HOST PORT"),
-        ("tcp:host=localhost", "7", "'tcp:host=localhost' and the port 7: give"),
-        ("udp:", "7", "'udp:' and the port 7: give HOST PORT"),
-    ],
-)
-def test_host_and_port_refused(target: str, port: str, says: str) -> None:
-    with pytest.raises(ClientError, match=re.escape(says)) as e:
-        joined_target(target, port)
-    assert e.value.code == USAGE
-
-
-@pytest.mark.parametrize("text", ["[zz]:7", "[::1:7", "[192.0.2.1]:7"])
-def test_brackets_hold_an_ipv6_address(text: str) -> None:
-    with pytest.raises(ClientError, match=r"bad IPv6 address in ") as e:
-        parse_target(text, False)
-    assert e.value.code == USAGE
-
-
-@pytest.mark.parametrize(
-    ("text", "message"),
-    [
-        ("tcp:host=localhost:port=0", "bad port in "),
-        ("tcp:localhost:65536", "bad port in "),
-        ("ssl:localhost:65536", "bad port in "),
-        ("tcp:host=[::1]:port=7", "bad host '\\[' in "),
-        ("ssl:host=[::1:port=7", "bad host '\\[' in "),
-        ("ssl:localhost", "expected ssl:HOST:PORT"),
-        ("ssl:localhost:443:privateKey=k.pem", "privateKey has no place here"),
-    ],
-)
-def test_endpoint_strings_are_checked_up_front(text: str, message: str) -> None:
-    with pytest.raises(ClientError, match=message) as e:
-        parse_target(text, False)
-    assert e.value.code == USAGE
-
-
-def test_labels_bracket_ipv6() -> None:
-    assert Target("::1", 7, None, False).label() == "[::1]:7"
-    assert Target("localhost", 7, None, False).label() == "localhost:7"
-    assert Target(None, None, "unix:path=/x", False).label() == "unix:path=/x"
-
-
-def test_tls_needs_host_and_port() -> None:
-    with pytest.raises(ClientError) as e:
-        parse_target("unix:path=/x", True)
-    assert e.value.code == USAGE
-
-
-@pytest.mark.parametrize(
-    ("exception", "code"),
-    [
-        (error.DNSLookupError("x"), DNS),
-        (error.ConnectionRefusedError(), REFUSED),
-        (error.TimeoutError(), TIMEOUT),
-        (error.NoRouteError(), UNREACHABLE),
-        (SSLError([("SSL routines", "", "certificate verify failed")]), TLS),
-        (error.ConnectionLost(), RESET),
-        (error.ConnectError(errno.ENOENT, "No such file or directory"), REFUSED),
-        (error.ConnectError(errno.EACCES, "Permission denied"), UNREACHABLE),
-    ],
-)
-def test_classify(exception: Exception, code: int) -> None:
-    assert classify(Failure(exception)).code == code
-
-
-def test_an_ipv6_literal_is_connected_without_a_lookup() -> None:
-    """HostnameEndpoint would resolve it, and lose a link-local zone."""
-    reactor = MemoryReactor()
-    for host in ("fe80::1%eth0", "::1"):
-        endpoint = make_endpoint(
-            reactor, Target(host, 7, None, False), ClientTLS(), None
-        )
-        assert isinstance(endpoint, TCP6ClientEndpoint)
-        endpoint.connect(Factory.forProtocol(Protocol))
-    assert [c[0] for c in reactor.tcpClients] == ["fe80::1%eth0", "::1"]
-    named = make_endpoint(
-        reactor, Target("localhost", 7, None, False), ClientTLS(), None
-    )
-    assert isinstance(named, HostnameEndpoint)
-
-
-class PeerTransport:
-    def __init__(self, host: str) -> None:
-        self.host = host
-
-    def getPeer(self) -> IPv4Address | IPv6Address:
-        kind = IPv6Address if ":" in self.host else IPv4Address
-        return kind("TCP", self.host, 7)
-
-
-@pytest.mark.parametrize(
-    ("target", "peer", "shown"),
-    [
-        (Target("localhost", 7, None, False), "127.0.0.1", "localhost:7 (127.0.0.1)"),
-        (Target("dual.test", 7, None, False), "::1", "dual.test:7 (::1)"),
-        (Target("127.0.0.1", 7, None, False), "127.0.0.1", "127.0.0.1:7"),
-        (Target("fe80::1%v1", 7, None, False), "fe80::1", "[fe80::1%v1]:7"),
-        (Target(None, None, "unix:path=/s", False), "127.0.0.1", "unix:path=/s"),
-    ],
-)
-def test_reached_names_the_address_that_answered(
-    target: Target, peer: str, shown: str
-) -> None:
-    session = Session()
-    session.transport = PeerTransport(peer)  # type: ignore[assignment]
-    assert reached(target, session) == shown
-
-
-def test_with_source_sets_the_family_of_the_connection() -> None:
-    target = parse_target("h.test:7", False)
-    assert with_source(target, "192.0.2.1") == Target(
-        "h.test", 7, None, False, 4, "192.0.2.1"
-    )
-    assert with_source(target, "fe80::1%eth0").family == 6
-    assert with_source(target, None) == target
-    for given, source, says in (
-        (parse_target("h.test:7", False, 6), "192.0.2.1", "and -6 asks for IPv6"),
-        (parse_target("[::1]:7", False), "192.0.2.1", "and ::1 is not"),
-        (parse_target("unix:path=/s", False), "192.0.2.1", "goes with HOST:PORT"),
-        (target, "h.test", "not an IP address"),
-    ):
-        with pytest.raises(ClientError, match=says) as e:
-            with_source(given, source)
-        assert e.value.code == USAGE
-
-
-def test_a_source_port_binds_any_address_of_either_version() -> None:
-    target = parse_target("h.test:7", False)
-    assert local_address(target) is None
-    alone = with_source(target, None, 40000)
-    assert (alone.family, local_address(alone)) == (None, ("", 40000))
-    both = with_source(target, "192.0.2.1", 40000)
-    assert (both.family, local_address(both)) == (4, ("192.0.2.1", 40000))
-    assert local_address(with_source(target, "192.0.2.1")) == ("192.0.2.1", 0)
-    with pytest.raises(ClientError, match="--source-port goes with HOST:PORT"):
-        with_source(parse_target("unix:path=/s", False), None, 40000)
-
-
-def test_a_source_address_that_cannot_be_bound_is_a_usage_error() -> None:
-    e = classify(error.ConnectBindError(errno.EADDRNOTAVAIL, "bind"))
-    assert e.code == USAGE
-    assert str(e) == ("cannot bind the source address: Cannot assign requested address")

@@ -16,7 +16,7 @@ from twisted.internet import error
 from twisted.internet.testing import MemoryReactorClock
 from twisted.python.failure import Failure
 
-from echod.client import RESET, TIMEOUT
+from echod.clienterrors import RESET, TIMEOUT
 from echod.fetch import (
     INTERNAL,
     MALFORMED,

@@ -10,7 +10,7 @@ from twisted.internet import error
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 
-from echod.client import PROBE_FAILED, REFUSED, USAGE, ClientError
+from echod.clienterrors import PROBE_FAILED, REFUSED, USAGE, ClientError
 from echod.settings import MAX_UDP_PAYLOAD
 from echod.udpclient import (
     DatagramProbe,

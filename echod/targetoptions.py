@@ -1,0 +1,155 @@
+"""The target and TLS options shared by ``echod client`` and ``echod bench``:
+nc's C{HOST PORT}, C{-4}/C{-6}, C{--source}, C{--tls} and its files, and the
+endpoint they make."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from twisted.internet.interfaces import IStreamClientEndpoint
+
+from echod.cli import (
+    add_family_options,
+    is_port,
+    options_apply,
+    parse_arguments,
+    port_number,
+)
+from echod.clienterrors import USAGE, ClientError
+from echod.target import Target, is_ipv6, make_endpoint, parse_target, with_source
+from echod.tlsclient import ClientTLS
+
+DEFAULT_TARGET = "localhost:10000"
+
+
+def add_target_arguments(p: argparse.ArgumentParser, nc_letters: bool = False) -> None:
+    """The target and its TLS options, shared by ``echod client`` and ``bench``.
+
+    C{nc_letters}: C{--source} is also nc's C{-s} (``bench`` has C{-s} for
+    its size).
+    """
+    p.add_argument(
+        "target",
+        nargs="?",
+        default=DEFAULT_TARGET,
+        help="HOST:PORT, tls:HOST:PORT, or a Twisted client endpoint "
+        f"(default {DEFAULT_TARGET})",
+    )
+    p.add_argument(
+        "port",
+        nargs="?",
+        help="the port, when TARGET is a host alone: HOST PORT, as nc takes them",
+    )
+    add_family_options(p, long=False)
+    p.add_argument(
+        *(["-s"] if nc_letters else []),
+        "--source",
+        metavar="ADDRESS",
+        help="connect from this local address (as nc -s); its IP version is "
+        "the connection's",
+    )
+    p.add_argument(
+        "-p",
+        "--source-port",
+        metavar="PORT",
+        type=port_number,
+        help="connect from this local port (as nc -p)",
+    )
+    p.add_argument("--tls", action="store_true", help="connect with TLS (verified)")
+    p.add_argument(
+        "--cacert", type=Path, help="trust this CA file instead of the system's"
+    )
+    p.add_argument("--cert", type=Path, help="client certificate (mutual TLS)")
+    p.add_argument("--key", type=Path, help="client key (mutual TLS)")
+    p.add_argument(
+        "--insecure",
+        action="store_true",
+        help="do not verify the server's certificate (warns)",
+    )
+
+
+def joined_target(target: str, port: str | None) -> str:
+    """nc's C{HOST PORT} as one target: C{HOST:PORT}, C{[IPv6]:PORT}.
+
+    C{target} keeps a C{udp:} or C{tls:} in front; a target that already has
+    its port, or is an endpoint string, is refused (L{ClientError}, usage).
+    """
+    if port is None:
+        return target
+    if not (port.isdigit() and is_port(int(port))):
+        raise ClientError(USAGE, f"bad port {port!r}: a port is a number, 1 to 65535")
+    host, prefix = target, ""
+    for kind in ("udp:", "tls:"):
+        if host.startswith(kind):
+            host, prefix = host[len(kind) :], prefix + kind
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if is_ipv6(host.partition("%")[0]):
+        return f"{prefix}[{host}]:{port}"
+    if not host or ":" in host or "=" in host:
+        raise ClientError(
+            USAGE,
+            f"{target!r} and the port {port}: give HOST PORT, or HOST:PORT "
+            "alone (an endpoint string names its own port)",
+        )
+    return f"{prefix}{host}:{port}"
+
+
+def parse_target_arguments(
+    parser: argparse.ArgumentParser, argv: Sequence[str]
+) -> argparse.Namespace | int:
+    """The options of a parser with L{add_target_arguments}, C{HOST PORT}
+    joined into C{args.target}; or the exit code once the reason is out."""
+    args = parse_arguments(parser, argv)
+    if isinstance(args, int):
+        return args
+    try:
+        args.target = joined_target(args.target, args.port)
+    except ClientError as e:
+        sys.stderr.write(f"{parser.prog}: error: {e}\n")
+        return e.code
+    return args
+
+
+def tls_options_given(args: argparse.Namespace) -> list[str]:
+    """The TLS options of L{add_target_arguments} that C{args} gives."""
+    options = [
+        ("--cacert", args.cacert),
+        ("--cert", args.cert),
+        ("--key", args.key),
+        ("--insecure", args.insecure),
+    ]
+    return [option for option, value in options if value]
+
+
+def check_tls_options_apply(args: argparse.Namespace, target: Target) -> None:
+    """Refuse TLS options for a target without TLS: they would be ignored,
+    and the connection would be in the clear where TLS was asked for."""
+    given = tls_options_given(args)
+    if given and not target.tls:
+        raise ClientError(
+            USAGE,
+            f"{options_apply(given)} to TLS targets: add --tls, or write tls:HOST:PORT",
+        )
+
+
+def target_endpoint(
+    args: argparse.Namespace, reactor: Any, prog: str
+) -> tuple[Target, IStreamClientEndpoint] | int:
+    """The target of L{add_target_arguments} and its endpoint.
+
+    Or the exit code, once the reason is written to stderr in one line.
+    """
+    settings = ClientTLS(args.cacert, args.cert, args.key, args.insecure)
+    try:
+        target = parse_target(args.target, args.tls, args.family)
+        target = with_source(target, args.source, args.source_port)
+        check_tls_options_apply(args, target)
+        return target, make_endpoint(reactor, target, settings, args.timeout)
+    except ClientError as e:
+        sys.stderr.write(f"{prog}: error: {e}\n")
+        return e.code
