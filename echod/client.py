@@ -82,6 +82,14 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="say on stderr where the connection went, and from where (as nc -v)",
     )
+    p.add_argument(
+        "-C",
+        "--crlf",
+        action="store_true",
+        help="end each line typed or piped with CR LF, as SMTP, HTTP and most "
+        "line protocols want: an LF without a CR before it goes as CR LF (as "
+        "ncat -C)",
+    )
     p.add_argument("--count", type=int, help="probe: send this many messages")
     p.add_argument("--size", type=int, default=64, help="probe: bytes per message")
     p.add_argument(
@@ -115,6 +123,9 @@ def check_numbers(args: argparse.Namespace) -> str | None:
         )
     if args.zero_io and args.count is not None:
         return "-z sends nothing, and --count sends messages: give one"
+    if args.crlf and (args.zero_io or args.count is not None):
+        given = "-z" if args.zero_io else "--count"
+        return f"-C ends the lines typed or piped, and {given} sends none"
     return None
 
 
@@ -223,7 +234,7 @@ def main(argv: Sequence[str]) -> int:
             return None
         else:
             bridge = udpclient.LinesToPeer if udp else StdinToPeer
-            d = run_pipe(reactor, session, args.timeout, bridge)
+            d = run_pipe(reactor, session, args.timeout, bridge, args.crlf)
         d.addCallback(result.append)
         d.addBoth(lambda _: reactor.stop())
         return None
@@ -245,7 +256,9 @@ def main(argv: Sequence[str]) -> int:
         if result:
             thread.join(5)
             return result[0]
-        code = run_interactive(reactor, session_box[0], reached(target, session_box[0]))
+        session = session_box[0]
+        ending = b"\r\n" if args.crlf else b"\n"
+        code = run_interactive(reactor, session, reached(target, session), ending)
         reactor.callFromThread(reactor.stop)
         thread.join(5)
         return code

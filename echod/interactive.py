@@ -60,8 +60,13 @@ class Terminal:
             self.show(text + "\n")
 
 
-def run_interactive(reactor: Any, session: Session, label: str) -> int:
-    """The prompt loop, in this thread; the reactor runs in another."""
+def run_interactive(
+    reactor: Any, session: Session, label: str, ending: bytes = b"\n"
+) -> int:
+    """The prompt loop, in this thread; the reactor runs in another.
+
+    Each line typed goes with C{ending} (C{-C}: CR LF).
+    """
     terminal = Terminal()
     session.on_data = lambda data: terminal.reply(data, reactor)
     outcome: list[int] = []
@@ -99,7 +104,7 @@ def run_interactive(reactor: Any, session: Session, label: str) -> int:
                 at_prompt.clear()
             if outcome or line == "exit":
                 break
-            reactor.callFromThread(send_line, session, line)
+            reactor.callFromThread(send_line, session, line, ending)
         if not outcome:
             reactor.callFromThread(close_session, session)
             wait_for_end(2)
@@ -111,10 +116,10 @@ def run_interactive(reactor: Any, session: Session, label: str) -> int:
     return outcome[0] if outcome else OK
 
 
-def send_line(session: Session, line: str) -> None:
-    """One typed line, with its newline, to the peer."""
+def send_line(session: Session, line: str, ending: bytes = b"\n") -> None:
+    """One typed line, with its line ending, to the peer."""
     if session.transport is not None:
-        session.transport.write(line.encode() + b"\n")
+        session.transport.write(line.encode() + ending)
 
 
 def half_close_or_close(session: Session) -> None:

@@ -18,6 +18,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from echod.clienterrors import TIMEOUT, classify
+from echod.lineendings import CRLFEndings
 from echod.session import Session, ended
 
 
@@ -25,8 +26,16 @@ from echod.session import Session, ended
 class StdinToPeer(Protocol):
     """Standard input and output, wired to the session with backpressure."""
 
-    def __init__(self, session: Session, idle: float | None, reactor: Any) -> None:
+    def __init__(
+        self,
+        session: Session,
+        idle: float | None,
+        reactor: Any,
+        endings: CRLFEndings | None = None,
+    ) -> None:
         self.session = session
+        self.endings = endings
+        """C{-C}: the line endings to convert stdin's bytes with."""
         self.idle = idle
         self.reactor = reactor
         self.last = time.monotonic()
@@ -51,7 +60,13 @@ class StdinToPeer(Protocol):
         self.transport.write(data)
 
     def dataReceived(self, data: bytes) -> None:
-        """Bytes from stdin, to the peer."""
+        """Bytes from stdin, to the peer (with C{-C}, CR LF for each lone LF)."""
+        if self.endings is not None:
+            data = self.endings.convert(data)
+        self.to_peer(data)
+
+    def to_peer(self, data: bytes) -> None:
+        """Bytes for the peer, as they are."""
         self.last = time.monotonic()
         assert self.session.transport is not None
         self.session.transport.write(data)
@@ -125,9 +140,13 @@ def run_pipe(
     session: Session,
     idle: float | None,
     bridge_type: type[StdinToPeer] = StdinToPeer,
+    crlf: bool = False,
 ) -> defer.Deferred[int]:
-    """Pipe mode until the peer closes; the result is the exit code."""
-    bridge = bridge_type(session, idle, reactor)
+    """Pipe mode until the peer closes; the result is the exit code.
+
+    C{crlf} (C{-C}): each LF of stdin without a CR before it goes as CR LF.
+    """
+    bridge = bridge_type(session, idle, reactor, CRLFEndings() if crlf else None)
     stdio.StandardIO(bridge, reactor=reactor)  # the bridge is its protocol
     done: defer.Deferred[int] = defer.Deferred()
 

@@ -277,6 +277,8 @@ class LinesToPeer(StdinToPeer):
 
     def dataReceived(self, data: bytes) -> None:
         """Bytes from stdin: send the whole lines."""
+        if self.endings is not None:
+            data = self.endings.convert(data)
         self.pending += data
         lines = self.pending.split(b"\n")
         self.pending = lines.pop()
@@ -290,7 +292,7 @@ class LinesToPeer(StdinToPeer):
     def send(self, datagram: bytes) -> None:
         """One datagram (or, past the size limit, several) to the peer."""
         for start in range(0, len(datagram), MAX_UDP_PAYLOAD):
-            super().dataReceived(datagram[start : start + MAX_UDP_PAYLOAD])
+            self.to_peer(datagram[start : start + MAX_UDP_PAYLOAD])
 
     def readConnectionLost(self) -> None:
         """End of stdin: send the last partial line, then wait for a quiet peer."""

@@ -20,7 +20,7 @@ import pytest
 
 from echod.certs import make_certificates
 from tests.certs import issue, private_ca
-from tests.daemon import ECHOD, DaemonStarter
+from tests.daemon import ECHOD, DaemonStarter, need_tool
 from tests.netns import LinkLocalNamespace
 from tests.peers import free_port
 from tests.terminal import Terminal
@@ -181,6 +181,36 @@ def test_interactive_prompt_echo_and_exit(start_daemon: DaemonStarter) -> None:
     finally:
         child.close(force=True)
     daemon.wait_for(r"closed 127\.0\.0\.1:\d+ in=12 out=12")
+
+
+def test_crlf_ends_each_line_typed_or_piped_with_cr_lf(
+    start_daemon: DaemonStarter,
+) -> None:
+    """-C, as ncat -C: a lone LF goes as CR LF, a CR LF as it is; the echo
+    shows what went, and the daemon counts the bytes."""
+    daemon = start_daemon("--port", LOCAL)
+    port = daemon.tcp_port()
+    lines = b"EHLO a\nDATA\r\n.\nlast"
+    out = client("-C", "127.0.0.1", str(port), stdin=lines)
+    assert (out.returncode, out.stdout, out.stderr) == (
+        0, b"EHLO a\r\nDATA\r\n.\r\nlast", b"",
+    )  # fmt: skip
+    nc = subprocess.run([need_tool("nc"), "-C", "-N", "127.0.0.1", str(port)],
+                        input=lines, capture_output=True, timeout=30)  # fmt: skip
+    assert nc.stdout == out.stdout  # the bytes nc -C sends
+    child = spawn_client("--crlf", f"127.0.0.1:{port}")
+    try:
+        child.expect("input> ")
+        child.sendline("hello echod")
+        child.expect("hello echod")  # the line as typed
+        child.expect("hello echod")  # the echo
+        child.expect("input> ")
+        child.sendline("exit")
+        child.expect(pexpect.EOF)
+        assert child.wait() == 0
+    finally:
+        child.close(force=True)
+    daemon.wait_for(r"closed 127\.0\.0\.1:\d+ in=13 out=13")  # hello echod CR LF
 
 
 def test_interactive_ctrl_d_half_closes_and_prints_what_is_coming(
@@ -379,6 +409,8 @@ def test_a_bad_target_is_one_line_and_exit_2(target: str, message: str) -> None:
         (["--count", "1", "--interval", "nan"], "--interval must be a number"),
         (["--count", "2", "--interval", "-1"], "--interval must be a number"),
         (["--timeout", "nan"], "--timeout must be a number of seconds"),
+        (["-C", "--count", "1"], "-C ends the lines typed or piped, and --count"),
+        (["-C", "-z"], "-C ends the lines typed or piped, and -z sends none"),
     ],
 )
 def test_bad_numbers_are_one_line_and_exit_2(options: list[str], message: str) -> None:
@@ -588,6 +620,8 @@ def test_udp_probe_pipe_and_prompt(start_daemon: DaemonStarter) -> None:
     # pipe mode: each line one datagram, the last one without its newline too
     out = client("--udp", f"127.0.0.1:{port}", stdin=b"hello\nworld\nlast")
     assert (out.returncode, out.stdout, out.stderr) == (0, b"hello\nworld\nlast", b"")
+    out = client("-C", "--udp", f"127.0.0.1:{port}", stdin=b"one\ntwo\r\nlast")
+    assert (out.returncode, out.stdout) == (0, b"one\r\ntwo\r\nlast"), out.stderr
     child = spawn_client(f"udp:127.0.0.1:{port}")
     try:
         child.expect("input> ")
