@@ -163,23 +163,30 @@ def spawn_client(*args: str, default_sigint: bool = False) -> Terminal:
                     default_sigint=default_sigint)  # fmt: skip
 
 
-def test_interactive_prompt_echo_and_exit(start_daemon: DaemonStarter) -> None:
-    daemon = start_daemon("--port", LOCAL)
-    port = daemon.tcp_port()
-    child = spawn_client("-4", f"localhost:{port}")
+def echo_a_line_and_exit(child: Terminal, line: str, greeting: str = "") -> None:
+    """After C{greeting}, at the prompt: type C{line}, see it echoed, type
+    exit; exit code 0. The client is closed whatever happens."""
     try:
-        # a name: the address that answered is shown, as ping shows it
-        child.expect_exact(f"connected to localhost:{port} (127.0.0.1);")
+        child.expect_exact(greeting)
         child.expect("input> ")
-        child.sendline("hello echod")
-        child.expect("hello echod")  # the line as typed
-        child.expect("hello echod")  # the echo, printed above the prompt
+        child.sendline(line)
+        child.expect(line)  # the line as typed
+        child.expect(line)  # the echo, printed above the prompt
         child.expect("input> ")
         child.sendline("exit")
         child.expect(pexpect.EOF)
         assert child.wait() == 0
     finally:
         child.close(force=True)
+
+
+def test_interactive_prompt_echo_and_exit(start_daemon: DaemonStarter) -> None:
+    daemon = start_daemon("--port", LOCAL)
+    port = daemon.tcp_port()
+    child = spawn_client("-4", f"localhost:{port}")
+    # a name: the address that answered is shown, as ping shows it
+    greeting = f"connected to localhost:{port} (127.0.0.1);"
+    echo_a_line_and_exit(child, "hello echod", greeting)
     daemon.wait_for(r"closed 127\.0\.0\.1:\d+ in=12 out=12")
 
 
@@ -198,18 +205,7 @@ def test_crlf_ends_each_line_typed_or_piped_with_cr_lf(
     nc = subprocess.run([need_tool("nc"), "-C", "-N", "127.0.0.1", str(port)],
                         input=lines, capture_output=True, timeout=30)  # fmt: skip
     assert nc.stdout == out.stdout  # the bytes nc -C sends
-    child = spawn_client("--crlf", f"127.0.0.1:{port}")
-    try:
-        child.expect("input> ")
-        child.sendline("hello echod")
-        child.expect("hello echod")  # the line as typed
-        child.expect("hello echod")  # the echo
-        child.expect("input> ")
-        child.sendline("exit")
-        child.expect(pexpect.EOF)
-        assert child.wait() == 0
-    finally:
-        child.close(force=True)
+    echo_a_line_and_exit(spawn_client("--crlf", f"127.0.0.1:{port}"), "hello echod")
     daemon.wait_for(r"closed 127\.0\.0\.1:\d+ in=13 out=13")  # hello echod CR LF
 
 
