@@ -39,7 +39,8 @@ import twisted
 from echod import __version__
 from echod.echo import EchoFactory, RefusedProtocol, format_address
 from echod.logs import worth_logging
-from echod.stats import REFUSAL_REASONS, UDP_DROP_REASONS, EchoStats
+from echod.stats import REFUSAL_REASONS, RELOADED, UDP_DROP_REASONS, EchoStats
+from echod.tls import ServedCertificate
 
 CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 
@@ -78,10 +79,14 @@ class EchoCollector(Collector):
     """Turns echod's counters into Prometheus metric families at scrape time."""
 
     def __init__(
-        self, factory: EchoFactory, listeners: Callable[[], list[ListenerState]]
+        self,
+        factory: EchoFactory,
+        listeners: Callable[[], list[ListenerState]],
+        certificates: Callable[[], list[ServedCertificate]] = list,
     ) -> None:
         self.factory = factory
         self.listeners = listeners
+        self.certificates = certificates
 
     def collect(self) -> Iterator[Metric]:
         """Yield every metric family (called by the registry when scraped)."""
@@ -145,6 +150,35 @@ class EchoCollector(Collector):
         for listener in self.listeners():
             up.add_metric([listener.endpoint], 1 if listener.up else 0)
         yield up
+        yield from reload_metrics(stats)
+        expiry = GaugeMetricFamily(
+            "echod_tls_certificate_expiry_timestamp_seconds",
+            "When the certificate a TLS listener serves expires (Unix time), by file.",
+            labels=["file"],
+        )
+        for served in self.certificates():
+            expiry.add_metric([str(served.file)], served.not_after)
+        yield expiry
+
+
+def reload_metrics(stats: EchoStats) -> Iterator[Metric]:
+    """SIGHUP's reloads: how many took or were refused, and whether the last
+    one of each kind took (1 from the start: what was loaded then is in force)."""
+    reloads = CounterMetricFamily(
+        "echod_reloads", "SIGHUP reloads, by what and result (ok, refused).",
+        labels=["what", "result"],
+    )  # fmt: skip
+    last = GaugeMetricFamily(
+        "echod_reload_last_successful",
+        "0 while the last reload of this was refused (the old one stays in force).",
+        labels=["what"],
+    )
+    for what in RELOADED:
+        for took, result in ((True, "ok"), (False, "refused")):
+            reloads.add_metric([what, result], stats.reloads[what, took])
+        last.add_metric([what], 0 if what in stats.reload_failing else 1)
+    yield reloads
+    yield last
 
 
 class MetricsPage(Resource):
@@ -300,13 +334,15 @@ class BuildInfoCollector(Collector):
 
 
 def metrics_registry(
-    factory: EchoFactory, listeners: Callable[[], list[ListenerState]]
+    factory: EchoFactory,
+    listeners: Callable[[], list[ListenerState]],
+    certificates: Callable[[], list[ServedCertificate]] = list,
 ) -> CollectorRegistry:
     """What /metrics serves: echod's own figures and its build, and the
     process's (C{process_*}: CPU, memory, open files, start time; read from
     /proc, as every Prometheus client library exports them) and Python's."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(EchoCollector(factory, listeners))
+    registry.register(EchoCollector(factory, listeners, certificates))
     registry.register(BuildInfoCollector())
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
@@ -317,9 +353,10 @@ def metrics_site(
     factory: EchoFactory,
     listeners: Callable[[], list[ListenerState]],
     healthy: Callable[[], tuple[bool, str]],
+    certificates: Callable[[], list[ServedCertificate]] = list,
 ) -> BoundedSiteFactory:
     """The web site served on ``--metrics``: /metrics and /healthz, bounded."""
-    registry = metrics_registry(factory, listeners)
+    registry = metrics_registry(factory, listeners, certificates)
     root = Resource()
     root.putChild(b"metrics", MetricsPage(registry))
     root.putChild(b"healthz", HealthPage(healthy))

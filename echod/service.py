@@ -49,6 +49,7 @@ from echod.reuseport import (
 from echod.settings import DEFAULT_BACKLOG, EchoSettings
 from echod.stats import EchoStats
 from echod.tls import (
+    ServedCertificate,
     ServerTLS,
     SNIDirectory,
     TLSConfigError,
@@ -310,23 +311,25 @@ class EchoService(Service):
         files = sources.files() if sources is not None else ()
         if not (self.tls_servers or files):
             log.info("SIGHUP: nothing to reload (no TLS listener, no access file)")
-        for server in self.tls_servers:
-            server.reload()
+        if self.tls_servers:
+            took = [server.reload() for server in self.tls_servers]
+            self.stats.note_reload("tls", all(took))
         if sources is not None and files:
-            self.reload_access(sources)
+            self.stats.note_reload("access", self.reload_access(sources))
 
-    def reload_access(self, sources: AccessSources) -> None:
+    def reload_access(self, sources: AccessSources) -> bool:
         """Serve new clients by the access files as they are now; on a file
-        that will not do, keep the lists in force and say why."""
+        that will not do, keep the lists in force and say why (False)."""
         try:
             access = sources.load()
         except AccessFileError as e:
             log.error("access reload refused, the old lists stay: {e}", e=str(e))
-            return
+            return False
         self.factory.access = access
         for protocol in self.udp_protocols:
             protocol.access = access
         log.info("access reloaded: {rules}", rules=access.describe(), event="access")
+        return True
 
     def listen(self) -> None:
         """Bind every stream and UDP listener now, or raise L{ListenError}."""
@@ -362,7 +365,9 @@ class EchoService(Service):
 
     def _listen_metrics(self, description: str) -> IListeningPort:
         endpoint = parse_endpoint(self.reactor, description, self.settings.backlog)
-        site = metrics_site(self.factory, self.listener_states, self.health)
+        site = metrics_site(
+            self.factory, self.listener_states, self.health, self.certificates
+        )
         held = [port for _, port in self.listening]
         failing = f"cannot serve metrics on '{description}'"
         return listen_now(endpoint, site, failing, held)
@@ -371,6 +376,11 @@ class EchoService(Service):
         """Every echo listener and whether it accepts now."""
         up = self.running and not self.factory.draining
         return [ListenerState(d, bool(up)) for d in self.settings.ports]
+
+    def certificates(self) -> list[ServedCertificate]:
+        """Every certificate the TLS listeners serve now, once a file."""
+        served = {c.file: c for s in self.tls_servers for c in s.certificates()}
+        return list(served.values())
 
     def health(self) -> tuple[bool, str]:
         """(healthy, one word why) for /healthz."""

@@ -18,6 +18,9 @@ REFUSAL_REASONS = (
 UDP_DROP_REASONS = ("denied", "source-port", "size", "rate")
 """Every reason a UDP datagram is dropped for (each is always exported)."""
 
+RELOADED = ("tls", "access")
+"""What SIGHUP reloads: the TLS key pairs, the access files (each always exported)."""
+
 
 @dataclass
 class EchoStats:
@@ -38,6 +41,19 @@ class EchoStats:
     """Dropped datagrams by reason (L{UDP_DROP_REASONS})."""
     metrics_refused: int = 0
     """Connections to the metrics listener refused (too many open at once)."""
+    reloads: Counter[tuple[str, bool]] = field(default_factory=Counter)
+    """SIGHUP reloads by what (L{RELOADED}) and whether they took."""
+    reload_failing: set[str] = field(default_factory=set)
+    """The kinds (L{RELOADED}) whose last reload was refused: their old
+    state stays in force."""
+
+    def note_reload(self, what: str, took: bool) -> None:
+        """A reload of C{what} (L{RELOADED}) took, or was refused."""
+        self.reloads[what, took] += 1
+        if took:
+            self.reload_failing.discard(what)
+        else:
+            self.reload_failing.add(what)
 
     def summary(self) -> str:
         """One line that sums the counters up, for the log at stop."""

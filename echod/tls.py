@@ -22,6 +22,7 @@ trampolines are needed on this path.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +110,29 @@ def make_context(cert: Path, key: Path, profile: TLSProfile) -> SSL.Context:
     return context
 
 
+@dataclass(frozen=True)
+class ServedCertificate:
+    """A certificate a TLS listener serves now (the first of its file)."""
+
+    file: Path
+    not_after: float
+    """When it expires: seconds since the epoch (UTC)."""
+
+
+def served_certificate(cert: Path) -> ServedCertificate | None:
+    """The first certificate of the PEM file C{cert} and its expiry; None if
+    it cannot be read (the context made from it was, a moment ago)."""
+    try:
+        x509 = crypto.load_certificate(crypto.FILETYPE_PEM, _read(cert, "certificate"))
+    except (crypto.Error, TLSConfigError):
+        return None
+    stamp = x509.get_notAfter()
+    if stamp is None:
+        return None
+    when = datetime.strptime(stamp.decode("ascii"), "%Y%m%d%H%M%SZ")
+    return ServedCertificate(cert, when.replace(tzinfo=timezone.utc).timestamp())
+
+
 def expiry_warning(cert: Path) -> str | None:
     """A warning if the certificate has expired, or None."""
     try:
@@ -129,6 +153,11 @@ class ServerTLS:
         self.key = key
         self.profile = profile
         self.context = make_context(cert, key, profile)
+        self.served = served_certificate(cert)
+
+    def certificates(self) -> list[ServedCertificate]:
+        """The certificate served now (for /metrics)."""
+        return [self.served] if self.served is not None else []
 
     def serverConnectionForTLS(self, tlsProtocol: Any) -> SSL.Connection:
         """A connection on the current context (a reload affects new ones only)."""
@@ -142,6 +171,7 @@ class ServerTLS:
             log.error("TLS reload refused, the old certificate stays: {e}", e=str(e))
             return False
         self.context = context
+        self.served = served_certificate(self.cert)
         log.info("TLS certificate reloaded from {cert}", cert=str(self.cert))
         for warning in self.expiry_warnings():
             log.warn("{warning}", warning=warning)
@@ -200,6 +230,7 @@ class SNIDirectory:
         self.profile = profile
         self.contexts: dict[bytes, SSL.Context] = {}
         self.default: SSL.Context | None = None
+        self.served: list[ServedCertificate] = []
         self._load()
 
     def _load(self) -> None:
@@ -218,6 +249,11 @@ class SNIDirectory:
             contexts[path.stem.encode()] = context
         self.contexts = contexts
         self.default = contexts[files[0].stem.encode()]
+        self.served = [c for path in files if (c := served_certificate(path))]
+
+    def certificates(self) -> list[ServedCertificate]:
+        """The certificates served now, one a host name (for /metrics)."""
+        return list(self.served)
 
     def _choose(self, connection: SSL.Connection) -> None:
         name = connection.get_servername()
@@ -231,11 +267,11 @@ class SNIDirectory:
 
     def reload(self) -> bool:
         """Read the directory again; keep the old pairs if anything is broken."""
-        old = (self.contexts, self.default)
+        old = (self.contexts, self.default, self.served)
         try:
             self._load()
         except TLSConfigError as e:
-            self.contexts, self.default = old
+            self.contexts, self.default, self.served = old
             log.error("TLS reload refused, the old certificates stay: {e}", e=str(e))
             return False
         log.info("TLS certificates reloaded from {d}", d=str(self.directory))

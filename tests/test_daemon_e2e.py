@@ -34,6 +34,7 @@ from tests.peers import (
     round_trip,
     stream_until_eof,
 )
+from tests.scrape import curl, metric
 
 LOCAL = "tcp:0:interface=127.0.0.1"
 
@@ -720,24 +721,6 @@ def test_busy_poll_spins_only_while_traffic_flows(start_daemon: DaemonStarter) -
     assert rounds > 0
 
 
-def curl(url: str) -> tuple[int, str]:
-    """(HTTP status, body) of a GET with the real curl."""
-    out = subprocess.run(
-        [need_tool("curl"), "-s", "-o", "-", "-w", "\\n%{http_code}", url],
-        capture_output=True, text=True, timeout=30,
-    )  # fmt: skip
-    body, _, code = out.stdout.rpartition("\n")
-    return int(code), body
-
-
-def metric(text: str, name: str) -> float:
-    """The value of the first sample of C{name} (a name, or a name{labels})."""
-    for line in text.splitlines():
-        if line.startswith(name + " ") or line.startswith(name + "{"):
-            return float(line.rsplit(" ", 1)[1])
-    raise AssertionError(f"{name} not in metrics")
-
-
 def test_metrics_connections_are_bounded_and_cannot_starve_echo(
     start_daemon: DaemonStarter,
 ) -> None:
@@ -1224,10 +1207,20 @@ def test_sighup_reads_the_access_files_again(
     udp = free_port()
     daemon = start_daemon(
         "--port", LOCAL, "--udp", f"127.0.0.1:{udp}", "--allowfile", str(allow),
-        "--allow", "127.0.0.3",
+        "--allow", "127.0.0.3", "--metrics", LOCAL,
     )  # fmt: skip
     port = daemon.tcp_port()
     daemon.wait_for(rf"listening on udp:{udp}")
+    metrics = f"http://{daemon.metrics_address()}/metrics"
+
+    def reloads() -> tuple[float, float, float]:
+        """/metrics: access reloads that took, that were refused; last took."""
+        _, text = curl(metrics)
+        return (
+            metric(text, 'echod_reloads_total{result="ok",what="access"}'),
+            metric(text, 'echod_reloads_total{result="refused",what="access"}'),
+            metric(text, 'echod_reload_last_successful{what="access"}'),
+        )
 
     def udp_echoed(source: str) -> bool:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
@@ -1255,10 +1248,12 @@ def test_sighup_reads_the_access_files_again(
             r"line 2: 'example\.com' is not an IP address"
         )
         assert echoed_from("127.0.0.1", "127.0.0.1", port)  # the old lists
+        assert reloads() == (1, 1, 0)  # for an alert: the files are not in force
         allow.write_text("127.0.0.5\n")
         daemon.process.send_signal(signal.SIGHUP)
         daemon.wait_for(r"access reloaded: allow=127\.0\.0\.3/32,127\.0\.0\.5/32 ")
         assert not echoed_from("127.0.0.2", "127.0.0.1", port)  # new clients
+        assert reloads() == (2, 1, 1)
         assert round_trip(held, b"after") == b"after"  # an open one stays
     assert daemon.process.poll() is None
 

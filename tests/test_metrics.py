@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import platform
 import time
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry, generate_latest
 from twisted.internet.address import IPv4Address
@@ -26,6 +27,7 @@ from echod.metrics import (
 )
 from echod.settings import EchoSettings
 from echod.stats import REFUSAL_REASONS, UDP_DROP_REASONS, EchoStats
+from echod.tls import ServedCertificate
 
 
 def scrape(factory: EchoFactory, listeners: list[ListenerState]) -> str:
@@ -138,3 +140,34 @@ def test_the_process_and_the_build_are_exported() -> None:
     assert values[build] == 1
     assert values["echod_connections_total"] == 0
     assert any(name.startswith("python_info{") for name in values)
+
+
+def test_reloads_and_the_certificates_served() -> None:
+    """Every kind and result from the start, 1 for a kind whose last reload
+    took (or that has not been reloaded); the expiry of each file served."""
+    factory = EchoFactory(EchoSettings(), EchoStats(), MemoryReactorClock())
+    served = [ServedCertificate(Path("/etc/echod/a.pem"), 1.8e9)]
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(EchoCollector(factory, list, lambda: served))
+    start = generate_latest(registry).decode()
+    for line in (
+        'echod_reloads_total{result="ok",what="tls"} 0.0',
+        'echod_reloads_total{result="refused",what="access"} 0.0',
+        'echod_reload_last_successful{what="tls"} 1.0',
+        'echod_reload_last_successful{what="access"} 1.0',
+        "echod_tls_certificate_expiry_timestamp_seconds"
+        '{file="/etc/echod/a.pem"} 1.8e+09',
+    ):
+        assert line in start.splitlines(), line
+    factory.stats.note_reload("tls", True)
+    factory.stats.note_reload("tls", False)
+    factory.stats.note_reload("access", False)
+    factory.stats.note_reload("access", True)
+    after = generate_latest(registry).decode().splitlines()
+    for line in (
+        'echod_reloads_total{result="ok",what="tls"} 1.0',
+        'echod_reloads_total{result="refused",what="tls"} 1.0',
+        'echod_reload_last_successful{what="tls"} 0.0',
+        'echod_reload_last_successful{what="access"} 1.0',
+    ):
+        assert line in after, line

@@ -5,10 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 from OpenSSL import SSL
 
 from echod.certs import make_certificates
-from echod.tls import ServerTLS, TLSConfigError, TLSProfile, make_context
+from echod.tls import (
+    ServedCertificate,
+    ServerTLS,
+    TLSConfigError,
+    TLSProfile,
+    make_context,
+    served_certificate,
+)
 
 
 @pytest.fixture
@@ -45,3 +53,24 @@ def test_reload_keeps_the_old_context_when_the_new_pair_is_broken(pki: Path) -> 
     (pki / "server.key").write_bytes((pki / "client.key").read_bytes())
     assert not server.reload()
     assert server.context is current
+
+
+def test_the_served_certificate_and_its_expiry(pki: Path) -> None:
+    """What /metrics reports: the certificate in force, kept after a refused
+    reload, replaced after one that took."""
+    cert = pki / "server.pem"
+    leaf = x509.load_pem_x509_certificate(cert.read_bytes())
+    expected = leaf.not_valid_after_utc.timestamp()
+    server = ServerTLS(cert, pki / "server.key", TLSProfile())
+    assert server.certificates() == [ServedCertificate(cert, expected)]
+    assert served_certificate(pki / "server.key") is None  # no certificate there
+    later = pki / "later"
+    make_certificates(later, ["localhost"], days=400)
+    (pki / "server.key").write_bytes((later / "client.key").read_bytes())
+    cert.write_bytes((later / "server.pem").read_bytes())
+    assert not server.reload()  # the key is not the certificate's
+    assert server.certificates() == [ServedCertificate(cert, expected)]
+    (pki / "server.key").write_bytes((later / "server.key").read_bytes())
+    assert server.reload()
+    (served,) = server.certificates()
+    assert served.not_after > expected

@@ -6,6 +6,7 @@ import contextlib
 import datetime
 import hashlib
 import random
+import re
 import shutil
 import signal
 import ssl
@@ -22,6 +23,7 @@ from echod.certs import make_certificates
 from tests.certs import issue, private_ca, self_signed
 from tests.daemon import ECHOD, Daemon, DaemonStarter, need_tool
 from tests.peers import closed_by_peer, connect, free_port, round_trip
+from tests.scrape import curl, metric
 from tests.terminal import Terminal
 
 
@@ -123,6 +125,17 @@ def test_mutual_tls(start_daemon: DaemonStarter, tmp_path: Path) -> None:
     daemon.wait_for(r"reason=tls-error", count=4)
 
 
+def not_after(cert: Path) -> float:
+    """When C{cert} expires (Unix time), as the real openssl x509 reads it."""
+    out = subprocess.run(
+        [need_tool("openssl"), "x509", "-noout", "-enddate", "-in", str(cert)],
+        capture_output=True, text=True, timeout=30, check=True,
+    )  # fmt: skip
+    stamp = out.stdout.strip().removeprefix("notAfter=")
+    when = datetime.datetime.strptime(stamp, "%b %d %H:%M:%S %Y GMT")
+    return when.replace(tzinfo=datetime.timezone.utc).timestamp()
+
+
 def test_reload_on_sighup_keeps_open_connections(
     start_daemon: DaemonStarter, tmp_path: Path
 ) -> None:
@@ -132,8 +145,26 @@ def test_reload_on_sighup_keeps_open_connections(
     second = issue(tmp_path, ca, "second")
     shutil.copy(first[0], live_key)
     shutil.copy(first[1], live_cert)
-    port, daemon = ssl_daemon(start_daemon, live_cert, live_key)
+    port, daemon = ssl_daemon(
+        start_daemon, live_cert, live_key, "--metrics", "tcp:0:interface=127.0.0.1"
+    )
     context = ssl.create_default_context(cafile=str(ca[1]))
+    metrics = f"http://{daemon.metrics_address()}/metrics"
+    expiry = f'echod_tls_certificate_expiry_timestamp_seconds{{file="{live_cert}"}}'
+
+    def reloads(result: str) -> float:
+        _, text = curl(metrics)
+        return metric(text, f'echod_reloads_total{{result="{result}",what="tls"}}')
+
+    def reload_state() -> tuple[float, float, float, float]:
+        """Expiry served; reloads ok, refused; whether the last one took."""
+        _, text = curl(metrics)
+        return (
+            metric(text, expiry), reloads("ok"), reloads("refused"),
+            metric(text, 'echod_reload_last_successful{what="tls"}'),
+        )  # fmt: skip
+
+    assert reload_state() == (not_after(first[1]), 0, 0, 1)
 
     def subject_cn(sock: ssl.SSLSocket) -> str:
         cert = sock.getpeercert()
@@ -148,6 +179,7 @@ def test_reload_on_sighup_keeps_open_connections(
         shutil.copy(second[1], live_cert)
         daemon.process.send_signal(signal.SIGHUP)
         daemon.wait_for("TLS certificate reloaded")
+        assert reload_state() == (not_after(second[1]), 1, 0, 1)
         with context.wrap_socket(
             connect("127.0.0.1", port), server_hostname="localhost"
         ) as new:
@@ -160,6 +192,8 @@ def test_reload_on_sighup_keeps_open_connections(
         shutil.copy(first[0], live_key)
         daemon.process.send_signal(signal.SIGHUP)
         daemon.wait_for("TLS reload refused, the old certificate stays")
+        # /metrics says so, and which certificate is still served
+        assert reload_state() == (not_after(second[1]), 1, 1, 0)
         with context.wrap_socket(
             connect("127.0.0.1", port), server_hostname="localhost"
         ) as after:
@@ -464,8 +498,24 @@ def test_tls_directory_reload_on_sighup(
 
     install_pem(pems, "localhost", first)
     port = free_port()
-    daemon = start_daemon("--port", f"tls:{pems}:port={port}:interface=127.0.0.1")
+    daemon = start_daemon(
+        "--port", f"tls:{pems}:port={port}:interface=127.0.0.1",
+        "--metrics", "tcp:0:interface=127.0.0.1",
+    )  # fmt: skip
     daemon.wait_for("listening on tls:")
+    metrics = f"http://{daemon.metrics_address()}/metrics"
+
+    def expiries() -> dict[str, float]:
+        """echod_tls_certificate_expiry_timestamp_seconds, by file."""
+        _, text = curl(metrics)
+        found = re.findall(
+            r'^echod_tls_certificate_expiry_timestamp_seconds\{file="([^"]+)"\} (\S+)$',
+            text, re.MULTILINE,
+        )  # fmt: skip
+        return {file: float(value) for file, value in found}
+
+    served = str(pems / "localhost.pem")
+    assert expiries() == {served: not_after(first / "server.pem")}
     trusting = {
         d: ssl.create_default_context(cafile=str(d / "ca.pem")) for d in (first, second)
     }
@@ -474,8 +524,13 @@ def test_tls_directory_reload_on_sighup(
     ) as s:
         assert round_trip(s, b"first") == b"first"
     install_pem(pems, "localhost", second)
+    install_pem(pems, "echo.test", first)  # a second name, a second file
     daemon.process.send_signal(signal.SIGHUP)
     daemon.wait_for("TLS certificates reloaded")
+    assert expiries() == {
+        served: not_after(second / "server.pem"),
+        str(pems / "echo.test.pem"): not_after(first / "server.pem"),
+    }
     with trusting[second].wrap_socket(
         connect("127.0.0.1", port), server_hostname="localhost"
     ) as s:
