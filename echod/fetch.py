@@ -33,6 +33,7 @@ from twisted.internet import defer, error
 from twisted.internet.endpoints import (
     TCP4ClientEndpoint,
     TCP6ClientEndpoint,
+    UNIXClientEndpoint,
     connectProtocol,
     wrapClientTLS,
 )
@@ -98,6 +99,9 @@ class FetchOptions:
     an empty host or a None port matches any, or keeps the URL's."""
     follow_redirects: bool = False
     max_redirects: int | None = 10  # None: no limit (curl's --max-redirs -1)
+    unix_socket: str | None = None
+    """C{--unix-socket}: the UNIX socket every request goes to instead of the
+    URL's host and port (a leading NUL: an abstract name)."""
 
 
 @dataclass(frozen=True)
@@ -153,8 +157,14 @@ class FetchResult:
     warnings: list[str]
     timing: Timing
     peer: str = ""
+    """The server's end of the last connection, as C{-v} names it."""
     local: str = ""
     """Our end of the last connection, C{HOST:PORT}."""
+    peer_address: tuple[str, int] | None = None
+    """The server's IP address and port; over a UNIX socket, what curl says
+    there: the socket's path (empty for an abstract name) and the URL's port."""
+    local_address: tuple[str, int] | None = None
+    """Our IP address and port (None over a UNIX socket)."""
 
     @property
     def head(self) -> ResponseHead:
@@ -260,6 +270,8 @@ class FetchProtocol(Protocol):
         self.body_bytes = 0
         self.peer = ""
         self.local = ""
+        self.peer_address: tuple[str, int] | None = None
+        self.local_address: tuple[str, int] | None = None
         self._h11 = h11.Connection(
             h11.CLIENT, max_incomplete_event_size=options.max_header_size
         )
@@ -292,13 +304,23 @@ class FetchProtocol(Protocol):
     def connectionMade(self) -> None:
         """Write the request; tell h11 what was asked, for the response framing."""
         self.timing.mark("connect")
-        peer = self.transport.getPeer()  # type: ignore[union-attr]
-        self.peer = host_port(getattr(peer, "host", "?"), getattr(peer, "port", "?"))
         local = None
-        host = self.transport.getHost()  # type: ignore[union-attr]
-        self.local = host_port(getattr(host, "host", "?"), getattr(host, "port", "?"))
-        if self.options.source is not None or self.options.local_ports is not None:
-            local = self.local
+        path = self.options.unix_socket
+        if path is not None:
+            self.peer = unix_socket_name(path)
+            # curl's remote_ip and remote_port: the path (an abstract name,
+            # which begins with a NUL, reads as empty there) and the URL's port
+            shown = "" if path.startswith("\0") else path
+            self.peer_address = (shown, self.request.url.port)
+        else:
+            peer: Any = self.transport.getPeer()  # type: ignore[union-attr]
+            ours: Any = self.transport.getHost()  # type: ignore[union-attr]
+            self.peer_address = (peer.host, peer.port)
+            self.local_address = (ours.host, ours.port)
+            self.peer = host_port(*self.peer_address)
+            self.local = host_port(*self.local_address)
+            if self.options.source is not None or self.options.local_ports is not None:
+                local = self.local
         self.observer.connected(self.peer, local)
         if self.request.url.tls and self.connect_deadline is not None:
             left = max(0.0, self.connect_deadline - time.perf_counter())
@@ -675,24 +697,25 @@ def no_free_port(ports: range | None) -> str:
     return f"cannot bind the local port: {which} (--local-port) in use"
 
 
+def unix_socket_name(path: str) -> str:
+    """A UNIX socket's path as messages give it: an abstract name as C{@NAME},
+    as ss and socat write it."""
+    return "@" + path[1:] if path.startswith("\0") else path
+
+
 def _endpoint(
     reactor: Any,
     address: str,
     port: int,
     timeout: float,
-    creator: IOpenSSLClientConnectionCreator | None,
     source: str | None,
     local_port: int,
 ) -> IStreamClientEndpoint:
-    endpoint: IStreamClientEndpoint
+    """A TCP endpoint to C{address}, from C{source} and C{local_port} if given."""
     bind = None if source is None and not local_port else (source or "", local_port)
     if ":" in address:
-        endpoint = TCP6ClientEndpoint(reactor, address, port, timeout, bind)
-    else:
-        endpoint = TCP4ClientEndpoint(reactor, address, port, timeout, bind)
-    if creator is not None:
-        endpoint = wrapClientTLS(creator, endpoint)
-    return endpoint
+        return TCP6ClientEndpoint(reactor, address, port, timeout, bind)
+    return TCP4ClientEndpoint(reactor, address, port, timeout, bind)
 
 
 async def _exchange(
@@ -726,49 +749,50 @@ async def _connect(
     timing: Timing,
     deliver: Callable[[ResponseHead], bool],
 ) -> FetchProtocol:
-    """The connection to C{host}:C{port} for C{request}, its first address
-    that answers, with the request on its way."""
-    url = request.url
-    started = time.perf_counter()
-    creator = _tls_creator(url, options, observer)
+    """The connection to C{host}:C{port} (or C{--unix-socket}) for
+    C{request}, its first address that answers, with the request on its way."""
+    creator = _tls_creator(request.url, options, observer)
+    deadline = time.perf_counter() + options.connect_timeout
     timed_out = f"connecting timed out after {options.connect_timeout:g} s"
-    lookup = defer.ensureDeferred(_addresses(reactor, host, port, options))
-    lookup.addTimeout(options.connect_timeout, reactor)
-    try:
-        addresses = await lookup
-    except FetchError:
-        raise
-    except defer.TimeoutError:
-        raise ServerNotReachedError(TIMEOUT, "name lookup timed out") from None
-    except Exception as e:
-        raise ServerNotReachedError(
-            DNS, f"cannot resolve the name {host!r}: {e}"
-        ) from None
+
+    async def attempt(endpoint: IStreamClientEndpoint, left: float) -> FetchProtocol:
+        protocol = FetchProtocol(request, options, observer, timing, reactor, deliver,
+                                 connect_deadline=deadline)  # fmt: skip
+        if creator is not None:
+            endpoint = wrapClientTLS(creator, endpoint)
+        connecting = connectProtocol(endpoint, protocol)
+        connecting.addTimeout(left, reactor)
+        await connecting
+        return protocol
+
+    if options.unix_socket is not None:
+        timing.mark("dns")  # no name to look up: as curl counts it
+        path = options.unix_socket
+        try:
+            return await attempt(
+                UNIXClientEndpoint(reactor, path, options.connect_timeout),
+                options.connect_timeout,
+            )
+        except Exception as e:
+            failed = classify(e)
+            text = timed_out if failed.code == TIMEOUT else str(failed)
+            where = unix_socket_name(path)
+            raise _not_connected(failed.code, f"{text} ({where})") from None
+    addresses = await _looked_up(reactor, host, port, options)
     timing.mark("dns")
     observer.resolved(host, addresses)
     last: ClientError | None = None
     local_ports = options.local_ports or (0,)
     for address in addresses:
         for local_port in local_ports:
-            left = options.connect_timeout - (time.perf_counter() - started)
+            left = deadline - time.perf_counter()
             if left <= 0:
                 raise ServerNotReachedError(TIMEOUT, timed_out)
-            protocol = FetchProtocol(
-                request,
-                options,
-                observer,
-                timing,
-                reactor,
-                deliver,
-                connect_deadline=started + options.connect_timeout,
-            )
             endpoint = _endpoint(
-                reactor, address, port, left, creator, options.source, local_port
+                reactor, address, port, left, options.source, local_port
             )
-            connecting = connectProtocol(endpoint, protocol)
-            connecting.addTimeout(left, reactor)
             try:
-                await connecting
+                return await attempt(endpoint, left)
             except Exception as e:
                 last = classify(e)
                 if last.code == TIMEOUT:
@@ -777,11 +801,35 @@ async def _connect(
                     last = ClientError(last.code, no_free_port(options.local_ports))
                     continue  # the next local port
                 break  # the next address
-            return protocol
     assert last is not None
-    if last.code in (REFUSED, UNREACHABLE, TIMEOUT):
-        raise ServerNotReachedError(last.code, str(last))
-    raise FetchError(last.code, str(last))
+    raise _not_connected(last.code, str(last))
+
+
+def _not_connected(code: int, text: str) -> FetchError:
+    """The error for a connection that was not made: the server not reached
+    (refused, unreachable, timed out; C{--connect-to} names its target in
+    it), or another failure."""
+    if code in (REFUSED, UNREACHABLE, TIMEOUT):
+        return ServerNotReachedError(code, text)
+    return FetchError(code, text)
+
+
+async def _looked_up(
+    reactor: Any, host: str, port: int, options: FetchOptions
+) -> list[str]:
+    """The addresses of C{host}, within the connect timeout."""
+    lookup = defer.ensureDeferred(_addresses(reactor, host, port, options))
+    lookup.addTimeout(options.connect_timeout, reactor)
+    try:
+        return await lookup
+    except FetchError:
+        raise
+    except defer.TimeoutError:
+        raise ServerNotReachedError(TIMEOUT, "name lookup timed out") from None
+    except Exception as e:
+        raise ServerNotReachedError(
+            DNS, f"cannot resolve the name {host!r}: {e}"
+        ) from None
 
 
 async def _fetch(
@@ -830,6 +878,8 @@ async def _fetch(
             timing,
             protocol.peer,
             protocol.local,
+            protocol.peer_address,
+            protocol.local_address,
         )
 
 

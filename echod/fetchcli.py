@@ -26,11 +26,11 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from twisted.python.failure import Failure
 
-from echod.cli import add_family_options, is_port, parse_arguments
+from echod.cli import add_family_options, is_port, options_apply, parse_arguments
 from echod.clienterrors import OK, USAGE, ClientError
 from echod.fetch import (
     HTTP_ERROR,
@@ -452,6 +452,17 @@ def parser() -> argparse.ArgumentParser:
         help="connect from this local port, or the first free one of a range "
         "(as curl)",
     )  # fmt: skip
+    net.add_argument(
+        "--unix-socket", metavar="PATH",
+        help="connect to this UNIX socket instead of the URL's host and port "
+        "(every request, redirects too; the URL still gives Host and TLS's "
+        "name), as curl",
+    )  # fmt: skip
+    net.add_argument(
+        "--abstract-unix-socket", metavar="NAME",
+        help="the same, to a socket in Linux's abstract namespace (ss and socat "
+        "show it as @NAME), as curl",
+    )  # fmt: skip
     net.add_argument("-L", "--location", action="store_true", help="follow redirects")
     net.add_argument(
         "--max-redirs", type=int, default=10, help="default 10; -1: no limit (as curl)"
@@ -599,6 +610,7 @@ def build(args: argparse.Namespace) -> Command:
         raw,
     )
     check_interface(args.interface, args.family)
+    unix_socket = unix_socket_path(args)
     options = FetchOptions(
         tls=ClientTLS(args.cacert, args.cert, args.key, args.insecure),
         connect_timeout=args.connect_timeout,
@@ -614,6 +626,7 @@ def build(args: argparse.Namespace) -> Command:
         connect_to=tuple(parse_connect_to(c) for c in args.connect_to),
         follow_redirects=args.location,
         max_redirects=None if args.max_redirs == -1 else args.max_redirs,
+        unix_socket=unix_socket,
     )
     output: Path | None = None
     if args.remote_name:
@@ -621,6 +634,49 @@ def build(args: argparse.Namespace) -> Command:
     elif args.output not in (None, "-"):
         output = Path(args.output)
     return Command(request, options, output, write_out_format(args.write_out))
+
+
+UNIX_PATH_MAX = 107
+"""The longest UNIX socket path Linux takes, in bytes (sun_path, less its NUL)."""
+
+
+def unix_socket_path(args: argparse.Namespace) -> str | None:
+    """C{--unix-socket PATH}, or C{--abstract-unix-socket NAME} as the NUL
+    that marks an abstract name and C{NAME}; L{RequestError} for an empty or
+    too long one, or with the options that choose a TCP connection."""
+    option, path = "--unix-socket", cast("str | None", args.unix_socket)
+    if path is not None and args.abstract_unix_socket is not None:
+        raise RequestError(
+            "--unix-socket and --abstract-unix-socket cannot go together"
+        )
+    if args.abstract_unix_socket is not None:
+        option, path = "--abstract-unix-socket", "\0" + args.abstract_unix_socket
+    if path is None:
+        return None
+    if path in ("", "\0"):
+        raise RequestError(f"{option}: no socket path")
+    if len(path.encode()) > UNIX_PATH_MAX:
+        raise RequestError(
+            f"{option}: {len(path.encode())} bytes: a UNIX socket path holds at "
+            f"most {UNIX_PATH_MAX}"
+        )
+    tcp_only = [
+        name
+        for name, given in (
+            ("-4", args.family == 4),
+            ("-6", args.family == 6),
+            ("--resolve", args.resolve),
+            ("--connect-to", args.connect_to),
+            ("--interface", args.interface is not None),
+            ("--local-port", args.local_port is not None),
+        )
+        if given
+    ]
+    if tcp_only:
+        raise RequestError(
+            f"{options_apply(tcp_only)} to TCP connections, not to {option}"
+        )
+    return path
 
 
 def write_out_format(text: str | None) -> WriteOut | None:

@@ -45,15 +45,15 @@ def _seconds(step: str) -> Callable[[Outcome], str]:
 
 
 def _address(which: str, part: int) -> Callable[[Outcome], str]:
-    """The address (0) or port (1) of C{result.peer} or C{result.local}, which
-    read C{HOST:PORT} or C{[IPv6]:PORT}."""
+    """The IP address (0) or port (1) of C{result.peer_address} or
+    C{result.local_address}: empty and 0 without one (no connection; our end
+    of a UNIX socket), as curl."""
 
     def value(o: Outcome) -> str:
-        text = getattr(o.result, which, "") if o.result is not None else ""
-        if not text:
+        address = getattr(o.result, which) if o.result is not None else None
+        if address is None:
             return "" if part == 0 else "0"
-        host, _, port = text.rpartition(":")
-        return port if part else host.removeprefix("[").removesuffix("]")
+        return str(address[part])
 
     return value
 
@@ -83,10 +83,10 @@ VARIABLES: dict[str, Callable[[Outcome], str]] = {
     "scheme": lambda o: o.result.url.scheme.upper() if o.result else "",
     "content_type": _header("content-type"),
     "redirect_url": _header("location"),
-    "remote_ip": _address("peer", 0),
-    "remote_port": _address("peer", 1),
-    "local_ip": _address("local", 0),
-    "local_port": _address("local", 1),
+    "remote_ip": _address("peer_address", 0),
+    "remote_port": _address("peer_address", 1),
+    "local_ip": _address("local_address", 0),
+    "local_port": _address("local_address", 1),
     "size_download": lambda o: str(o.result.body_bytes) if o.result else "0",
     "size_header": lambda o: (
         str(sum(len(h.raw) for h in o.result.heads)) if o.result else "0"

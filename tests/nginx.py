@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -27,6 +29,7 @@ http {{
     types {{ text/html html; application/octet-stream bin; }}
     server {{
         listen 127.0.0.1:{port};
+        listen unix:{sockets}/http.sock;
         {tls_listen}
         root {root};
         location /ssi/ {{ ssi on; }}
@@ -54,13 +57,21 @@ class Nginx:
     ) -> None:
         nginx = need_tool("nginx")
         self.port = free_port()
+        # UNIX sockets: a short directory of their own (a socket path holds
+        # at most 107 bytes, and pytest's temporary paths can be longer).
+        self.sockets = Path(tempfile.mkdtemp(prefix="echod-nginx-"))
+        self.unix_socket = self.sockets / "http.sock"
+        self.unix_tls_socket = self.sockets / "https.sock" if tls else None
         self.tls_port = free_port() if tls else None
         tls_listen = mtls_server = ""
         self.mtls_port = free_port() if tls and client_ca else None
         if tls is not None:
             key, cert = tls
             pair = f"ssl_certificate {cert}; ssl_certificate_key {key};"
-            tls_listen = f"listen 127.0.0.1:{self.tls_port} ssl; {pair}"
+            tls_listen = (
+                f"listen 127.0.0.1:{self.tls_port} ssl; "
+                f"listen unix:{self.unix_tls_socket} ssl; {pair}"
+            )
             if client_ca is not None:
                 # Mutual TLS: a client certificate from client_ca, or no page.
                 mtls_server = (
@@ -76,6 +87,7 @@ class Nginx:
         config.write_text(
             CONFIG.format(
                 dir=directory,
+                sockets=self.sockets,
                 port=self.port,
                 root=root,
                 tls_listen=tls_listen,
@@ -113,5 +125,6 @@ class Nginx:
         return f"http://127.0.0.1:{self.port}{path}"
 
     def stop(self) -> None:
-        """Stop nginx (kill it if it will not stop)."""
+        """Stop nginx (kill it if it will not stop); remove its sockets."""
         terminate(self.process)
+        shutil.rmtree(self.sockets, ignore_errors=True)

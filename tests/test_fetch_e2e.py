@@ -28,7 +28,7 @@ import pexpect
 import pytest
 
 from tests.certs import issue, private_ca
-from tests.daemon import ECHOD, need_tool
+from tests.daemon import ECHOD, need_tool, terminate
 from tests.hostile import HostileServer, hostile_server
 from tests.httpapps import pattern
 from tests.launch import prepared
@@ -1067,3 +1067,81 @@ def test_write_out_as_curl_s(nginx: Nginx, tmp_path: Path) -> None:
         )  # fmt: skip
         assert shell.returncode == code, (redirect, shell)
         assert shell.stderr.startswith(says) and "Traceback" not in shell.stderr
+
+
+def test_unix_socket_as_curl(
+    nginx: Nginx, pki: dict[str, Path], tmp_path: Path
+) -> None:
+    """--unix-socket and --abstract-unix-socket, as curl's: nginx on a UNIX
+    socket (plain and TLS), and socat forwarding an abstract name to it; the
+    same bytes and -w figures as curl's (remote_ip: the path; remote_port: the
+    URL's; local_ip and local_port: empty and 0)."""
+    fmt = (
+        "%{http_code} %{size_download} %{remote_ip}|%{remote_port} "
+        "[%{local_ip}] %{local_port} %{num_redirects}"
+    )
+    socket_path = str(nginx.unix_socket)
+    for url, extra in (
+        ("http://localhost/big.bin", ()),
+        ("http://localhost/redirect", ("-L",)),  # the redirect: the same socket
+        ("https://localhost/index.html", ("--cacert", str(pki["ca"]))),
+    ):
+        path = str(nginx.unix_tls_socket) if url.startswith("https") else socket_path
+        theirs = curl("--unix-socket", path, *extra, "-o", "theirs", "-w", fmt, url,
+                      cwd=tmp_path)  # fmt: skip
+        run = fetch("-s", "--unix-socket", path, *extra, "-o", "ours", "-w", fmt, url,
+                    cwd=tmp_path)  # fmt: skip
+        assert (run.code, theirs.returncode) == (0, 0), (run, theirs)
+        assert run.stdout == theirs.stdout, (run.stdout, theirs.stdout)
+        assert sha(tmp_path / "ours") == sha(tmp_path / "theirs")
+    assert run.stdout.endswith(b".sock|443 [] 0 0"), run.stdout
+    verbose = fetch("-v", "--unix-socket", socket_path, "-o", "/dev/null",
+                    "http://localhost/index.html", cwd=tmp_path)  # fmt: skip
+    assert f"connected to {socket_path}" in verbose.stderr, verbose.stderr
+    assert "Host: localhost" in verbose.stderr, verbose.stderr  # the URL's
+    name = f"echod-test-{os.getpid()}"
+    socat = subprocess.Popen(
+        [need_tool("socat"), f"ABSTRACT-LISTEN:{name},fork",
+         f"UNIX-CONNECT:{socket_path}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            run = fetch("-s", "--abstract-unix-socket", name, "-o", "abstract",
+                        "http://localhost/index.html", cwd=tmp_path)  # fmt: skip
+            if run.code != 4 or time.monotonic() > deadline:  # 4: not up yet
+                break
+            time.sleep(0.05)
+        assert run.code == 0, run
+        theirs = curl("--abstract-unix-socket", name, "-o", "/dev/null", "-w", fmt,
+                      "http://localhost:8080/index.html", cwd=tmp_path)  # fmt: skip
+        ours = fetch("-s", "--abstract-unix-socket", name, "-o", "/dev/null", "-w",
+                     fmt, "http://localhost:8080/index.html", cwd=tmp_path)  # fmt: skip
+        assert ours.stdout == theirs.stdout == b"200 30 |8080 [] 0 0", (ours, theirs)
+        assert (
+            tmp_path / "abstract"
+        ).read_bytes() == b"<html>hello from nginx</html>\n"
+    finally:
+        terminate(socat)
+    missing = fetch("--unix-socket", str(tmp_path / "none.sock"), "http://x/",
+                    cwd=tmp_path)  # fmt: skip
+    assert missing.code == 4, missing
+    assert missing.stderr == (
+        f"echod fetch: x: connection refused: no such socket file "
+        f"({tmp_path}/none.sock)\n"
+    ), missing.stderr
+    gone = fetch("--abstract-unix-socket", name, "http://x/", cwd=tmp_path)
+    assert gone.code == 4 and f"(@{name})" in gone.stderr, gone
+    for options, says in (
+        (["--unix-socket", "s", "--resolve", "x:80:127.0.0.1"],
+         "--resolve applies to TCP connections, not to --unix-socket"),
+        (["--abstract-unix-socket", "s", "-4", "--local-port", "4000"],
+         "-4 and --local-port apply to TCP connections, not to --abstract-unix-socket"),
+        (["--unix-socket", "s", "--abstract-unix-socket", "s"], "cannot go together"),
+        (["--unix-socket", ""], "--unix-socket: no socket path"),
+        (["--unix-socket", "/" + "x" * 107], "a UNIX socket path holds at most 107"),
+    ):  # fmt: skip
+        out = fetch(*options, "http://x/", cwd=tmp_path)
+        assert out.code == 2 and out.stderr.count("\n") == 1, out
+        assert says in out.stderr, out

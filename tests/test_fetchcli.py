@@ -88,11 +88,34 @@ def test_build(tmp_path: Path) -> None:
             ["--request-file", "/nonexistent", "http://h/"],
             "cannot read the request file",
         ),
+        (["--unix-socket", "", "http://h/"], "--unix-socket: no socket path"),
+        (["--abstract-unix-socket", "", "http://h/"], "no socket path"),
+        (["--abstract-unix-socket", "x" * 107, "http://h/"], "108 bytes: a UNIX"),
+        (["--unix-socket", "/s", "-6", "http://h/"], "-6 applies to TCP connections"),
+        (
+            ["--unix-socket", "/s", "--interface", "127.0.0.1", "http://h/"],
+            "--interface applies to TCP connections, not to --unix-socket",
+        ),
+        (
+            ["--unix-socket", "/s", "--connect-to", "::h:81", "http://h/"],
+            "--connect-to applies to TCP connections",
+        ),
     ],
 )
 def test_bad_options(args: list[str], says: str) -> None:
     with pytest.raises(RequestError, match=says):
         build(parser().parse_args(args))
+
+
+def test_unix_sockets() -> None:
+    """A path as given; an abstract name after the NUL that marks one."""
+    given = build(parser().parse_args(["--unix-socket", "/run/s", "http://h/"]))
+    assert given.options.unix_socket == "/run/s"
+    abstract = ["--abstract-unix-socket", "echo", "http://h/"]
+    assert build(parser().parse_args(abstract)).options.unix_socket == "\0echo"
+    longest = "/" + "x" * 106  # 107 bytes: the most Linux takes
+    assert build(parser().parse_args(["--unix-socket", longest, "http://h/"]))
+    assert build(parser().parse_args(["http://h/"])).options.unix_socket is None
 
 
 @pytest.mark.parametrize(
