@@ -138,6 +138,10 @@ def udp_target(args: argparse.Namespace) -> Target:
     """The target of ``echod client --udp`` (or ``udp:HOST:PORT``): no TLS."""
     tls = args.tls or args.target.startswith("udp:tls:")
     given = ["--tls"] * bool(tls) + tls_options_given(args)
+    if args.proxy is not None:
+        raise ClientError(
+            USAGE, "--proxy tunnels TCP: a UDP target goes direct (no SOCKS5 UDP)"
+        )
     if given:
         raise ClientError(
             USAGE, f"{', '.join(given)}: no TLS over UDP (echod has no DTLS)"

@@ -65,6 +65,8 @@ def reached(target: Target, session: Session) -> str:
     this says which one the echo came from.
     """
     label = target.label()
+    if target.proxy is not None:  # the address that answered is the proxy's
+        return f"{label} (via {target.proxy.label()})"
     if target.host is None or session.transport is None:
         return label
     address = getattr(session.transport.getPeer(), "host", None)

@@ -23,6 +23,7 @@ from echod.cli import is_port
 from echod.clienterrors import DNS, USAGE, ClientError
 from echod.endpointerrors import empty_unix_path, parse_error_message
 from echod.hostnames import HostNameError, ascii_host, host_port
+from echod.proxytunnel import Proxy, TunnelEndpoint
 from echod.resolve import ReactorOfOneFamily, family_mismatch, source_family
 from echod.reuseport import split_description
 from echod.tlsclient import (
@@ -45,6 +46,7 @@ class Target:
     family: int | None = None  # -4 or -6: the addresses of one IP version only
     source: str | None = None  # --source: the local address to connect from
     source_port: int | None = None  # --source-port: the local port
+    proxy: Proxy | None = None  # --proxy: the proxy to tunnel through
 
     def label(self) -> str:
         """How messages name the peer: C{host:port}, C{[v6]:port} or the endpoint."""
@@ -270,6 +272,21 @@ def make_endpoint(
             raise ClientError(USAGE, f"bad endpoint {text!r}: {detail}") from None
         return endpoint
     assert target.host is not None and target.port is not None
+    if target.proxy is not None:
+        proxy = target.proxy
+        to_proxy = replace(
+            target, host=proxy.host, port=proxy.port, tls=False, proxy=None
+        )
+        endpoint = TunnelEndpoint(
+            reactor,
+            make_endpoint(reactor, to_proxy, settings, timeout),
+            proxy,
+            target.host,
+            target.port,
+            timeout or 30,
+            target.family,
+        )
+        return with_tls(endpoint, target, settings)
     # An IPv6 literal needs no lookup; and HostnameEndpoint drops a link-local
     # address's zone (fe80::1%eth0), which then cannot be connected.
     bind = local_address(target)
@@ -290,13 +307,37 @@ def make_endpoint(
         endpoint = HostnameEndpoint(
             reactor, target.host, target.port, timeout=timeout or 30, bindAddress=bind
         )
-    if target.tls:
-        try:
-            creator = connection_creator(target.host, settings)
-        except TLSClientError as e:
-            raise ClientError(USAGE, str(e)) from None
-        endpoint = wrapClientTLS(creator, endpoint)
-    return endpoint
+    return with_tls(endpoint, target, settings)
+
+
+def with_tls(
+    endpoint: IStreamClientEndpoint, target: Target, settings: ClientTLS
+) -> IStreamClientEndpoint:
+    """C{endpoint} with TLS to C{target}'s host over it, if the target asks."""
+    if not target.tls:
+        return endpoint
+    assert target.host is not None
+    try:
+        creator = connection_creator(target.host, settings)
+    except TLSClientError as e:
+        raise ClientError(USAGE, str(e)) from None
+    return wrapClientTLS(creator, endpoint)
+
+
+def with_proxy(target: Target, proxy: Proxy | None) -> Target:
+    """C{target} reached through C{proxy} (C{--proxy}); a usage error for an
+    endpoint string, which names its own way there."""
+    if proxy is None:
+        return target
+    if target.host is None:
+        raise ClientError(
+            USAGE,
+            f"--proxy goes with HOST:PORT, not the endpoint string {target.endpoint!r}",
+        )
+    mismatch = family_mismatch(proxy.host, target.family)
+    if mismatch is not None:
+        raise ClientError(USAGE, f"{mismatch} (the proxy)")
+    return replace(target, proxy=proxy)
 
 
 @implementer(IStreamClientEndpoint)

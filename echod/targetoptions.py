@@ -20,7 +20,15 @@ from echod.cli import (
     port_number,
 )
 from echod.clienterrors import USAGE, ClientError
-from echod.target import Target, is_ipv6, make_endpoint, parse_target, with_source
+from echod.proxytunnel import parse_proxy
+from echod.target import (
+    Target,
+    is_ipv6,
+    make_endpoint,
+    parse_target,
+    with_proxy,
+    with_source,
+)
 from echod.tlsclient import ClientTLS
 
 DEFAULT_TARGET = "localhost:10000"
@@ -58,6 +66,13 @@ def add_target_arguments(p: argparse.ArgumentParser, nc_letters: bool = False) -
         metavar="PORT",
         type=port_number,
         help="connect from this local port (as nc -p)",
+    )
+    p.add_argument(
+        "--proxy",
+        metavar="URL",
+        help="through this proxy: http://[USER:PASSWORD@]HOST[:PORT] (CONNECT; a "
+        "bare HOST:PORT too), socks5://HOST[:PORT] or socks5h://HOST[:PORT] (the "
+        "proxy looks the name up), as curl -x",
     )
     p.add_argument("--tls", action="store_true", help="connect with TLS (verified)")
     p.add_argument(
@@ -148,6 +163,8 @@ def target_endpoint(
     try:
         target = parse_target(args.target, args.tls, args.family)
         target = with_source(target, args.source, args.source_port)
+        proxy = parse_proxy(args.proxy) if args.proxy is not None else None
+        target = with_proxy(target, proxy)
         check_tls_options_apply(args, target)
         return target, make_endpoint(reactor, target, settings, args.timeout)
     except ClientError as e:

@@ -1,0 +1,388 @@
+"""``--proxy``: a connection through an HTTP (CONNECT) or SOCKS5 proxy.
+
+What curl's C{-x}, ncat's C{--proxy} and OpenBSD nc's C{-x}/C{-X} do, for
+``echod client`` and ``echod bench``: echod connects to the proxy, asks it
+for a tunnel to the target (an HTTP/1.1 C{CONNECT}, or a SOCKS5 C{CONNECT}
+request, RFC 1928), and once the proxy has said yes the connection is the
+target's: the client's protocol (and TLS, end to end) runs over it as over
+a direct one. A proxy that says no, or says anything else, fails the
+connection with its own words.
+
+URLs as curl takes them: C{http://[USER:PASSWORD@]HOST[:PORT]} (a bare
+C{HOST:PORT} too), C{socks5://HOST[:PORT]} (the target's name looked up
+here) and C{socks5h://HOST[:PORT]} (looked up by the proxy). Without a port,
+3128 for HTTP and 1080 for SOCKS5, as ncat.
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import struct
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from twisted.internet import defer, error
+from twisted.internet.interfaces import (
+    IHalfCloseableProtocol,
+    IProtocolFactory,
+    IStreamClientEndpoint,
+)
+from twisted.internet.protocol import Factory, Protocol
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from echod.clienterrors import (
+    DNS,
+    REFUSED,
+    TIMEOUT,
+    UNREACHABLE,
+    USAGE,
+    ClientError,
+    classify,
+)
+from echod.hostnames import host_port
+from echod.resolve import ip_version, resolve_host
+
+DEFAULT_PORTS = {"http": 3128, "socks5": 1080, "socks5h": 1080}
+"""The port of a proxy URL without one (ncat's)."""
+
+MAX_ANSWER = 16 * 1024
+"""The most bytes of a proxy's answer read before its end (an HTTP head)."""
+
+SOCKS_REPLIES = {
+    1: (REFUSED, "general SOCKS server failure"),
+    2: (REFUSED, "connection not allowed by its rules"),
+    3: (UNREACHABLE, "network unreachable"),
+    4: (UNREACHABLE, "host unreachable"),
+    5: (REFUSED, "connection refused by the target"),
+    6: (TIMEOUT, "TTL expired"),
+    7: (REFUSED, "command not supported"),
+    8: (REFUSED, "address type not supported"),
+}
+"""RFC 1928's reply codes: the exit code and the words for each failure."""
+
+
+@dataclass(frozen=True)
+class Proxy:
+    """A proxy to tunnel through, from its URL."""
+
+    scheme: str  # http, socks5 or socks5h
+    host: str
+    port: int
+    user: str | None = None
+    password: str | None = None
+
+    def label(self) -> str:
+        """How messages name it: C{scheme://host:port}, without credentials."""
+        return f"{self.scheme}://{host_port(self.host, self.port)}"
+
+
+def parse_proxy(text: str) -> Proxy:
+    """C{--proxy}'s URL, or L{ClientError} (usage) saying what is wrong."""
+    url = text if "://" in text else "http://" + text
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as e:
+        raise ClientError(USAGE, f"bad proxy {text!r}: {e}") from None
+    scheme = parts.scheme.lower()
+    if scheme not in DEFAULT_PORTS:
+        raise ClientError(
+            USAGE,
+            f"bad proxy {text!r}: echod speaks http://, socks5:// and socks5h:// "
+            "proxies",
+        )
+    if not parts.hostname:
+        raise ClientError(USAGE, f"bad proxy {text!r}: no host")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ClientError(USAGE, f"bad proxy {text!r}: a proxy URL has no path")
+    user = unquote(parts.username) if parts.username is not None else None
+    if user is not None and scheme != "http":
+        raise ClientError(
+            USAGE,
+            f"bad proxy {text!r}: echod asks a SOCKS5 proxy for no authentication "
+            "(a user name goes with http:// proxies)",
+        )
+    password = unquote(parts.password) if parts.password is not None else None
+    return Proxy(scheme, parts.hostname, port or DEFAULT_PORTS[scheme], user, password)
+
+
+def connect_request(proxy: Proxy, host: str, port: int) -> bytes:
+    """The HTTP/1.1 CONNECT request for C{host}:C{port} (RFC 9110, 9.3.6)."""
+    authority = host_port(host, port).encode("ascii")
+    lines = [b"CONNECT " + authority + b" HTTP/1.1", b"Host: " + authority]
+    if proxy.user is not None:
+        secret = f"{proxy.user}:{proxy.password or ''}".encode()
+        lines.append(b"Proxy-Authorization: Basic " + base64.b64encode(secret))
+    return b"\r\n".join(lines) + b"\r\n\r\n"
+
+
+def socks_request(host: str, port: int) -> bytes:
+    """The SOCKS5 CONNECT request for C{host} (an address, or a name the
+    proxy looks up) and C{port} (RFC 1928, section 4)."""
+    try:
+        address = ipaddress.ip_address(host.partition("%")[0])
+    except ValueError:
+        name = host.encode("ascii")
+        where = b"\x03" + bytes([len(name)]) + name
+    else:
+        where = (b"\x01" if address.version == 4 else b"\x04") + address.packed
+    return b"\x05\x01\x00" + where + struct.pack("!H", port)
+
+
+def socks_reply_length(head: bytes) -> int | None:
+    """How long the SOCKS5 reply that begins with C{head} is, once its
+    address type is known (None before)."""
+    if len(head) < 4:
+        return None
+    kind = head[3]
+    if kind == 1:
+        return 10
+    if kind == 4:
+        return 22
+    if kind != 3:
+        raise ClientError(REFUSED, f"not a SOCKS5 proxy: it answered {head[:10]!r}")
+    return 7 + head[4] if len(head) > 4 else None
+
+
+def http_status(head: bytes) -> int:
+    """The status code of the HTTP answer C{head}; 0 if it has none."""
+    parts = head.split(b"\r\n", 1)[0].split(b" ", 2)
+    if head.startswith(b"HTTP/1.") and len(parts) > 1 and parts[1].isdigit():
+        return int(parts[1])
+    return 0
+
+
+def http_refusal(head: bytes) -> ClientError:
+    """Why an HTTP proxy's answer C{head} is not a tunnel, with its status line."""
+    status_line = head.split(b"\r\n", 1)[0].decode("latin-1")
+    status = http_status(head)
+    if not status:
+        return ClientError(
+            REFUSED, f"not an HTTP proxy: it answered {status_line[:60]!r}"
+        )
+    said = status_line.partition(" ")[2]
+    if status == 407:
+        return ClientError(
+            REFUSED,
+            f"the proxy wants credentials: {said} (--proxy http://USER:PASSWORD@...)",
+        )
+    if status == 504:
+        return ClientError(TIMEOUT, f"the proxy timed out reaching the target: {said}")
+    if status in (502, 503):
+        return ClientError(UNREACHABLE, f"the proxy could not reach the target: {said}")
+    return ClientError(REFUSED, f"the proxy refused the tunnel: {said}")
+
+
+@implementer(IHalfCloseableProtocol)
+class TunnelProtocol(Protocol):
+    """The connection to the proxy: asks for the tunnel, then hands every
+    byte and the end of the connection to the target's protocol."""
+
+    def __init__(
+        self, proxy: Proxy, host: str, port: int, factory: IProtocolFactory
+    ) -> None:
+        self.proxy = proxy
+        self.host = host
+        self.port = port
+        self.factory_above = factory
+        self.above: Protocol | None = None
+        """The target's protocol, once the tunnel is up."""
+        self.answer = b""
+        self.stage = "greeting" if proxy.scheme != "http" else "connect"
+        self.ready: defer.Deferred[Protocol] = defer.Deferred()
+        """Fires with the target's protocol once the tunnel is up."""
+
+    def connectionMade(self) -> None:
+        """Ask for the tunnel: a CONNECT, or SOCKS5's greeting (no authentication)."""
+        assert self.transport is not None
+        if self.stage == "connect":
+            self.transport.write(connect_request(self.proxy, self.host, self.port))
+        else:
+            self.transport.write(b"\x05\x01\x00")
+
+    def dataReceived(self, data: bytes) -> None:
+        """The proxy's answer, then (the tunnel up) the target's bytes."""
+        if self.above is not None:
+            self.above.dataReceived(data)
+            return
+        self.answer += data
+        try:
+            rest = self.read_answer()
+        except ClientError as e:
+            self.fail(e)
+            return
+        if rest is not None:
+            self.established(rest)
+
+    def read_answer(self) -> bytes | None:
+        """The bytes after the proxy's whole answer (the tunnel is up), or None
+        while it is incomplete; L{ClientError} if it says no."""
+        if self.stage == "connect":
+            begins = self.answer[:5]
+            if begins != b"HTTP/"[: len(begins)]:  # no need to wait for more
+                raise http_refusal(self.answer)
+            end = self.answer.find(b"\r\n\r\n")
+            if end < 0:
+                if len(self.answer) > MAX_ANSWER:
+                    raise ClientError(REFUSED, "the proxy's answer has no end")
+                return None
+            head, rest = self.answer[: end + 4], self.answer[end + 4 :]
+            if http_status(head) // 100 != 2:
+                raise http_refusal(head)
+            return rest
+        if self.stage == "greeting":
+            if len(self.answer) < 2:
+                return None
+            if self.answer[0] != 5:
+                raise ClientError(
+                    REFUSED, f"not a SOCKS5 proxy: it answered {self.answer[:10]!r}"
+                )
+            if self.answer[1] != 0:
+                raise ClientError(
+                    REFUSED,
+                    "the SOCKS5 proxy wants authentication, and echod offers none",
+                )
+            self.answer = self.answer[2:]
+            self.stage = "reply"
+            assert self.transport is not None
+            self.transport.write(socks_request(self.host, self.port))
+        length = socks_reply_length(self.answer)
+        if length is None or len(self.answer) < length:
+            return None
+        if self.answer[1] != 0:
+            code, why = SOCKS_REPLIES.get(
+                self.answer[1], (REFUSED, f"reply {self.answer[1]}")
+            )
+            raise ClientError(code, f"the SOCKS5 proxy refused the tunnel: {why}")
+        return self.answer[length:]
+
+    def established(self, rest: bytes) -> None:
+        """The tunnel is up: the target's protocol takes the connection over."""
+        assert self.transport is not None
+        self.answer = b""
+        above = self.factory_above.buildProtocol(self.transport.getPeer())
+        if above is None:
+            self.transport.loseConnection()
+            return
+        self.above = above  # type: ignore[assignment]
+        above.makeConnection(self.transport)
+        self.ready.callback(above)  # type: ignore[arg-type]
+        if rest:
+            above.dataReceived(rest)
+
+    def fail(self, reason: ClientError) -> None:
+        """The proxy said no (or nothing we understand): close, report it."""
+        if not self.ready.called:
+            self.ready.errback(Failure(reason))
+        if self.transport is not None:
+            self.transport.abortConnection()  # type: ignore[attr-defined]
+
+    def readConnectionLost(self) -> None:
+        """The target (through the proxy) half-closed."""
+        if self.above is not None and IHalfCloseableProtocol.providedBy(self.above):
+            self.above.readConnectionLost()  # type: ignore[attr-defined]
+        elif self.above is not None:
+            assert self.transport is not None
+            self.transport.loseConnection()
+
+    def writeConnectionLost(self) -> None:
+        """Our write side is shut."""
+        if self.above is not None and IHalfCloseableProtocol.providedBy(self.above):
+            self.above.writeConnectionLost()  # type: ignore[attr-defined]
+
+    def connectionLost(self, reason: Failure = error.ConnectionDone) -> None:  # type: ignore[assignment]
+        """The end: the target's protocol's, or a tunnel that never came up."""
+        if self.above is not None:
+            self.above.connectionLost(reason)
+        elif not self.ready.called:
+            self.ready.errback(
+                Failure(
+                    ClientError(REFUSED, "the proxy closed before the tunnel was up")
+                )
+            )
+
+
+@implementer(IStreamClientEndpoint)
+class TunnelEndpoint:
+    """C{host}:C{port} through C{proxy}, reached by the endpoint C{to_proxy}."""
+
+    def __init__(
+        self,
+        reactor: Any,
+        to_proxy: IStreamClientEndpoint,
+        proxy: Proxy,
+        host: str,
+        port: int,
+        timeout: float,
+        family: int | None = None,
+    ) -> None:
+        self.reactor = reactor
+        self.to_proxy = to_proxy
+        self.proxy = proxy
+        self.host = host
+        self.port = port
+        self.timeout = timeout
+        self.family = family
+        """C{-4}/C{-6}: for a name that C{socks5://} looks up here."""
+
+    def connect(self, protocolFactory: IProtocolFactory) -> defer.Deferred[Any]:
+        """Connect to the proxy, then ask it for the tunnel (within the timeout)."""
+        return defer.ensureDeferred(self._connect(protocolFactory))
+
+    async def _connect(self, protocolFactory: IProtocolFactory) -> Any:
+        host = self.host
+        if self.proxy.scheme == "socks5" and ip_version(host) is None:
+            host = await self.looked_up(host)
+        return await self._tunnel(host, protocolFactory)
+
+    async def looked_up(self, host: str) -> str:
+        """C{socks5://}: the first address of the target's name, looked up here."""
+        lookup = defer.ensureDeferred(
+            resolve_host(self.reactor, host, self.port, family=self.family)
+        )
+        lookup.addTimeout(self.timeout, self.reactor)
+        try:
+            addresses = await lookup
+        except defer.TimeoutError:
+            raise ClientError(TIMEOUT, "name lookup timed out") from None
+        except Exception as e:
+            raise ClientError(DNS, f"cannot resolve the name: {e}") from None
+        if not addresses:
+            which = f" to an IPv{self.family} address" if self.family else ""
+            raise ClientError(DNS, f"cannot resolve the name{which}")
+        return addresses[0]
+
+    def _tunnel(
+        self, host: str, protocolFactory: IProtocolFactory
+    ) -> defer.Deferred[Any]:
+        def tunnel() -> TunnelProtocol:
+            return TunnelProtocol(self.proxy, host, self.port, protocolFactory)
+
+        label = self.proxy.label()
+
+        def proxy_failed(failure: Failure) -> Failure:
+            if failure.check(ClientError):
+                return failure
+            e = classify(failure)
+            return Failure(ClientError(e.code, f"the proxy {label}: {e}"))
+
+        def connected(protocol: TunnelProtocol) -> defer.Deferred[Protocol]:
+            slow = ClientError(
+                TIMEOUT, f"the proxy {label} opened no tunnel in {self.timeout:g} s"
+            )
+            timer = self.reactor.callLater(self.timeout, protocol.fail, slow)
+
+            def done(result: Any) -> Any:
+                if timer.active():
+                    timer.cancel()
+                return result
+
+            return protocol.ready.addBoth(done)
+
+        d: defer.Deferred[Any] = self.to_proxy.connect(Factory.forProtocol(tunnel))
+        d.addCallback(connected)
+        d.addErrback(proxy_failed)
+        return d

@@ -1,0 +1,144 @@
+"""End-to-end: ``--proxy`` through Debian's tinyproxy (HTTP CONNECT) and
+Dante (SOCKS5) to a real daemon, beside OpenBSD nc's ``-X``/``-x``."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from echod.certs import make_certificates
+from tests.daemon import ECHOD, DaemonStarter, need_tool
+from tests.peers import free_port
+from tests.proxies import PASSWORD, dante, tinyproxy
+
+LOCAL = "tcp:0:interface=127.0.0.1"
+
+
+def echod(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
+    """Run ``echod ARGS``."""
+    return subprocess.run([ECHOD, *args], input=stdin, capture_output=True, timeout=60)
+
+
+@pytest.fixture
+def http_proxy(tmp_path: Path) -> Iterator[int]:
+    """tinyproxy, with Basic authentication for the user echo."""
+    with tinyproxy(tmp_path, user="echo") as port:
+        yield port
+
+
+@pytest.fixture
+def socks_proxy(tmp_path: Path) -> Iterator[int]:
+    """Dante, no authentication."""
+    with dante(tmp_path) as port:
+        yield port
+
+
+def test_probe_through_each_kind_of_proxy(
+    start_daemon: DaemonStarter, http_proxy: int, socks_proxy: int
+) -> None:
+    """The same probe through an HTTP proxy (with its credentials) and
+    through SOCKS5, the name looked up here (socks5) or by the proxy
+    (socks5h); each line says which proxy it went through."""
+    port = start_daemon("--port", LOCAL).tcp_port()
+    for proxy in (
+        f"http://echo:{PASSWORD}@127.0.0.1:{http_proxy}",
+        f"socks5://127.0.0.1:{socks_proxy}",
+        f"socks5h://127.0.0.1:{socks_proxy}",
+    ):
+        out = echod("client", "--proxy", proxy, "--count", "3", "--size", "1000",
+                    f"localhost:{port}")  # fmt: skip
+        text = out.stdout.decode()
+        assert out.returncode == 0, (proxy, out.stderr)
+        shown = proxy.replace(f"echo:{PASSWORD}@", "")  # never the password
+        assert f"1000 bytes from localhost:{port} (via {shown}): seq=3 " in text
+        assert "3 sent, 3 echoed intact, 0 wrong, 0 lost" in text
+
+
+def test_pipe_through_socks5_byte_exact_as_nc(
+    start_daemon: DaemonStarter, socks_proxy: int
+) -> None:
+    """Dante passes a half-close on: every byte comes back, as with nc -X 5."""
+    port = start_daemon("--port", LOCAL).tcp_port()
+    data = random.Random(5).randbytes(3 << 20)
+    proxy = f"socks5://127.0.0.1:{socks_proxy}"
+    out = echod("client", "--proxy", proxy, "127.0.0.1", str(port), stdin=data)
+    assert (out.returncode, out.stderr) == (0, b"")
+    assert out.stdout == data
+    nc = subprocess.run(
+        [need_tool("nc"), "-N", "-X", "5", "-x", f"127.0.0.1:{socks_proxy}",
+         "127.0.0.1", str(port)],
+        input=data, capture_output=True, timeout=60,
+    )  # fmt: skip
+    assert nc.stdout == data
+
+
+def test_tls_end_to_end_through_the_tunnel(
+    start_daemon: DaemonStarter, http_proxy: int, socks_proxy: int, tmp_path: Path
+) -> None:
+    """TLS runs inside the tunnel, verified against the target's name; -z
+    proves tunnel and handshake; bench verifies every byte through it."""
+    make_certificates(tmp_path, ["localhost"])
+    daemon = start_daemon(
+        "--port", "ssl:0:interface=127.0.0.1", "--tls-cert",
+        str(tmp_path / "server.pem"), "--tls-key", str(tmp_path / "server.key"),
+    )  # fmt: skip
+    port = daemon.tcp_port()
+    ca = ("--cacert", str(tmp_path / "ca.pem"))
+    proxy = f"http://echo:{PASSWORD}@127.0.0.1:{http_proxy}"
+    probe = echod("client", "--proxy", proxy, *ca, "--count", "2",
+                  f"tls:localhost:{port}")  # fmt: skip
+    assert probe.returncode == 0, probe.stderr
+    zero = echod("client", "-zv", "--proxy", f"socks5h://127.0.0.1:{socks_proxy}",
+                 *ca, f"tls:localhost:{port}")  # fmt: skip
+    assert zero.returncode == 0, zero.stderr
+    assert b"(via socks5h://127.0.0.1:" in zero.stderr
+    assert zero.stderr.rstrip().endswith(b", TLS verified")
+    untrusted = echod("client", "-z", "--proxy", proxy, f"tls:localhost:{port}")
+    assert untrusted.returncode == 7, untrusted.stderr  # the server's, not the proxy's
+    bench = echod("bench", "--proxy", f"socks5://127.0.0.1:{socks_proxy}", *ca,
+                  "-c", "4", "-d", "1", f"tls:localhost:{port}")  # fmt: skip
+    assert bench.returncode == 0, bench.stderr
+    assert b"every byte back, in order; 4/4 connections ended cleanly" in bench.stdout
+
+
+def test_what_the_proxy_says_no_to(
+    start_daemon: DaemonStarter, http_proxy: int, socks_proxy: int
+) -> None:
+    """Each refusal in one line, with the proxy's own words, and the exit
+    code of what failed: 4 refused, 3 a name the proxy could not find."""
+    port = start_daemon("--port", LOCAL).tcp_port()
+    closed = free_port()
+    http = f"127.0.0.1:{http_proxy}"
+    for proxy, target, code, says in (
+        (http, f"127.0.0.1:{port}", 4,
+         "the proxy wants credentials: 407 Proxy Authentication Required"),
+        (f"http://echo:{PASSWORD}@{http}", f"127.0.0.1:{closed}", 4,
+         "the proxy refused the tunnel: 500 Unable to connect"),
+        (f"socks5://127.0.0.1:{socks_proxy}", f"127.0.0.1:{closed}", 4,
+         "the SOCKS5 proxy refused the tunnel: connection refused by the target"),
+        (f"socks5://127.0.0.1:{socks_proxy}", "no-such-host.invalid:7", 3,
+         "cannot resolve the name"),
+        (f"socks5://127.0.0.1:{closed}", f"127.0.0.1:{port}", 4,
+         f"the proxy socks5://127.0.0.1:{closed}: connection refused"),
+        (f"127.0.0.1:{port}", f"127.0.0.1:{port}", 4,  # an echo is no proxy
+         "not an HTTP proxy: it answered 'CONNECT 127.0.0.1:"),
+    ):  # fmt: skip
+        out = echod("client", "-z", "--proxy", proxy, target)
+        err = out.stderr.decode()
+        assert out.returncode == code and err.count("\n") == 1, (proxy, target, err)
+        assert f"echod client: {target}: {says}" in err, err
+    for options, says in (
+        (["--proxy", "ftp://h:1", "h:7"], "echod speaks http://, socks5:// and"),
+        (["--proxy", "socks5://u:p@h", "h:7"], "asks a SOCKS5 proxy for no auth"),
+        (["--proxy", "h:1", "unix:path=/s"], "--proxy goes with HOST:PORT"),
+        (["--proxy", "h:1", "-u", "h:7"], "--proxy tunnels TCP"),
+        (["--proxy", "[::1]:1", "-4", "h:7"], "-4 asks for IPv4, and ::1 is an IPv6"),
+    ):
+        out = echod("client", *options)
+        err = out.stderr.decode()
+        assert out.returncode == 2 and err.count("\n") == 1, (options, err)
+        assert says in err, err

@@ -1,0 +1,230 @@
+"""Unit tests of echod.proxytunnel: proxy URLs, the requests, the answers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from twisted.internet import defer
+from twisted.internet.address import IPv4Address
+from twisted.internet.interfaces import IProtocolFactory, IStreamClientEndpoint
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from echod.clienterrors import REFUSED, TIMEOUT, UNREACHABLE, USAGE, ClientError
+from echod.proxytunnel import (
+    Proxy,
+    TunnelEndpoint,
+    TunnelProtocol,
+    connect_request,
+    parse_proxy,
+    socks_request,
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "proxy"),
+    [
+        ("proxy.test:8080", Proxy("http", "proxy.test", 8080)),
+        ("proxy.test", Proxy("http", "proxy.test", 3128)),
+        ("http://[::1]:3129", Proxy("http", "::1", 3129)),
+        ("HTTP://p.test", Proxy("http", "p.test", 3128)),
+        ("http://us%40er:p%3Aw@p.test/", Proxy("http", "p.test", 3128, "us@er", "p:w")),
+        ("http://user@p.test", Proxy("http", "p.test", 3128, "user", None)),
+        ("socks5://p.test", Proxy("socks5", "p.test", 1080)),
+        ("socks5h://10.0.0.1:9050", Proxy("socks5h", "10.0.0.1", 9050)),
+    ],
+)
+def test_proxy_urls(text: str, proxy: Proxy) -> None:
+    assert parse_proxy(text) == proxy
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("https://p.test", "echod speaks http://, socks5:// and socks5h://"),
+        ("socks4://p.test", "echod speaks http://"),
+        ("http://", "no host"),
+        ("http://p.test:99999", "Port out of range"),
+        ("http://p.test/path", "a proxy URL has no path"),
+        ("socks5://u:p@p.test", "asks a SOCKS5 proxy for no authentication"),
+    ],
+)
+def test_bad_proxy_urls(text: str, says: str) -> None:
+    with pytest.raises(ClientError, match=says) as e:
+        parse_proxy(text)
+    assert e.value.code == USAGE
+
+
+def test_the_label_never_shows_the_password() -> None:
+    assert parse_proxy("http://u:secret@[::1]:1").label() == "http://[::1]:1"
+
+
+def test_connect_request() -> None:
+    assert connect_request(Proxy("http", "p", 1), "::1", 7) == (
+        b"CONNECT [::1]:7 HTTP/1.1\r\nHost: [::1]:7\r\n\r\n"
+    )
+    with_credentials = Proxy("http", "p", 1, "Aladdin", "open sesame")
+    assert connect_request(with_credentials, "h.test", 443) == (
+        b"CONNECT h.test:443 HTTP/1.1\r\nHost: h.test:443\r\n"
+        b"Proxy-Authorization: Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==\r\n\r\n"
+    )
+
+
+def test_socks_requests() -> None:
+    assert socks_request("192.0.2.1", 7) == b"\x05\x01\x00\x01\xc0\x00\x02\x01\x00\x07"
+    assert socks_request("::1", 443) == (
+        b"\x05\x01\x00\x04" + b"\x00" * 15 + b"\x01\x01\xbb"
+    )
+    assert socks_request("h.test", 80) == b"\x05\x01\x00\x03\x06h.test\x00\x50"
+
+
+class Recorder(Protocol):
+    """The target's protocol: what reached it."""
+
+    def __init__(self) -> None:
+        self.received = b""
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += data
+
+
+def tunnel(scheme: str) -> tuple[TunnelProtocol, StringTransport, list[object]]:
+    """A tunnel on a string transport; its outcome collected."""
+    protocol = TunnelProtocol(
+        Proxy(scheme, "p", 1), "h.test", 7, Factory.forProtocol(Recorder)
+    )
+    transport = StringTransport()
+    outcome: list[object] = []
+    protocol.ready.addBoth(outcome.append)
+    protocol.makeConnection(transport)
+    return protocol, transport, outcome
+
+
+def test_http_tunnel_hands_over_the_bytes_after_the_answer() -> None:
+    protocol, transport, outcome = tunnel("http")
+    assert transport.value() == b"CONNECT h.test:7 HTTP/1.1\r\nHost: h.test:7\r\n\r\n"
+    for piece in (
+        b"HTTP/1.1 200 Conn",
+        b"ection established\r\nVia: x\r\n\r",
+        b"\necho",
+    ):
+        protocol.dataReceived(piece)
+    (above,) = outcome
+    assert isinstance(above, Recorder) and above.transport is transport
+    protocol.dataReceived(b" and more")
+    assert above.received == b"echo and more"
+
+
+def failure_of(outcome: list[object]) -> ClientError:
+    """The L{ClientError} a tunnel failed with."""
+    (failed,) = outcome
+    assert isinstance(failed, Failure)
+    assert isinstance(failed.value, ClientError)
+    return failed.value
+
+
+@pytest.mark.parametrize(
+    ("answer", "code", "says"),
+    [
+        (
+            b"HTTP/1.1 403 Forbidden\r\n\r\n",
+            REFUSED,
+            "refused the tunnel: 403 Forbidden",
+        ),
+        (b"HTTP/1.0 407 Auth\r\n\r\n", REFUSED, "the proxy wants credentials: 407"),
+        (
+            b"HTTP/1.1 502 Bad Gateway\r\n\r\n",
+            UNREACHABLE,
+            "could not reach the target",
+        ),
+        (b"HTTP/1.1 504 Gateway Timeout\r\n\r\n", TIMEOUT, "timed out reaching"),
+        (b"SSH-2.0-OpenSSH", REFUSED, "not an HTTP proxy: it answered 'SSH-2.0"),
+        (b"HTTP/1.1 " + b"x" * 20000, REFUSED, "the proxy's answer has no end"),
+    ],
+)
+def test_http_refusals(answer: bytes, code: int, says: str) -> None:
+    protocol, transport, outcome = tunnel("http")
+    protocol.dataReceived(answer)
+    error = failure_of(outcome)
+    assert error.code == code and says in str(error)
+    assert transport.disconnecting or transport.disconnected
+
+
+def test_socks5_tunnel() -> None:
+    protocol, transport, outcome = tunnel("socks5h")
+    assert transport.value() == b"\x05\x01\x00"  # version 5, one method: none
+    transport.clear()
+    protocol.dataReceived(b"\x05\x00")
+    assert transport.value() == b"\x05\x01\x00\x03\x06h.test\x00\x07"
+    reply = b"\x05\x00\x00\x03\x04bind\x12\x34"  # bound to a name, then data
+    protocol.dataReceived(reply[:6])
+    assert outcome == []
+    protocol.dataReceived(reply[6:] + b"echo")
+    (above,) = outcome
+    assert isinstance(above, Recorder) and above.received == b"echo"
+
+
+@pytest.mark.parametrize(
+    ("answers", "code", "says"),
+    [
+        ([b"\x05\xff"], REFUSED, "wants authentication, and echod offers none"),
+        ([b"HTTP/1.1 400"], REFUSED, "not a SOCKS5 proxy"),
+        (
+            [b"\x05\x00", b"\x05\x05\x00\x01" + b"\x00" * 6],
+            REFUSED,
+            "connection refused",
+        ),
+        (
+            [b"\x05\x00", b"\x05\x04\x00\x01" + b"\x00" * 6],
+            UNREACHABLE,
+            "host unreachable",
+        ),
+        ([b"\x05\x00", b"\x05\x06\x00\x01" + b"\x00" * 6], TIMEOUT, "TTL expired"),
+        ([b"\x05\x00", b"\x05\x00\x00\x09"], REFUSED, "not a SOCKS5 proxy"),
+    ],
+)
+def test_socks5_refusals(answers: list[bytes], code: int, says: str) -> None:
+    protocol, _, outcome = tunnel("socks5")
+    for answer in answers:
+        protocol.dataReceived(answer)
+    error = failure_of(outcome)
+    assert error.code == code and says in str(error)
+
+
+def test_a_proxy_that_closes_before_the_tunnel_is_up() -> None:
+    protocol, _, outcome = tunnel("http")
+    protocol.connectionLost(Failure(ConnectionError()))
+    assert "closed before the tunnel was up" in str(failure_of(outcome))
+
+
+@implementer(IStreamClientEndpoint)
+class ProxyThatSaysNothing:
+    """An endpoint to a proxy that takes the connection and never answers."""
+
+    def __init__(self) -> None:
+        self.transport = StringTransport()
+
+    def connect(self, protocolFactory: IProtocolFactory) -> defer.Deferred[Any]:
+        protocol = protocolFactory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1))
+        assert protocol is not None
+        protocol.makeConnection(self.transport)
+        return defer.succeed(protocol)
+
+
+def test_a_proxy_that_never_answers_times_out() -> None:
+    clock = Clock()
+    silent = ProxyThatSaysNothing()
+    endpoint = TunnelEndpoint(clock, silent, Proxy("http", "p", 1), "h.test", 7, 5.0)
+    outcome: list[object] = []
+    endpoint.connect(Factory.forProtocol(Recorder)).addBoth(outcome.append)
+    clock.advance(4.9)
+    assert outcome == []
+    clock.advance(0.2)
+    error = failure_of(outcome)
+    assert error.code == TIMEOUT
+    assert str(error) == "the proxy http://p:1 opened no tunnel in 5 s"
+    assert silent.transport.disconnecting or silent.transport.disconnected
