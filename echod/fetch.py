@@ -60,6 +60,7 @@ from echod.clienterrors import (
 from echod.fetchrequest import URL, Request, RequestError, redirect_url
 from echod.hostnames import host_port
 from echod.httplint import lint_head
+from echod.proxytunnel import Proxy, TunnelEndpoint
 from echod.resolve import family_mismatch, family_of, resolve_host
 from echod.tlsclient import ClientTLS, TLSClientError, connection_creator
 
@@ -102,6 +103,8 @@ class FetchOptions:
     unix_socket: str | None = None
     """C{--unix-socket}: the UNIX socket every request goes to instead of the
     URL's host and port (a leading NUL: an abstract name)."""
+    proxy: Proxy | None = None
+    """C{-x}: the proxy every connection is a tunnel through."""
 
 
 @dataclass(frozen=True)
@@ -321,6 +324,8 @@ class FetchProtocol(Protocol):
             self.local = host_port(*self.local_address)
             if self.options.source is not None or self.options.local_ports is not None:
                 local = self.local
+            if self.options.proxy is not None:  # curl's remote_ip: the proxy's too
+                self.peer += f" (the proxy {self.options.proxy.label()})"
         self.observer.connected(self.peer, local)
         if self.request.url.tls and self.connect_deadline is not None:
             left = max(0.0, self.connect_deadline - time.perf_counter())
@@ -778,9 +783,12 @@ async def _connect(
             text = timed_out if failed.code == TIMEOUT else str(failed)
             where = unix_socket_name(path)
             raise _not_connected(failed.code, f"{text} ({where})") from None
-    addresses = await _looked_up(reactor, host, port, options)
+    proxy = options.proxy
+    # Through a proxy, echod connects to the proxy and asks it for host:port.
+    reach_host, reach_port = (host, port) if proxy is None else (proxy.host, proxy.port)
+    addresses = await _looked_up(reactor, reach_host, reach_port, options)
     timing.mark("dns")
-    observer.resolved(host, addresses)
+    observer.resolved(reach_host, addresses)
     last: ClientError | None = None
     local_ports = options.local_ports or (0,)
     for address in addresses:
@@ -789,8 +797,12 @@ async def _connect(
             if left <= 0:
                 raise ServerNotReachedError(TIMEOUT, timed_out)
             endpoint = _endpoint(
-                reactor, address, port, left, options.source, local_port
+                reactor, address, reach_port, left, options.source, local_port
             )
+            if proxy is not None:
+                endpoint = TunnelEndpoint(
+                    reactor, endpoint, proxy, host, port, left, options.family
+                )
             try:
                 return await attempt(endpoint, left)
             except Exception as e:

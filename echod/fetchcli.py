@@ -55,6 +55,7 @@ from echod.fetchrequest import (
     parse_url,
 )
 from echod.hostnames import HostNameError, ascii_host
+from echod.proxytunnel import parse_proxy
 from echod.resolve import source_family
 from echod.stdstreams import QUIETLY_GONE, discard_stdout
 from echod.tlsclient import ClientTLS
@@ -453,6 +454,12 @@ def parser() -> argparse.ArgumentParser:
         "(as curl)",
     )  # fmt: skip
     net.add_argument(
+        "-x", "--proxy", metavar="URL",
+        help="through this proxy, always as a tunnel (curl's -x with "
+        "--proxytunnel), so the server gets the bytes shown: http://[USER:"
+        "PASSWORD@]HOST[:PORT] (CONNECT), socks5:// or socks5h://",
+    )  # fmt: skip
+    net.add_argument(
         "--unix-socket", metavar="PATH",
         help="connect to this UNIX socket instead of the URL's host and port "
         "(every request, redirects too; the URL still gives Host and TLS's "
@@ -611,6 +618,14 @@ def build(args: argparse.Namespace) -> Command:
     )
     check_interface(args.interface, args.family)
     unix_socket = unix_socket_path(args)
+    proxy = None
+    if args.proxy is not None:
+        if unix_socket is not None:
+            raise RequestError("-x (a proxy) and a UNIX socket cannot go together")
+        try:
+            proxy = parse_proxy(args.proxy)
+        except ClientError as e:
+            raise RequestError(str(e)) from None
     options = FetchOptions(
         tls=ClientTLS(args.cacert, args.cert, args.key, args.insecure),
         connect_timeout=args.connect_timeout,
@@ -627,6 +642,7 @@ def build(args: argparse.Namespace) -> Command:
         follow_redirects=args.location,
         max_redirects=None if args.max_redirs == -1 else args.max_redirs,
         unix_socket=unix_socket,
+        proxy=proxy,
     )
     output: Path | None = None
     if args.remote_name:
@@ -777,7 +793,7 @@ def finish(
             if output.written and output.path is not None and result.code != WRITE
             else ""
         )
-        if isinstance(result, ServerNotReachedError):
+        if isinstance(result, ServerNotReachedError) and command.options.proxy is None:
             where += proxy_hint(command.request.url, os.environ)
         sys.stderr.write(
             f"{PROG}: {command.request.url.authority()}: {result}{where}\n"
@@ -819,8 +835,8 @@ def proxy_hint(url: URL, environ: Mapping[str, str]) -> str:
     if bypasses_proxy(url.host, no_proxy):
         return ""
     return (
-        f" ({spelled} is set: echod fetch does not use a proxy, it connects "
-        "to the server itself)"
+        f" ({spelled} is set: echod fetch does not read it, it connects to the "
+        "server itself; -x URL goes through a proxy)"
     )
 
 

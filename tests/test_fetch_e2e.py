@@ -832,7 +832,8 @@ def test_a_proxy_in_the_environment_is_named_when_the_server_is_not_reached(
     assert run.code == 4, run
     assert run.stderr.strip().splitlines() == [
         "echod fetch: 127.0.0.1:1: connection refused (http_proxy is set: echod "
-        "fetch does not use a proxy, it connects to the server itself)"
+        "fetch does not read it, it connects to the server itself; -x URL goes "
+        "through a proxy)"
     ]
     run = fetch("https://no-such-host.invalid/", cwd=tmp_path, env=proxy)
     assert run.code == 3 and "(http_proxy is set" not in run.stderr, run
@@ -842,8 +843,8 @@ def test_a_proxy_in_the_environment_is_named_when_the_server_is_not_reached(
         env={**proxy, "HTTPS_PROXY": "http://127.0.0.1:1/"},
     )
     assert run.code == 3 and run.stderr.rstrip().endswith(
-        "(HTTPS_PROXY is set: echod fetch does not use a proxy, it connects to "
-        "the server itself)"
+        "(HTTPS_PROXY is set: echod fetch does not read it, it connects to the "
+        "server itself; -x URL goes through a proxy)"
     ), run
     # no_proxy leaves the host out, as curl would: no hint
     run = fetch(

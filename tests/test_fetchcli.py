@@ -18,6 +18,7 @@ from echod.fetchcli import (
     visible,
 )
 from echod.fetchrequest import RequestError, parse_url
+from echod.proxytunnel import Proxy
 
 
 def test_visible_writes_out_line_endings_and_odd_bytes() -> None:
@@ -89,6 +90,8 @@ def test_build(tmp_path: Path) -> None:
             "cannot read the request file",
         ),
         (["--unix-socket", "", "http://h/"], "--unix-socket: no socket path"),
+        (["-x", "ftp://p", "http://h/"], "echod speaks http://, socks5:// and"),
+        (["-x", "p:1", "--unix-socket", "/s", "http://h/"], "cannot go together"),
         (["--abstract-unix-socket", "", "http://h/"], "no socket path"),
         (["--abstract-unix-socket", "x" * 107, "http://h/"], "108 bytes: a UNIX"),
         (["--unix-socket", "/s", "-6", "http://h/"], "-6 applies to TCP connections"),
@@ -105,6 +108,12 @@ def test_build(tmp_path: Path) -> None:
 def test_bad_options(args: list[str], says: str) -> None:
     with pytest.raises(RequestError, match=says):
         build(parser().parse_args(args))
+
+
+def test_a_proxy() -> None:
+    command = build(parser().parse_args(["-x", "socks5h://p:9050", "http://h/"]))
+    assert command.options.proxy == Proxy("socks5h", "p", 9050)
+    assert build(parser().parse_args(["http://h/"])).options.proxy is None
 
 
 def test_unix_sockets() -> None:

@@ -1,5 +1,6 @@
-"""End-to-end: ``--proxy`` through Debian's tinyproxy (HTTP CONNECT) and
-Dante (SOCKS5) to a real daemon, beside OpenBSD nc's ``-X``/``-x``."""
+"""End-to-end: ``--proxy`` (and fetch's ``-x``) through Debian's tinyproxy
+(HTTP CONNECT) and Dante (SOCKS5) to a real daemon and nginx, beside
+OpenBSD nc's ``-X``/``-x`` and curl's ``-x``."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from pathlib import Path
 import pytest
 
 from echod.certs import make_certificates
+from tests.certs import issue, private_ca
 from tests.daemon import ECHOD, DaemonStarter, need_tool
+from tests.nginx import Nginx
 from tests.peers import free_port
 from tests.proxies import PASSWORD, dante, tinyproxy
 
@@ -142,3 +145,56 @@ def test_what_the_proxy_says_no_to(
         err = out.stderr.decode()
         assert out.returncode == 2 and err.count("\n") == 1, (options, err)
         assert says in err, err
+
+
+def test_fetch_through_a_proxy_as_curl(
+    http_proxy: int, socks_proxy: int, tmp_path: Path
+) -> None:
+    """echod fetch -x beside curl -x --proxytunnel, through both proxies to
+    Debian's nginx, plain and TLS: the same body, the same -w figures
+    (remote_ip and remote_port are the proxy's, as curl's)."""
+    root = tmp_path / "www"
+    root.mkdir()
+    (root / "big.bin").write_bytes(random.Random(7).randbytes(2 << 20))
+    (root / "index.html").write_bytes(b"<html>through</html>\n")
+    ca = private_ca(tmp_path)
+    server = Nginx(tmp_path, root, issue(tmp_path, ca, "localhost", "IP:127.0.0.1"))
+    fmt = "%{http_code} %{size_download} %{remote_ip} %{remote_port}"
+    try:
+        for proxy in (
+            f"http://echo:{PASSWORD}@127.0.0.1:{http_proxy}",
+            f"socks5h://127.0.0.1:{socks_proxy}",
+        ):
+            for url in (
+                f"http://127.0.0.1:{server.port}/big.bin",
+                f"https://127.0.0.1:{server.tls_port}/index.html",
+            ):
+                ours = echod("fetch", "-s", "-x", proxy, "--cacert", str(ca[1]),
+                             "-o", str(tmp_path / "ours"), "-w", fmt, url)  # fmt: skip
+                theirs = subprocess.run(
+                    [need_tool("curl"), "-s", "-x", proxy, "--proxytunnel",
+                     "--cacert", str(ca[1]), "-o", str(tmp_path / "theirs"),
+                     "-w", fmt, url],
+                    capture_output=True, timeout=60,
+                )  # fmt: skip
+                assert (ours.returncode, theirs.returncode) == (0, 0), (ours, theirs)
+                assert ours.stdout == theirs.stdout, (proxy, url, ours, theirs)
+                assert (tmp_path / "ours").read_bytes() == (
+                    tmp_path / "theirs"
+                ).read_bytes()
+        socks = f"socks5://127.0.0.1:{socks_proxy}"
+        page = f"http://127.0.0.1:{server.port}/"
+        verbose = echod("fetch", "-v", "-x", socks, "-o", "/dev/null", page)
+        assert verbose.returncode == 0, verbose.stderr
+        assert (
+            f"connected to 127.0.0.1:{socks_proxy} (the proxy socks5://127.0.0.1:"
+            f"{socks_proxy})".encode()
+        ) in verbose.stderr
+        refused = echod("fetch", "-x", f"127.0.0.1:{http_proxy}",
+                        f"http://127.0.0.1:{server.port}/")  # fmt: skip
+        assert refused.returncode == 4
+        assert b"the proxy wants credentials: 407" in refused.stderr
+        both = echod("fetch", "-x", "h:1", "--unix-socket", "/s", "http://x/")
+        assert both.returncode == 2 and b"cannot go together" in both.stderr
+    finally:
+        server.stop()
