@@ -1,7 +1,7 @@
 """``--proxy``: a connection through an HTTP (CONNECT) or SOCKS5 proxy.
 
 What curl's C{-x}, ncat's C{--proxy} and OpenBSD nc's C{-x}/C{-X} do, for
-``echod client`` and ``echod bench``: echod connects to the proxy, asks it
+``echod client``, ``echod bench`` and ``echod fetch -x``: echod connects to the proxy, asks it
 for a tunnel to the target (an HTTP/1.1 C{CONNECT}, or a SOCKS5 C{CONNECT}
 request, RFC 1928), and once the proxy has said yes the connection is the
 target's: the client's protocol (and TLS, end to end) runs over it as over
