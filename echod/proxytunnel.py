@@ -1,11 +1,11 @@
 """``--proxy``: a connection through an HTTP (CONNECT) or SOCKS5 proxy.
 
 What curl's C{-x}, ncat's C{--proxy} and OpenBSD nc's C{-x}/C{-X} do, for
-``echod client``, ``echod bench`` and ``echod fetch -x``: echod connects to the proxy, asks it
-for a tunnel to the target (an HTTP/1.1 C{CONNECT}, or a SOCKS5 C{CONNECT}
-request, RFC 1928), and once the proxy has said yes the connection is the
-target's: the client's protocol (and TLS, end to end) runs over it as over
-a direct one. A proxy that says no, or says anything else, fails the
+``echod client``, ``echod bench`` and ``echod fetch -x``: echod connects to
+the proxy, asks it for a tunnel to the target (an HTTP/1.1 C{CONNECT}, or a
+SOCKS5 C{CONNECT} request, RFC 1928), and once the proxy has said yes the
+connection is the target's: the client's protocol (and TLS, end to end) runs
+over it as over a direct one. A proxy that says no, or says anything else, fails the
 connection with its own words.
 
 URLs as curl takes them: C{http://[USER:PASSWORD@]HOST[:PORT]} (a bare
@@ -122,13 +122,15 @@ def connect_request(proxy: Proxy, host: str, port: int) -> bytes:
 def socks_request(host: str, port: int) -> bytes:
     """The SOCKS5 CONNECT request for C{host} (an address, or a name the
     proxy looks up) and C{port} (RFC 1928, section 4)."""
-    try:
-        address = ipaddress.ip_address(host.partition("%")[0])
-    except ValueError:
-        name = host.encode("ascii")
-        where = b"\x03" + bytes([len(name)]) + name
+    version = ip_version(host.partition("%")[0])
+    if version is not None:
+        packed = ipaddress.ip_address(host.partition("%")[0]).packed
+        where = (b"\x01" if version == 4 else b"\x04") + packed
     else:
-        where = (b"\x01" if address.version == 4 else b"\x04") + address.packed
+        name = host.encode("ascii", "replace")
+        if len(name) > 255:  # its length is one byte
+            raise ClientError(USAGE, "a SOCKS5 proxy takes names of 255 bytes at most")
+        where = b"\x03" + bytes([len(name)]) + name
     return b"\x05\x01\x00" + where + struct.pack("!H", port)
 
 
@@ -252,6 +254,10 @@ class TunnelProtocol(Protocol):
         length = socks_reply_length(self.answer)
         if length is None or len(self.answer) < length:
             return None
+        if self.answer[0] != 5:
+            raise ClientError(
+                REFUSED, f"not a SOCKS5 proxy: it answered {self.answer[:10]!r}"
+            )
         if self.answer[1] != 0:
             code, why = SOCKS_REPLIES.get(
                 self.answer[1], (REFUSED, f"reply {self.answer[1]}")

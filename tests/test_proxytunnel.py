@@ -80,6 +80,8 @@ def test_socks_requests() -> None:
         b"\x05\x01\x00\x04" + b"\x00" * 15 + b"\x01\x01\xbb"
     )
     assert socks_request("h.test", 80) == b"\x05\x01\x00\x03\x06h.test\x00\x50"
+    with pytest.raises(ClientError, match="names of 255 bytes at most"):
+        socks_request("a." * 128 + "test", 80)
 
 
 class Recorder(Protocol):
@@ -185,6 +187,7 @@ def test_socks5_tunnel() -> None:
         ),
         ([b"\x05\x00", b"\x05\x06\x00\x01" + b"\x00" * 6], TIMEOUT, "TTL expired"),
         ([b"\x05\x00", b"\x05\x00\x00\x09"], REFUSED, "not a SOCKS5 proxy"),
+        ([b"\x05\x00", b"HTTP/1.1 400 B"], REFUSED, "not a SOCKS5 proxy"),
     ],
 )
 def test_socks5_refusals(answers: list[bytes], code: int, says: str) -> None:
