@@ -138,7 +138,7 @@ def udp_target(args: argparse.Namespace) -> Target:
     """The target of ``echod client --udp`` (or ``udp:HOST:PORT``): no TLS."""
     tls = args.tls or args.target.startswith("udp:tls:")
     given = ["--tls"] * bool(tls) + tls_options_given(args)
-    if args.proxy is not None:
+    if args.proxy is not None or args.nc_proxy is not None:
         raise ClientError(
             USAGE, "--proxy tunnels TCP: a UDP target goes direct (no SOCKS5 UDP)"
         )

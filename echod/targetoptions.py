@@ -20,7 +20,7 @@ from echod.cli import (
     port_number,
 )
 from echod.clienterrors import USAGE, ClientError
-from echod.proxytunnel import parse_proxy
+from echod.proxytunnel import Proxy, parse_proxy
 from echod.target import (
     Target,
     is_ipv6,
@@ -74,6 +74,20 @@ def add_target_arguments(p: argparse.ArgumentParser, nc_letters: bool = False) -
         "bare HOST:PORT too), socks5://HOST[:PORT] or socks5h://HOST[:PORT] (the "
         "proxy looks the name up), as curl -x",
     )
+    if nc_letters:
+        p.add_argument(
+            "-x",
+            dest="nc_proxy",
+            metavar="HOST:PORT",
+            help="nc's -x: through this proxy, SOCKS5 unless -X connect says HTTP "
+            "(the same as --proxy socks5h://HOST:PORT)",
+        )
+        p.add_argument(
+            "-X",
+            dest="nc_proxy_protocol",
+            metavar="PROTOCOL",
+            help="nc's -X: 5 (SOCKS5, the default) or connect (HTTP CONNECT)",
+        )
     p.add_argument("--tls", action="store_true", help="connect with TLS (verified)")
     p.add_argument(
         "--cacert", type=Path, help="trust this CA file instead of the system's"
@@ -85,6 +99,33 @@ def add_target_arguments(p: argparse.ArgumentParser, nc_letters: bool = False) -
         action="store_true",
         help="do not verify the server's certificate (warns)",
     )
+
+
+NC_PROXY_SCHEMES = {"5": "socks5h", "connect": "http"}
+"""nc's C{-X} protocols echod speaks, as the schemes of C{--proxy}. nc's
+SOCKS5 gives the proxy the name to look up, as C{socks5h://} does."""
+
+
+def proxy_of(args: argparse.Namespace) -> Proxy | None:
+    """The proxy C{--proxy}, or nc's C{-x} and C{-X}, ask for; L{ClientError}
+    (usage) for both at once or a protocol echod does not speak."""
+    nc_proxy = getattr(args, "nc_proxy", None)
+    protocol = getattr(args, "nc_proxy_protocol", None)
+    if protocol is not None and nc_proxy is None:
+        raise ClientError(USAGE, "-X names the protocol of the proxy -x gives")
+    if nc_proxy is None:
+        return parse_proxy(args.proxy) if args.proxy is not None else None
+    if args.proxy is not None:
+        raise ClientError(USAGE, "--proxy and -x cannot go together")
+    scheme = NC_PROXY_SCHEMES.get((protocol or "5").lower())
+    if scheme is None:
+        raise ClientError(
+            USAGE, f"-X {protocol}: echod speaks 5 (SOCKS5) and connect (HTTP), "
+            "not SOCKS4",
+        )  # fmt: skip
+    if "://" in nc_proxy:
+        raise ClientError(USAGE, f"-x takes HOST:PORT, not a URL: --proxy {nc_proxy}")
+    return parse_proxy(f"{scheme}://{nc_proxy}")
 
 
 def joined_target(target: str, port: str | None) -> str:
@@ -163,8 +204,7 @@ def target_endpoint(
     try:
         target = parse_target(args.target, args.tls, args.family)
         target = with_source(target, args.source, args.source_port)
-        proxy = parse_proxy(args.proxy) if args.proxy is not None else None
-        target = with_proxy(target, proxy)
+        target = with_proxy(target, proxy_of(args))
         check_tls_options_apply(args, target)
         return target, make_endpoint(reactor, target, settings, args.timeout)
     except ClientError as e:

@@ -198,3 +198,32 @@ def test_fetch_through_a_proxy_as_curl(
         assert both.returncode == 2 and b"cannot go together" in both.stderr
     finally:
         server.stop()
+
+
+def test_nc_letters_for_the_proxy(
+    start_daemon: DaemonStarter, socks_proxy: int, tmp_path: Path
+) -> None:
+    """nc's -x HOST:PORT (SOCKS5, the name to the proxy) and -X connect, the
+    same command lines as OpenBSD nc's, the same bytes back."""
+    port = start_daemon("--port", LOCAL).tcp_port()
+    data = random.Random(9).randbytes(1 << 20)
+    socks = ["-x", f"127.0.0.1:{socks_proxy}", "localhost", str(port)]
+    ours = echod("client", *socks, stdin=data)
+    nc = subprocess.run([need_tool("nc"), "-N", *socks], input=data,
+                        capture_output=True, timeout=60)  # fmt: skip
+    assert ours.returncode == 0 and ours.stdout == nc.stdout == data, ours.stderr
+    with tinyproxy(tmp_path) as http_port:  # no credentials asked
+        probe = echod("client", "-X", "connect", "-x", f"127.0.0.1:{http_port}",
+                      "--count", "2", f"127.0.0.1:{port}")  # fmt: skip
+        assert probe.returncode == 0, probe.stderr
+        assert f"(via http://127.0.0.1:{http_port})".encode() in probe.stdout
+    for options, says in (
+        (["-X", "4", "-x", "p:1", "h:7"], "-X 4: echod speaks 5 (SOCKS5) and connect"),
+        (["-X", "connect", "h:7"], "-X names the protocol of the proxy -x gives"),
+        (["-x", "p:1", "--proxy", "p:1", "h:7"], "--proxy and -x cannot go together"),
+        (["-x", "socks5://p:1", "h:7"], "-x takes HOST:PORT, not a URL"),
+    ):
+        out = echod("client", *options)
+        err = out.stderr.decode()
+        assert out.returncode == 2 and err.count("\n") == 1, (options, err)
+        assert says in err, err
