@@ -60,7 +60,7 @@ from echod.clienterrors import (
 from echod.fetchrequest import URL, Request, RequestError, redirect_url
 from echod.hostnames import host_port
 from echod.httplint import lint_head
-from echod.proxytunnel import Proxy, TunnelEndpoint
+from echod.proxytunnel import Proxy, TunnelEndpoint, TunnelWatch
 from echod.resolve import family_mismatch, family_of, resolve_host
 from echod.tlsclient import ClientTLS, TLSClientError, connection_creator
 
@@ -175,7 +175,7 @@ class FetchResult:
         return self.heads[-1]
 
 
-class FetchObserver:
+class FetchObserver(TunnelWatch):
     """What a fetch tells its user as it goes. Override what you need.
 
     C{body_received} is where the body goes (decoded, or raw with
@@ -801,7 +801,7 @@ async def _connect(
             )
             if proxy is not None:
                 endpoint = TunnelEndpoint(
-                    reactor, endpoint, proxy, host, port, left, options.family
+                    reactor, endpoint, proxy, host, port, left, options.family, observer
                 )
             try:
                 return await attempt(endpoint, left)

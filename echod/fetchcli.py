@@ -55,7 +55,7 @@ from echod.fetchrequest import (
     parse_url,
 )
 from echod.hostnames import HostNameError, ascii_host
-from echod.proxytunnel import parse_proxy
+from echod.proxytunnel import Proxy, parse_proxy
 from echod.resolve import source_family
 from echod.stdstreams import QUIETLY_GONE, discard_stdout
 from echod.tlsclient import ClientTLS
@@ -191,6 +191,19 @@ class CommandObserver(FetchObserver):
     def tls_established(self, description: str) -> None:
         """Say which TLS session was made."""
         self.info(f"TLS: {description}")
+
+    def tunnel_opened(self, proxy: Proxy, asked: bytes, answered: bytes) -> None:
+        """Show what opened the tunnel through C{-x}'s proxy (C{-v}): the
+        CONNECT and the proxy's answer as text, SOCKS5's bytes in hex."""
+        if not self.args.verbose:
+            return
+        if proxy.scheme == "http":
+            self.err.write(prefixed(asked, "> ", self.args.show_crlf))
+            self.err.write(prefixed(answered, "< ", self.args.show_crlf))
+        else:
+            self.info(f"SOCKS5 sent {asked.hex(' ')}")
+            self.info(f"SOCKS5 received {answered.hex(' ')}: the tunnel is open")
+        self.err.flush()
 
     def request_sent(self, data: bytes) -> None:
         """Show the request bytes (C{-v})."""

@@ -178,18 +178,36 @@ def http_refusal(head: bytes) -> ClientError:
     return ClientError(REFUSED, f"the proxy refused the tunnel: {said}")
 
 
+class TunnelWatch:
+    """Told what crossed the wire to open a tunnel (``echod fetch -v``)."""
+
+    def tunnel_opened(self, proxy: Proxy, asked: bytes, answered: bytes) -> None:
+        """The tunnel is up: C{asked} the bytes sent to C{proxy}, C{answered}
+        its answers (an HTTP head, or SOCKS5's two binary replies)."""
+
+
 @implementer(IHalfCloseableProtocol)
 class TunnelProtocol(Protocol):
     """The connection to the proxy: asks for the tunnel, then hands every
     byte and the end of the connection to the target's protocol."""
 
     def __init__(
-        self, proxy: Proxy, host: str, port: int, factory: IProtocolFactory
+        self,
+        proxy: Proxy,
+        host: str,
+        port: int,
+        factory: IProtocolFactory,
+        watch: TunnelWatch | None = None,
     ) -> None:
         self.proxy = proxy
         self.host = host
         self.port = port
         self.factory_above = factory
+        self.watch = watch
+        self.asked = b""
+        """Every byte sent to the proxy to ask for the tunnel."""
+        self.answered = b""
+        """Every byte of the proxy's answers, once read whole."""
         self.above: Protocol | None = None
         """The target's protocol, once the tunnel is up."""
         self.answer = b""
@@ -199,11 +217,16 @@ class TunnelProtocol(Protocol):
 
     def connectionMade(self) -> None:
         """Ask for the tunnel: a CONNECT, or SOCKS5's greeting (no authentication)."""
-        assert self.transport is not None
         if self.stage == "connect":
-            self.transport.write(connect_request(self.proxy, self.host, self.port))
+            self.ask(connect_request(self.proxy, self.host, self.port))
         else:
-            self.transport.write(b"\x05\x01\x00")
+            self.ask(b"\x05\x01\x00")
+
+    def ask(self, data: bytes) -> None:
+        """Send C{data} to the proxy, and keep it for L{TunnelWatch}."""
+        assert self.transport is not None
+        self.asked += data
+        self.transport.write(data)
 
     def dataReceived(self, data: bytes) -> None:
         """The proxy's answer, then (the tunnel up) the target's bytes."""
@@ -232,6 +255,7 @@ class TunnelProtocol(Protocol):
                     raise ClientError(REFUSED, "the proxy's answer has no end")
                 return None
             head, rest = self.answer[: end + 4], self.answer[end + 4 :]
+            self.answered = head
             if http_status(head) // 100 != 2:
                 raise http_refusal(head)
             return rest
@@ -247,13 +271,13 @@ class TunnelProtocol(Protocol):
                     REFUSED,
                     "the SOCKS5 proxy wants authentication, and echod offers none",
                 )
-            self.answer = self.answer[2:]
+            self.answered, self.answer = self.answer[:2], self.answer[2:]
             self.stage = "reply"
-            assert self.transport is not None
-            self.transport.write(socks_request(self.host, self.port))
+            self.ask(socks_request(self.host, self.port))
         length = socks_reply_length(self.answer)
         if length is None or len(self.answer) < length:
             return None
+        self.answered += self.answer[:length]
         if self.answer[0] != 5:
             raise ClientError(
                 REFUSED, f"not a SOCKS5 proxy: it answered {self.answer[:10]!r}"
@@ -274,6 +298,8 @@ class TunnelProtocol(Protocol):
             self.transport.loseConnection()
             return
         self.above = above  # type: ignore[assignment]
+        if self.watch is not None:
+            self.watch.tunnel_opened(self.proxy, self.asked, self.answered)
         above.makeConnection(self.transport)
         self.ready.callback(above)  # type: ignore[arg-type]
         if rest:
@@ -324,7 +350,9 @@ class TunnelEndpoint:
         port: int,
         timeout: float,
         family: int | None = None,
+        watch: TunnelWatch | None = None,
     ) -> None:
+        self.watch = watch
         self.reactor = reactor
         self.to_proxy = to_proxy
         self.proxy = proxy
@@ -365,7 +393,9 @@ class TunnelEndpoint:
         self, host: str, protocolFactory: IProtocolFactory
     ) -> defer.Deferred[Any]:
         def tunnel() -> TunnelProtocol:
-            return TunnelProtocol(self.proxy, host, self.port, protocolFactory)
+            return TunnelProtocol(
+                self.proxy, host, self.port, protocolFactory, self.watch
+            )
 
         label = self.proxy.label()
 

@@ -190,6 +190,18 @@ def test_fetch_through_a_proxy_as_curl(
             f"connected to 127.0.0.1:{socks_proxy} (the proxy socks5://127.0.0.1:"
             f"{socks_proxy})".encode()
         ) in verbose.stderr
+        # -v shows what opened the tunnel: SOCKS5's bytes, in hex
+        assert b"* SOCKS5 sent 05 01 00 05 01 00 01 7f 00 00 01 " in verbose.stderr
+        assert b"* SOCKS5 received 05 00 05 00 00 " in verbose.stderr
+        http = f"http://echo:{PASSWORD}@127.0.0.1:{http_proxy}"
+        shown = echod("fetch", "-v", "-x", http, "-o", "/dev/null", page)
+        assert shown.returncode == 0, shown.stderr
+        lines = shown.stderr.decode().splitlines()
+        assert lines[1:3] == [
+            f"> CONNECT 127.0.0.1:{server.port} HTTP/1.1",
+            f"> Host: 127.0.0.1:{server.port}",
+        ], lines  # then the credentials, as sent
+        assert "< HTTP/1.0 200 Connection established" in lines, lines
         refused = echod("fetch", "-x", f"127.0.0.1:{http_proxy}",
                         f"http://127.0.0.1:{server.port}/")  # fmt: skip
         assert refused.returncode == 4

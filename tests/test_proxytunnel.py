@@ -19,6 +19,7 @@ from echod.proxytunnel import (
     Proxy,
     TunnelEndpoint,
     TunnelProtocol,
+    TunnelWatch,
     connect_request,
     parse_proxy,
     socks_request,
@@ -231,3 +232,36 @@ def test_a_proxy_that_never_answers_times_out() -> None:
     assert error.code == TIMEOUT
     assert str(error) == "the proxy http://p:1 opened no tunnel in 5 s"
     assert silent.transport.disconnecting or silent.transport.disconnected
+
+
+class Watch(TunnelWatch):
+    """What a tunnel said it took to open."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[bytes, bytes]] = []
+
+    def tunnel_opened(self, proxy: Proxy, asked: bytes, answered: bytes) -> None:
+        self.seen.append((asked, answered))
+
+
+@pytest.mark.parametrize(
+    ("scheme", "answers", "asked"),
+    [
+        ("http", [b"HTTP/1.1 200 OK\r\n\r\nrest"],
+         b"CONNECT h.test:7 HTTP/1.1\r\nHost: h.test:7\r\n\r\n"),
+        ("socks5h", [b"\x05\x00", b"\x05\x00\x00\x01\x7f\x00\x00\x01\x00\x07rest"],
+         b"\x05\x01\x00\x05\x01\x00\x03\x06h.test\x00\x07"),
+    ],
+)  # fmt: skip
+def test_the_watch_sees_what_opened_the_tunnel(
+    scheme: str, answers: list[bytes], asked: bytes
+) -> None:
+    """Every byte asked and answered, and nothing of the target's after it."""
+    watch = Watch()
+    protocol = TunnelProtocol(
+        Proxy(scheme, "p", 1), "h.test", 7, Factory.forProtocol(Recorder), watch
+    )
+    protocol.makeConnection(StringTransport())
+    for answer in answers:
+        protocol.dataReceived(answer)
+    assert watch.seen == [(asked, b"".join(answers).removesuffix(b"rest"))]
