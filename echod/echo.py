@@ -449,3 +449,26 @@ class EchoFactory(Factory):
             "duration={duration:.3f}s reason={reason}",
             **fields,
         )
+
+
+class ListenerFactory(Factory):
+    """One listener's way into the shared L{EchoFactory}: the same echo, and
+    a count of the connections that came in by this listener (its endpoint
+    string), for C{echod_listener_connections_total}."""
+
+    noisy = False
+
+    def __init__(self, factory: EchoFactory, endpoint: str) -> None:
+        self.echo_factory = factory
+        self.endpoint = endpoint
+
+    def buildProtocol(self, addr: IAddress | None) -> Protocol:
+        """The shared factory's protocol; an accepted one is counted here."""
+        protocol = self.echo_factory.buildProtocol(addr)
+        if not isinstance(protocol, RefusedProtocol):
+            self.echo_factory.stats.accepted_by[self.endpoint] += 1
+        return protocol
+
+    def logPrefix(self) -> str:
+        """The shared factory's log prefix."""
+        return str(self.echo_factory.logPrefix())

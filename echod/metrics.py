@@ -147,9 +147,18 @@ class EchoCollector(Collector):
         up = GaugeMetricFamily(
             "echod_listener_up", "1 while a listener accepts.", labels=["endpoint"]
         )
+        accepted = CounterMetricFamily(
+            "echod_listener_connections",
+            "Echo connections accepted, by the listener they came in by.",
+            labels=["endpoint"],
+        )
         for listener in self.listeners():
             up.add_metric([listener.endpoint], 1 if listener.up else 0)
+            accepted.add_metric(
+                [listener.endpoint], stats.accepted_by[listener.endpoint]
+            )
         yield up
+        yield accepted
         yield from reload_metrics(stats)
         expiry = GaugeMetricFamily(
             "echod_tls_certificate_expiry_timestamp_seconds",

@@ -49,7 +49,7 @@ from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from echod.echo import EchoFactory, format_address
+from echod.echo import EchoFactory, ListenerFactory, format_address
 
 log = Logger(namespace="echod")
 
@@ -301,7 +301,11 @@ class ProxyHeaderEndpoint:
         gets Twisted's own header reader: without one, a proxy's header would
         reach it as the first line of the request.
         """
-        if isinstance(factory, EchoFactory):
-            after = None if self.then is None else self.then(factory)
-            return self.inner.listen(ProxyHeaderFactory(factory, after))
-        return self.inner.listen(QuietProxyWrappingFactory(factory))
+        if isinstance(factory, ListenerFactory):  # one listener's way in
+            echo = factory.echo_factory
+        elif isinstance(factory, EchoFactory):
+            echo = factory
+        else:
+            return self.inner.listen(QuietProxyWrappingFactory(factory))
+        after = factory if self.then is None else self.then(factory)
+        return self.inner.listen(ProxyHeaderFactory(echo, after))

@@ -28,7 +28,7 @@ from twisted.python.components import Componentized
 from twisted.python.failure import Failure
 
 from echod.access import EVERYONE, AccessFileError, AccessSources
-from echod.echo import EchoFactory, EchoProtocol, format_address
+from echod.echo import EchoFactory, EchoProtocol, ListenerFactory, format_address
 from echod.endpointerrors import (
     empty_unix_path,
     listen_failure_message,
@@ -337,7 +337,8 @@ class EchoService(Service):
             for description, endpoint in self.endpoints:
                 failing = f"cannot listen on '{description}'"
                 held = [port for _, port in self.listening]
-                port = listen_now(endpoint, self.factory, failing, held)
+                door = ListenerFactory(self.factory, description)
+                port = listen_now(endpoint, door, failing, held)
                 self.listening.append((description, port))
             for udp in self.settings.udp:
                 udp_reactor: IReactorUDP = self.reactor

@@ -41,6 +41,8 @@ class EchoStats:
     """Dropped datagrams by reason (L{UDP_DROP_REASONS})."""
     metrics_refused: int = 0
     """Connections to the metrics listener refused (too many open at once)."""
+    accepted_by: Counter[str] = field(default_factory=Counter)
+    """Connections accepted, by the endpoint string of the listener they came by."""
     reloads: Counter[tuple[str, bool]] = field(default_factory=Counter)
     """SIGHUP reloads by what (L{RELOADED}) and whether they took."""
     reload_failing: set[str] = field(default_factory=set)

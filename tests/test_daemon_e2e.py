@@ -181,10 +181,12 @@ def test_max_connections_shared_by_all_listeners(
 ) -> None:
     sock_path = tmp_path / "echo.sock"
     daemon = start_daemon(
-        "--port", LOCAL, "--port", f"unix:{sock_path}", "--max-connections", "2"
-    )
+        "--port", LOCAL, "--port", f"unix:{sock_path}", "--max-connections", "2",
+        "--metrics", LOCAL,
+    )  # fmt: skip
     port = daemon.tcp_port()
     daemon.addresses(2)
+    metrics = f"http://{daemon.metrics_address()}/metrics"
     with connect("127.0.0.1", port) as first, socket.socket(socket.AF_UNIX) as second:
         second.connect(str(sock_path))
         assert round_trip(first, b"one") == b"one"
@@ -198,6 +200,11 @@ def test_max_connections_shared_by_all_listeners(
         assert round_trip(first, b"one again") == b"one again"
         assert round_trip(second, b"two again") == b"two again"
     daemon.wait_for(r"refused .*: max-connections", count=2)
+    # which listener each admitted client came by (the refused ones are not in it)
+    _, text = curl(metrics)
+    for endpoint in (LOCAL, f"unix:{sock_path}"):
+        name = f'echod_listener_connections_total{{endpoint="{endpoint}"}}'
+        assert metric(text, name) == 1, text
     # a slot freed is a slot usable again
     time.sleep(0.2)
     with connect("127.0.0.1", port) as fifth:

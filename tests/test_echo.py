@@ -9,7 +9,13 @@ from twisted.logger import capturedLogs
 from twisted.python.failure import Failure
 
 from echod.access import AccessList, parse_networks
-from echod.echo import EchoFactory, EchoProtocol, RefusedProtocol, format_address
+from echod.echo import (
+    EchoFactory,
+    EchoProtocol,
+    ListenerFactory,
+    RefusedProtocol,
+    format_address,
+)
 from echod.settings import EchoSettings
 from echod.stats import EchoStats
 
@@ -142,6 +148,16 @@ def test_max_connections_refuses_and_counts() -> None:
     assert isinstance(
         factory.buildProtocol(IPv4Address("TCP", "1.2.3.4", 1)), EchoProtocol
     )
+
+
+def test_each_listener_counts_the_connections_it_accepted() -> None:
+    """Two listeners into one factory: one echo, one limit, counted apart."""
+    factory, _ = make_factory(max_connections=2)
+    plain, tls = ListenerFactory(factory, "tcp:7"), ListenerFactory(factory, "ssl:443")
+    for door, port in ((plain, 1), (tls, 2), (plain, 3)):  # the third is refused
+        door.buildProtocol(IPv4Address("TCP", "198.51.100.8", port))
+    assert factory.stats.accepted_by == {"tcp:7": 1, "ssl:443": 1}
+    assert factory.stats.refused["max-connections"] == 1
 
 
 def test_max_per_ip_counts_addresses_not_ports() -> None:

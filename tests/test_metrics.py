@@ -60,6 +60,7 @@ def test_counters_include_open_connections() -> None:
         "echod_sent_bytes_total 1100.0",
         'echod_udp_dropped_total{reason="rate"} 7.0',
         'echod_listener_up{endpoint="tcp:7"} 1.0',
+        'echod_listener_connections_total{endpoint="tcp:7"} 0.0',  # from the start
         'echod_listener_up{endpoint="unix:/s"} 0.0',
     ):
         assert line in text.splitlines(), line

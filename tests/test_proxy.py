@@ -4,18 +4,27 @@ from __future__ import annotations
 
 import socket
 import struct
+from typing import Any
 
 import pytest
 from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import ConnectionDone
+from twisted.internet.interfaces import IProtocolFactory, IStreamServerEndpoint
 from twisted.internet.protocol import Protocol
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.logger import capturedLogs
 from twisted.protocols.policies import WrappingFactory
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
-from echod.echo import EchoFactory, EchoProtocol
-from echod.proxy import HEADER_TIMEOUT, ProxyHeaderFactory, ProxyHeaderProtocol
+from echod.echo import EchoFactory, EchoProtocol, ListenerFactory
+from echod.proxy import (
+    HEADER_TIMEOUT,
+    ProxyHeaderEndpoint,
+    ProxyHeaderFactory,
+    ProxyHeaderProtocol,
+)
 from echod.settings import EchoSettings
 from echod.stats import EchoStats
 
@@ -223,3 +232,28 @@ def test_pending_is_released_once_however_the_wait_ends() -> None:
             protocol.dataReceived(b"GET / HTTP/1.1\r\n")
         protocol.connectionLost(Failure(ConnectionDone()))
         assert limits.pending == 0
+
+
+def test_a_haproxy_listener_counts_the_clients_it_admitted() -> None:
+    """The listener's way in (L{ListenerFactory}) is what the header reader
+    hands the connection to, so the listener counts it; the echo factory
+    still keeps the limits and the pending count."""
+    listened: list[IProtocolFactory] = []
+
+    @implementer(IStreamServerEndpoint)
+    class Inner:
+        def listen(self, factory: IProtocolFactory) -> Deferred[Any]:
+            listened.append(factory)
+            return succeed(None)
+
+    clock = MemoryReactorClock()
+    echo = EchoFactory(EchoSettings(), EchoStats(), clock)
+    ProxyHeaderEndpoint(Inner()).listen(ListenerFactory(echo, "haproxy:tcp:7"))
+    (header_reader,) = listened
+    assert isinstance(header_reader, ProxyHeaderFactory)
+    protocol, transport = connect(header_reader)
+    assert echo.limits.pending == 1
+    protocol.dataReceived(b"PROXY TCP4 203.0.113.7 192.0.2.1 40000 7\r\nhi")
+    assert transport.value() == b"hi"
+    assert echo.stats.accepted_by == {"haproxy:tcp:7": 1}
+    assert echo.limits.pending == 0
