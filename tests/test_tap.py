@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from twisted.internet.testing import MemoryReactorClock
 
+from echod.echo import ListenerFactory
 from echod.reactor import LeanEPollReactor
 from echod.service import EchoService
 from echod.settings import EchoSettings, UDPSettings
@@ -157,8 +158,11 @@ def test_make_service_binds_every_listener() -> None:
     assert isinstance(service, EchoService)
     assert [port for port, *_ in reactor.tcpServers] == [1234, 1235]
     assert [backlog for _, _, backlog, _ in reactor.tcpServers] == [4096, 4096]
-    # one factory for all listeners
-    assert reactor.tcpServers[0][1] is reactor.tcpServers[1][1] is service.factory
+    # one echo factory for all listeners, each listener its own way in (counted)
+    first, second = (server[1] for server in reactor.tcpServers)
+    assert isinstance(first, ListenerFactory) and isinstance(second, ListenerFactory)
+    assert first.echo_factory is second.echo_factory is service.factory
+    assert (first.endpoint, second.endpoint) == ("tcp:1234", "tcp6:1235")
 
 
 def test_make_service_bad_endpoint_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
