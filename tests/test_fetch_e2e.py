@@ -650,19 +650,30 @@ def test_interface_picks_the_source_address(tmp_path: Path) -> None:
         assert says in run.stderr, run
 
 
+@contextmanager
+def adjacent_ports(tries: int = 50) -> Iterator[int]:
+    """A loopback port held by a listening socket (until the block ends) whose
+    next port is free now. (One try found the next port taken, now and then.)"""
+    for _ in range(tries):
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            busy = int(taken.getsockname()[1])
+            try:
+                with socket.socket() as probe:
+                    probe.bind(("127.0.0.1", busy + 1))
+            except OSError:
+                continue
+            yield busy
+            return
+    pytest.fail(f"no free port after a taken one in {tries} tries")
+
+
 def test_local_port_picks_the_source_port(tmp_path: Path) -> None:
     """--local-port NUM[-NUM], as curl's: the server sees the port; in a range,
     a port in use is passed over; alone, it is one line, exit 2."""
     server = Capture()
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        busy = taken.getsockname()[1]
-        try:  # the port after it, free (or the test cannot say much)
-            with socket.socket() as probe:
-                probe.bind(("127.0.0.1", busy + 1))
-        except OSError:
-            pytest.skip(f"port {busy + 1} is in use here")
+    with adjacent_ports() as busy:
         run = fetch("--local-port", f"{busy}-{busy + 1}", "-o", "out",
                     server.url(), cwd=tmp_path)  # fmt: skip
         assert run.code == 0, run
