@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""In-process microbenchmarks behind docs/PERFORMANCE.md: lessons 4, 7 and 11.
+"""In-process microbenchmarks behind docs/PERFORMANCE.md (lessons 4, 7 and 11)
+and the closing notes.
 
     python bench/micro.py
 
@@ -12,7 +13,9 @@
    (glibc's mmap threshold at its start value) and after one large block was
    freed (the threshold raised, as twistd's start-up leaves it);
 4. one connection's close line as twistd's text log makes it: Twisted's
-   formatter against echod's ClassicText (lesson 11; the same text).
+   formatter against echod's ClassicText (lesson 11; the same text);
+5. an accepted connection's protocol built by the echo factory, directly and
+   through a listener's ListenerFactory (what the per-listener count costs).
 
 Warm caches, one core: these figures are lower bounds of what a request costs
 a daemon that sleeps between requests. Best of 5 repetitions each.
@@ -249,11 +252,41 @@ def log_lines() -> None:
     print(f"   echod's ClassicText   {best(ours, n):.3f}")
 
 
+def listener_accept() -> None:
+    """What counting per listener adds to an accept: the echo factory's
+    buildProtocol, called directly and through a listener's ListenerFactory
+    (echod_listener_connections_total)."""
+    from twisted.internet.address import IPv4Address
+    from twisted.internet.testing import MemoryReactorClock
+
+    from echod.echo import EchoFactory, ListenerFactory
+    from echod.settings import EchoSettings
+    from echod.stats import EchoStats
+
+    factory = EchoFactory(EchoSettings(), EchoStats(), MemoryReactorClock())
+    door = ListenerFactory(factory, "tcp:10000")
+    peer = IPv4Address("TCP", "127.0.0.1", 40000)
+
+    def accepts(through: EchoFactory | ListenerFactory) -> Callable[[int], None]:
+        def run(count: int) -> None:
+            for _ in range(count):
+                protocol = through.buildProtocol(peer)
+                factory.limits.release(protocol.key)  # type: ignore[attr-defined]
+
+        return run
+
+    n = 200_000
+    print("5. an accepted connection's protocol built, µs")
+    print(f"   the echo factory        {best(accepts(factory), n):.3f}")
+    print(f"   through the listener's  {best(accepts(door), n):.3f}")
+
+
 def main() -> None:
     reactor_turns()
     event_path()
     recv_sizes()
     log_lines()
+    listener_accept()
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@ from echod.hostnames import host_port
 from echod.limits import ConnectionLimits, client_key, plain_host
 from echod.settings import NORMAL_ENDS, EchoSettings
 from echod.stats import EchoStats
+from echod.unixnames import shown_unix_path
 
 log = Logger(namespace="echod")
 
@@ -84,7 +85,7 @@ def format_address(address: IAddress) -> str:
         # abstract name (leading NUL) is written with "@", as ss and systemd do.
         raw: str | bytes = address.name or b""
         name = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
-        return "unix:" + ("@" + name[1:] if name.startswith("\0") else name)
+        return "unix:" + shown_unix_path(name)
     return str(address)
 
 

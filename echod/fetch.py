@@ -63,6 +63,7 @@ from echod.httplint import lint_head
 from echod.proxytunnel import Proxy, TunnelEndpoint, TunnelWatch
 from echod.resolve import family_mismatch, family_of, resolve_host
 from echod.tlsclient import ClientTLS, TLSClientError, connection_creator
+from echod.unixnames import shown_unix_path
 
 # Exit codes beyond those of echod client (0, 2-8), documented in the README.
 MALFORMED, TRUNCATED, TOO_LARGE, REDIRECT, WRITE = 9, 10, 11, 12, 13
@@ -161,8 +162,6 @@ class FetchResult:
     timing: Timing
     peer: str = ""
     """The server's end of the last connection, as C{-v} names it."""
-    local: str = ""
-    """Our end of the last connection, C{HOST:PORT}."""
     peer_address: tuple[str, int] | None = None
     """The server's IP address and port; over a UNIX socket, what curl says
     there: the socket's path (empty for an abstract name) and the URL's port."""
@@ -272,7 +271,6 @@ class FetchProtocol(Protocol):
         self.warnings: list[str] = []
         self.body_bytes = 0
         self.peer = ""
-        self.local = ""
         self.peer_address: tuple[str, int] | None = None
         self.local_address: tuple[str, int] | None = None
         self._h11 = h11.Connection(
@@ -310,7 +308,7 @@ class FetchProtocol(Protocol):
         local = None
         path = self.options.unix_socket
         if path is not None:
-            self.peer = unix_socket_name(path)
+            self.peer = shown_unix_path(path)
             # curl's remote_ip and remote_port: the path (an abstract name,
             # which begins with a NUL, reads as empty there) and the URL's port
             shown = "" if path.startswith("\0") else path
@@ -321,9 +319,8 @@ class FetchProtocol(Protocol):
             self.peer_address = (peer.host, peer.port)
             self.local_address = (ours.host, ours.port)
             self.peer = host_port(*self.peer_address)
-            self.local = host_port(*self.local_address)
             if self.options.source is not None or self.options.local_ports is not None:
-                local = self.local
+                local = host_port(*self.local_address)
             if self.options.proxy is not None:  # curl's remote_ip: the proxy's too
                 self.peer += f" (the proxy {self.options.proxy.label()})"
         self.observer.connected(self.peer, local)
@@ -702,12 +699,6 @@ def no_free_port(ports: range | None) -> str:
     return f"cannot bind the local port: {which} (--local-port) in use"
 
 
-def unix_socket_name(path: str) -> str:
-    """A UNIX socket's path as messages give it: an abstract name as C{@NAME},
-    as ss and socat write it."""
-    return "@" + path[1:] if path.startswith("\0") else path
-
-
 def _endpoint(
     reactor: Any,
     address: str,
@@ -781,7 +772,7 @@ async def _connect(
         except Exception as e:
             failed = classify(e)
             text = timed_out if failed.code == TIMEOUT else str(failed)
-            where = unix_socket_name(path)
+            where = shown_unix_path(path)
             raise _not_connected(failed.code, f"{text} ({where})") from None
     proxy = options.proxy
     # Through a proxy, echod connects to the proxy and asks it for host:port.
@@ -889,7 +880,6 @@ async def _fetch(
             warnings,
             timing,
             protocol.peer,
-            protocol.local,
             protocol.peer_address,
             protocol.local_address,
         )

@@ -57,7 +57,7 @@ from echod.fetchrequest import (
 from echod.hostnames import HostNameError, ascii_host
 from echod.proxytunnel import Proxy, parse_proxy
 from echod.resolve import source_family
-from echod.stdstreams import QUIETLY_GONE, discard_stdout
+from echod.stdstreams import ReportStdout, discard_stdout
 from echod.tlsclient import ClientTLS
 from echod.writeout import Outcome, WriteOut, WriteOutError
 
@@ -780,16 +780,13 @@ def write_report(text: str) -> int | None:
     """Write the C{-w} report to stdout; None, or the exit code when it was
     lost. A reader that went away (EPIPE) or a closed stdout (EBADF) did not
     want it: dropped without a word, as the client's and bench's reports."""
-    try:
-        sys.stdout.write(text)
-        sys.stdout.flush()
-    except OSError as e:
-        discard_stdout()
-        if e.errno in QUIETLY_GONE:
-            return None
-        sys.stderr.write(f"{PROG}: cannot write the -w report: {e.strerror}\n")
-        return WRITE
-    return None
+    report = ReportStdout(sys.stdout)
+    report.write(text)
+    report.flush()
+    if report.error is None:
+        return None
+    sys.stderr.write(f"{PROG}: cannot write the -w report: {report.error.strerror}\n")
+    return WRITE
 
 
 def finish(

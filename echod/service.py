@@ -55,6 +55,7 @@ from echod.tls import (
     TLSConfigError,
     TLSProfile,
     TLSServerEndpoint,
+    expiry_warnings,
 )
 from echod.udp import UDPEchoProtocol, listen_udp
 from echod.unixnames import abstract_unix
@@ -476,7 +477,7 @@ class EchoService(Service):
                 event="access",
             )
         for server in self.tls_servers:
-            for warning in server.expiry_warnings():
+            for warning in expiry_warnings(server.certificates()):
                 log.warn("{warning}", warning=warning)
         self.notifier.ready(f"echoing on {len(self.listening)} listeners")
         self.notifier.start_watchdog(self.reactor)

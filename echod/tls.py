@@ -21,6 +21,7 @@ trampolines are needed on this path.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -133,15 +134,14 @@ def served_certificate(cert: Path) -> ServedCertificate | None:
     return ServedCertificate(cert, when.replace(tzinfo=timezone.utc).timestamp())
 
 
-def expiry_warning(cert: Path) -> str | None:
-    """A warning if the certificate has expired, or None."""
-    try:
-        x509 = crypto.load_certificate(crypto.FILETYPE_PEM, _read(cert, "certificate"))
-    except crypto.Error:
-        return None
-    if x509.has_expired():
-        return f"the certificate {str(cert)!r} has expired: clients will refuse it"
-    return None
+def expiry_warnings(served: list[ServedCertificate]) -> list[str]:
+    """A warning for each certificate of C{served} that has expired."""
+    now = time.time()
+    return [
+        f"the certificate {str(c.file)!r} has expired: clients will refuse it"
+        for c in served
+        if c.not_after < now
+    ]
 
 
 @implementer(IOpenSSLServerConnectionCreator)
@@ -173,14 +173,9 @@ class ServerTLS:
         self.context = context
         self.served = served_certificate(self.cert)
         log.info("TLS certificate reloaded from {cert}", cert=str(self.cert))
-        for warning in self.expiry_warnings():
+        for warning in expiry_warnings(self.certificates()):
             log.warn("{warning}", warning=warning)
         return True
-
-    def expiry_warnings(self) -> list[str]:
-        """A warning if the certificate has expired."""
-        warning = expiry_warning(self.cert)
-        return [warning] if warning else []
 
 
 @implementer(IStreamServerEndpoint)
@@ -275,11 +270,6 @@ class SNIDirectory:
             log.error("TLS reload refused, the old certificates stay: {e}", e=str(e))
             return False
         log.info("TLS certificates reloaded from {d}", d=str(self.directory))
-        for warning in self.expiry_warnings():
+        for warning in expiry_warnings(self.certificates()):
             log.warn("{warning}", warning=warning)
         return True
-
-    def expiry_warnings(self) -> list[str]:
-        """A warning for each expired certificate in the directory."""
-        files = sorted(self.directory.glob("*.pem"))
-        return [w for path in files if (w := expiry_warning(path))]

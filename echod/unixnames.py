@@ -43,3 +43,9 @@ def abstract_unix(description: str, server: bool) -> str:
     if server and not any(f.startswith("lockfile=") for f in fields):
         fields.append("lockfile=0")
     return "unix:" + ":".join(fields)
+
+
+def shown_unix_path(path: str) -> str:
+    """A UNIX socket path as messages write it: an abstract name (a leading
+    NUL) as C{@NAME}, as ss, socat and systemd do."""
+    return "@" + path[1:] if path.startswith("\0") else path

@@ -48,7 +48,8 @@ def test_micro_benchmarks_run_and_report_each_part() -> None:
     lines = result.stdout.splitlines()
     for heading in ("1. a reactor turn", "2. Python of one readable event",
                     "3. send + recv of 1 KiB",
-                    "4. a connection's close line"):  # fmt: skip
+                    "4. a connection's close line",
+                    "5. an accepted connection's protocol"):  # fmt: skip
         assert any(line.startswith(heading) for line in lines), heading
     assert any(line.strip().startswith("fresh   256 KiB") for line in lines)
     assert any(line.strip().startswith("raised  256 KiB") for line in lines)

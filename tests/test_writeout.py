@@ -28,7 +28,7 @@ def result() -> FetchResult:
     ]
     return FetchResult(
         parse_url("https://example.test:8443/b"), b"GET /b HTTP/1.1\r\n\r\n", heads,
-        1000, [], timing, "[2001:db8::1]:8443", "192.0.2.9:40000",
+        1000, [], timing, "[2001:db8::1]:8443",
         ("2001:db8::1", 8443), ("192.0.2.9", 40000),
     )  # fmt: skip
 
@@ -56,8 +56,8 @@ def test_every_variable_of_a_fetch() -> None:
 def test_over_a_unix_socket() -> None:
     """What curl says: the path and the URL's port for the server's end,
     empty and 0 for ours."""
-    over_unix = replace(result(), peer="/run/s", local="",
-                        peer_address=("/run/s", 8443), local_address=None)  # fmt: skip
+    over_unix = replace(result(), peer="/run/s", peer_address=("/run/s", 8443),
+                        local_address=None)  # fmt: skip
     text = WriteOut.parse("[%{remote_ip}] %{remote_port} [%{local_ip}] %{local_port}")
     assert text.render(Outcome(over_unix, 0)) == "[/run/s] 8443 [] 0"
 
