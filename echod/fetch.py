@@ -48,7 +48,6 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from echod.clienterrors import (
-    DNS,
     REFUSED,
     RESET,
     TIMEOUT,
@@ -60,8 +59,9 @@ from echod.clienterrors import (
 from echod.fetchrequest import URL, Request, RequestError, redirect_url
 from echod.hostnames import host_port
 from echod.httplint import lint_head
+from echod.interfaces import InterfaceBinding
 from echod.proxytunnel import Proxy, TunnelEndpoint, TunnelWatch
-from echod.resolve import family_mismatch, family_of, resolve_host
+from echod.resolve import addresses_of, family_mismatch, family_of, ip_version
 from echod.tlsclient import ClientTLS, TLSClientError, connection_creator
 from echod.unixnames import shown_unix_path
 
@@ -94,7 +94,8 @@ class FetchOptions:
     raw_body: bool = False  # chunked bodies as received, not decoded
     resolve: tuple[tuple[str, int, str], ...] = ()  # (host, port, address)
     family: int | None = None  # 4 or 6 (-4, -6): addresses of one IP version only
-    source: str | None = None  # --interface: the local address to connect from
+    source: str | None = None  # --interface ADDRESS: the local address to connect from
+    interface: str | None = None  # --interface NAME: the interface to connect through
     local_ports: range | None = None  # --local-port: the local ports to try
     connect_to: tuple[tuple[str, int | None, str, int | None], ...] = ()
     """C{--connect-to}: (host, port, host to connect to, port to connect to);
@@ -183,6 +184,9 @@ class FetchObserver(TunnelWatch):
 
     def resolved(self, host: str, addresses: list[str]) -> None:
         """The name was looked up."""
+
+    def info(self, text: str) -> None:
+        """A note on how the connection is made (C{--interface NAME})."""
 
     def connected(self, peer: str, local: str | None = None) -> None:
         """A TCP connection was made to C{peer}, from C{local} when the local
@@ -319,7 +323,8 @@ class FetchProtocol(Protocol):
             self.peer_address = (peer.host, peer.port)
             self.local_address = (ours.host, ours.port)
             self.peer = host_port(*self.peer_address)
-            if self.options.source is not None or self.options.local_ports is not None:
+            options = self.options
+            if options.source or options.interface or options.local_ports is not None:
                 local = host_port(*self.local_address)
             if self.options.proxy is not None:  # curl's remote_ip: the proxy's too
                 self.peer += f" (the proxy {self.options.proxy.label()})"
@@ -646,6 +651,8 @@ def connection_target(url: URL, options: FetchOptions) -> tuple[str, int]:
 async def _addresses(
     reactor: Any, host: str, port: int, options: FetchOptions
 ) -> list[str]:
+    """The addresses of C{host}: C{--resolve}'s, or the resolver's within the
+    connect timeout."""
     family, flag = family_of(options.family, options.source, "--interface")
     asked = f"{flag} is an IPv{family} address" if options.source else None
     for name, number, address in options.resolve:
@@ -661,11 +668,12 @@ async def _addresses(
         # A link-local address with its zone (fe80::1%eth0): the resolver
         # would hand back the address without it, which cannot be connected.
         return [host]
-    hosts = await resolve_host(reactor, host, port, family=family)
-    if not hosts:
-        which = "" if family is None else f" to an IPv{family} address ({flag})"
-        raise ServerNotReachedError(DNS, f"cannot resolve the name {host!r}{which}")
-    return hosts
+    try:
+        return await addresses_of(
+            reactor, host, port, family, timeout=options.connect_timeout, flag=flag
+        )
+    except ClientError as e:
+        raise ServerNotReachedError(e.code, str(e)) from None
 
 
 def _tls_creator(
@@ -777,9 +785,19 @@ async def _connect(
     proxy = options.proxy
     # Through a proxy, echod connects to the proxy and asks it for host:port.
     reach_host, reach_port = (host, port) if proxy is None else (proxy.host, proxy.port)
-    addresses = await _looked_up(reactor, reach_host, reach_port, options)
+    addresses = await _addresses(reactor, reach_host, reach_port, options)
+    target = host
+    if proxy is not None and proxy.scheme == "socks5" and ip_version(host) is None:
+        # socks5:// names the target by its address, looked up here as any
+        # (--resolve included, as curl); socks5h:// leaves it to the proxy.
+        target = (await _addresses(reactor, host, port, options))[0]
+        observer.resolved(host, [target])
     timing.mark("dns")
     observer.resolved(reach_host, addresses)
+    interface = None
+    if options.interface is not None:
+        interface = InterfaceBinding.of(options.interface)
+        observer.info(interface.describe())
     last: ClientError | None = None
     local_ports = options.local_ports or (0,)
     for address in addresses:
@@ -787,13 +805,18 @@ async def _connect(
             left = deadline - time.perf_counter()
             if left <= 0:
                 raise ServerNotReachedError(TIMEOUT, timed_out)
-            endpoint = _endpoint(
-                reactor, address, reach_port, left, options.source, local_port
-            )
+            source = options.source
+            if interface is not None:
+                try:
+                    source = interface.source_for(address)
+                except ValueError as e:
+                    last = ClientError(USAGE, str(e))
+                    break  # the next address
+            via = interface.reactor(reactor) if interface else reactor
+            endpoint = _endpoint(via, address, reach_port, left, source, local_port)
             if proxy is not None:
-                endpoint = TunnelEndpoint(
-                    reactor, endpoint, proxy, host, port, left, options.family, observer
-                )
+                endpoint = TunnelEndpoint(reactor, endpoint, proxy, target, port,
+                                          left, options.family, observer)  # fmt: skip
             try:
                 return await attempt(endpoint, left)
             except Exception as e:
@@ -815,24 +838,6 @@ def _not_connected(code: int, text: str) -> FetchError:
     if code in (REFUSED, UNREACHABLE, TIMEOUT):
         return ServerNotReachedError(code, text)
     return FetchError(code, text)
-
-
-async def _looked_up(
-    reactor: Any, host: str, port: int, options: FetchOptions
-) -> list[str]:
-    """The addresses of C{host}, within the connect timeout."""
-    lookup = defer.ensureDeferred(_addresses(reactor, host, port, options))
-    lookup.addTimeout(options.connect_timeout, reactor)
-    try:
-        return await lookup
-    except FetchError:
-        raise
-    except defer.TimeoutError:
-        raise ServerNotReachedError(TIMEOUT, "name lookup timed out") from None
-    except Exception as e:
-        raise ServerNotReachedError(
-            DNS, f"cannot resolve the name {host!r}: {e}"
-        ) from None
 
 
 async def _fetch(

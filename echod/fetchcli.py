@@ -55,8 +55,9 @@ from echod.fetchrequest import (
     parse_url,
 )
 from echod.hostnames import HostNameError, ascii_host
+from echod.interfaces import is_interface
 from echod.proxytunnel import Proxy, parse_proxy
-from echod.resolve import source_family
+from echod.resolve import ip_version, source_family
 from echod.stdstreams import ReportStdout, discard_stdout
 from echod.tlsclient import ClientTLS
 from echod.writeout import Outcome, WriteOut, WriteOutError
@@ -295,13 +296,30 @@ def print_timing(timing: Timing, out: IO[str]) -> None:
             out.write(f"  {label:<11} {value:.6f}\n")
 
 
-def check_interface(source: str | None, family: int | None) -> None:
-    """C{--interface} is an IP address, of the version C{-4}/C{-6} asks for."""
-    if source is not None:
-        try:
-            source_family(source, family, "--interface")
-        except ValueError as e:
-            raise RequestError(str(e)) from None
+def interface_option(
+    text: str | None, family: int | None
+) -> tuple[str | None, str | None]:
+    """C{--interface} as curl takes it: (an IP address, of the version
+    C{-4}/C{-6} asks for, None), or (None, the name of an interface of this
+    machine; C{if!NAME} says it is one). Host names (curl's C{host!NAME})
+    are not taken."""
+    if text is None:
+        return None, None
+    name = text.removeprefix("if!")
+    if text.startswith("host!"):
+        raise RequestError(f"--interface {text!r}: host names are not taken")
+    if name != text or ip_version(text) is None:
+        if is_interface(name):
+            return None, name
+        raise RequestError(
+            f"--interface {text!r}: neither an IP address nor an interface of "
+            "this machine (host names are not taken)"
+        )
+    try:
+        source_family(text, family, "--interface")
+    except ValueError as e:
+        raise RequestError(str(e)) from None
+    return text, None
 
 
 def split_hosts_and_ports(text: str, fields: int) -> list[str]:
@@ -445,6 +463,11 @@ def parser() -> argparse.ArgumentParser:
     req.add_argument("--data-file", type=Path, help="send FILE as the body (POST)")
     req.add_argument("--http1.0", dest="http10", action="store_true", help="HTTP/1.0")
     req.add_argument(
+        "--path-as-is", action="store_true",
+        help="send the URL's path with its /./ and /../ as written (by default "
+        "they are resolved first, as curl does)",
+    )  # fmt: skip
+    req.add_argument(
         "--request-file", type=Path,
         help="send FILE byte for byte as the whole request (raw mode)",
     )  # fmt: skip
@@ -457,9 +480,10 @@ def parser() -> argparse.ArgumentParser:
         "same) instead; TLS still names and verifies HOST1 (as curl)",
     )  # fmt: skip
     net.add_argument(
-        "--interface", metavar="ADDRESS",
-        help="connect from this local address (as curl's --interface with an "
-        "address); its IP version is the connection's",
+        "--interface", metavar="ADDRESS|NAME",
+        help="connect from this local address (its IP version is then the "
+        "connection's), or through this interface (if!NAME: only an interface), "
+        "as curl's --interface",
     )  # fmt: skip
     net.add_argument(
         "--local-port", metavar="NUM[-NUM]",
@@ -580,7 +604,7 @@ def request_body(args: argparse.Namespace) -> tuple[bytes | None, Path | None]:
 
 def build(args: argparse.Namespace) -> Command:
     """Options to a request and fetch options; L{RequestError} for bad ones."""
-    url = parse_url(args.url)
+    url = parse_url(args.url, args.path_as_is)
     given = [args.data, args.data_raw, args.data_file]
     if sum(value is not None for value in given) > 1:
         raise RequestError("-d, --data-raw and --data-file cannot go together")
@@ -629,7 +653,7 @@ def build(args: argparse.Namespace) -> Command:
         args.http10,
         raw,
     )
-    check_interface(args.interface, args.family)
+    source, interface = interface_option(args.interface, args.family)
     unix_socket = unix_socket_path(args)
     proxy = None
     if args.proxy is not None:
@@ -649,7 +673,8 @@ def build(args: argparse.Namespace) -> Command:
         raw_body=args.raw,
         resolve=tuple(parse_resolve(r) for r in args.resolve),
         family=args.family,
-        source=args.interface,
+        source=source,
+        interface=interface,
         local_ports=parse_local_port(args.local_port),
         connect_to=tuple(parse_connect_to(c) for c in args.connect_to),
         follow_redirects=args.location,

@@ -67,8 +67,12 @@ class URL:
         return f"{self.scheme}://{self.authority()}{self.target}"
 
 
-def parse_url(text: str) -> URL:
-    """Take an http or https URL apart; L{RequestError} says what is wrong with it."""
+def parse_url(text: str, path_as_is: bool = False) -> URL:
+    """Take an http or https URL apart; L{RequestError} says what is wrong with it.
+
+    The path's C{.} and C{..} segments are resolved (L{without_dot_segments}),
+    as curl does before sending, unless C{path_as_is} (curl's C{--path-as-is}).
+    """
     if "://" not in text:
         raise RequestError(f"{text!r} is not a URL (it needs http:// or https://)")
     text = with_ascii_host(text)
@@ -111,9 +115,38 @@ def parse_url(text: str) -> URL:
     target = parts.path or "/"
     if not target.startswith("/"):
         target = "/" + target
+    if not path_as_is:
+        target = without_dot_segments(target)
     if parts.query or text.split("#", 1)[0].endswith("?"):
         target += "?" + parts.query
     return URL(scheme, host, port or DEFAULT_PORTS[scheme], target, userinfo)
+
+
+def without_dot_segments(path: str) -> str:
+    """C{path} with its C{.} and C{..} segments resolved: RFC 3986's
+    remove_dot_segments (section 5.2.4), which curl applies to a URL's path
+    before sending it (C{/a/./b/../c}: C{/a/c}; never above the root).
+    Percent-encoded dots (C{%2e}) are not dots here, as in curl."""
+    rest, out = path, list[str]()
+    while rest:
+        if rest.startswith("../"):
+            rest = rest[3:]
+        elif rest.startswith("./"):
+            rest = rest[2:]
+        elif rest.startswith("/./") or rest == "/.":
+            rest = "/" + rest[3:]
+        elif rest.startswith("/../") or rest == "/..":
+            rest = "/" + rest[4:]
+            if out:
+                out.pop()
+        elif rest in (".", ".."):
+            rest = ""
+        else:
+            end = rest.find("/", 1)
+            end = len(rest) if end < 0 else end
+            out.append(rest[:end])
+            rest = rest[end:]
+    return "".join(out)
 
 
 def percent_encoded(ch: str, charset: str) -> str:

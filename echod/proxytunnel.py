@@ -34,7 +34,6 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from echod.clienterrors import (
-    DNS,
     REFUSED,
     TIMEOUT,
     UNREACHABLE,
@@ -43,7 +42,7 @@ from echod.clienterrors import (
     classify,
 )
 from echod.hostnames import host_port
-from echod.resolve import ip_version, resolve_host
+from echod.resolve import addresses_of, ip_version
 
 DEFAULT_PORTS = {"http": 3128, "socks5": 1080, "socks5h": 1080}
 """The port of a proxy URL without one (ncat's)."""
@@ -369,25 +368,10 @@ class TunnelEndpoint:
     async def _connect(self, protocolFactory: IProtocolFactory) -> Any:
         host = self.host
         if self.proxy.scheme == "socks5" and ip_version(host) is None:
-            host = await self.looked_up(host)
+            found = await addresses_of(self.reactor, host, self.port, self.family,
+                                       timeout=self.timeout)  # fmt: skip
+            host = found[0]
         return await self._tunnel(host, protocolFactory)
-
-    async def looked_up(self, host: str) -> str:
-        """C{socks5://}: the first address of the target's name, looked up here."""
-        lookup = defer.ensureDeferred(
-            resolve_host(self.reactor, host, self.port, family=self.family)
-        )
-        lookup.addTimeout(self.timeout, self.reactor)
-        try:
-            addresses = await lookup
-        except defer.TimeoutError:
-            raise ClientError(TIMEOUT, "name lookup timed out") from None
-        except Exception as e:
-            raise ClientError(DNS, f"cannot resolve the name: {e}") from None
-        if not addresses:
-            which = f" to an IPv{self.family} address" if self.family else ""
-            raise ClientError(DNS, f"cannot resolve the name{which}")
-        return addresses[0]
 
     def _tunnel(
         self, host: str, protocolFactory: IProtocolFactory

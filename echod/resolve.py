@@ -21,6 +21,8 @@ from twisted.internet.interfaces import (
 )
 from zope.interface import implementer
 
+from echod.clienterrors import DNS, TIMEOUT, ClientError
+
 ADDRESS_TYPES: dict[int, type[IAddress]] = {4: IPv4Address, 6: IPv6Address}
 """The Twisted address type of each IP version C{-4}/C{-6} can ask for."""
 
@@ -63,6 +65,39 @@ async def resolve_host(
     )
     found = await receiver.done
     return list(dict.fromkeys(address.host for address in found))
+
+
+async def addresses_of(
+    reactor: Any,
+    host: str,
+    port: int,
+    family: int | None = None,
+    *,
+    timeout: float | None = None,
+    semantics: str = "TCP",
+    flag: str = "",
+) -> list[str]:
+    """The addresses of the name C{host} (L{resolve_host}), at least one, for
+    the clients: a lookup that finds none, fails or outlasts C{timeout}
+    seconds is a L{ClientError} (DNS, TIMEOUT) naming C{host}, and C{flag},
+    the option that asked for IP version C{family}, when one did."""
+    lookup = defer.ensureDeferred(resolve_host(reactor, host, port, semantics, family))
+    if timeout is not None:
+        lookup.addTimeout(timeout, reactor)
+    which = ""
+    if family is not None:
+        which = f" to an IPv{family} address ({flag or f'-{family}'})"
+    try:
+        found = await lookup
+    except defer.TimeoutError:
+        raise ClientError(TIMEOUT, f"name lookup timed out ({host!r})") from None
+    except Exception as e:
+        raise ClientError(
+            DNS, f"cannot resolve the name {host!r}{which}: {e}"
+        ) from None
+    if not found:
+        raise ClientError(DNS, f"cannot resolve the name {host!r}{which}")
+    return found
 
 
 def family_of(

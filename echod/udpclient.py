@@ -32,10 +32,10 @@ from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.protocol import DatagramProtocol
 from twisted.python.failure import Failure
 
-from echod.clienterrors import DNS, UNREACHABLE, USAGE, ClientError
+from echod.clienterrors import UNREACHABLE, USAGE, ClientError
 from echod.pipe import StdinToPeer
 from echod.probe import Probe
-from echod.resolve import family_of, ip_version, resolve_host
+from echod.resolve import addresses_of, family_of, ip_version
 from echod.session import Session
 from echod.settings import MAX_UDP_PAYLOAD
 
@@ -178,15 +178,8 @@ async def connect_udp(
         version, flag = family_of(
             family if source is None else None, source, "--source"
         )
-        which = "" if version is None else f" to an IPv{version} address ({flag})"
-        try:
-            found = await resolve_host(reactor, host, port, "UDP", family)
-        except Exception as e:
-            raise ClientError(
-                DNS, f"cannot resolve the name {host!r}{which}: {e}"
-            ) from None
-        if not found:
-            raise ClientError(DNS, f"cannot resolve the name {host!r}{which}")
+        found = await addresses_of(reactor, host, port, version, semantics="UDP",
+                                   flag=flag)  # fmt: skip
         address = found[0]
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
     try:

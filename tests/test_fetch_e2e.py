@@ -115,6 +115,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
         + b'<!--# include file="part.html" -->\n' * 3
         + b"<p>after</p>\n"
     )
+    (ssi / "uri.html").write_bytes(b'<!--# echo var="request_uri" -->')
     return root
 
 
@@ -225,6 +226,27 @@ def test_body_identical_to_curl(
         assert f"Content-Length: {BIG}\r\n".encode() in header
         # Streamed to disk: the process never held the 24 MiB body.
         assert ours.peak_rss_kib < 80_000, ours.peak_rss_kib
+
+
+def test_dot_segments_resolved_as_curl_unless_path_as_is(
+    nginx: Nginx, tmp_path: Path
+) -> None:
+    """The path nginx received (its request_uri, echoed by SSI) is curl's:
+    /./ and /../ resolved before sending, or kept with --path-as-is; and
+    -w url_effective says the same as curl's."""
+    url = nginx.url("/ssi/x/./y/../../uri.html", False)
+    base = url.split("/ssi/")[0]
+    for options, sent in (
+        ([], "/ssi/uri.html"),
+        (["--path-as-is"], "/ssi/x/./y/../../uri.html"),
+    ):
+        ours = fetch("-s", *options, "-w", "\n%{url_effective}", url, cwd=tmp_path)
+        theirs = curl(*options, "-w", "\n%{url_effective}", url, cwd=tmp_path)
+        assert (ours.code, theirs.returncode) == (0, 0), (ours, theirs.stderr)
+        assert ours.stdout == f"{sent}\n{base}{sent}".encode(), ours.stdout
+        assert ours.stdout == theirs.stdout, theirs.stdout
+        shown = fetch("-v", "-o", "/dev/null", *options, url, cwd=tmp_path)
+        assert f"> GET {sent} HTTP/1.1\n" in shown.stderr, shown.stderr
 
 
 def test_raw_keeps_the_chunked_coding(nginx: Nginx, site: Path, tmp_path: Path) -> None:
@@ -640,8 +662,12 @@ def test_interface_picks_the_source_address(tmp_path: Path) -> None:
     for options, code, says in (
         (["--interface", "192.0.2.1"], 2,
          "cannot bind the source address: Cannot assign requested address"),
-        (["--interface", "eth0"], 2,
-         "--interface 'eth0': not an IP address (interface and host"),
+        (["--interface", "nosuch0"], 2,
+         "--interface 'nosuch0': neither an IP address nor an interface of this "
+         "machine (host names are not taken)"),
+        (["--interface", "if!127.0.0.1"], 2, "--interface 'if!127.0.0.1': neither"),
+        (["--interface", "host!localhost"], 2,
+         "--interface 'host!localhost': host names are not taken"),
         (["--interface", "::1"], 2,
          "--interface ::1 is an IPv6 address, and 127.0.0.1 is an IPv4 address"),
     ):  # fmt: skip
@@ -1034,6 +1060,39 @@ def test_ipv4_or_ipv6_only(link_local: LinkLocalNamespace, tmp_path: Path) -> No
             out = run(*options)
             assert out.returncode == 2, out
             assert says in out.stderr.decode() and out.stderr.count(b"\n") == 1
+
+
+def test_interface_by_name_binds_to_the_device_as_curl(
+    link_local: LinkLocalNamespace, tmp_path: Path
+) -> None:
+    """--interface NAME, beside curl's, in a namespace with a server on
+    127.0.0.1: through lo it connects; through v0 (a veth whose peer has no
+    such address) the SYN leaves by v0 and nothing answers, as for curl: the
+    socket is bound to the device, not merely to an address. Then with the
+    address (no device): the interface's own address is the source."""
+    (tmp_path / "a.txt").write_bytes(b"lo\n")
+    fmt = "%{http_code} %{local_ip}"
+    with http_server_in(link_local, "127.0.0.1", tmp_path):
+
+        def both(*args: str) -> tuple[subprocess.CompletedProcess[bytes], ...]:
+            url = "http://127.0.0.1:8080/a.txt"
+            common = ["-o", "/dev/null", "-w", fmt, "--connect-timeout", "2", *args]
+            return tuple(
+                subprocess.run([*link_local.prefix, *tool, *common, url],
+                               capture_output=True, timeout=60, cwd=tmp_path)
+                for tool in ([ECHOD, "fetch", "-s", "-v"], [need_tool("curl"), "-s"])
+            )  # fmt: skip
+
+        for interface in ("lo", "if!lo"):
+            ours, theirs = both("--interface", interface)
+            assert (ours.returncode, theirs.returncode) == (0, 0), (ours, theirs)
+            assert ours.stdout == theirs.stdout == b"200 127.0.0.1", (ours, theirs)
+            assert b"* through the interface lo (bound to the device)\n" in ours.stderr
+        ours, theirs = both("--interface", "v0")
+        assert (ours.returncode, theirs.returncode) == (6, 28), (ours, theirs)
+        assert ours.stdout == theirs.stdout == b"000 ", (ours, theirs)
+        assert b"* through the interface v0 (bound to the device)\n" in ours.stderr
+        assert b"connecting timed out after 2 s" in ours.stderr
 
 
 def test_write_out_as_curl_s(nginx: Nginx, tmp_path: Path) -> None:

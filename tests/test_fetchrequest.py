@@ -14,6 +14,7 @@ from echod.fetchrequest import (
     parse_header,
     parse_url,
     redirect_url,
+    without_dot_segments,
 )
 
 
@@ -36,6 +37,37 @@ from echod.fetchrequest import (
 )  # fmt: skip
 def test_parse_url(text: str, url: URL) -> None:
     assert parse_url(text) == url
+
+
+@pytest.mark.parametrize(
+    ("path", "resolved"),
+    [
+        # RFC 3986, 5.2.4's two examples, then the edges
+        ("/a/b/c/./../../g", "/a/g"),
+        ("/mid/content=5/../6", "/mid/6"),
+        ("/", "/"),
+        ("/..", "/"),
+        ("/../../a", "/a"),  # never above the root
+        ("/a/..", "/"),
+        ("/a/.", "/a/"),
+        ("/a/b/..", "/a/"),
+        ("/a//../b", "/a/b"),  # the empty segment is the one removed
+        ("/.well-known/..x/...", "/.well-known/..x/..."),  # not dot segments
+        ("/a/%2e%2e/b", "/a/%2e%2e/b"),  # encoded dots stay, as curl
+    ],
+)
+def test_without_dot_segments(path: str, resolved: str) -> None:
+    assert without_dot_segments(path) == resolved
+
+
+def test_dot_segments_resolved_unless_path_as_is() -> None:
+    """Before sending, as curl; the query is not a path and keeps its dots."""
+    url = parse_url("http://h/a/./b/../c?x=/../y")
+    assert url.target == "/a/c?x=/../y"
+    assert str(url) == "http://h/a/c?x=/../y"  # what -w url_effective shows
+    kept = parse_url("http://h/a/./b/../c?x=/../y", path_as_is=True)
+    assert kept.target == "/a/./b/../c?x=/../y"
+    assert parse_url("http://h/x/../").file_name() == "index.html"
 
 
 @pytest.mark.parametrize(

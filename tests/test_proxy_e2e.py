@@ -212,6 +212,44 @@ def test_fetch_through_a_proxy_as_curl(
         server.stop()
 
 
+def test_fetch_socks5_looks_up_the_target_with_resolve_as_curl(
+    socks_proxy: int, tmp_path: Path
+) -> None:
+    """socks5:// looks the target up here, so --resolve gives its address, as
+    curl's does: a name no resolver knows reaches nginx through Dante, and the
+    proxy is asked for the address given (SOCKS5 address type 01)."""
+    root = tmp_path / "www"
+    root.mkdir()
+    (root / "index.html").write_bytes(b"<html>resolved</html>\n")
+    server = Nginx(tmp_path, root)
+    try:
+        url = f"http://through.invalid:{server.port}/index.html"
+        resolve = f"through.invalid:{server.port}:127.0.0.1"
+        proxy = f"socks5://127.0.0.1:{socks_proxy}"
+        fmt = "%{http_code} %{size_download}"
+        ours = echod("fetch", "-s", "-v", "-x", proxy, "--resolve", resolve,
+                     "-o", str(tmp_path / "ours"), "-w", fmt, url)  # fmt: skip
+        theirs = subprocess.run(
+            [need_tool("curl"), "-s", "-x", proxy, "--resolve", resolve,
+             "-o", str(tmp_path / "theirs"), "-w", fmt, url],
+            capture_output=True, timeout=60,
+        )  # fmt: skip
+        assert (ours.returncode, theirs.returncode) == (0, 0), (ours, theirs)
+        assert ours.stdout == theirs.stdout == b"200 22", (ours, theirs)
+        assert (tmp_path / "ours").read_bytes() == b"<html>resolved</html>\n"
+        assert b"* through.invalid is 127.0.0.1\n" in ours.stderr, ours.stderr
+        asked = (
+            f"05 01 00 01 7f 00 00 01 {server.port >> 8:02x} {server.port & 255:02x}"
+        )
+        assert f"* SOCKS5 sent 05 01 00 {asked}".encode() in ours.stderr, ours.stderr
+        unknown = echod("fetch", "-x", proxy, url)  # without --resolve
+        assert unknown.returncode == 3, unknown.stderr
+        assert unknown.stderr.count(b"\n") == 1, unknown.stderr
+        assert b"cannot resolve the name 'through.invalid'" in unknown.stderr
+    finally:
+        server.stop()
+
+
 def test_nc_letters_for_the_proxy(
     start_daemon: DaemonStarter, socks_proxy: int, tmp_path: Path
 ) -> None:

@@ -8,11 +8,15 @@ import pytest
 from twisted.internet import defer
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.interfaces import IHostnameResolver, IResolutionReceiver
+from twisted.internet.testing import MemoryReactorClock
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from echod.clienterrors import DNS, TIMEOUT, ClientError
 from echod.resolve import (
     FamilyResolver,
     ReactorOfOneFamily,
+    addresses_of,
     family_mismatch,
     family_of,
     resolve_host,
@@ -145,3 +149,70 @@ def test_source_family() -> None:
         source_family("eth0", None, "--interface")
     with pytest.raises(ValueError, match="--source ::1 is an IPv6 address, and -4"):
         source_family("::1", 4, "--source")
+
+
+def outcome(d: defer.Deferred[Any]) -> Any:
+    """What a Deferred that has fired gave: its result, or its Failure."""
+    got: list[Any] = []
+    d.addBoth(got.append)
+    assert got, "not fired"
+    return got[0]
+
+
+def test_addresses_of_a_name() -> None:
+    reactor = FakeReactor([IPv4Address("UDP", "127.0.0.1", 7)])
+    found = outcome(defer.ensureDeferred(
+        addresses_of(reactor, "localhost", 7, semantics="UDP")
+    ))  # fmt: skip
+    assert found == ["127.0.0.1"]
+    assert reactor.nameResolver.asked == [("localhost", 7, "UDP")]
+
+
+@pytest.mark.parametrize(
+    ("family", "flag", "says"),
+    [
+        (None, "", "cannot resolve the name 'x.invalid'"),
+        (6, "", "cannot resolve the name 'x.invalid' to an IPv6 address (-6)"),
+        (4, "--interface 127.0.0.2",
+         "cannot resolve the name 'x.invalid' to an IPv4 address (--interface "
+         "127.0.0.2)"),
+    ],
+)  # fmt: skip
+def test_no_address_is_a_dns_error_naming_the_host(
+    family: int | None, flag: str, says: str
+) -> None:
+    failure = outcome(defer.ensureDeferred(
+        addresses_of(FakeReactor([]), "x.invalid", 80, family, flag=flag)
+    ))  # fmt: skip
+    assert isinstance(failure, Failure) and isinstance(failure.value, ClientError)
+    assert (failure.value.code, str(failure.value)) == (DNS, says)
+
+
+def test_a_resolver_error_is_a_dns_error_with_its_words() -> None:
+    class Broken:
+        def resolveHostName(self, *args: Any, **kwargs: Any) -> None:
+            raise OSError("resolver gone")
+
+    reactor = FakeReactor([])
+    reactor.nameResolver = Broken()  # type: ignore[assignment]
+    failure = outcome(defer.ensureDeferred(addresses_of(reactor, "h.test", 1)))
+    assert isinstance(failure.value, ClientError) and failure.value.code == DNS
+    assert str(failure.value) == "cannot resolve the name 'h.test': resolver gone"
+
+
+def test_a_lookup_that_outlasts_the_timeout() -> None:
+    """A resolver that never answers: TIMEOUT once the time is up, not before."""
+
+    class Silent:
+        def resolveHostName(self, *args: Any, **kwargs: Any) -> None:
+            pass
+
+    clock = MemoryReactorClock()
+    clock.nameResolver = Silent()  # type: ignore[assignment]
+    d = defer.ensureDeferred(addresses_of(clock, "slow.test", 1, timeout=5.0))
+    clock.advance(4.9)
+    assert not d.called
+    clock.advance(0.2)
+    failure = outcome(d)
+    assert isinstance(failure.value, ClientError) and failure.value.code == TIMEOUT
+    assert str(failure.value) == "name lookup timed out ('slow.test')"
