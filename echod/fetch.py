@@ -43,6 +43,7 @@ from twisted.internet.interfaces import (
     IStreamClientEndpoint,
 )
 from twisted.internet.protocol import Protocol
+from twisted.internet.task import deferLater
 from twisted.protocols.basic import FileSender
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -62,6 +63,7 @@ from echod.httplint import lint_head
 from echod.interfaces import InterfaceBinding
 from echod.proxytunnel import Proxy, TunnelEndpoint, TunnelWatch
 from echod.resolve import addresses_of, family_mismatch, family_of, ip_version
+from echod.retry import RetryPolicy
 from echod.tlsclient import ClientTLS, TLSClientError, connection_creator
 from echod.unixnames import shown_unix_path
 
@@ -107,6 +109,8 @@ class FetchOptions:
     URL's host and port (a leading NUL: an abstract name)."""
     proxy: Proxy | None = None
     """C{-x}: the proxy every connection is a tunnel through."""
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    """C{--retry} and its kin: which failures are tried again, and when."""
 
 
 @dataclass(frozen=True)
@@ -212,6 +216,10 @@ class FetchObserver(TunnelWatch):
 
     def warning(self, text: str) -> None:
         """A protocol violation or a risk worth saying."""
+
+    def retrying(self, reason: str, wait: float, left: int) -> None:
+        """A transient failure (C{reason}): the fetch is tried again in
+        C{wait} seconds, C{left} more times at most after this one."""
 
     def redirecting(self, url: URL) -> None:
         """A redirect is being followed to C{url}."""
@@ -840,8 +848,51 @@ def _not_connected(code: int, text: str) -> FetchError:
     return FetchError(code, text)
 
 
+class _ResponseRetriedError(Exception):
+    """A response that a retry replaces: its body was read, not delivered."""
+
+
+class _Try:
+    """One try of a fetch: whether its response may be tried again instead
+    of delivered (L{RetryPolicy}), and whether one is being delivered."""
+
+    def __init__(self, reactor: Any, policy: RetryPolicy, done: int, first: float):
+        self.reactor = reactor
+        self.policy = policy
+        self.done = done  # retries made before this try
+        self.first = first  # reactor.seconds() when the first try began
+        self.wait: float | None = None  # set when this response is tried again
+        self.reason = ""
+        self.answered = False  # a response is delivered: no retry after that
+
+    def left(self) -> int:
+        """How many retries remain after this try."""
+        return self.policy.retries - self.done
+
+    def may_retry(self, wait: float) -> bool:
+        """Whether a try C{wait} seconds from now is allowed."""
+        elapsed = self.reactor.seconds() - self.first
+        return self.left() > 0 and self.policy.may_start(elapsed, wait)
+
+    def deliver(self, head: ResponseHead) -> bool:
+        """Whether the final response C{head} is delivered; if not, its wait
+        and reason are noted for the retry."""
+        if self.policy.retries_status(head.status):
+            retry_after = head.header("retry-after")
+            wait = self.policy.wait(self.done, retry_after, time.time())
+            if self.may_retry(wait):
+                self.wait, self.reason = wait, f"HTTP {head.status} {head.reason}"
+                return False
+        self.answered = True
+        return True
+
+
 async def _fetch(
-    reactor: Any, request: Request, options: FetchOptions, observer: FetchObserver
+    reactor: Any,
+    request: Request,
+    options: FetchOptions,
+    observer: FetchObserver,
+    attempt: _Try,
 ) -> FetchResult:
     timing = Timing()
     heads: list[ResponseHead] = []
@@ -849,7 +900,9 @@ async def _fetch(
     redirects = 0
 
     def deliver(head: ResponseHead) -> bool:
-        return not (options.follow_redirects and _is_redirect(head))
+        if options.follow_redirects and _is_redirect(head):
+            return False
+        return attempt.deliver(head)
 
     while True:
         protocol = await _exchange(reactor, request, options, observer, timing, deliver)
@@ -857,7 +910,9 @@ async def _fetch(
         heads.extend(got)
         warnings.extend(protocol.warnings)
         head = got[-1]
-        if not deliver(head):
+        if attempt.wait is not None:
+            raise _ResponseRetriedError()
+        if options.follow_redirects and _is_redirect(head):
             redirects += 1
             if options.max_redirects is not None and redirects > options.max_redirects:
                 raise FetchError(
@@ -890,21 +945,44 @@ async def _fetch(
         )
 
 
-def fetch(
+async def _with_retries(
+    reactor: Any, request: Request, options: FetchOptions, observer: FetchObserver
+) -> FetchResult:
+    """The fetch, tried again after each transient failure as C{options.retry}
+    says; a failure once a response is being delivered is not retried (its
+    bytes are out)."""
+    policy = options.retry
+    first = reactor.seconds()
+    done = 0
+    while True:
+        attempt = _Try(reactor, policy, done, first)
+        try:
+            return await _bounded(reactor, request, options, observer, attempt)
+        except _ResponseRetriedError:
+            assert attempt.wait is not None
+            wait, reason = attempt.wait, attempt.reason
+        except FetchError as e:
+            wait = policy.wait(done)
+            if attempt.answered or not policy.retries_error(e.code):
+                raise
+            if not attempt.may_retry(wait):
+                raise
+            reason = str(e)
+        observer.retrying(reason, wait, attempt.left() - 1)
+        done += 1
+        await deferLater(reactor, wait)
+
+
+def _bounded(
     reactor: Any,
     request: Request,
-    options: FetchOptions | None = None,
-    observer: FetchObserver | None = None,
+    options: FetchOptions,
+    observer: FetchObserver,
+    attempt: _Try,
 ) -> defer.Deferred[FetchResult]:
-    """Send C{request} and read the response; fires with a L{FetchResult}.
-
-    The body goes to C{observer.body_received} (a L{BodyCollector} keeps it in
-    memory). Fails with L{FetchError}; C{options.max_time} bounds it all.
-    """
-    options = options or FetchOptions()
-    d = defer.ensureDeferred(
-        _fetch(reactor, request, options, observer or FetchObserver())
-    )
+    """One try of the fetch, within C{options.max_time} (curl's C{-m}: each
+    try's limit, as curl's with C{--retry})."""
+    d = defer.ensureDeferred(_fetch(reactor, request, options, observer, attempt))
     if options.max_time is not None:
         # Not Deferred.addTimeout: the protocol's canceller fails with its own
         # FetchError, which addTimeout would pass on unrenamed.
@@ -927,3 +1005,21 @@ def fetch(
 
         d.addBoth(finished)
     return d
+
+
+def fetch(
+    reactor: Any,
+    request: Request,
+    options: FetchOptions | None = None,
+    observer: FetchObserver | None = None,
+) -> defer.Deferred[FetchResult]:
+    """Send C{request} and read the response; fires with a L{FetchResult}.
+
+    The body goes to C{observer.body_received} (a L{BodyCollector} keeps it in
+    memory). Fails with L{FetchError}; C{options.max_time} bounds each try,
+    C{options.retry} says which failures are tried again.
+    """
+    options = options or FetchOptions()
+    return defer.ensureDeferred(
+        _with_retries(reactor, request, options, observer or FetchObserver())
+    )

@@ -58,6 +58,7 @@ from echod.hostnames import HostNameError, ascii_host
 from echod.interfaces import is_interface
 from echod.proxytunnel import Proxy, parse_proxy
 from echod.resolve import ip_version, source_family
+from echod.retry import RetryPolicy
 from echod.stdstreams import ReportStdout, discard_stdout
 from echod.tlsclient import ClientTLS
 from echod.writeout import Outcome, WriteOut, WriteOutError
@@ -275,6 +276,17 @@ class CommandObserver(FetchObserver):
         """Say a protocol violation on stderr (also with C{-s})."""
         self.warnings.append(text)
         self.err.write(f"{PROG}: warning: {text}\n")
+        self.err.flush()
+
+    def retrying(self, reason: str, wait: float, left: int) -> None:
+        """Say that a transient failure is tried again (not with C{-s}), as
+        curl's warning does."""
+        if self.args.silent:
+            return
+        more = {0: "the last try", 1: "1 more retry at most"}.get(
+            left, f"{left} more retries at most"
+        )
+        self.err.write(f"{PROG}: {reason}: trying again in {wait:g} s ({more})\n")
         self.err.flush()
 
     def redirecting(self, url: URL) -> None:
@@ -515,7 +527,28 @@ def parser() -> argparse.ArgumentParser:
         "--connect-timeout", type=float, default=30.0,
         help="seconds for lookup, connect and TLS handshake (default 30)",
     )  # fmt: skip
-    net.add_argument("--max-time", type=float, help="seconds for the whole fetch")
+    net.add_argument(
+        "-m", "--max-time", type=float,
+        help="seconds for the whole fetch (each try, with --retry, as curl)",
+    )  # fmt: skip
+    net.add_argument(
+        "--retry", type=int, default=0, metavar="NUM",
+        help="try again up to NUM times after a transient failure: a timeout, a "
+        "name not resolved, HTTP 408, 429, 500, 502, 503 or 504 (as curl)",
+    )  # fmt: skip
+    net.add_argument(
+        "--retry-delay", type=float, metavar="SECONDS",
+        help="wait this long before each retry (default: 1 s, doubled each "
+        "time up to 10 minutes, or the response's Retry-After)",
+    )  # fmt: skip
+    net.add_argument(
+        "--retry-max-time", type=float, metavar="SECONDS",
+        help="start no retry later than this after the first try (0: no limit)",
+    )  # fmt: skip
+    net.add_argument(
+        "--retry-connrefused", action="store_true",
+        help="with --retry, a refused connection is transient too",
+    )  # fmt: skip
     net.add_argument(
         "--read-timeout", type=float, default=120.0,
         help="seconds without a byte from the server (default 120; 0: none)",
@@ -616,6 +649,13 @@ def build(args: argparse.Namespace) -> Command:
         if value is not None and not 0 < value < math.inf:
             option = f"--{name.replace('_', '-')}"
             raise RequestError(f"{option} must be a number of seconds more than 0")
+    if args.retry < 0:
+        raise RequestError("--retry is a number of retries, 0 or more")
+    for name in ("retry_delay", "retry_max_time"):
+        value = getattr(args, name)
+        if value is not None and not 0 <= value < math.inf:
+            option = f"--{name.replace('_', '-')}"
+            raise RequestError(f"{option} must be a number of seconds, 0 or more")
     if not 0 <= args.read_timeout < math.inf:
         raise RequestError("--read-timeout must be a number of seconds (0: none)")
     if args.max_redirs < -1:
@@ -681,6 +721,14 @@ def build(args: argparse.Namespace) -> Command:
         max_redirects=None if args.max_redirs == -1 else args.max_redirs,
         unix_socket=unix_socket,
         proxy=proxy,
+        # as in curl, --retry-delay 0 is the default backoff, --retry-max-time
+        # 0 no limit
+        retry=RetryPolicy(
+            args.retry,
+            args.retry_delay or None,
+            args.retry_max_time or None,
+            args.retry_connrefused,
+        ),
     )
     output: Path | None = None
     if args.remote_name:

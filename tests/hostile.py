@@ -44,6 +44,12 @@ def _never_answers(conn: socket.socket) -> None:
         pass
 
 
+def _stall_mid_body(conn: socket.socket) -> None:
+    """Begin a body of 100 bytes, send 10, then say nothing more."""
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789")
+    _never_answers(conn)
+
+
 def _banner_and_wait(conn: socket.socket) -> None:
     """Speak first, as SSH and SMTP servers do, then wait for the client."""
     conn.sendall(b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n")
@@ -87,6 +93,7 @@ SCENARIOS: dict[str, Callable[[socket.socket], None]] = {
     "/garbage-status": _send(b"SSH-2.0-OpenSSH_9.2\r\n\r\n"),
     "/banner-and-wait": _banner_and_wait,
     "/reset-mid-body": _reset_mid_body,
+    "/stall-mid-body": _stall_mid_body,
     "/continue-then-ok": _send(
         b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
     ),

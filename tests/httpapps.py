@@ -5,7 +5,10 @@ prints ``listening PORT`` and serves until killed:
 
 - ``stdlib``: Python's http.server, HTTP/1.0; files from DIRECTORY with a
   Content-Length, and ``/close-delimited/NAME`` the same file without one
-  (the body ends when the server closes);
+  (the body ends when the server closes); ``/unavailable/N/KEY[?after=S]``
+  answers 503 with ``Retry-After: S`` (1) to its first N requests (counted per path:
+  KEY tells one client's tries from another's), then 200 with
+  DIRECTORY/index.html;
 - ``twisted``: twisted.web; files from DIRECTORY under ``/static/``, and
   ``/chunked?size=N`` N bytes of a fixed pattern written in 10,000-byte
   pieces with no length, so twisted.web sends them chunked.
@@ -14,6 +17,8 @@ prints ``listening PORT`` and serves until killed:
 from __future__ import annotations
 
 import sys
+import threading
+from collections import Counter
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -31,8 +36,15 @@ class CloseDelimitedHandler(SimpleHTTPRequestHandler):
 
     protocol_version = "HTTP/1.0"
 
+    tries: Counter[str] = Counter()
+    tries_lock = threading.Lock()
+
     def do_GET(self) -> None:
-        """Serve /close-delimited/NAME without a Content-Length."""
+        """Serve /close-delimited/NAME without a Content-Length, and
+        /unavailable/N/KEY unavailable N times."""
+        if self.path.startswith("/unavailable/"):
+            self.unavailable()
+            return
         prefix = "/close-delimited/"
         if not self.path.startswith(prefix):
             super().do_GET()
@@ -43,6 +55,25 @@ class CloseDelimitedHandler(SimpleHTTPRequestHandler):
         self.send_header("Content-Type", "application/octet-stream")
         self.end_headers()
         self.wfile.write(data)
+
+    def unavailable(self) -> None:
+        """503 with Retry-After (1, or after=S) to the first N requests for
+        this path."""
+        with self.tries_lock:
+            self.tries[self.path] += 1
+            tried = self.tries[self.path]
+        path, _, query = self.path.partition("?")
+        times = int(path.split("/")[2])
+        if tried <= times:
+            body = f"unavailable, try {tried}\n".encode()
+            self.send_response(503)
+            self.send_header("Retry-After", query.removeprefix("after=") or "1")
+        else:
+            body = (Path(self.directory) / "index.html").read_bytes()
+            self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
     def log_message(self, format: str, *args: Any) -> None:
         """Quiet."""

@@ -21,6 +21,8 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
+from http.server import HTTPServer, SimpleHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -440,6 +442,119 @@ def test_http10_close_delimited_from_http_server(
     theirs = curl("-o", "curl", server.url("/close-delimited/big.bin"), cwd=tmp_path)
     assert theirs.returncode == 0
     assert sha(tmp_path / "curl") == sha(tmp_path / "big")
+
+
+def test_retry_as_curl(app_server: Any, site: Path, tmp_path: Path) -> None:
+    """--retry beside curl's --retry against a server that answers 503 (with
+    Retry-After: 1) twice before the page: both save the page alone, after
+    waiting at least a second twice; echod shows each 503's header and says
+    each retry. Fewer retries than 503s: the last 503 is the answer (exit 0,
+    or 22 with -f), as curl's."""
+    server = app_server("stdlib")
+    page = (site / "index.html").read_bytes()
+
+    def both(
+        tries: int, *args: str, after: int = 1
+    ) -> list[tuple[int, bytes, bytes, float]]:
+        runs = []
+        for tool in ("echod", "curl"):
+            key = f"{tool}-{tries}-{len(args)}"
+            url = server.url(f"/unavailable/2/{key}?after={after}")
+            options = ("--retry", str(tries), *args, "-o", tool, url)
+            started = time.monotonic()
+            if tool == "echod":
+                ours = fetch(*options, cwd=tmp_path)
+                code, out, err = ours.code, ours.stdout, ours.stderr.encode()
+            else:
+                theirs = curl(*options, cwd=tmp_path)
+                code, out, err = theirs.returncode, theirs.stdout, theirs.stderr
+            runs.append((code, out, err, time.monotonic() - started))
+        return runs
+
+    ours, theirs = both(3)
+    assert (ours[0], theirs[0]) == (0, 0), (ours, theirs)
+    assert (tmp_path / "echod").read_bytes() == (tmp_path / "curl").read_bytes() == page
+    assert ours[3] >= 2 and theirs[3] >= 2  # Retry-After: 1, twice
+    assert ours[1].count(b"HTTP/1.0 503 Service Unavailable\r\n") == 2, ours[1]
+    assert ours[2].decode().splitlines() == [
+        "echod fetch: HTTP 503 Service Unavailable: trying again in 1 s (2 more "
+        "retries at most)",
+        "echod fetch: HTTP 503 Service Unavailable: trying again in 1 s (1 more "
+        "retry at most)",
+    ], ours[2]
+    ours, theirs = both(1)
+    assert (ours[0], theirs[0]) == (0, 0), (ours, theirs)
+    assert (tmp_path / "echod").read_bytes() == (tmp_path / "curl").read_bytes()
+    assert (tmp_path / "echod").read_bytes() == b"unavailable, try 2\n"
+    ours, theirs = both(1, "-f")
+    assert (ours[0], theirs[0]) == (22, 22), (ours, theirs)
+    # Retry-After: 3 would start the retry after --retry-max-time: none
+    ours, theirs = both(3, "--retry-max-time", "2", after=3)
+    assert (ours[0], theirs[0]) == (0, 0), (ours, theirs)
+    assert (tmp_path / "echod").read_bytes() == b"unavailable, try 1\n"
+    assert (tmp_path / "curl").read_bytes() == b"unavailable, try 1\n"
+    for options, says in (
+        (["--retry", "-1"], "--retry is a number of retries, 0 or more"),
+        (["--retry-delay", "-2"], "--retry-delay must be a number of seconds"),
+    ):
+        run = fetch(*options, server.url("/"), cwd=tmp_path)
+        assert run.code == 2 and run.stderr.count("\n") == 1, run
+        assert says in run.stderr, run
+
+
+def test_retry_connrefused_waits_for_the_server(site: Path, tmp_path: Path) -> None:
+    """A server that starts listening 1.5 s late: --retry alone does not wait
+    for it (refused is not transient, exit 4; curl's 7); with
+    --retry-connrefused both echod and curl get the page."""
+    page = (site / "index.html").read_bytes()
+    port = free_port()
+    alone = fetch("--retry", "3", f"http://127.0.0.1:{port}/", cwd=tmp_path)
+    assert alone.code == 4 and "connection refused" in alone.stderr, alone
+    assert curl("--retry", "3", f"http://127.0.0.1:{port}/", cwd=tmp_path
+                ).returncode == 7  # fmt: skip
+    for tool in ("echod", "curl"):
+        port = free_port()
+        handler = partial(SimpleHTTPRequestHandler, directory=str(site))
+        late = threading.Timer(1.5, serve_one, (port, handler))
+        late.start()
+        try:
+            options = ("--retry", "4", "--retry-connrefused", "-o", tool,
+                       f"http://127.0.0.1:{port}/index.html")  # fmt: skip
+            if tool == "echod":
+                run = fetch(*options, cwd=tmp_path)
+                assert run.code == 0, run
+                assert "connection refused: trying again in 1 s" in run.stderr
+            else:
+                assert curl(*options, cwd=tmp_path).returncode == 0
+        finally:
+            late.join(30)
+        assert (tmp_path / tool).read_bytes() == page
+
+
+def test_retry_stops_once_a_body_is_delivered(
+    hostile: HostileServer, tmp_path: Path
+) -> None:
+    """A server that never answers is tried again (a read timeout is
+    transient); one that stalls after 10 bytes of the body is not: those
+    bytes are out, and echod does not rewrite what it delivered (curl would
+    truncate the file and start again)."""
+    silent = fetch("--retry", "1", "--retry-delay", "0.1", "--read-timeout", "1",
+                   hostile.url("/never-answers"), cwd=tmp_path)  # fmt: skip
+    assert silent.code == 6, silent
+    assert silent.stderr.count("trying again in 0.1 s (the last try)") == 1, silent
+    assert hostile.paths.count("/never-answers") == 2
+    stalled = fetch("--retry", "3", "--read-timeout", "1", "-o", "part",
+                    hostile.url("/stall-mid-body"), cwd=tmp_path)  # fmt: skip
+    assert stalled.code == 6 and "trying again" not in stalled.stderr, stalled
+    assert hostile.paths.count("/stall-mid-body") == 1
+    assert (tmp_path / "part").read_bytes() == b"0123456789"
+
+
+def serve_one(port: int, handler: Any) -> None:
+    """Listen on C{port} and serve one request with C{handler}."""
+    with HTTPServer(("127.0.0.1", port), handler) as server:
+        server.timeout = 30
+        server.handle_request()
 
 
 def test_chunked_from_twisted_web(app_server: Any, site: Path, tmp_path: Path) -> None:
