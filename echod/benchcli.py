@@ -2,7 +2,8 @@
 
 Opens C{--connections} connections to the target (the targets and TLS
 options of ``echod client``), runs ping-pong or stream traffic for
-C{--duration} seconds (L{echod.loadgen}), then prints requests per second,
+C{--duration} seconds (L{echod.loadgen}), or short connections one after
+another (C{--short}, L{echod.shortload}), then prints requests per second,
 MB/s, latency percentiles and what was verified. The exit code is 0 only if
 every byte of every connection came back in order and every connection
 ended with the server's EOF; 1 if any did not; a connection failure exits
@@ -28,6 +29,7 @@ from twisted.python.failure import Failure
 from echod.clienterrors import OK, USAGE, classify
 from echod.fdlimit import raise_file_limit
 from echod.loadgen import LoadResult, LoadRun, LoadSettings, percentiles
+from echod.shortload import ShortConnectionRun
 from echod.targetoptions import (
     add_target_arguments,
     parse_target_arguments,
@@ -79,6 +81,13 @@ def parser() -> argparse.ArgumentParser:
         "instead of ping-pong",
     )
     p.add_argument(
+        "--short",
+        action="store_true",
+        help="short connections instead: each sends one message, half-closes, "
+        "reads the echo to the server's close and closes, and a new one takes "
+        "its place (-c at a time): connections a second",
+    )
+    p.add_argument(
         "--window",
         type=int,
         default=4 * 1024 * 1024,
@@ -104,6 +113,13 @@ def check(args: argparse.Namespace, file_limit: int) -> str | None:
         )
     if args.connections < 1 or args.size < 1 or args.window < 1:
         return "--connections, --size and --window must be at least 1"
+    if args.short and args.stream:
+        return "--short and --stream cannot go together"
+    if args.short and args.source_port is not None:
+        return (
+            "--source-port gives one connection its port, and --short opens "
+            "one after another: leave the port to the system"
+        )
     if args.source_port is not None and args.connections > 1:
         return (
             f"--source-port gives one connection its port, and -c asks for "
@@ -143,9 +159,10 @@ def figures(result: LoadResult, label: str) -> dict[str, Any]:
     handshake_p50, handshake_most = microseconds(
         percentiles(result.handshake_times, 0.5, 1.0)
     )
+    mode = "short" if s.short else "stream" if s.stream else "pingpong"
     return {
         "target": label,
-        "mode": "stream" if s.stream else "pingpong",
+        "mode": mode,
         "connections": s.connections,
         "size": s.size,
         "seconds": round(elapsed, 3),
@@ -163,6 +180,7 @@ def figures(result: LoadResult, label: str) -> dict[str, Any]:
         "bytes_sent": result.bytes_sent,
         "bytes_verified": result.bytes_verified,
         "clean_connections": result.clean,
+        "opened_connections": result.opened if s.short else s.connections,
         "mismatches": [vars(m) for m in result.mismatches],
         "problems": result.problems,
         "ok": result.ok,
@@ -171,10 +189,23 @@ def figures(result: LoadResult, label: str) -> dict[str, Any]:
 
 def report(f: dict[str, Any]) -> str:
     """The result for a person: a few aligned lines."""
-    lines = [
-        f"echod bench: {f['target']}, {f['mode']}, {f['connections']} connections "
-        f"x {f['size']:,} B, {f['seconds']:g} s"
-    ]
+    if f["mode"] == "short":
+        lines = [
+            f"echod bench: {f['target']}, short connections, {f['connections']} at a "
+            f"time x {f['size']:,} B, {f['seconds']:g} s",
+            f"connections {f['requests']:,} ({f['req_per_s']:,.0f}/s)",
+        ]
+        if f["p50_us"] is not None:
+            lines.append(
+                f"each       p50 {f['p50_us']:,.0f} µs, p99 {f['p99_us']:,.0f} µs, "
+                f"p99.9 {f['p999_us']:,.0f} µs, max {f['max_us']:,.0f} µs (connect "
+                "to the server's close)"
+            )
+    else:
+        lines = [
+            f"echod bench: {f['target']}, {f['mode']}, {f['connections']} "
+            f"connections x {f['size']:,} B, {f['seconds']:g} s"
+        ]
     if f["mode"] == "pingpong":
         lines.append(f"requests   {f['requests']:,} ({f['req_per_s']:,.0f}/s)")
         if f["p50_us"] is not None:
@@ -188,10 +219,10 @@ def report(f: dict[str, Any]) -> str:
             if f["target"].startswith("unix:")
             else "name lookup and TCP connect"
         )
+        together = "" if f["mode"] == "short" else f"; all {f['connections']} at once"
         lines.append(
             f"connect    p50 {f['connect_p50_us']:,.0f} µs, max "
-            f"{f['connect_max_us']:,.0f} µs ({steps}; all "
-            f"{f['connections']} at once)"
+            f"{f['connect_max_us']:,.0f} µs ({steps}{together})"
         )
     if f["handshake_p50_us"] is not None:
         lines.append(
@@ -204,8 +235,8 @@ def report(f: dict[str, Any]) -> str:
     )
     lines.append(
         f"verified   {f['bytes_verified']:,} of {f['bytes_sent']:,} bytes sent: "
-        f"{verdict}; {f['clean_connections']}/{f['connections']} connections "
-        "ended cleanly"
+        f"{verdict}; {f['clean_connections']:,}/{f['opened_connections']:,} "
+        "connections ended cleanly"
     )
     for m in f["mismatches"]:
         lines.append(
@@ -239,6 +270,7 @@ def main(argv: Sequence[str]) -> int:
         stream=args.stream,
         window=args.window,
         drain_timeout=args.timeout,
+        short=args.short,
     )
 
     def connect(factory: Factory) -> Any:
@@ -247,7 +279,7 @@ def main(argv: Sequence[str]) -> int:
         return d
 
     outcome: list[int] = []
-    runs: list[LoadRun] = []
+    runs: list[LoadRun | ShortConnectionRun] = []
 
     def show(result: LoadResult) -> None:
         f = figures(result, target.label())
@@ -263,7 +295,8 @@ def main(argv: Sequence[str]) -> int:
         outcome.append(e.code)
 
     def go() -> None:
-        runs.append(LoadRun(load, reactor, connect))
+        kind = ShortConnectionRun if args.short else LoadRun
+        runs.append(kind(load, reactor, connect))
         d = runs[0].start()
         d.addCallbacks(finished, failed)
         d.addBoth(lambda _: None if interrupted else reactor.stop())

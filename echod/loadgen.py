@@ -84,6 +84,9 @@ class LoadSettings:
     """stream: most bytes a connection has in flight."""
     drain_timeout: float = 10.0
     """After the time is up, how long the echoes of bytes in flight may take."""
+    short: bool = False
+    """Short connections (L{echod.shortload}): one message each, then closed,
+    and another opened in its place while the run lasts."""
 
 
 @dataclass
@@ -117,17 +120,16 @@ class LoadResult:
     """Over TLS: seconds from the TCP connection to the handshake done."""
     clean: int = 0
     """Connections that got every byte back, then the server's EOF."""
+    opened: int = 0
+    """Short connections: how many connected."""
     mismatches: list[Mismatch] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         """Every byte of every connection came back, in order."""
-        return (
-            not self.mismatches
-            and not self.problems
-            and self.clean == self.settings.connections
-        )
+        expected = self.opened if self.settings.short else self.settings.connections
+        return not self.mismatches and not self.problems and self.clean == expected
 
     def percentiles(self, *fractions: float) -> list[float | None]:
         """Latency percentiles in seconds (0.5 for the median), one sort for all."""
@@ -224,12 +226,9 @@ class LoadProtocol(Protocol):
         """Check the echo byte for byte; go on sending while the run lasts."""
         if self.failed:
             return
-        if self.received + len(data) > self.sent:
-            self._fail_extra(data)
-            return
-        wrong = self.pattern.first_difference(self.received, data)
-        if wrong is not None:
-            self._fail_mismatch(data, wrong)
+        if not check_echo(self.run, self.index, self.pattern, self.received,
+                          self.sent, data):  # fmt: skip
+            self._abort()
             return
         self.received += len(data)
         self.run.echoed(len(data))
@@ -245,19 +244,6 @@ class LoadProtocol(Protocol):
                 self._send_request()
             else:
                 self._half_close()
-
-    def _fail_mismatch(self, data: bytes, wrong: int) -> None:
-        offset = self.received + wrong
-        expected = self.pattern.at(offset, 1)[0]
-        self.run.mismatch(Mismatch(self.index, offset, expected, data[wrong]))
-        self._abort()
-
-    def _fail_extra(self, data: bytes) -> None:
-        self.run.problem(
-            f"connection {self.index}: {self.received + len(data) - self.sent:,} "
-            f"bytes more came back than were sent"
-        )
-        self._abort()
 
     def _abort(self) -> None:
         self.failed = True
@@ -278,8 +264,29 @@ class LoadProtocol(Protocol):
         self.run.connection_lost(self, reason)
 
 
-class LoadRun:
-    """Connects, runs and ends one load test; C{done} fires with the result."""
+def check_echo(
+    run: RunRecord, index: int, pattern: Pattern, received: int, sent: int, data: bytes
+) -> bool:
+    """Whether C{data}, come back after C{received} of the C{sent} bytes of
+    connection C{index}, is the echo of its C{pattern}; if not, C{run} is
+    told what is wrong: a mismatch where it is, or more bytes than were sent."""
+    if received + len(data) > sent:
+        run.problem(
+            f"connection {index}: {received + len(data) - sent:,} bytes more came "
+            "back than were sent"
+        )
+        return False
+    wrong = pattern.first_difference(received, data)
+    if wrong is not None:
+        offset = received + wrong
+        run.mismatch(Mismatch(index, offset, pattern.at(offset, 1)[0], data[wrong]))
+        return False
+    return True
+
+
+class RunRecord:
+    """What a load run keeps (L{LoadRun}, L{echod.shortload}'s): its settings,
+    clock and connector, and the result its connections report into."""
 
     def __init__(
         self,
@@ -291,13 +298,39 @@ class LoadRun:
         self.clock = clock
         self.connect = connect
         self.result = LoadResult(settings)
-        self.protocols: list[LoadProtocol] = []
-        self.open = 0
         self.running = False
         self.ended = False
-        self.stopped_early = False
         self.started = 0.0
         self.done: defer.Deferred[LoadResult] = defer.Deferred()
+
+    def echoed(self, count: int) -> None:
+        """C{count} more bytes came back, verified."""
+        self.result.bytes_verified += count
+        if self.running:
+            self.result.bytes_in_time += count
+
+    def mismatch(self, found: Mismatch) -> None:
+        """A wrong byte came back."""
+        self.result.mismatches.append(found)
+
+    def problem(self, text: str) -> None:
+        """Something other than a wrong byte went wrong."""
+        self.result.problems.append(text)
+
+
+class LoadRun(RunRecord):
+    """Connects, runs and ends one load test; C{done} fires with the result."""
+
+    def __init__(
+        self,
+        settings: LoadSettings,
+        clock: IReactorTime,
+        connect: Callable[[Factory], defer.Deferred[Any]],
+    ) -> None:
+        super().__init__(settings, clock, connect)
+        self.protocols: list[LoadProtocol] = []
+        self.open = 0
+        self.stopped_early = False
         self._indexes = itertools.count()
         self._time_call: Any = None
         self._deadline: Any = None
@@ -424,25 +457,11 @@ class LoadRun:
             for protocol in stuck:
                 protocol._abort()
 
-    def echoed(self, count: int) -> None:
-        """C{count} more bytes came back, verified."""
-        self.result.bytes_verified += count
-        if self.running:
-            self.result.bytes_in_time += count
-
     def round_trip(self, seconds: float) -> None:
         """A ping-pong message came back whole."""
         if self.running:
             self.result.requests += 1
             self.result.latencies.append(seconds)
-
-    def mismatch(self, found: Mismatch) -> None:
-        """A wrong byte came back."""
-        self.result.mismatches.append(found)
-
-    def problem(self, text: str) -> None:
-        """Something other than a wrong byte went wrong."""
-        self.result.problems.append(text)
 
     def connection_lost(self, protocol: LoadProtocol, reason: Failure) -> None:
         """Account for one ended connection; finish when all have."""

@@ -22,6 +22,8 @@ from tests.daemon import ECHOD, DaemonStarter, need_tool, terminate
 from tests.haproxy import HAProxy, simple_config
 from tests.launch import prepared
 from tests.peers import connect_when_up, free_port
+from tests.scrape import curl as scrape
+from tests.scrape import metric
 
 LOCAL = "tcp:0:interface=127.0.0.1"
 
@@ -98,6 +100,74 @@ def test_against_socat_a_real_peer() -> None:
         out = bench("-c", "5", "-d", "1", "--json", f"127.0.0.1:{port}")
         assert out.returncode == 0, out.stdout + out.stderr
         assert figures(out)["clean_connections"] == 5
+    finally:
+        terminate(server)
+
+
+def test_short_connections_against_echod_counted_on_both_sides(
+    start_daemon: DaemonStarter,
+) -> None:
+    """--short: one message per connection, one connection after another;
+    the daemon's own /metrics counts the same connections and bytes as the
+    bench says it made and had verified."""
+    daemon = start_daemon("--port", LOCAL, "--metrics", LOCAL)
+    port = daemon.tcp_port()
+    out = bench("--short", "-c", "5", "-s", "64", "-d", "1", "--json",
+                f"127.0.0.1:{port}")  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    f = figures(out)
+    assert f["mode"] == "short" and f["ok"] and f["problems"] == []
+    assert f["clean_connections"] == f["opened_connections"] >= f["requests"] > 50
+    assert f["bytes_verified"] == f["bytes_sent"] == 64 * f["opened_connections"]
+    assert 0 < f["p50_us"] <= f["p99_us"] <= f["max_us"]
+    assert 0 < f["connect_p50_us"] <= f["connect_max_us"]
+    _, text = scrape(f"http://{daemon.metrics_address()}/metrics")
+    assert metric(text, "echod_connections_total") == f["opened_connections"]
+    assert metric(text, "echod_received_bytes_total") == f["bytes_sent"]
+    assert (
+        metric(text, 'echod_connections_closed_total{reason="eof"}')
+        == (f["opened_connections"])
+    )
+    shown = bench("--short", "-c", "2", "-s", "10", "-d", "0.5", f"127.0.0.1:{port}")
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    lines = shown.stdout.splitlines()
+    assert lines[0] == (
+        f"echod bench: 127.0.0.1:{port}, short connections, 2 at a time x 10 B, 0.5 s"
+    )
+    assert lines[1].startswith("connections ") and lines[1].endswith("/s)")
+    assert lines[2].startswith("each       p50 ")
+    assert lines[2].endswith(" µs (connect to the server's close)")
+    assert lines[3].endswith(" µs (name lookup and TCP connect)")  # not "at once"
+    assert "every byte back, in order;" in shown.stdout
+
+
+def test_short_connections_over_tls_and_against_socat(
+    start_daemon: DaemonStarter, tmp_path: Path
+) -> None:
+    """A TLS handshake per connection (TLS closes once the echo is back, as
+    it cannot half-close); socat forking a process per connection."""
+    key, cert = self_signed(tmp_path)
+    daemon = start_daemon(
+        "--port", f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}"
+    )
+    out = bench("--short", "--tls", "--cacert", str(cert), "-c", "4", "-d", "1",
+                "--json", f"localhost:{daemon.tcp_port()}")  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    f = figures(out)
+    assert f["ok"] and f["clean_connections"] == f["opened_connections"] > 4
+    assert f["handshake_p50_us"] is not None and f["handshake_p50_us"] > 0
+    socat = need_tool("socat")
+    port = free_port()
+    server = subprocess.Popen(
+        [socat, f"TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork", "PIPE"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        connect_when_up(port, server).close()
+        out = bench("--short", "-c", "3", "-d", "1", "--json", f"127.0.0.1:{port}")
+        assert out.returncode == 0, out.stdout + out.stderr
+        f = figures(out)
+        assert f["ok"] and f["clean_connections"] == f["opened_connections"] > 3
     finally:
         terminate(server)
 
@@ -204,11 +274,29 @@ def test_a_lost_tail_is_reported_ping_pong() -> None:
     )
 
 
+def test_short_connections_whose_echo_is_cut_are_counted() -> None:
+    """A server that echoes only the first 10,000 bytes of each connection:
+    every short connection of 20,000 bytes is counted by what went wrong,
+    the first described; the run goes on to its end and exits 1."""
+    with broken_echo(swallow_after_10000) as port:
+        out = bench("--short", "-c", "2", "-s", "20000", "-d", "1",
+                    f"127.0.0.1:{port}")  # fmt: skip
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "NOT every byte back" in out.stdout and "0/" in out.stdout
+    problems = [x for x in out.stdout.splitlines() if x.startswith("problem")]
+    assert "closed after 10,000 of 20,000 bytes came back" in problems[0], problems
+    assert problems[1].endswith(
+        " connection(s) closed by the server before the echo was whole"
+    ), problems
+    assert len(problems) == 2
+
+
 def test_connection_refused_is_one_line_and_exit_4() -> None:
-    out = bench("-d", "1", f"127.0.0.1:{free_port()}")
-    assert out.returncode == 4
-    assert out.stderr.count("\n") == 1 and "connection refused" in out.stderr
-    assert out.stdout == ""
+    for short in ([], ["--short"]):
+        out = bench(*short, "-d", "1", f"127.0.0.1:{free_port()}")
+        assert out.returncode == 4, out
+        assert out.stderr.count("\n") == 1 and "connection refused" in out.stderr
+        assert out.stdout == ""
 
 
 def test_a_server_that_closes_every_connection_ends_the_run(
@@ -236,6 +324,8 @@ def test_bad_options_are_one_line_and_exit_2() -> None:
         ["--timeout", "inf"],
         ["-s", "999999999999"],  # was the machine's memory, then the OOM killer
         ["--stream", "-c", "1000"],  # 1000 × a 4 MiB window
+        ["--short", "--stream"],
+        ["--short", "-p", "40000", "-c", "1"],
     ):
         out = bench(*args)
         assert out.returncode == 2, args
