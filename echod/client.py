@@ -37,7 +37,7 @@ from echod.pipe import StdinToPeer, run_pipe
 from echod.probe import Probe
 from echod.session import Session, connected_line, reached, when_usable
 from echod.settings import MAX_UDP_PAYLOAD
-from echod.target import Target, parse_target, with_source
+from echod.target import Target, parse_target, with_source, with_tos
 from echod.targetoptions import (
     add_target_arguments,
     parse_target_arguments,
@@ -150,6 +150,7 @@ def udp_target(args: argparse.Namespace) -> Target:
     target = with_source(
         parse_target(text, False, args.family), args.source, args.source_port
     )
+    target = with_tos(target, args.tos)
     if target.endpoint is not None:
         raise ClientError(
             USAGE, f"bad UDP target {text!r}: expected HOST:PORT or [IPv6]:PORT"
@@ -183,7 +184,13 @@ def main(argv: Sequence[str]) -> int:
         def connect() -> defer.Deferred[Any]:
             return defer.ensureDeferred(
                 udpclient.connect_udp(
-                    reactor, host, port, family, target.source, target.source_port
+                    reactor,
+                    host,
+                    port,
+                    family,
+                    target.source,
+                    target.source_port,
+                    target.tos,
                 )
             )
 

@@ -5,7 +5,8 @@ curl on Linux, given an interface name, binds its socket to that device
 routing table prefers), and when that is not permitted (before Linux 5.7
 it needs C{CAP_NET_RAW}) binds it to the interface's address of the
 connection's IP version instead. This module does both: L{interface_addresses} finds the
-addresses, L{DeviceReactor} makes Twisted's TCP endpoints bind to a device.
+addresses, L{InterfaceBinding.reactor} makes Twisted's TCP endpoints bind
+their sockets to the device (L{echod.sockopts}).
 """
 
 from __future__ import annotations
@@ -16,14 +17,12 @@ import ipaddress
 import socket
 import struct
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from twisted.internet import tcp
-from twisted.internet.interfaces import IReactorTCP
-from zope.interface import implementer
-
 from echod.compat import running_twisted_tested
+from echod.sockopts import PreparingReactor
 
 SIOCGIFADDR = 0x8915
 """Linux's ioctl for an interface's (first) IPv4 address."""
@@ -101,8 +100,8 @@ def bind_to_device(skt: socket.socket, name: str) -> None:
 @dataclass(frozen=True)
 class InterfaceBinding:
     """How a connection goes out by the interface C{name}: bound to the device
-    (C{device}), or, where this process may not (or Twisted is not one
-    L{DeviceReactor} was tested with), from the interface's C{addresses}."""
+    (C{device}), or, where this process may not (or Twisted is not a release
+    L{echod.sockopts} was tested with), from the interface's C{addresses}."""
 
     name: str
     device: bool
@@ -133,7 +132,9 @@ class InterfaceBinding:
     def reactor(self, reactor: Any) -> Any:
         """The reactor for the connection: one binding to the device, or
         C{reactor} itself."""
-        return DeviceReactor(reactor, self.name) if self.device else reactor
+        if not self.device:
+            return reactor
+        return PreparingReactor(reactor, partial(bind_to_device, name=self.name))
 
     def describe(self) -> str:
         """What the binding is, for C{-v}."""
@@ -145,72 +146,3 @@ class InterfaceBinding:
             "interface itself was not permitted (before Linux 5.7 it needs "
             "CAP_NET_RAW)"
         )
-
-
-class DeviceClient(tcp.Client):
-    """Twisted's TCP client connection, its socket bound to C{device} first."""
-
-    def __init__(self, device: str, *args: Any) -> None:
-        self.device = device  # before Twisted's __init__ makes the socket
-        super().__init__(*args)  # type: ignore[no-untyped-call]
-
-    def createInternetSocket(self) -> socket.socket:
-        """The socket, bound to the device (an OSError fails the connect)."""
-        skt: socket.socket = super().createInternetSocket()  # type: ignore[no-untyped-call]
-        try:
-            bind_to_device(skt, self.device)
-        except OSError:
-            skt.close()
-            raise
-        return skt
-
-
-class DeviceConnector(tcp.Connector):
-    """Twisted's TCP connector, making L{DeviceClient}s for C{device}."""
-
-    def __init__(self, device: str, *args: Any) -> None:
-        super().__init__(*args)
-        self.device = device
-
-    def _makeTransport(self) -> tcp.Client:
-        return DeviceClient(
-            self.device, self.host, self.port, self.bindAddress, self, self.reactor
-        )
-
-
-@implementer(IReactorTCP)
-class DeviceReactor:
-    """The reactor, its C{connectTCP} binding each socket to C{device}.
-
-    Twisted's TCP endpoints have no socket option before connecting: they
-    call their reactor's C{connectTCP}. This one makes the connector that
-    C{reactor.connectTCP} makes, with L{DeviceClient} for its transport;
-    everything else goes to the real reactor. (Leans on C{tcp.Connector}
-    and C{tcp.Client}, as Twisted's own C{connectTCP} does.)
-    """
-
-    def __init__(self, reactor: Any, device: str) -> None:
-        self._reactor = reactor
-        self.device = device
-
-    def connectTCP(
-        self,
-        host: str,
-        port: int,
-        factory: Any,
-        timeout: float = 30,
-        bindAddress: tuple[str, int] | None = None,
-    ) -> tcp.Connector:
-        """Connect as C{reactor.connectTCP}, from a socket bound to the device."""
-        connector = DeviceConnector(
-            self.device, host, port, factory, timeout, bindAddress, self._reactor
-        )
-        connector.connect()
-        return connector
-
-    def listenTCP(self, *args: Any, **kwargs: Any) -> Any:
-        """Not bound to a device: the real reactor's."""
-        return self._reactor.listenTCP(*args, **kwargs)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._reactor, name)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 from twisted.internet import defer, error
@@ -22,6 +23,7 @@ from zope.interface import implementer
 
 from echod.cli import is_port
 from echod.clienterrors import DNS, USAGE, ClientError
+from echod.compat import TESTED_TWISTED, installed_twisted, running_twisted_tested
 from echod.endpointerrors import empty_unix_path, parse_error_message
 from echod.hostnames import HostNameError, ascii_host, host_port
 from echod.proxytunnel import Proxy, TunnelEndpoint
@@ -32,11 +34,13 @@ from echod.resolve import (
     source_family,
 )
 from echod.reuseport import split_description
+from echod.sockopts import PreparingReactor
 from echod.tlsclient import (
     ClientTLS,
     TLSClientError,
     connection_creator,
 )
+from echod.tos import parse_tos, set_tos
 from echod.unixnames import abstract_unix
 from echod.zones import missing_zone, needs_zone
 
@@ -53,6 +57,7 @@ class Target:
     source: str | None = None  # --source: the local address to connect from
     source_port: int | None = None  # --source-port: the local port
     proxy: Proxy | None = None  # --proxy: the proxy to tunnel through
+    tos: int | None = None  # -T: the IP TOS byte (IPv6 traffic class) to send
 
     def label(self) -> str:
         """How messages name the peer: C{host:port}, C{[v6]:port} or the endpoint."""
@@ -233,6 +238,28 @@ def with_source(
     return replace(target, family=version, source=source, source_port=source_port)
 
 
+def with_tos(target: Target, text: str | None) -> Target:
+    """C{target}, its packets marked with the TOS C{-T} names (L{parse_tos})."""
+    if text is None:
+        return target
+    if target.host is None:
+        raise ClientError(
+            USAGE, f"-T goes with HOST:PORT, not the endpoint string "
+            f"{target.endpoint!r}",
+        )  # fmt: skip
+    try:
+        tos = parse_tos(text)
+    except ValueError as e:
+        raise ClientError(USAGE, str(e)) from None
+    if not running_twisted_tested():  # echod.sockopts leans on Twisted's tcp
+        raise ClientError(
+            USAGE, f"-T needs a Twisted release echod was tested with "
+            f"({TESTED_TWISTED[0].short()} to {TESTED_TWISTED[1].short()}); this "
+            f"is {installed_twisted().short()}",
+        )  # fmt: skip
+    return replace(target, tos=tos)
+
+
 def of_family(target: Target, family: int | None) -> Target:
     """C{target} limited to IP version C{family}; a usage error when its host
     is an address of the other version."""
@@ -298,6 +325,8 @@ def make_endpoint(
     # connection's cost in echod bench --short); and HostnameEndpoint drops a
     # link-local address's zone (fe80::1%eth0), which then cannot be connected.
     bind = local_address(target)
+    if target.tos is not None:
+        reactor = PreparingReactor(reactor, partial(set_tos, value=target.tos))
     if is_ipv6(target.host):
         endpoint = TCP6ClientEndpoint(
             reactor, target.host, target.port, timeout or 30, bind

@@ -28,6 +28,7 @@ from echod.target import (
     parse_target,
     with_proxy,
     with_source,
+    with_tos,
 )
 from echod.tlsclient import ClientTLS
 
@@ -66,6 +67,14 @@ def add_target_arguments(p: argparse.ArgumentParser, nc_letters: bool = False) -
         metavar="PORT",
         type=port_number,
         help="connect from this local port (as nc -p)",
+    )
+    p.add_argument(
+        "-T",
+        "--tos",
+        metavar="TOS",
+        help="mark the packets with this IP TOS (IPv6 traffic class), as nc -T: "
+        "ef, af11 ... af43, cs0 ... cs7, lowdelay, throughput, reliability, "
+        "lowcost, or a number (0x for hex)",
     )
     p.add_argument(
         "--proxy",
@@ -204,6 +213,7 @@ def target_endpoint(
     try:
         target = parse_target(args.target, args.tls, args.family)
         target = with_source(target, args.source, args.source_port)
+        target = with_tos(target, args.tos)
         target = with_proxy(target, proxy_of(args))
         check_tls_options_apply(args, target)
         return target, make_endpoint(reactor, target, settings, args.timeout)

@@ -38,6 +38,7 @@ from echod.probe import Probe
 from echod.resolve import addresses_of, family_of, ip_version
 from echod.session import Session
 from echod.settings import MAX_UDP_PAYLOAD
+from echod.tos import set_tos
 
 
 class DatagramTransport:
@@ -166,12 +167,14 @@ async def connect_udp(
     family: int | None = None,
     source: str | None = None,
     source_port: int | None = None,
+    tos: int | None = None,
 ) -> UDPSession:
     """A session on a UDP socket connected to C{host}:C{port}.
 
     A name is looked up to its addresses of IP version C{family} (4 or 6)
     when that is given. The socket is bound to the local address C{source}
-    and the local port C{source_port} when they are given.
+    and the local port C{source_port} when they are given, and its datagrams
+    carry the TOS byte C{tos} (C{-T}) when that is.
     """
     address = host
     if ip_version(host) is None:
@@ -201,6 +204,8 @@ async def connect_udp(
         why = os.strerror(e.socketError.errno) if e.socketError.errno else str(e)
         raise ClientError(USAGE, f"cannot bind the source address: {why}") from None
     try:
+        if tos is not None:
+            set_tos(udp.getHandle(), tos)
         udp.getHandle().connect(peer)
     except OSError as e:
         udp.stopListening()

@@ -19,6 +19,7 @@ import pexpect
 import pytest
 
 from echod.certs import make_certificates
+from tests.capture import capture
 from tests.certs import issue, private_ca
 from tests.daemon import ECHOD, DaemonStarter, need_tool
 from tests.netns import LinkLocalNamespace
@@ -999,3 +1000,45 @@ def test_source_address_over_tls(start_daemon: DaemonStarter, tmp_path: Path) ->
     refused = subprocess.run([*tls, target], capture_output=True, timeout=60)
     assert refused.returncode != 0, refused
     daemon.wait_for(r"closed 127\.0\.0\.2:\d+ in=64 out=64 ")
+
+
+def test_tos_marks_every_packet_as_nc_does(start_daemon: DaemonStarter) -> None:
+    """-T, beside OpenBSD nc's -T, seen by tcpdump on loopback: the TOS byte
+    (IPv6: traffic class) on every packet the client sends, its SYN first;
+    over IPv6 and UDP too; and through echod bench."""
+    daemon = start_daemon("--port", LOCAL, "--port", "tcp6:0:interface=\\:\\:1")
+    port4, port6 = (int(a.rsplit(":", 1)[1]) for a in daemon.addresses(2))
+    nc = need_tool("nc")
+    for tos, target, port, nc_args in (
+        ("ef", f"127.0.0.1:{port4}", port4, ["127.0.0.1", str(port4)]),
+        ("af41", f"[::1]:{port6}", port6, ["-6", "::1", str(port6)]),
+    ):
+        for command in ([ECHOD, "client", "-T", tos, target],
+                        [nc, "-N", "-T", tos, *nc_args]):  # fmt: skip
+            with capture(port) as seen:
+                out = subprocess.run(command, input=b"marked\n", capture_output=True,
+                                     timeout=30)  # fmt: skip
+            assert (out.returncode, out.stdout) == (0, b"marked\n"), (command, out)
+            packets = seen.to_port()
+            expected = 0xB8 if tos == "ef" else 0x88
+            assert packets and packets[0][1].startswith("Flags [S]"), packets
+            assert {mark for mark, _ in packets} == {expected}, (command, packets)
+    udp = udp_daemon(start_daemon)
+    with capture(udp, "udp") as seen:
+        out = client("--udp", "-T", "cs1", f"127.0.0.1:{udp}", stdin=b"dgram\n")
+    assert (out.returncode, out.stdout) == (0, b"dgram\n"), out
+    assert seen.to_port() == [(0x20, "UDP, length 6")]  # the line, its newline too
+    with capture(port4) as seen:
+        out = subprocess.run([ECHOD, "bench", "-T", "0x28", "-c", "2", "-d", "0.5",
+                              f"127.0.0.1:{port4}"], capture_output=True,
+                             timeout=60)  # fmt: skip
+    assert out.returncode == 0, out
+    assert {mark for mark, _ in seen.to_port()} == {0x28}
+    for args, says in (
+        (["-T", "bogus", f"127.0.0.1:{port4}"], "-T 'bogus': not a TOS"),
+        (["-T", "256", f"127.0.0.1:{port4}"], "-T '256': not a TOS"),
+        (["-T", "ef", "unix:path=/x"], "-T goes with HOST:PORT"),
+    ):
+        out = client(*args)
+        assert out.returncode == 2 and out.stderr.count(b"\n") == 1, out
+        assert says.encode() in out.stderr

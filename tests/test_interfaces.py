@@ -13,13 +13,12 @@ from twisted.internet.protocol import ClientFactory
 from twisted.internet.testing import MemoryReactorClock
 
 from echod.interfaces import (
-    DeviceConnector,
-    DeviceReactor,
     InterfaceBinding,
     interface_addresses,
     is_interface,
     may_bind_to_device,
 )
+from echod.sockopts import PreparedConnector, PreparingReactor
 from tests.daemon import ON_CI
 
 KERNEL = tuple(int(n) for n in re.findall(r"\d+", os.uname().release)[:2])
@@ -84,7 +83,7 @@ def test_without_the_device_the_address_of_each_version() -> None:
     assert "not permitted (before Linux 5.7 it needs CAP_NET_RAW)" in binding.describe()
     device = InterfaceBinding("lo", True)
     assert device.source_for("2001:db8::1") is None
-    assert isinstance(device.reactor(reactor), DeviceReactor)
+    assert isinstance(device.reactor(reactor), PreparingReactor)
     assert device.describe() == "through the interface lo (bound to the device)"
 
 
@@ -97,7 +96,10 @@ def test_the_binding_this_process_can_make() -> None:
 def test_the_connector_binds_its_socket_to_the_device() -> None:
     need_device_binding()
     clock = MemoryReactorClock()
-    connector = DeviceConnector("lo", "127.0.0.1", 9, ClientFactory(), 30, None, clock)
+    bind = InterfaceBinding("lo", True).reactor(clock).prepare
+    connector = PreparedConnector(
+        bind, "127.0.0.1", 9, ClientFactory(), 30, None, clock
+    )
     client = connector._makeTransport()
     try:
         bound = client.socket.getsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, 16)
@@ -116,7 +118,7 @@ def test_a_device_that_is_gone_fails_the_connect_not_the_caller() -> None:
     factory.clientConnectionFailed = (  # type: ignore[method-assign]
         lambda connector, reason: failed.append(reason.getErrorMessage())
     )
-    reactor = DeviceReactor(clock, "nosuch0")
+    reactor = InterfaceBinding("nosuch0", True).reactor(clock)
     reactor.connectTCP("127.0.0.1", 9, factory, 30)
     clock.advance(0)
     assert len(failed) == 1 and "No such device" in failed[0], failed

@@ -3,15 +3,27 @@
 from __future__ import annotations
 
 import pytest
-from twisted.internet.endpoints import HostnameEndpoint, TCP6ClientEndpoint
+from twisted.internet.endpoints import (
+    HostnameEndpoint,
+    TCP4ClientEndpoint,
+    TCP6ClientEndpoint,
+)
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import MemoryReactor
 
+from echod import target as target_module
 from echod.clienterrors import (
     USAGE,
     ClientError,
 )
-from echod.target import Target, local_address, make_endpoint, parse_target, with_source
+from echod.target import (
+    Target,
+    local_address,
+    make_endpoint,
+    parse_target,
+    with_source,
+    with_tos,
+)
 from echod.tlsclient import ClientTLS
 
 
@@ -127,6 +139,15 @@ def test_an_ipv6_literal_is_connected_without_a_lookup() -> None:
         reactor, Target("localhost", 7, None, False), ClientTLS(), None
     )
     assert isinstance(named, HostnameEndpoint)
+    # An IPv4 address too: HostnameEndpoint would ask the resolver (a thread)
+    # for each connection, the most of a short connection's cost in bench.
+    four = make_endpoint(
+        reactor, Target("127.0.0.1", 7, None, False), ClientTLS(), None
+    )
+    assert isinstance(four, TCP4ClientEndpoint)
+    sixonly = Target("127.0.0.1", 7, None, False, family=6)  # refused elsewhere
+    assert not isinstance(make_endpoint(reactor, sixonly, ClientTLS(), None),
+                          TCP4ClientEndpoint)  # fmt: skip
 
 
 def test_with_source_sets_the_family_of_the_connection() -> None:
@@ -157,3 +178,18 @@ def test_a_source_port_binds_any_address_of_either_version() -> None:
     assert local_address(with_source(target, "192.0.2.1")) == ("192.0.2.1", 0)
     with pytest.raises(ClientError, match="--source-port goes with HOST:PORT"):
         with_source(parse_target("unix:path=/s", False), None, 40000)
+
+
+def test_tos_goes_with_host_and_port_on_a_tested_twisted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    target = parse_target("127.0.0.1:7", False)
+    assert with_tos(target, "ef").tos == 0xB8
+    assert with_tos(target, None) is target
+    with pytest.raises(ClientError, match="-T goes with HOST:PORT"):
+        with_tos(parse_target("unix:path=/s", False), "ef")
+    # It sets the option through Twisted's tcp.Connector (echod.sockopts):
+    # on a release not tested, a clear refusal rather than a traceback.
+    monkeypatch.setattr(target_module, "running_twisted_tested", lambda: False)
+    with pytest.raises(ClientError, match="-T needs a Twisted release echod was"):
+        with_tos(target, "ef")
