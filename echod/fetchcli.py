@@ -175,6 +175,7 @@ class CommandObserver(FetchObserver):
         self.warnings: list[str] = []
         self.progress: Any = None
         self.failed_status: ResponseHead | None = None
+        self.retries = 0
 
     def info(self, text: str) -> None:
         """A C{-v} line on stderr."""
@@ -281,6 +282,7 @@ class CommandObserver(FetchObserver):
     def retrying(self, reason: str, wait: float, left: int) -> None:
         """Say that a transient failure is tried again (not with C{-s}), as
         curl's warning does."""
+        self.retries += 1
         if self.args.silent:
             return
         more = {0: "the last try", 1: "1 more retry at most"}.get(
@@ -840,9 +842,9 @@ def main(argv: Sequence[str]) -> int:
     if command.write_out is not None:
         elapsed = time.perf_counter() - started
         if isinstance(result, ClientError):
-            ended = Outcome(None, code, str(result), elapsed)
+            ended = Outcome(None, code, str(result), elapsed, observer.retries)
         else:
-            ended = Outcome(result, code)
+            ended = Outcome(result, code, retries=observer.retries)
         failed = write_report(command.write_out.render(ended))
         if failed is not None and code == OK:
             return failed

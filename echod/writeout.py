@@ -26,6 +26,8 @@ class Outcome:
     error: str = ""
     elapsed: float = 0.0
     """Seconds from the start to the end, for a fetch that failed."""
+    retries: int = 0
+    """Tries made again after transient failures (C{--retry})."""
 
 
 def _final_status(o: Outcome) -> str:
@@ -79,6 +81,7 @@ VARIABLES: dict[str, Callable[[Outcome], str]] = {
     "response_code": _final_status,
     "http_version": lambda o: o.result.head.http_version if o.result else "0",
     "num_redirects": _redirects,
+    "num_retries": lambda o: str(o.retries),
     "url_effective": lambda o: str(o.result.url) if o.result else "",
     "scheme": lambda o: o.result.url.scheme.upper() if o.result else "",
     "content_type": _header("content-type"),

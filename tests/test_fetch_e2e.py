@@ -482,6 +482,9 @@ def test_retry_as_curl(app_server: Any, site: Path, tmp_path: Path) -> None:
         "echod fetch: HTTP 503 Service Unavailable: trying again in 1 s (1 more "
         "retry at most)",
     ], ours[2]
+    counted = fetch("--retry", "3", "-s", "-o", "/dev/null", "-w", "%{num_retries}",
+                    server.url("/unavailable/2/counted"), cwd=tmp_path)  # fmt: skip
+    assert (counted.code, counted.stdout) == (0, b"2"), counted  # curl 8.9's -w
     ours, theirs = both(1)
     assert (ours[0], theirs[0]) == (0, 0), (ours, theirs)
     assert (tmp_path / "echod").read_bytes() == (tmp_path / "curl").read_bytes()
@@ -510,6 +513,10 @@ def test_retry_connrefused_waits_for_the_server(site: Path, tmp_path: Path) -> N
     port = free_port()
     alone = fetch("--retry", "3", f"http://127.0.0.1:{port}/", cwd=tmp_path)
     assert alone.code == 4 and "connection refused" in alone.stderr, alone
+    given_up = fetch("--retry", "2", "--retry-connrefused", "--retry-delay", "0.1",
+                     "-s", "-w", "%{num_retries} %{exitcode}",
+                     f"http://127.0.0.1:{port}/", cwd=tmp_path)  # fmt: skip
+    assert (given_up.code, given_up.stdout) == (4, b"2 4"), given_up
     assert curl("--retry", "3", f"http://127.0.0.1:{port}/", cwd=tmp_path
                 ).returncode == 7  # fmt: skip
     for tool in ("echod", "curl"):
