@@ -12,8 +12,9 @@ close.
 
 A connection that is refused, times out, is reset or cut short is counted
 by its reason and does not stop the run: under such load those are among
-the figures. Only a failure to connect before any connection was made
-fails the run as a whole, with that failure (the target is down).
+the figures. Only a failure to connect before any connection was made (the
+target is down), or a TLS handshake that fails before any connection got
+through (the certificate), fails the run as a whole, with that failure.
 """
 
 from __future__ import annotations
@@ -214,6 +215,11 @@ class ShortConnectionRun(RunRecord):
         if protocol.failed:
             pass  # already reported
         elif not protocol.sent and reason.check(SSLError, VerificationError):
+            if not self.result.clean:
+                # No connection has got through TLS: the certificate or the
+                # server's settings, not the load (exit 7, as echod client).
+                self._fail(reason)
+                return
             self.failures[f"TLS failed: {classify(reason)}"] += 1
         elif protocol.received != protocol.size or not protocol.sent:
             why = "reset" if reason.check(error.ConnectionLost) else "closed"

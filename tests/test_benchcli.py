@@ -156,6 +156,9 @@ def test_short_connections_over_tls_and_against_socat(
     f = figures(out)
     assert f["ok"] and f["clean_connections"] == f["opened_connections"] > 4
     assert f["handshake_p50_us"] is not None and f["handshake_p50_us"] > 0
+    untrusted = bench("--short", "--tls", "-d", "1", f"localhost:{daemon.tcp_port()}")
+    assert untrusted.returncode == 7, untrusted  # not a run of failures
+    assert untrusted.stderr.count("\n") == 1 and untrusted.stdout == "", untrusted
     socat = need_tool("socat")
     port = free_port()
     server = subprocess.Popen(
