@@ -57,6 +57,7 @@ from echod.tls import (
     TLSServerEndpoint,
     expiry_warnings,
 )
+from echod.tos import mark_listener
 from echod.udp import UDPEchoProtocol, listen_udp
 from echod.unixnames import abstract_unix
 from echod.writethrough import WriteThroughEchoProtocol
@@ -341,6 +342,7 @@ class EchoService(Service):
                 door = ListenerFactory(self.factory, description)
                 port = listen_now(endpoint, door, failing, held)
                 self.listening.append((description, port))
+                self._mark(port)
             for udp in self.settings.udp:
                 udp_reactor: IReactorUDP = self.reactor
                 protocol = UDPEchoProtocol(
@@ -357,6 +359,7 @@ class EchoService(Service):
                 except Exception as e:
                     raise ListenError(f"cannot listen on {desc!r}: {e}") from None
                 self.listening.append((desc, port))
+                self._mark(port)
             if self.settings.metrics:
                 self.metrics_port = self._listen_metrics(self.settings.metrics)
         except ListenError:
@@ -364,6 +367,13 @@ class EchoService(Service):
                 port.stopListening()
             self.listening.clear()
             raise
+
+    def _mark(self, port: IListeningPort) -> None:
+        """C{--tos}: mark what the listener sends (not a UNIX one's). Twisted's
+        TCP, UNIX and UDP ports keep their socket as C{socket}."""
+        handle = getattr(port, "socket", None)
+        if self.settings.tos is not None and isinstance(handle, socket.socket):
+            mark_listener(handle, self.settings.tos)
 
     def _listen_metrics(self, description: str) -> IListeningPort:
         endpoint = parse_endpoint(self.reactor, description, self.settings.backlog)

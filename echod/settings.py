@@ -82,3 +82,6 @@ class EchoSettings:
     C{log_file} itself, as twistd would, in C{log_format}."""
     busy_poll: float = 0.0
     """Seconds the reactor polls without sleeping after an I/O event; 0: off."""
+    tos: int | None = None
+    """The IP TOS byte (IPv6: traffic class) of what the tcp, ssl and UDP
+    listeners send, their connections' too (C{--tos}); None: the system's."""

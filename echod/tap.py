@@ -41,6 +41,7 @@ from echod.settings import (
     EchoSettings,
     UDPSettings,
 )
+from echod.tos import parse_tos
 from echod.twistdoptions import check_twistd_options, log_destination
 from echod.zones import missing_zone, needs_zone
 
@@ -49,6 +50,14 @@ TLS_LISTENERS = ("ssl:", "tls:", "haproxy:ssl:", "haproxy:tls:")
 """The --port endpoint types that the --tls-* options apply to."""
 MAX_BACKLOG = 2**31 - 1
 """listen(2) takes a C int; the kernel caps it at net.core.somaxconn."""
+
+
+def _tos(value: str) -> int:
+    """C{--tos}: nc's C{-T} names and numbers (L{parse_tos})."""
+    try:
+        return parse_tos(value)
+    except ValueError as e:
+        raise ValueError(str(e).replace("-T ", "--tos ", 1)) from None
 
 
 def _number(
@@ -221,6 +230,15 @@ class Options(usage.Options):
             "Which ended connections get a log line: all, abnormal (reset, timed "
             "out, TLS error, cut at stop; as HAProxy's dontlog-normal) or none. "
             "Refusals are always logged; /metrics counts every connection.",
+        ],
+        [
+            "tos",
+            None,
+            None,
+            "Mark what TCP, TLS and UDP listeners send (SYN-ACK and echoes) with "
+            "this IP TOS (IPv6 traffic class): ef, af11 ... af43, cs0 ... cs7, "
+            "or a number (0x for hex), as nc -T names it.",
+            _tos,
         ],
         [
             "busy-poll",
@@ -416,6 +434,7 @@ class Options(usage.Options):
             log_file=self["log-file"],
             writes_log=self["writes-log"],
             busy_poll=self["busy-poll"] / 1e6,
+            tos=self["tos"],
         )
 
 

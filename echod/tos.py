@@ -50,3 +50,13 @@ def set_tos(skt: socket.socket, value: int) -> None:
         skt.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_TCLASS, value)
     else:
         skt.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, value)
+
+
+def mark_listener(handle: socket.socket, value: int) -> bool:
+    """Mark what the listening socket C{handle} sends, and what the sockets it
+    accepts send (Linux copies the option to each, and answers the SYN with
+    it): True, or False for a socket that is not IP (a UNIX one)."""
+    if handle.family not in (socket.AF_INET, socket.AF_INET6):
+        return False
+    set_tos(handle, value)
+    return True

@@ -29,6 +29,13 @@ class Capture:
     def to_port(self) -> list[tuple[int, str]]:
         """Each packet sent to the port, in order: (its TOS byte, or IPv6
         traffic class, and the rest of tcpdump's line: TCP flags, or UDP)."""
+        return self._packets(to_port=True)
+
+    def from_port(self) -> list[tuple[int, str]]:
+        """Each packet sent from the port (the server's), as L{to_port}."""
+        return self._packets(to_port=False)
+
+    def _packets(self, to_port: bool) -> list[tuple[int, str]]:
         seen: list[tuple[int, str]] = []
         tos: int | None = None
         for line in self.lines:
@@ -41,7 +48,7 @@ class Capture:
                 line = inline.group(1)
             addresses = ADDRESSES.match(line.strip())
             if addresses is not None and tos is not None:
-                if int(addresses.group(2)) == self.port:
+                if int(addresses.group(2 if to_port else 1)) == self.port:
                     seen.append((tos, addresses.group(3)))
                 tos = None
         return seen

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from echod.proxy import HEADER_TIMEOUT
+from tests.capture import capture
 from tests.certs import self_signed
 from tests.daemon import ECHOD, Daemon, DaemonStarter, need_tool, twistd_path
 from tests.netns import LinkLocalNamespace
@@ -1279,3 +1280,38 @@ def test_a_bad_allow_or_deny_is_one_line(option: str, value: str) -> None:
         "network (such as 192.0.2.7, 10.0.0.0/8, 2001:db8::/32; names are not "
         "looked up) (see: twistd echod --help)\n"
     )
+
+
+def test_tos_marks_what_the_daemon_sends(start_daemon: DaemonStarter) -> None:
+    """--tos: tcpdump on loopback sees the daemon's SYN-ACK and echoes carry
+    the TOS byte (IPv6: traffic class), the UDP echo too, whatever the
+    client's packets carry (nc sends them unmarked)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        udp = int(probe.getsockname()[1])
+    daemon = start_daemon("--tos", "af21", "--port", LOCAL,
+                          "--port", "tcp6:0:interface=\\:\\:1",
+                          "--udp", f"127.0.0.1:{udp}")  # fmt: skip
+    stream = daemon.addresses(3)[:2]  # the --port ones, then UDP's
+    port4, port6 = (int(a.rsplit(":", 1)[1]) for a in stream)
+    nc = need_tool("nc")
+    for port, nc_args in ((port4, ["127.0.0.1"]), (port6, ["-6", "::1"])):
+        with capture(port) as seen:
+            out = subprocess.run([nc, "-N", *nc_args, str(port)], input=b"dscp\n",
+                                 capture_output=True, timeout=30)  # fmt: skip
+        assert out.stdout == b"dscp\n", out
+        sent = seen.from_port()
+        assert sent and sent[0][1].startswith("Flags [S.]"), sent  # the SYN-ACK
+        assert {mark for mark, _ in sent} == {0x48}, sent
+        assert {mark for mark, _ in seen.to_port()} == {0}  # the client's: its own
+    with capture(udp, "udp") as seen:
+        out = subprocess.run([nc, "-u", "-w", "1", "127.0.0.1", str(udp)],
+                             input=b"dgram\n", capture_output=True,
+                             timeout=30)  # fmt: skip
+    assert out.stdout == b"dgram\n", out
+    assert seen.from_port() == [(0x48, "UDP, length 6")]
+    refused = subprocess.run([twistd_path(), "-n", "--pidfile=", "echod", "--tos",
+                              "0x1ff"],
+                             capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1, refused
+    assert "--tos '0x1ff': not a TOS" in refused.stderr

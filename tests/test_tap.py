@@ -53,6 +53,8 @@ def test_every_option() -> None:
         "128",
         "--busy-poll",
         "50",
+        "--tos",
+        "ef",
     ).settings()
     assert settings == EchoSettings(
         ports=("tcp:7", "unix:/run/echo.sock"),
@@ -67,6 +69,7 @@ def test_every_option() -> None:
         ),
         log_format="json",
         busy_poll=50e-6,
+        tos=0xB8,
     )
 
 
@@ -93,6 +96,7 @@ def test_every_option() -> None:
         ),
         (["--log-format", "yaml"], "--log-format must be one of text, json"),
         (["--busy-poll", "-1"], "--busy-poll must be at least 0"),
+        (["--tos", "ef2"], "--tos 'ef2': not a TOS: a DiffServ name"),
         # were accepted: a timeout that never fires, a drain that never ends
         (["--idle-timeout", "inf"], "--idle-timeout must be a finite number"),
         (["--drain-timeout", "1e400"], "--drain-timeout must be a finite number"),

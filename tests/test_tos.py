@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from echod.tos import TOS_NAMES, parse_tos, set_tos
+from echod.tos import TOS_NAMES, mark_listener, parse_tos, set_tos
 
 
 @pytest.mark.parametrize(
@@ -58,3 +58,11 @@ def test_set_on_ipv4_and_ipv6_sockets() -> None:
     with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as six:
         set_tos(six, 0x88)
         assert six.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_TCLASS) == 0x88
+
+
+def test_a_listener_is_marked_unless_it_is_not_ip() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+        assert mark_listener(listener, 0x48)
+        assert listener.getsockopt(socket.IPPROTO_IP, socket.IP_TOS) == 0x48
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as unix:
+        assert not mark_listener(unix, 0x48)
