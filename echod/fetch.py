@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import errno
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -751,6 +751,10 @@ async def _exchange(
         ) from None
 
 
+Attempt = Callable[[IStreamClientEndpoint, float], Awaitable["FetchProtocol"]]
+"""One connection attempt through an endpoint, within so many seconds."""
+
+
 async def _connect(
     reactor: Any,
     request: Request,
@@ -765,7 +769,6 @@ async def _connect(
     C{request}, its first address that answers, with the request on its way."""
     creator = _tls_creator(request.url, options, observer)
     deadline = time.perf_counter() + options.connect_timeout
-    timed_out = f"connecting timed out after {options.connect_timeout:g} s"
 
     async def attempt(endpoint: IStreamClientEndpoint, left: float) -> FetchProtocol:
         protocol = FetchProtocol(request, options, observer, timing, reactor, deliver,
@@ -779,17 +782,54 @@ async def _connect(
 
     if options.unix_socket is not None:
         timing.mark("dns")  # no name to look up: as curl counts it
-        path = options.unix_socket
-        try:
-            return await attempt(
-                UNIXClientEndpoint(reactor, path, options.connect_timeout),
-                options.connect_timeout,
-            )
-        except Exception as e:
-            failed = classify(e)
-            text = timed_out if failed.code == TIMEOUT else str(failed)
-            where = shown_unix_path(path)
-            raise _not_connected(failed.code, f"{text} ({where})") from None
+        return await _over_unix_socket(reactor, options, attempt)
+    route = await _route(reactor, host, port, options, observer)
+    timing.mark("dns")
+    observer.resolved(route.reach_host, route.addresses)
+    if route.interface is not None:
+        observer.info(route.interface.describe())
+    return await _first_answering(reactor, route, options, observer, attempt, deadline)
+
+
+def _timed_out(options: FetchOptions) -> str:
+    return f"connecting timed out after {options.connect_timeout:g} s"
+
+
+async def _over_unix_socket(
+    reactor: Any, options: FetchOptions, attempt: Attempt
+) -> FetchProtocol:
+    """The connection to C{--unix-socket}'s path (or abstract name)."""
+    path = options.unix_socket
+    assert path is not None
+    try:
+        endpoint = UNIXClientEndpoint(reactor, path, options.connect_timeout)
+        return await attempt(endpoint, options.connect_timeout)
+    except Exception as e:
+        failed = classify(e)
+        text = _timed_out(options) if failed.code == TIMEOUT else str(failed)
+        raise _not_connected(failed.code, f"{text} ({shown_unix_path(path)})") from None
+
+
+@dataclass(frozen=True)
+class _Route:
+    """How a fetch reaches C{host}:C{port}: the addresses of C{reach_host}
+    (the server, or the proxy) to connect to on C{reach_port}, what the
+    tunnel asks a proxy for (C{target}: the host, or its address for
+    C{socks5://}), and the interface to go out by (C{--interface NAME})."""
+
+    host: str
+    port: int
+    reach_host: str
+    reach_port: int
+    addresses: list[str]
+    target: str
+    interface: InterfaceBinding | None
+
+
+async def _route(
+    reactor: Any, host: str, port: int, options: FetchOptions, observer: FetchObserver
+) -> _Route:
+    """Look up what C{host}:C{port} is reached by (L{_Route})."""
     proxy = options.proxy
     # Through a proxy, echod connects to the proxy and asks it for host:port.
     reach_host, reach_port = (host, port) if proxy is None else (proxy.host, proxy.port)
@@ -800,31 +840,36 @@ async def _connect(
         # (--resolve included, as curl); socks5h:// leaves it to the proxy.
         target = (await _addresses(reactor, host, port, options))[0]
         observer.resolved(host, [target])
-    timing.mark("dns")
-    observer.resolved(reach_host, addresses)
     interface = None
     if options.interface is not None:
         interface = InterfaceBinding.of(options.interface)
-        observer.info(interface.describe())
+    return _Route(host, port, reach_host, reach_port, addresses, target, interface)
+
+
+async def _first_answering(
+    reactor: Any,
+    route: _Route,
+    options: FetchOptions,
+    observer: FetchObserver,
+    attempt: Attempt,
+    deadline: float,
+) -> FetchProtocol:
+    """The first of C{route}'s addresses (from the first free C{--local-port})
+    that connects before C{deadline}, or the last failure's error."""
+    timed_out = _timed_out(options)
     last: ClientError | None = None
-    local_ports = options.local_ports or (0,)
-    for address in addresses:
-        for local_port in local_ports:
+    for address in route.addresses:
+        for local_port in options.local_ports or (0,):
             left = deadline - time.perf_counter()
             if left <= 0:
                 raise ServerNotReachedError(TIMEOUT, timed_out)
-            source = options.source
-            if interface is not None:
-                try:
-                    source = interface.source_for(address)
-                except ValueError as e:
-                    last = ClientError(USAGE, str(e))
-                    break  # the next address
-            via = interface.reactor(reactor) if interface else reactor
-            endpoint = _endpoint(via, address, reach_port, left, source, local_port)
-            if proxy is not None:
-                endpoint = TunnelEndpoint(reactor, endpoint, proxy, target, port,
-                                          left, options.family, observer)  # fmt: skip
+            try:
+                endpoint = _route_endpoint(
+                    reactor, route, address, local_port, left, options, observer
+                )
+            except ValueError as e:  # the interface has no address of its version
+                last = ClientError(USAGE, str(e))
+                break  # the next address
             try:
                 return await attempt(endpoint, left)
             except Exception as e:
@@ -837,6 +882,28 @@ async def _connect(
                 break  # the next address
     assert last is not None
     raise _not_connected(last.code, str(last))
+
+
+def _route_endpoint(
+    reactor: Any,
+    route: _Route,
+    address: str,
+    local_port: int,
+    left: float,
+    options: FetchOptions,
+    observer: FetchObserver,
+) -> IStreamClientEndpoint:
+    """The endpoint to C{address} on C{route}: from the interface or the
+    source address, and through the proxy's tunnel when there is one."""
+    source, via = options.source, reactor
+    if route.interface is not None:
+        source = route.interface.source_for(address)
+        via = route.interface.reactor(reactor)
+    endpoint = _endpoint(via, address, route.reach_port, left, source, local_port)
+    if options.proxy is None:
+        return endpoint
+    return TunnelEndpoint(reactor, endpoint, options.proxy, route.target, route.port,
+                          left, options.family, observer)  # fmt: skip
 
 
 def _not_connected(code: int, text: str) -> FetchError:
