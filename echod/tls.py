@@ -120,16 +120,14 @@ class ServedCertificate:
     """When it expires: seconds since the epoch (UTC)."""
 
 
-def served_certificate(cert: Path) -> ServedCertificate | None:
-    """The first certificate of the PEM file C{cert} and its expiry; None if
-    it cannot be read (the context made from it was, a moment ago)."""
-    try:
-        x509 = crypto.load_certificate(crypto.FILETYPE_PEM, _read(cert, "certificate"))
-    except (crypto.Error, TLSConfigError):
-        return None
-    stamp = x509.get_notAfter()
-    if stamp is None:
-        return None
+def served_certificate(cert: Path, context: SSL.Context) -> ServedCertificate:
+    """The certificate C{context} serves (the first of the file C{cert}, as
+    it was loaded: the file is not read again, and may have changed since)
+    and its expiry."""
+    x509 = SSL.Connection(context, None).get_certificate()
+    stamp = x509.get_notAfter() if x509 is not None else None
+    if stamp is None:  # make_context loaded a certificate: never seen
+        raise TLSConfigError(f"no usable certificate in {str(cert)!r}")
     when = datetime.strptime(stamp.decode("ascii"), "%Y%m%d%H%M%SZ")
     return ServedCertificate(cert, when.replace(tzinfo=timezone.utc).timestamp())
 
@@ -153,11 +151,11 @@ class ServerTLS:
         self.key = key
         self.profile = profile
         self.context = make_context(cert, key, profile)
-        self.served = served_certificate(cert)
+        self.served = served_certificate(cert, self.context)
 
     def certificates(self) -> list[ServedCertificate]:
         """The certificate served now (for /metrics)."""
-        return [self.served] if self.served is not None else []
+        return [self.served]
 
     def serverConnectionForTLS(self, tlsProtocol: Any) -> SSL.Connection:
         """A connection on the current context (a reload affects new ones only)."""
@@ -171,7 +169,7 @@ class ServerTLS:
             log.error("TLS reload refused, the old certificate stays: {e}", e=str(e))
             return False
         self.context = context
-        self.served = served_certificate(self.cert)
+        self.served = served_certificate(self.cert, context)
         log.info("TLS certificate reloaded from {cert}", cert=str(self.cert))
         for warning in expiry_warnings(self.certificates()):
             log.warn("{warning}", warning=warning)
@@ -238,13 +236,15 @@ class SNIDirectory:
         if not files:
             raise TLSConfigError(f"no NAME.pem file in {str(self.directory)!r}")
         contexts = {}
+        served = []
         for path in files:
             context = make_context(path, path, self.profile)
             context.set_tlsext_servername_callback(self._choose)
             contexts[path.stem.encode()] = context
+            served.append(served_certificate(path, context))
         self.contexts = contexts
         self.default = contexts[files[0].stem.encode()]
-        self.served = [c for path in files if (c := served_certificate(path))]
+        self.served = served
 
     def certificates(self) -> list[ServedCertificate]:
         """The certificates served now, one a host name (for /metrics)."""
