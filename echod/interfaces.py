@@ -4,9 +4,10 @@ curl on Linux, given an interface name, binds its socket to that device
 (C{SO_BINDTODEVICE}: the connection leaves by that interface whatever the
 routing table prefers), and when that is not permitted (before Linux 5.7
 it needs C{CAP_NET_RAW}) binds it to the interface's address of the
-connection's IP version instead. This module does both: L{interface_addresses} finds the
-addresses, L{InterfaceBinding.reactor} makes Twisted's TCP endpoints bind
-their sockets to the device (L{echod.sockopts}).
+connection's IP version instead. This module does both:
+L{interface_addresses} finds the addresses, L{InterfaceBinding.reactor}
+makes Twisted's TCP endpoints bind their sockets to the device
+(L{echod.sockopts}).
 """
 
 from __future__ import annotations
@@ -106,11 +107,16 @@ class InterfaceBinding:
     name: str
     device: bool
     addresses: dict[int, str] = field(default_factory=dict)
+    why_not: str = "was not permitted (before Linux 5.7 it needs CAP_NET_RAW)"
+    """Why the socket is not bound to the device."""
 
     @classmethod
     def of(cls, name: str) -> InterfaceBinding:
         """The binding this process can make to the interface C{name}."""
-        if running_twisted_tested() and may_bind_to_device(name):
+        if not running_twisted_tested():
+            why = "is not done on a Twisted release echod was not tested with"
+            return cls(name, False, interface_addresses(name), why)
+        if may_bind_to_device(name):
             return cls(name, True)
         return cls(name, False, interface_addresses(name))
 
@@ -124,8 +130,7 @@ class InterfaceBinding:
         if version not in self.addresses:
             raise ValueError(
                 f"--interface {self.name} has no IPv{version} address to reach "
-                f"{address} from (binding to the interface itself was not "
-                "permitted: before Linux 5.7 it needs CAP_NET_RAW)"
+                f"{address} from (binding to the interface itself {self.why_not})"
             )
         return self.addresses[version]
 
@@ -143,6 +148,5 @@ class InterfaceBinding:
         shown = ", ".join(self.addresses.values()) or "none"
         return (
             f"from the interface {self.name}'s address ({shown}): binding to the "
-            "interface itself was not permitted (before Linux 5.7 it needs "
-            "CAP_NET_RAW)"
+            f"interface itself {self.why_not}"
         )

@@ -12,6 +12,7 @@ import pytest
 from twisted.internet.protocol import ClientFactory
 from twisted.internet.testing import MemoryReactorClock
 
+from echod import interfaces
 from echod.interfaces import (
     InterfaceBinding,
     interface_addresses,
@@ -80,7 +81,10 @@ def test_without_the_device_the_address_of_each_version() -> None:
         binding.source_for("2001:db8::1")
     reactor = MemoryReactorClock()
     assert binding.reactor(reactor) is reactor
-    assert "not permitted (before Linux 5.7 it needs CAP_NET_RAW)" in binding.describe()
+    assert binding.describe() == (
+        "from the interface v1's address (10.0.0.1): binding to the interface "
+        "itself was not permitted (before Linux 5.7 it needs CAP_NET_RAW)"
+    )
     device = InterfaceBinding("lo", True)
     assert device.source_for("2001:db8::1") is None
     assert isinstance(device.reactor(reactor), PreparingReactor)
@@ -122,3 +126,16 @@ def test_a_device_that_is_gone_fails_the_connect_not_the_caller() -> None:
     reactor.connectTCP("127.0.0.1", 9, factory, 30)
     clock.advance(0)
     assert len(failed) == 1 and "No such device" in failed[0], failed
+
+
+def test_on_a_twisted_not_tested_the_address_and_why(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The device binding leans on Twisted's tcp module (echod.sockopts): on
+    a release not tested, the interface's address instead, and -v says why."""
+    monkeypatch.setattr(interfaces, "running_twisted_tested", lambda: False)
+    binding = InterfaceBinding.of("lo")
+    assert not binding.device and binding.addresses[4] == "127.0.0.1"
+    assert binding.describe().endswith(
+        "itself is not done on a Twisted release echod was not tested with"
+    )
