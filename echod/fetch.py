@@ -923,7 +923,9 @@ class _Try:
     """One try of a fetch: whether its response may be tried again instead
     of delivered (L{RetryPolicy}), and whether one is being delivered."""
 
-    def __init__(self, reactor: Any, policy: RetryPolicy, done: int, first: float):
+    def __init__(
+        self, reactor: Any, policy: RetryPolicy, done: int, first: float
+    ) -> None:
         self.reactor = reactor
         self.policy = policy
         self.done = done  # retries made before this try
