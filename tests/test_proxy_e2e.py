@@ -4,6 +4,7 @@ OpenBSD nc's ``-X``/``-x`` and curl's ``-x``."""
 
 from __future__ import annotations
 
+import json
 import random
 import subprocess
 from collections.abc import Iterator
@@ -106,6 +107,12 @@ def test_tls_end_to_end_through_the_tunnel(
                   "-c", "4", "-d", "1", f"tls:localhost:{port}")  # fmt: skip
     assert bench.returncode == 0, bench.stderr
     assert b"every byte back, in order; 4/4 connections ended cleanly" in bench.stdout
+    # short connections: a CONNECT tunnel and a TLS handshake inside it, each
+    short = echod("bench", "--short", "--proxy", proxy, *ca, "-c", "2", "-d", "1",
+                  "--json", f"tls:localhost:{port}")  # fmt: skip
+    assert short.returncode == 0, short.stdout + short.stderr
+    f = json.loads(short.stdout)
+    assert f["ok"] and f["clean_connections"] == f["opened_connections"] > 2, f
 
 
 def test_what_the_proxy_says_no_to(
