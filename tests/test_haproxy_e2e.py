@@ -22,6 +22,7 @@ from tests.peers import (
     free_port,
     round_trip,
 )
+from tests.scrape import curl, metric
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -53,9 +54,11 @@ def test_behind_haproxy_real_client_addresses(
     tmp_path: Path,
     send_proxy: str,
 ) -> None:
+    listener = "haproxy:tcp:0:interface=127.0.0.1"
     daemon = start_daemon(
-        "--port", "haproxy:tcp:0:interface=127.0.0.1", "--max-per-ip", "1"
-    )
+        "--port", listener, "--max-per-ip", "1",
+        "--metrics", "tcp:0:interface=127.0.0.1",
+    )  # fmt: skip
     frontend = in_front(haproxies, daemon, tmp_path, send_proxy)
     with connect("127.0.0.1", frontend, source="127.0.0.3") as a:
         assert round_trip(a, b"from .3") == b"from .3"
@@ -69,6 +72,14 @@ def test_behind_haproxy_real_client_addresses(
     daemon.wait_for(r"refused 127\.0\.0\.3:\d+: max-per-ip")
     daemon.wait_for(r"closed 127\.0\.0\.4:\d+ in=7 out=7")
     daemon.wait_for(r"closed 127\.0\.0\.3:\d+ in=12 out=12")
+    # The listener's count, end to end through HAProxy (it was unit-tested
+    # only): the connections served, as echod_connections_total counts them,
+    # and not the one refused after its header. (HAProxy's own start-up
+    # probe of its frontend may reach echod too, as an empty connection.)
+    _, text = curl(f"http://{daemon.metrics_address()}/metrics")
+    served = metric(text, f'echod_listener_connections_total{{endpoint="{listener}"}}')
+    assert served == metric(text, "echod_connections_total") in (2, 3), text
+    assert metric(text, 'echod_connections_refused_total{reason="max-per-ip"}') == 1
 
 
 @pytest.mark.parametrize(
