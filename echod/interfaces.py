@@ -22,7 +22,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from echod.compat import running_twisted_tested
+from echod import sockopts
 from echod.sockopts import PreparingReactor
 
 SIOCGIFADDR = 0x8915
@@ -113,7 +113,7 @@ class InterfaceBinding:
     @classmethod
     def of(cls, name: str) -> InterfaceBinding:
         """The binding this process can make to the interface C{name}."""
-        if not running_twisted_tested():
+        if not sockopts.supported():
             why = "is not done on a Twisted release echod was not tested with"
             return cls(name, False, interface_addresses(name), why)
         if may_bind_to_device(name):

@@ -149,22 +149,75 @@ def percentiles(samples: list[float], *fractions: float) -> list[float | None]:
     return [ordered[min(last, int(f * len(ordered)))] for f in fractions]
 
 
-@implementer(IHalfCloseableProtocol, IHandshakeListener)
-class LoadProtocol(Protocol):
-    """One connection of a load run: sends its pattern and checks the echo."""
+@implementer(IHalfCloseableProtocol)
+class CheckedConnection(Protocol):
+    """What every load connection does (L{LoadProtocol}, and
+    L{echod.shortload}'s): sends connection C{index}'s pattern, and takes
+    back only its echo, checked where it lands; the server's EOF ends it."""
 
-    def __init__(self, run: LoadRun, index: int) -> None:
+    def __init__(self, run: RunRecord, index: int) -> None:
         self.run = run
         self.index = index
         self.pattern = Pattern(index * 37 + 1)
-        self.sent = 0
         self.received = 0
-        self.began = False
         self.alive = True
+        self.failed = False
+
+    def take_echo(self, data: bytes, sent: int) -> bool:
+        """Whether C{data}, come back after C{sent} bytes were sent, is their
+        echo (counted); if not, the run is told what is wrong (a mismatch
+        where it is, or more bytes than were sent) and the connection is
+        dropped."""
+        if self.failed:
+            return False
+        extra = self.received + len(data) - sent
+        wrong = (
+            None if extra > 0 else self.pattern.first_difference(self.received, data)
+        )
+        if extra > 0:
+            self.run.problem(
+                f"connection {self.index}: {extra:,} bytes more came back than "
+                "were sent"
+            )
+        elif wrong is not None:
+            offset = self.received + wrong
+            expected = self.pattern.at(offset, 1)[0]
+            self.run.mismatch(Mismatch(self.index, offset, expected, data[wrong]))
+        else:
+            self.received += len(data)
+            self.run.echoed(len(data))
+            return True
+        self.abort()
+        return False
+
+    def abort(self) -> None:
+        """Drop the connection at once (a wrong echo, or one that took too long)."""
+        self.failed = True
+        if self.alive and self.transport is not None:
+            self.transport.abortConnection()  # type: ignore[attr-defined]
+
+    def readConnectionLost(self) -> None:
+        """The server's EOF: the end."""
+        assert self.transport is not None
+        self.transport.loseConnection()
+
+    def writeConnectionLost(self) -> None:
+        """Our half-close went out; read on until the server's EOF."""
+
+
+@implementer(IHandshakeListener)
+class LoadProtocol(CheckedConnection):
+    """One connection of a load run: sends its pattern and checks the echo."""
+
+    run: LoadRun
+
+    def __init__(self, run: LoadRun, index: int) -> None:
+        super().__init__(run, index)
+        self.sent = 0
+        self.began = False
         self.sending = False
         self.stopped = False
         self.closing = False
-        self.failed = False
         self._request_started = 0.0
         self.connected_at = 0.0
         self.handshaking = False
@@ -224,14 +277,8 @@ class LoadProtocol(Protocol):
 
     def dataReceived(self, data: bytes) -> None:
         """Check the echo byte for byte; go on sending while the run lasts."""
-        if self.failed:
+        if not self.take_echo(data, self.sent):
             return
-        if not check_echo(self.run, self.index, self.pattern, self.received,
-                          self.sent, data):  # fmt: skip
-            self._abort()
-            return
-        self.received += len(data)
-        self.run.echoed(len(data))
         if self.run.settings.stream:
             if self.sending:
                 self._top_up()
@@ -245,43 +292,10 @@ class LoadProtocol(Protocol):
             else:
                 self._half_close()
 
-    def _abort(self) -> None:
-        self.failed = True
-        if self.alive and self.transport is not None:
-            self.transport.abortConnection()  # type: ignore[attr-defined]
-
-    def readConnectionLost(self) -> None:
-        """The server's EOF: the end, clean if every byte came back."""
-        assert self.transport is not None
-        self.transport.loseConnection()
-
-    def writeConnectionLost(self) -> None:
-        """Our half-close went out; keep reading until the server's EOF."""
-
     def connectionLost(self, reason: Failure = error.ConnectionDone) -> None:  # type: ignore[assignment]
         """Report how this connection ended."""
         self.alive = False
         self.run.connection_lost(self, reason)
-
-
-def check_echo(
-    run: RunRecord, index: int, pattern: Pattern, received: int, sent: int, data: bytes
-) -> bool:
-    """Whether C{data}, come back after C{received} of the C{sent} bytes of
-    connection C{index}, is the echo of its C{pattern}; if not, C{run} is
-    told what is wrong: a mismatch where it is, or more bytes than were sent."""
-    if received + len(data) > sent:
-        run.problem(
-            f"connection {index}: {received + len(data) - sent:,} bytes more came "
-            "back than were sent"
-        )
-        return False
-    wrong = pattern.first_difference(received, data)
-    if wrong is not None:
-        offset = received + wrong
-        run.mismatch(Mismatch(index, offset, pattern.at(offset, 1)[0], data[wrong]))
-        return False
-    return True
 
 
 class RunRecord:
@@ -419,7 +433,7 @@ class LoadRun(RunRecord):
             if call is not None and call.active():
                 call.cancel()
         for protocol in self.protocols:
-            protocol._abort()
+            protocol.abort()
         if not self.done.called:
             self.done.errback(failure)
 
@@ -455,7 +469,7 @@ class LoadRun(RunRecord):
                 f"{self.settings.drain_timeout:g} s after the end"
             )
             for protocol in stuck:
-                protocol._abort()
+                protocol.abort()
 
     def round_trip(self, seconds: float) -> None:
         """A ping-pong message came back whole."""

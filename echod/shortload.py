@@ -27,12 +27,8 @@ from typing import Any
 from OpenSSL.SSL import Error as SSLError
 from service_identity import VerificationError
 from twisted.internet import defer, error
-from twisted.internet.interfaces import (
-    IHalfCloseableProtocol,
-    IHandshakeListener,
-    IReactorTime,
-)
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.interfaces import IHandshakeListener, IReactorTime
+from twisted.internet.protocol import Factory
 from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -41,30 +37,27 @@ from echod.clienterrors import classify
 from echod.echo import can_half_close
 from echod.loadgen import (
     MAX_PIECE,
+    CheckedConnection,
     LoadResult,
     LoadSettings,
-    Pattern,
     RunRecord,
-    check_echo,
 )
 
 SHOWN_FAILURES = 5
 """How many kinds of failed connection are named, most frequent first."""
 
 
-@implementer(IHalfCloseableProtocol, IHandshakeListener)
-class ShortConnectionProtocol(Protocol):
+@implementer(IHandshakeListener)
+class ShortConnectionProtocol(CheckedConnection):
     """One short connection: one message out, its echo checked, then closed."""
 
+    run: ShortConnectionRun
+
     def __init__(self, run: ShortConnectionRun, index: int, began: float) -> None:
-        self.run = run
-        self.index = index
+        super().__init__(run, index)
         self.began = began  # when it was asked for: the sample's start
-        self.pattern = Pattern(index * 37 + 1)
         self.size = run.settings.size
-        self.received = 0
         self.sent = False
-        self.failed = False
         self.connected_at = 0.0
         self.handshaking = False
 
@@ -94,37 +87,15 @@ class ShortConnectionProtocol(Protocol):
 
     def dataReceived(self, data: bytes) -> None:
         """Check the echo byte for byte; over TLS, close once it is all back."""
-        if self.failed:
+        if not self.take_echo(data, self.size):
             return
-        if not check_echo(self.run, self.index, self.pattern, self.received,
-                          self.size, data):  # fmt: skip
-            self._abort()
-            return
-        self.received += len(data)
-        self.run.echoed(len(data))
         if self.received == self.size and not can_half_close(self.transport):
             assert self.transport is not None
             self.transport.loseConnection()
 
-    def _abort(self) -> None:
-        self.failed = True
-        if self.transport is not None:
-            self.transport.abortConnection()  # type: ignore[attr-defined]
-
-    def abort(self) -> None:
-        """Drop the connection (its echo took too long after the end)."""
-        self._abort()
-
-    def readConnectionLost(self) -> None:
-        """The server's EOF: the end."""
-        assert self.transport is not None
-        self.transport.loseConnection()
-
-    def writeConnectionLost(self) -> None:
-        """Our half-close went out; read on until the server's EOF."""
-
     def connectionLost(self, reason: Failure = error.ConnectionDone) -> None:  # type: ignore[assignment]
         """Report how this connection ended."""
+        self.alive = False
         self.run.connection_ended(self, reason)
 
 
@@ -167,7 +138,7 @@ class ShortConnectionRun(RunRecord):
         factory.protocol = lambda: ShortConnectionProtocol(self, index, began)  # type: ignore[assignment,misc]
         self.in_flight += 1
         d = self.connect(factory)
-        d.addErrback(self._connect_failed, began)
+        d.addErrback(self._connect_failed)
 
     def connected(self, protocol: ShortConnectionProtocol) -> None:
         """Count a connection made and the time it took."""
@@ -182,7 +153,7 @@ class ShortConnectionRun(RunRecord):
         """Note a TLS handshake's time."""
         self.result.handshake_times.append(seconds)
 
-    def _connect_failed(self, failure: Failure, began: float) -> None:
+    def _connect_failed(self, failure: Failure) -> None:
         self.in_flight -= 1
         if self.ended:
             return

@@ -20,6 +20,16 @@ from twisted.internet import tcp
 from twisted.internet.interfaces import IReactorTCP
 from zope.interface import implementer
 
+from echod.compat import running_twisted_tested
+
+
+def supported() -> bool:
+    """Whether the running Twisted is a release L{PreparingReactor} was tested
+    with (it builds Twisted's C{tcp.Connector} and C{tcp.Client} itself); on
+    another, its callers take the public path or refuse, saying so."""
+    return running_twisted_tested()
+
+
 Prepare = Callable[[socket.socket], None]
 """What is done to a socket before it connects; an OSError fails the connect."""
 

@@ -21,9 +21,10 @@ from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from echod import sockopts
 from echod.cli import is_port
 from echod.clienterrors import DNS, USAGE, ClientError
-from echod.compat import TESTED_TWISTED, installed_twisted, running_twisted_tested
+from echod.compat import TESTED_TWISTED, installed_twisted
 from echod.endpointerrors import empty_unix_path, parse_error_message
 from echod.hostnames import HostNameError, ascii_host, host_port
 from echod.proxytunnel import Proxy, TunnelEndpoint
@@ -251,7 +252,7 @@ def with_tos(target: Target, text: str | None) -> Target:
         tos = parse_tos(text)
     except ValueError as e:
         raise ClientError(USAGE, str(e)) from None
-    if not running_twisted_tested():  # echod.sockopts leans on Twisted's tcp
+    if not sockopts.supported():  # it leans on Twisted's tcp module
         raise ClientError(
             USAGE, f"-T needs a Twisted release echod was tested with "
             f"({TESTED_TWISTED[0].short()} to {TESTED_TWISTED[1].short()}); this "

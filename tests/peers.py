@@ -32,6 +32,13 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+def free_udp_port(host: str = "127.0.0.1") -> int:
+    """A UDP port free on C{host} right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
 def connect_when_up(
     port: int, process: Any = None, timeout: float = 30.0, host: str = "127.0.0.1"
 ) -> socket.socket:

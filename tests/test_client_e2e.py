@@ -23,7 +23,7 @@ from tests.capture import capture
 from tests.certs import issue, private_ca
 from tests.daemon import ECHOD, DaemonStarter, need_tool
 from tests.netns import LinkLocalNamespace
-from tests.peers import free_port
+from tests.peers import free_port, free_udp_port
 from tests.terminal import Terminal
 
 LOCAL = "tcp:0:interface=127.0.0.1"
@@ -596,9 +596,7 @@ def test_tls_to_a_link_local_address_with_its_zone(
 
 def udp_daemon(start_daemon: DaemonStarter, *extra: str) -> int:
     """A daemon with UDP echo on a free loopback port; the port."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
+    port = free_udp_port()
     daemon = start_daemon("--port", LOCAL, "--udp", f"127.0.0.1:{port}", *extra)
     daemon.wait_for(rf"listening on udp:{port}")
     return port
@@ -782,9 +780,7 @@ def test_ipv4_or_ipv6_only_and_an_international_name(
 def test_source_address(start_daemon: DaemonStarter) -> None:
     """--source ADDRESS, as nc -s: against a daemon that serves 127.0.0.2 alone
     (--allow), over TCP, UDP and in bench; the daemon logs the address."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        udp = int(probe.getsockname()[1])
+    udp = free_udp_port()
     daemon = start_daemon(
         "--port", LOCAL, "--udp", f"127.0.0.1:{udp}", "--allow", "127.0.0.2"
     )  # fmt: skip
@@ -824,9 +820,7 @@ def test_nc_forms_host_port_and_letters(start_daemon: DaemonStarter) -> None:
     """HOST PORT as two arguments, and nc's -u, -s, -w, as nc users type them:
     over TCP (IPv4 and a bare IPv6 address), UDP and in bench; a target that
     has its port already is one line, exit 2."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        udp = int(probe.getsockname()[1])
+    udp = free_udp_port()
     daemon = start_daemon(
         "--port", LOCAL, "--port", "tcp6:0:interface=\\:\\:1",
         "--udp", f"127.0.0.1:{udp}", "--allow", "127.0.0.2,::1",
@@ -860,9 +854,7 @@ def test_zero_io_and_verbose_as_nc(start_daemon: DaemonStarter, tmp_path: Path) 
     """-z proves a port answers (and, over TLS, that its certificate is
     trusted) without sending a byte, as nc -z; -v says where the connection
     went and from where, as nc -v."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        udp = int(probe.getsockname()[1])
+    udp = free_udp_port()
     daemon = start_daemon("--port", LOCAL, "--udp", f"127.0.0.1:{udp}")
     port = daemon.tcp_port()
     daemon.wait_for(rf"listening on udp:{udp}")

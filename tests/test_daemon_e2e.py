@@ -32,6 +32,7 @@ from tests.peers import (
     echo_many,
     echoed_from,
     free_port,
+    free_udp_port,
     round_trip,
     stream_until_eof,
 )
@@ -272,9 +273,7 @@ def test_sigterm_lets_open_connections_finish(start_daemon: DaemonStarter) -> No
 
 
 def test_udp_echo_and_guards(start_daemon: DaemonStarter) -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        udp_port = probe.getsockname()[1]
+    udp_port = free_udp_port()
     daemon = start_daemon(
         "--port",
         LOCAL,
@@ -310,9 +309,7 @@ def test_udp_echo_and_guards(start_daemon: DaemonStarter) -> None:
 
 
 def test_udp_never_answers_small_service_ports(start_daemon: DaemonStarter) -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        udp_port = probe.getsockname()[1]
+    udp_port = free_udp_port()
     daemon = start_daemon("--port", LOCAL, "--udp", f"127.0.0.1:{udp_port}")
     daemon.wait_for(rf"listening on udp:{udp_port}")
     for source_port in (7, 19):
@@ -1121,9 +1118,7 @@ def test_allow_and_deny(start_daemon: DaemonStarter, tmp_path: Path) -> None:
     counted; UDP from a denied address is dropped; --deny wins; IPv4 clients of
     a dual-stack tcp6 listener are matched as IPv4; UNIX sockets have no
     address and are served."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        udp_port = int(probe.getsockname()[1])
+    udp_port = free_udp_port()
     sock_path = tmp_path / "echo.sock"
     daemon = start_daemon(
         "--port", LOCAL, "--port", r"tcp6:0:interface=\:\:",
@@ -1286,9 +1281,7 @@ def test_tos_marks_what_the_daemon_sends(start_daemon: DaemonStarter) -> None:
     """--tos: tcpdump on loopback sees the daemon's SYN-ACK and echoes carry
     the TOS byte (IPv6: traffic class), the UDP echo too, whatever the
     client's packets carry (nc sends them unmarked)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        udp = int(probe.getsockname()[1])
+    udp = free_udp_port()
     daemon = start_daemon("--tos", "af21", "--port", LOCAL,
                           "--port", "tcp6:0:interface=\\:\\:1",
                           "--udp", f"127.0.0.1:{udp}")  # fmt: skip

@@ -12,7 +12,7 @@ import pytest
 from twisted.internet.protocol import ClientFactory
 from twisted.internet.testing import MemoryReactorClock
 
-from echod import interfaces
+from echod import sockopts
 from echod.interfaces import (
     InterfaceBinding,
     interface_addresses,
@@ -133,7 +133,7 @@ def test_on_a_twisted_not_tested_the_address_and_why(
 ) -> None:
     """The device binding leans on Twisted's tcp module (echod.sockopts): on
     a release not tested, the interface's address instead, and -v says why."""
-    monkeypatch.setattr(interfaces, "running_twisted_tested", lambda: False)
+    monkeypatch.setattr(sockopts, "running_twisted_tested", lambda: False)
     binding = InterfaceBinding.of("lo")
     assert not binding.device and binding.addresses[4] == "127.0.0.1"
     assert binding.describe().endswith(

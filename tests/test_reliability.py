@@ -41,6 +41,7 @@ from tests.peers import (
     connect,
     echo_many,
     free_port,
+    free_udp_port,
     round_trip,
     stream_until_eof,
 )
@@ -546,9 +547,7 @@ def test_plain_text_and_truncated_handshakes_to_a_tls_port(
 def test_udp_oversized_endless_and_reflection(
     start_daemon: DaemonStarter, report: Report
 ) -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        udp_port = probe.getsockname()[1]
+    udp_port = free_udp_port()
     daemon = start_daemon("--port", LOCAL, "--udp", f"127.0.0.1:{udp_port}",
                           "--udp-rate", "50")  # fmt: skip
     daemon.wait_for(rf"listening on udp:{udp_port}")

@@ -11,7 +11,7 @@ from twisted.internet.endpoints import (
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import MemoryReactor
 
-from echod import target as target_module
+from echod import sockopts
 from echod.clienterrors import (
     USAGE,
     ClientError,
@@ -190,6 +190,6 @@ def test_tos_goes_with_host_and_port_on_a_tested_twisted(
         with_tos(parse_target("unix:path=/s", False), "ef")
     # It sets the option through Twisted's tcp.Connector (echod.sockopts):
     # on a release not tested, a clear refusal rather than a traceback.
-    monkeypatch.setattr(target_module, "running_twisted_tested", lambda: False)
+    monkeypatch.setattr(sockopts, "running_twisted_tested", lambda: False)
     with pytest.raises(ClientError, match="-T needs a Twisted release echod was"):
         with_tos(target, "ef")
