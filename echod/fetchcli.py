@@ -56,7 +56,7 @@ from echod.fetchrequest import (
 )
 from echod.hostnames import HostNameError, ascii_host
 from echod.interfaces import is_interface
-from echod.proxytunnel import Proxy, parse_proxy
+from echod.proxytunnel import Proxy, parse_proxy, socks_sent_shown
 from echod.resolve import ip_version, source_family
 from echod.retry import RetryPolicy
 from echod.stdstreams import ReportStdout, discard_stdout
@@ -197,14 +197,15 @@ class CommandObserver(FetchObserver):
 
     def tunnel_opened(self, proxy: Proxy, asked: bytes, answered: bytes) -> None:
         """Show what opened the tunnel through C{-x}'s proxy (C{-v}): the
-        CONNECT and the proxy's answer as text, SOCKS5's bytes in hex."""
+        CONNECT and the proxy's answer as text, SOCKS5's bytes in hex (a
+        password's as C{xx})."""
         if not self.args.verbose:
             return
         if proxy.scheme == "http":
             self.err.write(prefixed(asked, "> ", self.args.show_crlf))
             self.err.write(prefixed(answered, "< ", self.args.show_crlf))
         else:
-            self.info(f"SOCKS5 sent {asked.hex(' ')}")
+            self.info(f"SOCKS5 sent {socks_sent_shown(asked)}")
             self.info(f"SOCKS5 received {answered.hex(' ')}: the tunnel is open")
         self.err.flush()
 
@@ -508,7 +509,8 @@ def parser() -> argparse.ArgumentParser:
         "-x", "--proxy", metavar="URL",
         help="through this proxy, always as a tunnel (curl's -x with "
         "--proxytunnel), so the server gets the bytes shown: http://[USER:"
-        "PASSWORD@]HOST[:PORT] (CONNECT), socks5:// or socks5h://",
+        "PASSWORD@]HOST[:PORT] (CONNECT), socks5:// or socks5h:// (a USER:"
+        "PASSWORD@ too)",
     )  # fmt: skip
     net.add_argument(
         "--unix-socket", metavar="PATH",

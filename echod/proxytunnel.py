@@ -3,15 +3,16 @@
 What curl's C{-x}, ncat's C{--proxy} and OpenBSD nc's C{-x}/C{-X} do, for
 ``echod client``, ``echod bench`` and ``echod fetch -x``: echod connects to
 the proxy, asks it for a tunnel to the target (an HTTP/1.1 C{CONNECT}, or a
-SOCKS5 C{CONNECT} request, RFC 1928), and once the proxy has said yes the
+SOCKS5 C{CONNECT} request, RFC 1928, with RFC 1929's user name and password
+when the URL has them), and once the proxy has said yes the
 connection is the target's: the client's protocol (and TLS, end to end) runs
 over it as over a direct one. A proxy that says no, or says anything else, fails the
 connection with its own words.
 
 URLs as curl takes them: C{http://[USER:PASSWORD@]HOST[:PORT]} (a bare
-C{HOST:PORT} too), C{socks5://HOST[:PORT]} (the target's name looked up
-here) and C{socks5h://HOST[:PORT]} (looked up by the proxy). Without a port,
-3128 for HTTP and 1080 for SOCKS5, as ncat.
+C{HOST:PORT} too), C{socks5://[USER:PASSWORD@]HOST[:PORT]} (the target's
+name looked up here) and C{socks5h://[USER:PASSWORD@]HOST[:PORT]} (looked up
+by the proxy). Without a port, 3128 for HTTP and 1080 for SOCKS5, as ncat.
 """
 
 from __future__ import annotations
@@ -62,6 +63,11 @@ SOCKS_REPLIES = {
 }
 """RFC 1928's reply codes: the exit code and the words for each failure."""
 
+NO_AUTHENTICATION = 0
+USER_PASSWORD = 2
+NO_ACCEPTABLE_METHOD = 0xFF
+"""SOCKS5's method numbers (RFC 1928, section 3) that echod offers or hears."""
+
 
 @dataclass(frozen=True)
 class Proxy:
@@ -98,14 +104,23 @@ def parse_proxy(text: str) -> Proxy:
     if parts.path not in ("", "/") or parts.query or parts.fragment:
         raise ClientError(USAGE, f"bad proxy {text!r}: a proxy URL has no path")
     user = unquote(parts.username) if parts.username is not None else None
-    if user is not None and scheme != "http":
-        raise ClientError(
-            USAGE,
-            f"bad proxy {text!r}: echod asks a SOCKS5 proxy for no authentication "
-            "(a user name goes with http:// proxies)",
-        )
     password = unquote(parts.password) if parts.password is not None else None
+    if user is not None and scheme != "http":
+        check_socks_credentials(text, user, password or "")
     return Proxy(scheme, parts.hostname, port or DEFAULT_PORTS[scheme], user, password)
+
+
+def check_socks_credentials(text: str, user: str, password: str) -> None:
+    """Refuse (usage) what RFC 1929 cannot carry: a user name of 1 to 255
+    bytes, a password of at most 255 (curl sends an empty one as empty)."""
+    if not 0 < len(user.encode()) <= 255:
+        raise ClientError(
+            USAGE, f"bad proxy {text!r}: a SOCKS5 user name has 1 to 255 bytes"
+        )
+    if len(password.encode()) > 255:
+        raise ClientError(
+            USAGE, f"bad proxy {text!r}: a SOCKS5 password has at most 255 bytes"
+        )
 
 
 def connect_request(proxy: Proxy, host: str, port: int) -> bytes:
@@ -116,6 +131,35 @@ def connect_request(proxy: Proxy, host: str, port: int) -> bytes:
         secret = f"{proxy.user}:{proxy.password or ''}".encode()
         lines.append(b"Proxy-Authorization: Basic " + base64.b64encode(secret))
     return b"\r\n".join(lines) + b"\r\n\r\n"
+
+
+def socks_greeting(proxy: Proxy) -> bytes:
+    """SOCKS5's first message: the methods offered (RFC 1928, section 3): no
+    authentication, and with the URL's credentials a user name and password
+    too, as curl offers them."""
+    if proxy.user is None:
+        return bytes([5, 1, NO_AUTHENTICATION])
+    return bytes([5, 2, NO_AUTHENTICATION, USER_PASSWORD])
+
+
+def socks_credentials(proxy: Proxy) -> bytes:
+    """RFC 1929's user name and password request."""
+    user = (proxy.user or "").encode()
+    password = (proxy.password or "").encode()
+    return bytes([1, len(user)]) + user + bytes([len(password)]) + password
+
+
+def socks_sent_shown(asked: bytes) -> str:
+    """What echod sent a SOCKS5 proxy (L{TunnelWatch}'s C{asked}), in hex,
+    each byte of a password shown as C{xx}."""
+    shown = asked.hex(" ").split(" ") if asked else []
+    offered_credentials = bytes([5, 2, NO_AUTHENTICATION, USER_PASSWORD])
+    if asked[:4] == offered_credentials and asked[4:5] == b"\x01":
+        user_end = 6 + asked[5]  # 4 greeting, version, length, the name
+        if user_end < len(asked):
+            start = user_end + 1
+            shown[start : start + asked[user_end]] = ["xx"] * asked[user_end]
+    return " ".join(shown)
 
 
 def socks_request(host: str, port: int) -> bytes:
@@ -182,7 +226,8 @@ class TunnelWatch:
 
     def tunnel_opened(self, proxy: Proxy, asked: bytes, answered: bytes) -> None:
         """The tunnel is up: C{asked} the bytes sent to C{proxy}, C{answered}
-        its answers (an HTTP head, or SOCKS5's two binary replies)."""
+        its answers (an HTTP head, or SOCKS5's binary replies: two, three
+        with a user name and password)."""
 
 
 @implementer(IHalfCloseableProtocol)
@@ -215,11 +260,11 @@ class TunnelProtocol(Protocol):
         """Fires with the target's protocol once the tunnel is up."""
 
     def connectionMade(self) -> None:
-        """Ask for the tunnel: a CONNECT, or SOCKS5's greeting (no authentication)."""
+        """Ask for the tunnel: a CONNECT, or SOCKS5's greeting."""
         if self.stage == "connect":
             self.ask(connect_request(self.proxy, self.host, self.port))
         else:
-            self.ask(b"\x05\x01\x00")
+            self.ask(socks_greeting(self.proxy))
 
     def ask(self, data: bytes) -> None:
         """Send C{data} to the proxy, and keep it for L{TunnelWatch}."""
@@ -265,12 +310,28 @@ class TunnelProtocol(Protocol):
                 raise ClientError(
                     REFUSED, f"not a SOCKS5 proxy: it answered {self.answer[:10]!r}"
                 )
-            if self.answer[1] != 0:
+            method = self.answer[1]
+            self.answered, self.answer = self.answer[:2], self.answer[2:]
+            if method not in socks_greeting(self.proxy)[2:]:
+                raise self.no_method(method)
+            if method == USER_PASSWORD:
+                self.stage = "credentials"
+                self.ask(socks_credentials(self.proxy))
+            else:
+                self.stage = "reply"
+                self.ask(socks_request(self.host, self.port))
+        if self.stage == "credentials":
+            if len(self.answer) < 2:
+                return None
+            status = self.answer[1]  # its version byte is 1; curl reads only this
+            self.answered += self.answer[:2]
+            self.answer = self.answer[2:]
+            if status != 0:
                 raise ClientError(
                     REFUSED,
-                    "the SOCKS5 proxy wants authentication, and echod offers none",
+                    "the SOCKS5 proxy refused the user name and password "
+                    f"(status {status})",
                 )
-            self.answered, self.answer = self.answer[:2], self.answer[2:]
             self.stage = "reply"
             self.ask(socks_request(self.host, self.port))
         length = socks_reply_length(self.answer)
@@ -287,6 +348,25 @@ class TunnelProtocol(Protocol):
             )
             raise ClientError(code, f"the SOCKS5 proxy refused the tunnel: {why}")
         return self.answer[length:]
+
+    def no_method(self, method: int) -> ClientError:
+        """Why a SOCKS5 proxy's choice of C{method} ends the tunnel."""
+        if method != NO_ACCEPTABLE_METHOD:
+            return ClientError(
+                REFUSED,
+                f"the SOCKS5 proxy chose a method echod did not offer ({method})",
+            )
+        if self.proxy.user is None:
+            return ClientError(
+                REFUSED,
+                "the SOCKS5 proxy wants authentication "
+                "(--proxy socks5://USER:PASSWORD@...)",
+            )
+        return ClientError(
+            REFUSED,
+            "the SOCKS5 proxy takes neither no authentication nor a user name "
+            "and password",
+        )
 
     def established(self, rest: bytes) -> None:
         """The tunnel is up: the target's protocol takes the connection over."""

@@ -80,8 +80,8 @@ def add_target_arguments(p: argparse.ArgumentParser, nc_letters: bool = False) -
         "--proxy",
         metavar="URL",
         help="through this proxy: http://[USER:PASSWORD@]HOST[:PORT] (CONNECT; a "
-        "bare HOST:PORT too), socks5://HOST[:PORT] or socks5h://HOST[:PORT] (the "
-        "proxy looks the name up), as curl -x",
+        "bare HOST:PORT too), socks5://[USER:PASSWORD@]HOST[:PORT] or socks5h://"
+        "[USER:PASSWORD@]HOST[:PORT] (the proxy looks the name up), as curl -x",
     )
     if nc_letters:
         p.add_argument(

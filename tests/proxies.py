@@ -1,6 +1,6 @@
-"""Debian's tinyproxy (HTTP CONNECT) and Dante (SOCKS5), started by a test on
-loopback with a configuration of its own: the proxies ``--proxy`` is tested
-through."""
+"""Debian's tinyproxy (HTTP CONNECT), Dante (SOCKS5) and microsocks (SOCKS5
+with a user name and password), started by a test on loopback with a
+configuration of its own: the proxies ``--proxy`` is tested through."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from tests.daemon import need_tool, terminate
 from tests.peers import connect_when_up, free_port
 
 PASSWORD = "p4ss-w0rd"
-"""tinyproxy's password (its configuration takes no quotes, so no spaces)."""
+"""tinyproxy's and microsocks's password (tinyproxy's configuration takes no
+quotes, so no spaces)."""
 
 TINYPROXY = """\
 Port {port}
@@ -70,4 +71,14 @@ def dante(directory: Path) -> Iterator[int]:
     config = directory / "danted.conf"
     config.write_text(DANTE.format(port=port))
     with started([need_tool("danted"), "-f", str(config), "-N", "1"], port):
+        yield port
+
+
+@contextlib.contextmanager
+def microsocks(user: str, password: str = PASSWORD) -> Iterator[int]:
+    """microsocks's SOCKS5 server on a free loopback port, asking for RFC
+    1929's user name and password (C{user}, C{password}); the port."""
+    port = free_port()
+    command = [need_tool("microsocks"), "-i", "127.0.0.1", "-p", str(port)]
+    with started([*command, "-u", user, "-P", password], port):
         yield port

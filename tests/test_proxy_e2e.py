@@ -1,6 +1,7 @@
 """End-to-end: ``--proxy`` (and fetch's ``-x``) through Debian's tinyproxy
-(HTTP CONNECT) and Dante (SOCKS5) to a real daemon and nginx, beside
-OpenBSD nc's ``-X``/``-x`` and curl's ``-x``."""
+(HTTP CONNECT), Dante (SOCKS5) and microsocks (SOCKS5 with a user name and
+password) to a real daemon and nginx, beside OpenBSD nc's ``-X``/``-x`` and
+curl's ``-x``."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from tests.certs import issue, private_ca
 from tests.daemon import ECHOD, DaemonStarter, need_tool
 from tests.nginx import Nginx
 from tests.peers import free_port
-from tests.proxies import PASSWORD, dante, tinyproxy
+from tests.proxies import PASSWORD, dante, microsocks, tinyproxy
 
 LOCAL = "tcp:0:interface=127.0.0.1"
 
@@ -143,7 +144,7 @@ def test_what_the_proxy_says_no_to(
         assert f"echod client: {target}: {says}" in err, err
     for options, says in (
         (["--proxy", "ftp://h:1", "h:7"], "echod speaks http://, socks5:// and"),
-        (["--proxy", "socks5://u:p@h", "h:7"], "asks a SOCKS5 proxy for no auth"),
+        (["--proxy", "socks5://:p@h", "h:7"], "a SOCKS5 user name has 1 to 255"),
         (["--proxy", "h:1", "unix:path=/s"], "--proxy goes with HOST:PORT"),
         (["--proxy", "h:1", "-u", "h:7"], "--proxy tunnels TCP"),
         (["--proxy", "[::1]:1", "-4", "h:7"], "-4 asks for IPv4, and ::1 is an IPv6"),
@@ -253,6 +254,89 @@ def test_fetch_socks5_looks_up_the_target_with_resolve_as_curl(
         assert unknown.returncode == 3, unknown.stderr
         assert unknown.stderr.count(b"\n") == 1, unknown.stderr
         assert b"cannot resolve the name 'through.invalid'" in unknown.stderr
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def socks_with_password() -> Iterator[int]:
+    """microsocks, asking for the user echo's password."""
+    with microsocks("echo") as port:
+        yield port
+
+
+def test_socks5_user_name_and_password_as_curl(
+    start_daemon: DaemonStarter, socks_with_password: int
+) -> None:
+    """RFC 1929 through microsocks: the probe and bench go through with the
+    URL's credentials (never shown); a wrong password, and none at all, are
+    each refused in one line (exit 4), where curl refuses them too."""
+    port = start_daemon("--port", LOCAL).tcp_port()
+    at = f"127.0.0.1:{socks_with_password}"
+    good = f"socks5h://echo:{PASSWORD}@{at}"
+    probe = echod("client", "--proxy", good, "--count", "3", f"localhost:{port}")
+    assert probe.returncode == 0, probe.stderr
+    text = probe.stdout.decode()
+    assert f"(via socks5h://{at}): seq=3 " in text and PASSWORD not in text
+    assert "3 sent, 3 echoed intact, 0 wrong, 0 lost" in text
+    bench = echod("bench", "--proxy", f"socks5://echo:{PASSWORD}@{at}",
+                  "-c", "4", "-d", "1", f"localhost:{port}")  # fmt: skip
+    assert bench.returncode == 0, bench.stderr
+    assert b"every byte back, in order; 4/4 connections ended cleanly" in bench.stdout
+    for proxy, says, curl_says in (
+        (f"socks5h://echo:wrong@{at}",
+         "the SOCKS5 proxy refused the user name and password (status ",
+         b"User was rejected by the SOCKS5 server"),
+        (f"socks5h://{at}",
+         "the SOCKS5 proxy wants authentication (--proxy socks5://USER:PASSWORD@...)",
+         b"No authentication method was acceptable"),
+    ):  # fmt: skip
+        out = echod("client", "-z", "--proxy", proxy, f"localhost:{port}")
+        err = out.stderr.decode()
+        assert out.returncode == 4 and err.count("\n") == 1, (proxy, err)
+        assert f"echod client: localhost:{port}: {says}" in err, err
+        curl = subprocess.run(
+            [need_tool("curl"), "-sS", "-x", proxy, f"http://localhost:{port}/"],
+            capture_output=True, timeout=60,
+        )  # fmt: skip
+        assert curl.returncode == 97 and curl_says in curl.stderr, curl  # CURLE_PROXY
+
+
+def test_fetch_through_socks5_with_a_password_as_curl(
+    socks_with_password: int, tmp_path: Path
+) -> None:
+    """echod fetch -x socks5h://USER:PASSWORD@ beside curl's, through
+    microsocks to nginx: the same body and -w figures; -v shows every byte
+    that opened the tunnel but the password's."""
+    root = tmp_path / "www"
+    root.mkdir()
+    (root / "big.bin").write_bytes(random.Random(9).randbytes(1 << 20))
+    server = Nginx(tmp_path, root)
+    proxy = f"socks5h://echo:{PASSWORD}@127.0.0.1:{socks_with_password}"
+    url = f"http://127.0.0.1:{server.port}/big.bin"
+    fmt = "%{http_code} %{size_download} %{remote_ip} %{remote_port}"
+    try:
+        ours = echod("fetch", "-s", "-x", proxy, "-o", str(tmp_path / "ours"),
+                     "-w", fmt, url)  # fmt: skip
+        theirs = subprocess.run(
+            [need_tool("curl"), "-s", "-x", proxy, "-o", str(tmp_path / "theirs"),
+             "-w", fmt, url],
+            capture_output=True, timeout=60,
+        )  # fmt: skip
+        assert (ours.returncode, theirs.returncode) == (0, 0), (ours, theirs)
+        assert ours.stdout == theirs.stdout, (ours, theirs)
+        assert ours.stdout.startswith(b"200 1048576 127.0.0.1 ")
+        assert (tmp_path / "ours").read_bytes() == (root / "big.bin").read_bytes()
+        assert (tmp_path / "theirs").read_bytes() == (root / "big.bin").read_bytes()
+        shown = echod("fetch", "-v", "-x", proxy, "-o", "/dev/null", url)
+        assert shown.returncode == 0, shown.stderr
+        user = b"echo".hex(" ")
+        masked = " ".join(["xx"] * len(PASSWORD))
+        sent = f"* SOCKS5 sent 05 02 00 02 01 04 {user} {len(PASSWORD):02x} {masked} "
+        assert sent.encode() in shown.stderr, shown.stderr
+        assert b"* SOCKS5 received 05 02 01 00 05 00 " in shown.stderr, shown.stderr
+        assert PASSWORD.encode().hex(" ").encode() not in shown.stderr
+        assert PASSWORD.encode() not in shown.stderr
     finally:
         server.stop()
 

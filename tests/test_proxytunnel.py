@@ -23,6 +23,7 @@ from echod.proxytunnel import (
     connect_request,
     parse_proxy,
     socks_request,
+    socks_sent_shown,
 )
 
 
@@ -37,6 +38,9 @@ from echod.proxytunnel import (
         ("http://user@p.test", Proxy("http", "p.test", 3128, "user", None)),
         ("socks5://p.test", Proxy("socks5", "p.test", 1080)),
         ("socks5h://10.0.0.1:9050", Proxy("socks5h", "10.0.0.1", 9050)),
+        ("socks5://u%3A:p%40@p.test", Proxy("socks5", "p.test", 1080, "u:", "p@")),
+        ("socks5h://u@p.test", Proxy("socks5h", "p.test", 1080, "u", None)),
+        ("socks5://u:@p.test", Proxy("socks5", "p.test", 1080, "u", "")),
     ],
 )
 def test_proxy_urls(text: str, proxy: Proxy) -> None:
@@ -51,7 +55,9 @@ def test_proxy_urls(text: str, proxy: Proxy) -> None:
         ("http://", "no host"),
         ("http://p.test:99999", "Port out of range"),
         ("http://p.test/path", "a proxy URL has no path"),
-        ("socks5://u:p@p.test", "asks a SOCKS5 proxy for no authentication"),
+        ("socks5://:p@p.test", "a SOCKS5 user name has 1 to 255 bytes"),
+        (f"socks5://{'u' * 256}:p@p.test", "a SOCKS5 user name has 1 to 255 bytes"),
+        (f"socks5://u:{'p' * 256}@p.test", "a SOCKS5 password has at most 255 bytes"),
     ],
 )
 def test_bad_proxy_urls(text: str, says: str) -> None:
@@ -95,10 +101,15 @@ class Recorder(Protocol):
         self.received += data
 
 
-def tunnel(scheme: str) -> tuple[TunnelProtocol, StringTransport, list[object]]:
+def tunnel(
+    scheme: str, user: str | None = None, password: str | None = None
+) -> tuple[TunnelProtocol, StringTransport, list[object]]:
     """A tunnel on a string transport; its outcome collected."""
     protocol = TunnelProtocol(
-        Proxy(scheme, "p", 1), "h.test", 7, Factory.forProtocol(Recorder)
+        Proxy(scheme, "p", 1, user, password),
+        "h.test",
+        7,
+        Factory.forProtocol(Recorder),
     )
     transport = StringTransport()
     outcome: list[object] = []
@@ -171,10 +182,79 @@ def test_socks5_tunnel() -> None:
     assert isinstance(above, Recorder) and above.received == b"echo"
 
 
+def test_socks5_tunnel_with_a_user_name_and_password() -> None:
+    """RFC 1929: both methods offered, as curl; the proxy picks the user
+    name and password, says yes to them, then the request goes."""
+    protocol, transport, outcome = tunnel("socks5h", "al", "pw")
+    assert transport.value() == b"\x05\x02\x00\x02"
+    transport.clear()
+    protocol.dataReceived(b"\x05\x02")
+    assert transport.value() == b"\x01\x02al\x02pw"
+    transport.clear()
+    protocol.dataReceived(b"\x01")
+    assert transport.value() == b""  # not before the whole answer
+    protocol.dataReceived(b"\x00")
+    assert transport.value() == b"\x05\x01\x00\x03\x06h.test\x00\x07"
+    protocol.dataReceived(b"\x05\x00\x00\x01\x7f\x00\x00\x01\x00\x07echo")
+    (above,) = outcome
+    assert isinstance(above, Recorder) and above.received == b"echo"
+
+
+def test_socks5_credentials_offered_and_not_asked_for() -> None:
+    """A proxy that picks no authentication gets no password."""
+    protocol, transport, outcome = tunnel("socks5h", "al", "pw")
+    transport.clear()
+    protocol.dataReceived(b"\x05\x00")
+    assert transport.value() == b"\x05\x01\x00\x03\x06h.test\x00\x07"
+    protocol.dataReceived(b"\x05\x00\x00\x01\x7f\x00\x00\x01\x00\x07")
+    assert [type(o) for o in outcome] == [Recorder]
+
+
+@pytest.mark.parametrize(
+    ("user", "answers", "says"),
+    [
+        (None, [b"\x05\xff"],
+         "the SOCKS5 proxy wants authentication (--proxy socks5://USER:PASSWORD@"),
+        ("al", [b"\x05\xff"],
+         "takes neither no authentication nor a user name and password"),
+        (None, [b"\x05\x02"], "chose a method echod did not offer (2)"),
+        ("al", [b"\x05\x01"], "chose a method echod did not offer (1)"),
+        ("al", [b"\x05\x02", b"\x01\x02"],
+         "refused the user name and password (status 2)"),
+    ],
+)  # fmt: skip
+def test_socks5_authentication_refusals(
+    user: str | None, answers: list[bytes], says: str
+) -> None:
+    """Each way a SOCKS5 proxy can refuse what echod offers: exit 4, its words."""
+    protocol, _, outcome = tunnel("socks5", user, "pw")
+    for answer in answers:
+        protocol.dataReceived(answer)
+    error = failure_of(outcome)
+    assert error.code == REFUSED and says in str(error), str(error)
+
+
+@pytest.mark.parametrize(
+    ("asked", "shown"),
+    [
+        (b"\x05\x01\x00\x05\x01\x00\x01\x7f\x00\x00\x01\x00\x07",
+         "05 01 00 05 01 00 01 7f 00 00 01 00 07"),
+        (b"\x05\x02\x00\x02\x05\x01\x00\x01\x7f\x00\x00\x01\x00\x07",
+         "05 02 00 02 05 01 00 01 7f 00 00 01 00 07"),
+        (b"\x05\x02\x00\x02\x01\x02al\x03pw!\x05\x01\x00\x01\x7f\x00\x00\x01\x00\x07",
+         "05 02 00 02 01 02 61 6c 03 xx xx xx 05 01 00 01 7f 00 00 01 00 07"),
+        (b"\x05\x02\x00\x02\x01\x02al\x00\x05\x01", "05 02 00 02 01 02 61 6c 00 05 01"),
+        (b"", ""),
+    ],
+)  # fmt: skip
+def test_what_minus_v_shows_of_a_socks5_password(asked: bytes, shown: str) -> None:
+    """Every byte sent, in hex, but a password's: each of those is xx."""
+    assert socks_sent_shown(asked) == shown
+
+
 @pytest.mark.parametrize(
     ("answers", "code", "says"),
     [
-        ([b"\x05\xff"], REFUSED, "wants authentication, and echod offers none"),
         ([b"HTTP/1.1 400"], REFUSED, "not a SOCKS5 proxy"),
         (
             [b"\x05\x00", b"\x05\x05\x00\x01" + b"\x00" * 6],
@@ -251,6 +331,9 @@ class Watch(TunnelWatch):
          b"CONNECT h.test:7 HTTP/1.1\r\nHost: h.test:7\r\n\r\n"),
         ("socks5h", [b"\x05\x00", b"\x05\x00\x00\x01\x7f\x00\x00\x01\x00\x07rest"],
          b"\x05\x01\x00\x05\x01\x00\x03\x06h.test\x00\x07"),
+        ("socks5h", [b"\x05\x02", b"\x01\x00",
+                     b"\x05\x00\x00\x01\x7f\x00\x00\x01\x00\x07rest"],
+         b"\x05\x02\x00\x02\x01\x01u\x01p\x05\x01\x00\x03\x06h.test\x00\x07"),
     ],
 )  # fmt: skip
 def test_the_watch_sees_what_opened_the_tunnel(
@@ -259,7 +342,11 @@ def test_the_watch_sees_what_opened_the_tunnel(
     """Every byte asked and answered, and nothing of the target's after it."""
     watch = Watch()
     protocol = TunnelProtocol(
-        Proxy(scheme, "p", 1), "h.test", 7, Factory.forProtocol(Recorder), watch
+        Proxy(scheme, "p", 1, *(("u", "p") if b"\x01\x00" in answers else ())),
+        "h.test",
+        7,
+        Factory.forProtocol(Recorder),
+        watch,
     )
     protocol.makeConnection(StringTransport())
     for answer in answers:
