@@ -61,7 +61,13 @@ from echod.fetchrequest import URL, Request, RequestError, redirect_url
 from echod.hostnames import host_port
 from echod.httplint import lint_head
 from echod.interfaces import InterfaceBinding
-from echod.proxytunnel import Proxy, TunnelEndpoint, TunnelWatch
+from echod.proxytunnel import (
+    Proxy,
+    TunnelEndpoint,
+    TunnelWatch,
+    looks_up_here,
+    tunnel_address,
+)
 from echod.resolve import addresses_of, family_mismatch, family_of, ip_version
 from echod.retry import RetryPolicy
 from echod.tlsclient import ClientTLS, TLSClientError, connection_creator
@@ -835,10 +841,12 @@ async def _route(
     reach_host, reach_port = (host, port) if proxy is None else (proxy.host, proxy.port)
     addresses = await _addresses(reactor, reach_host, reach_port, options)
     target = host
-    if proxy is not None and proxy.scheme == "socks5" and ip_version(host) is None:
-        # socks5:// names the target by its address, looked up here as any
-        # (--resolve included, as curl); socks5h:// leaves it to the proxy.
-        target = (await _addresses(reactor, host, port, options))[0]
+    if proxy is not None and looks_up_here(proxy) and ip_version(host) is None:
+        # socks5:// and socks4:// name the target by its address, looked up
+        # here as any (--resolve included, as curl); socks5h:// leaves it to
+        # the proxy.
+        found = await _addresses(reactor, host, port, options)
+        target = tunnel_address(proxy, host, found)
         observer.resolved(host, [target])
     interface = None
     if options.interface is not None:

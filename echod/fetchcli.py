@@ -197,7 +197,7 @@ class CommandObserver(FetchObserver):
 
     def tunnel_opened(self, proxy: Proxy, asked: bytes, answered: bytes) -> None:
         """Show what opened the tunnel through C{-x}'s proxy (C{-v}): the
-        CONNECT and the proxy's answer as text, SOCKS5's bytes in hex (a
+        CONNECT and the proxy's answer as text, SOCKS's bytes in hex (a
         password's as C{xx})."""
         if not self.args.verbose:
             return
@@ -205,8 +205,9 @@ class CommandObserver(FetchObserver):
             self.err.write(prefixed(asked, "> ", self.args.show_crlf))
             self.err.write(prefixed(answered, "< ", self.args.show_crlf))
         else:
-            self.info(f"SOCKS5 sent {socks_sent_shown(asked)}")
-            self.info(f"SOCKS5 received {answered.hex(' ')}: the tunnel is open")
+            kind = proxy.scheme[:6].upper()  # SOCKS5 or SOCKS4
+            self.info(f"{kind} sent {socks_sent_shown(asked)}")
+            self.info(f"{kind} received {answered.hex(' ')}: the tunnel is open")
         self.err.flush()
 
     def request_sent(self, data: bytes) -> None:
@@ -510,7 +511,7 @@ def parser() -> argparse.ArgumentParser:
         help="through this proxy, always as a tunnel (curl's -x with "
         "--proxytunnel), so the server gets the bytes shown: http://[USER:"
         "PASSWORD@]HOST[:PORT] (CONNECT), socks5:// or socks5h:// (a USER:"
-        "PASSWORD@ too)",
+        "PASSWORD@ too), socks4://[USER@]",
     )  # fmt: skip
     net.add_argument(
         "--unix-socket", metavar="PATH",

@@ -4,7 +4,7 @@ What curl's C{-x}, ncat's C{--proxy} and OpenBSD nc's C{-x}/C{-X} do, for
 ``echod client``, ``echod bench`` and ``echod fetch -x``: echod connects to
 the proxy, asks it for a tunnel to the target (an HTTP/1.1 C{CONNECT}, or a
 SOCKS5 C{CONNECT} request, RFC 1928, with RFC 1929's user name and password
-when the URL has them), and once the proxy has said yes the
+when the URL has them, or a SOCKS4 one), and once the proxy has said yes the
 connection is the target's: the client's protocol (and TLS, end to end) runs
 over it as over a direct one. A proxy that says no, or says anything else, fails the
 connection with its own words.
@@ -12,7 +12,9 @@ connection with its own words.
 URLs as curl takes them: C{http://[USER:PASSWORD@]HOST[:PORT]} (a bare
 C{HOST:PORT} too), C{socks5://[USER:PASSWORD@]HOST[:PORT]} (the target's
 name looked up here) and C{socks5h://[USER:PASSWORD@]HOST[:PORT]} (looked up
-by the proxy). Without a port, 3128 for HTTP and 1080 for SOCKS5, as ncat.
+by the proxy), C{socks4://[USER@]HOST[:PORT]} (an IPv4 address looked up
+here; the user name is SOCKS4's user ID). Without a port, 3128 for HTTP and
+1080 for SOCKS, as ncat.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ from echod.clienterrors import (
 from echod.hostnames import host_port
 from echod.resolve import addresses_of, ip_version
 
-DEFAULT_PORTS = {"http": 3128, "socks5": 1080, "socks5h": 1080}
+DEFAULT_PORTS = {"http": 3128, "socks5": 1080, "socks5h": 1080, "socks4": 1080}
 """The port of a proxy URL without one (ncat's)."""
 
 MAX_ANSWER = 16 * 1024
@@ -62,6 +64,14 @@ SOCKS_REPLIES = {
     8: (REFUSED, "address type not supported"),
 }
 """RFC 1928's reply codes: the exit code and the words for each failure."""
+
+SOCKS4_REPLIES = {
+    91: "request rejected or failed",
+    92: "it could not reach the client's identd",
+    93: "the client's identd gave another user ID",
+}
+"""SOCKS4's refusals (its protocol text, "SOCKS: A protocol for TCP proxy
+across firewalls"): the words for each; the exit code is always 4."""
 
 NO_AUTHENTICATION = 0
 USER_PASSWORD = 2
@@ -96,8 +106,8 @@ def parse_proxy(text: str) -> Proxy:
     if scheme not in DEFAULT_PORTS:
         raise ClientError(
             USAGE,
-            f"bad proxy {text!r}: echod speaks http://, socks5:// and socks5h:// "
-            "proxies",
+            f"bad proxy {text!r}: echod speaks http://, socks5://, socks5h:// and "
+            "socks4:// proxies",
         )
     if not parts.hostname:
         raise ClientError(USAGE, f"bad proxy {text!r}: no host")
@@ -105,9 +115,42 @@ def parse_proxy(text: str) -> Proxy:
         raise ClientError(USAGE, f"bad proxy {text!r}: a proxy URL has no path")
     user = unquote(parts.username) if parts.username is not None else None
     password = unquote(parts.password) if parts.password is not None else None
+    if scheme == "socks4" and password is not None:
+        raise ClientError(
+            USAGE, f"bad proxy {text!r}: SOCKS4 takes a user ID, and no password"
+        )
     if user is not None and scheme != "http":
         check_socks_credentials(text, user, password or "")
     return Proxy(scheme, parts.hostname, port or DEFAULT_PORTS[scheme], user, password)
+
+
+def looks_up_here(proxy: Proxy | None) -> bool:
+    """Whether the target's name is looked up here and the proxy given an
+    address (C{socks5://}, C{socks4://}), not left to the proxy."""
+    return proxy is not None and proxy.scheme in ("socks5", "socks4")
+
+
+def tunnel_address(proxy: Proxy, host: str, addresses: list[str]) -> str:
+    """Which of C{host}'s C{addresses} to ask C{proxy} for: the first, or
+    for SOCKS4 the first IPv4 one (L{ClientError} if there is none)."""
+    if proxy.scheme != "socks4":
+        return addresses[0]
+    for address in addresses:
+        if ip_version(address) == 4:
+            return address
+    raise ClientError(
+        USAGE,
+        f"a SOCKS4 proxy takes IPv4 addresses, and {host!r} has only "
+        f"{', '.join(addresses)} (socks5:// takes IPv6 too)",
+    )
+
+
+def check_target(proxy: Proxy, host: str) -> None:
+    """Refuse (usage) an address C{proxy} cannot carry: IPv6 through SOCKS4."""
+    if proxy.scheme == "socks4" and ip_version(host) == 6:
+        raise ClientError(
+            USAGE, f"a SOCKS4 proxy takes IPv4 addresses, not {host} (socks5:// does)"
+        )
 
 
 def check_socks_credentials(text: str, user: str, password: str) -> None:
@@ -175,6 +218,17 @@ def socks_request(host: str, port: int) -> bytes:
             raise ClientError(USAGE, "a SOCKS5 proxy takes names of 255 bytes at most")
         where = b"\x03" + bytes([len(name)]) + name
     return b"\x05\x01\x00" + where + struct.pack("!H", port)
+
+
+def socks4_request(proxy: Proxy, host: str, port: int) -> bytes:
+    """SOCKS4's CONNECT request for the IPv4 address C{host} and C{port},
+    with the URL's user name as its user ID."""
+    check_target(proxy, host)
+    if ip_version(host) != 4:
+        raise ClientError(USAGE, f"a SOCKS4 proxy takes IPv4 addresses, not {host!r}")
+    packed = ipaddress.IPv4Address(host).packed
+    user = (proxy.user or "").encode()
+    return b"\x04\x01" + struct.pack("!H", port) + packed + user + b"\x00"
 
 
 def socks_reply_length(head: bytes) -> int | None:
@@ -255,7 +309,9 @@ class TunnelProtocol(Protocol):
         self.above: Protocol | None = None
         """The target's protocol, once the tunnel is up."""
         self.answer = b""
-        self.stage = "greeting" if proxy.scheme != "http" else "connect"
+        self.stage = {"http": "connect", "socks4": "socks4"}.get(
+            proxy.scheme, "greeting"
+        )
         self.ready: defer.Deferred[Protocol] = defer.Deferred()
         """Fires with the target's protocol once the tunnel is up."""
 
@@ -263,6 +319,11 @@ class TunnelProtocol(Protocol):
         """Ask for the tunnel: a CONNECT, or SOCKS5's greeting."""
         if self.stage == "connect":
             self.ask(connect_request(self.proxy, self.host, self.port))
+        elif self.stage == "socks4":
+            try:
+                self.ask(socks4_request(self.proxy, self.host, self.port))
+            except ClientError as e:
+                self.fail(e)
         else:
             self.ask(socks_greeting(self.proxy))
 
@@ -303,6 +364,8 @@ class TunnelProtocol(Protocol):
             if http_status(head) // 100 != 2:
                 raise http_refusal(head)
             return rest
+        if self.stage == "socks4":
+            return self.read_socks4_reply()
         if self.stage == "greeting":
             if len(self.answer) < 2:
                 return None
@@ -348,6 +411,20 @@ class TunnelProtocol(Protocol):
             )
             raise ClientError(code, f"the SOCKS5 proxy refused the tunnel: {why}")
         return self.answer[length:]
+
+    def read_socks4_reply(self) -> bytes | None:
+        """After SOCKS4's 8-byte reply, the bytes that follow it (None before)."""
+        if self.answer[:1] not in (b"", b"\x00"):
+            raise ClientError(
+                REFUSED, f"not a SOCKS4 proxy: it answered {self.answer[:10]!r}"
+            )
+        if len(self.answer) < 8:
+            return None
+        self.answered, code = self.answer[:8], self.answer[1]
+        if code != 90:
+            why = SOCKS4_REPLIES.get(code, f"reply {code}")
+            raise ClientError(REFUSED, f"the SOCKS4 proxy refused the tunnel: {why}")
+        return self.answer[8:]
 
     def no_method(self, method: int) -> ClientError:
         """Why a SOCKS5 proxy's choice of C{method} ends the tunnel."""
@@ -447,10 +524,11 @@ class TunnelEndpoint:
 
     async def _connect(self, protocolFactory: IProtocolFactory) -> Any:
         host = self.host
-        if self.proxy.scheme == "socks5" and ip_version(host) is None:
+        check_target(self.proxy, host)
+        if looks_up_here(self.proxy) and ip_version(host) is None:
             found = await addresses_of(self.reactor, host, self.port, self.family,
                                        timeout=self.timeout)  # fmt: skip
-            host = found[0]
+            host = tunnel_address(self.proxy, host, found)
         return await self._tunnel(host, protocolFactory)
 
     def _tunnel(

@@ -81,7 +81,8 @@ def add_target_arguments(p: argparse.ArgumentParser, nc_letters: bool = False) -
         metavar="URL",
         help="through this proxy: http://[USER:PASSWORD@]HOST[:PORT] (CONNECT; a "
         "bare HOST:PORT too), socks5://[USER:PASSWORD@]HOST[:PORT] or socks5h://"
-        "[USER:PASSWORD@]HOST[:PORT] (the proxy looks the name up), as curl -x",
+        "[USER:PASSWORD@]HOST[:PORT] (the proxy looks the name up), socks4://"
+        "[USER@]HOST[:PORT] (IPv4), as curl -x",
     )
     if nc_letters:
         p.add_argument(
@@ -95,7 +96,8 @@ def add_target_arguments(p: argparse.ArgumentParser, nc_letters: bool = False) -
             "-X",
             dest="nc_proxy_protocol",
             metavar="PROTOCOL",
-            help="nc's -X: 5 (SOCKS5, the default) or connect (HTTP CONNECT)",
+            help="nc's -X: 5 (SOCKS5, the default), 4 (SOCKS4) or connect "
+            "(HTTP CONNECT)",
         )
     p.add_argument("--tls", action="store_true", help="connect with TLS (verified)")
     p.add_argument(
@@ -110,9 +112,10 @@ def add_target_arguments(p: argparse.ArgumentParser, nc_letters: bool = False) -
     )
 
 
-NC_PROXY_SCHEMES = {"5": "socks5h", "connect": "http"}
-"""nc's C{-X} protocols echod speaks, as the schemes of C{--proxy}. nc's
-SOCKS5 gives the proxy the name to look up, as C{socks5h://} does."""
+NC_PROXY_SCHEMES = {"5": "socks5h", "4": "socks4", "connect": "http"}
+"""nc's C{-X} protocols, as the schemes of C{--proxy}. nc's SOCKS5 gives the
+proxy the name to look up, as C{socks5h://} does; its SOCKS4 an IPv4
+address looked up here, as C{socks4://}."""
 
 
 def proxy_of(args: argparse.Namespace) -> Proxy | None:
@@ -129,8 +132,8 @@ def proxy_of(args: argparse.Namespace) -> Proxy | None:
     scheme = NC_PROXY_SCHEMES.get((protocol or "5").lower())
     if scheme is None:
         raise ClientError(
-            USAGE, f"-X {protocol}: echod speaks 5 (SOCKS5) and connect (HTTP), "
-            "not SOCKS4",
+            USAGE, f"-X {protocol}: echod speaks 5 (SOCKS5), 4 (SOCKS4) and "
+            "connect (HTTP)",
         )  # fmt: skip
     if "://" in nc_proxy:
         raise ClientError(USAGE, f"-x takes HOST:PORT, not a URL: --proxy {nc_proxy}")

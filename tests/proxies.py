@@ -1,4 +1,4 @@
-"""Debian's tinyproxy (HTTP CONNECT), Dante (SOCKS5) and microsocks (SOCKS5
+"""Debian's tinyproxy (HTTP CONNECT), Dante (SOCKS5 and SOCKS4) and microsocks (SOCKS5
 with a user name and password), started by a test on loopback with a
 configuration of its own: the proxies ``--proxy`` is tested through."""
 

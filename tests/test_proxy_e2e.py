@@ -28,6 +28,28 @@ def echod(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
     return subprocess.run([ECHOD, *args], input=stdin, capture_output=True, timeout=60)
 
 
+FIGURES = "%{http_code} %{size_download} %{remote_ip} %{remote_port}"
+"""The -w figures echod fetch and curl are compared on."""
+
+
+def fetch_beside_curl(
+    proxy: str, url: str, tmp_path: Path, *options: str, curl_options: str = ""
+) -> bytes:
+    """echod fetch -x PROXY URL beside curl's (with C{curl_options} too): both
+    succeed, with the same body and the same L{FIGURES}; those figures."""
+    ours = echod("fetch", "-s", "-x", proxy, *options, "-o", str(tmp_path / "ours"),
+                 "-w", FIGURES, url)  # fmt: skip
+    theirs = subprocess.run(
+        [need_tool("curl"), "-s", "-x", proxy, *curl_options.split(), *options,
+         "-o", str(tmp_path / "theirs"), "-w", FIGURES, url],
+        capture_output=True, timeout=60,
+    )  # fmt: skip
+    assert (ours.returncode, theirs.returncode) == (0, 0), (proxy, url, ours, theirs)
+    assert ours.stdout == theirs.stdout, (proxy, url, ours, theirs)
+    assert (tmp_path / "ours").read_bytes() == (tmp_path / "theirs").read_bytes()
+    return ours.stdout
+
+
 @pytest.fixture
 def http_proxy(tmp_path: Path) -> Iterator[int]:
     """tinyproxy, with Basic authentication for the user echo."""
@@ -143,7 +165,8 @@ def test_what_the_proxy_says_no_to(
         assert out.returncode == code and err.count("\n") == 1, (proxy, target, err)
         assert f"echod client: {target}: {says}" in err, err
     for options, says in (
-        (["--proxy", "ftp://h:1", "h:7"], "echod speaks http://, socks5:// and"),
+        (["--proxy", "ftp://h:1", "h:7"], "echod speaks http://, socks5://, socks5h"),
+        (["--proxy", "socks4://h:1", "[::1]:7"], "a SOCKS4 proxy takes IPv4 addresses"),
         (["--proxy", "socks5://:p@h", "h:7"], "a SOCKS5 user name has 1 to 255"),
         (["--proxy", "h:1", "unix:path=/s"], "--proxy goes with HOST:PORT"),
         (["--proxy", "h:1", "-u", "h:7"], "--proxy tunnels TCP"),
@@ -167,7 +190,6 @@ def test_fetch_through_a_proxy_as_curl(
     (root / "index.html").write_bytes(b"<html>through</html>\n")
     ca = private_ca(tmp_path)
     server = Nginx(tmp_path, root, issue(tmp_path, ca, "localhost", "IP:127.0.0.1"))
-    fmt = "%{http_code} %{size_download} %{remote_ip} %{remote_port}"
     try:
         for proxy in (
             f"http://echo:{PASSWORD}@127.0.0.1:{http_proxy}",
@@ -177,19 +199,8 @@ def test_fetch_through_a_proxy_as_curl(
                 f"http://127.0.0.1:{server.port}/big.bin",
                 f"https://127.0.0.1:{server.tls_port}/index.html",
             ):
-                ours = echod("fetch", "-s", "-x", proxy, "--cacert", str(ca[1]),
-                             "-o", str(tmp_path / "ours"), "-w", fmt, url)  # fmt: skip
-                theirs = subprocess.run(
-                    [need_tool("curl"), "-s", "-x", proxy, "--proxytunnel",
-                     "--cacert", str(ca[1]), "-o", str(tmp_path / "theirs"),
-                     "-w", fmt, url],
-                    capture_output=True, timeout=60,
-                )  # fmt: skip
-                assert (ours.returncode, theirs.returncode) == (0, 0), (ours, theirs)
-                assert ours.stdout == theirs.stdout, (proxy, url, ours, theirs)
-                assert (tmp_path / "ours").read_bytes() == (
-                    tmp_path / "theirs"
-                ).read_bytes()
+                fetch_beside_curl(proxy, url, tmp_path, "--cacert", str(ca[1]),
+                                  curl_options="--proxytunnel")  # fmt: skip
         socks = f"socks5://127.0.0.1:{socks_proxy}"
         page = f"http://127.0.0.1:{server.port}/"
         verbose = echod("fetch", "-v", "-x", socks, "-o", "/dev/null", page)
@@ -314,20 +325,10 @@ def test_fetch_through_socks5_with_a_password_as_curl(
     server = Nginx(tmp_path, root)
     proxy = f"socks5h://echo:{PASSWORD}@127.0.0.1:{socks_with_password}"
     url = f"http://127.0.0.1:{server.port}/big.bin"
-    fmt = "%{http_code} %{size_download} %{remote_ip} %{remote_port}"
     try:
-        ours = echod("fetch", "-s", "-x", proxy, "-o", str(tmp_path / "ours"),
-                     "-w", fmt, url)  # fmt: skip
-        theirs = subprocess.run(
-            [need_tool("curl"), "-s", "-x", proxy, "-o", str(tmp_path / "theirs"),
-             "-w", fmt, url],
-            capture_output=True, timeout=60,
-        )  # fmt: skip
-        assert (ours.returncode, theirs.returncode) == (0, 0), (ours, theirs)
-        assert ours.stdout == theirs.stdout, (ours, theirs)
-        assert ours.stdout.startswith(b"200 1048576 127.0.0.1 ")
+        figures = fetch_beside_curl(proxy, url, tmp_path)
+        assert figures.startswith(b"200 1048576 127.0.0.1 ")
         assert (tmp_path / "ours").read_bytes() == (root / "big.bin").read_bytes()
-        assert (tmp_path / "theirs").read_bytes() == (root / "big.bin").read_bytes()
         shown = echod("fetch", "-v", "-x", proxy, "-o", "/dev/null", url)
         assert shown.returncode == 0, shown.stderr
         user = b"echo".hex(" ")
@@ -337,6 +338,56 @@ def test_fetch_through_socks5_with_a_password_as_curl(
         assert b"* SOCKS5 received 05 02 01 00 05 00 " in shown.stderr, shown.stderr
         assert PASSWORD.encode().hex(" ").encode() not in shown.stderr
         assert PASSWORD.encode() not in shown.stderr
+    finally:
+        server.stop()
+
+
+def test_socks4_through_dante_as_nc_and_curl(
+    start_daemon: DaemonStarter, socks_proxy: int, tmp_path: Path
+) -> None:
+    """SOCKS4 through Dante: nc's -X 4 command line piping the same bytes as
+    OpenBSD nc's; the probe with a user ID; a refusal in Dante's words; echod
+    fetch -x socks4:// beside curl's to nginx (the same body and -w figures);
+    an IPv6 target refused by both."""
+    port = start_daemon("--port", LOCAL).tcp_port()
+    data = random.Random(4).randbytes(1 << 20)
+    socks = ["-X", "4", "-x", f"127.0.0.1:{socks_proxy}", "localhost", str(port)]
+    ours = echod("client", *socks, stdin=data)
+    nc = subprocess.run([need_tool("nc"), "-N", *socks], input=data,
+                        capture_output=True, timeout=60)  # fmt: skip
+    assert ours.returncode == 0 and ours.stdout == nc.stdout == data, ours.stderr
+    proxy = f"socks4://127.0.0.1:{socks_proxy}"
+    probe = echod("client", "--proxy", f"socks4://me@127.0.0.1:{socks_proxy}",
+                  "--count", "2", f"localhost:{port}")  # fmt: skip
+    assert probe.returncode == 0, probe.stderr
+    assert f"(via {proxy}): seq=2 ".encode() in probe.stdout
+    refused = echod("client", "-z", "--proxy", proxy, f"127.0.0.1:{free_port()}")
+    assert refused.returncode == 4 and refused.stderr.count(b"\n") == 1
+    assert b"the SOCKS4 proxy refused the tunnel: request rejected or failed" in (
+        refused.stderr
+    )
+    root = tmp_path / "www"
+    root.mkdir()
+    (root / "big.bin").write_bytes(random.Random(3).randbytes(1 << 20))
+    server = Nginx(tmp_path, root)
+    try:
+        url = f"http://localhost:{server.port}/big.bin"
+        figures = fetch_beside_curl(proxy, url, tmp_path)
+        assert figures.startswith(b"200 1048576 127.0.0.1 ")
+        assert (tmp_path / "ours").read_bytes() == (root / "big.bin").read_bytes()
+        shown = echod("fetch", "-v", "-x", proxy, "-o", "/dev/null", url)
+        asked = f"04 01 {server.port >> 8:02x} {server.port & 255:02x} 7f 00 00 01 00"
+        assert f"* SOCKS4 sent {asked}\n".encode() in shown.stderr, shown.stderr
+        assert b"* SOCKS4 received 00 5a " in shown.stderr, shown.stderr
+        six = f"http://[::1]:{server.port}/big.bin"
+        ours = echod("fetch", "-x", proxy, six)
+        theirs = subprocess.run([need_tool("curl"), "-sS", "-x", proxy, six],
+                                capture_output=True, timeout=60)  # fmt: skip
+        assert ours.returncode == 2 and ours.stderr.count(b"\n") == 1, ours.stderr
+        assert b"a SOCKS4 proxy takes IPv4 addresses, not ::1" in ours.stderr
+        assert theirs.returncode == 97, (
+            theirs
+        )  # "SOCKS4 connection to ::1 not supported"
     finally:
         server.stop()
 
@@ -359,7 +410,10 @@ def test_nc_letters_for_the_proxy(
         assert probe.returncode == 0, probe.stderr
         assert f"(via http://127.0.0.1:{http_port})".encode() in probe.stdout
     for options, says in (
-        (["-X", "4", "-x", "p:1", "h:7"], "-X 4: echod speaks 5 (SOCKS5) and connect"),
+        (
+            ["-X", "4a", "-x", "p:1", "h:7"],
+            "-X 4a: echod speaks 5 (SOCKS5), 4 (SOCKS4)",
+        ),
         (["-X", "connect", "h:7"], "-X names the protocol of the proxy -x gives"),
         (["-x", "p:1", "--proxy", "p:1", "h:7"], "--proxy and -x cannot go together"),
         (["-x", "socks5://p:1", "h:7"], "-x takes HOST:PORT, not a URL"),

@@ -22,8 +22,10 @@ from echod.proxytunnel import (
     TunnelWatch,
     connect_request,
     parse_proxy,
+    socks4_request,
     socks_request,
     socks_sent_shown,
+    tunnel_address,
 )
 
 
@@ -41,6 +43,8 @@ from echod.proxytunnel import (
         ("socks5://u%3A:p%40@p.test", Proxy("socks5", "p.test", 1080, "u:", "p@")),
         ("socks5h://u@p.test", Proxy("socks5h", "p.test", 1080, "u", None)),
         ("socks5://u:@p.test", Proxy("socks5", "p.test", 1080, "u", "")),
+        ("socks4://p.test", Proxy("socks4", "p.test", 1080)),
+        ("socks4://me@p.test:1081", Proxy("socks4", "p.test", 1081, "me")),
     ],
 )
 def test_proxy_urls(text: str, proxy: Proxy) -> None:
@@ -50,8 +54,9 @@ def test_proxy_urls(text: str, proxy: Proxy) -> None:
 @pytest.mark.parametrize(
     ("text", "says"),
     [
-        ("https://p.test", "echod speaks http://, socks5:// and socks5h://"),
-        ("socks4://p.test", "echod speaks http://"),
+        ("https://p.test", "echod speaks http://, socks5://, socks5h:// and socks4"),
+        ("socks4a://p.test", "echod speaks http://"),
+        ("socks4://u:p@p.test", "SOCKS4 takes a user ID, and no password"),
         ("http://", "no host"),
         ("http://p.test:99999", "Port out of range"),
         ("http://p.test/path", "a proxy URL has no path"),
@@ -102,12 +107,15 @@ class Recorder(Protocol):
 
 
 def tunnel(
-    scheme: str, user: str | None = None, password: str | None = None
+    scheme: str,
+    user: str | None = None,
+    password: str | None = None,
+    host: str = "h.test",
 ) -> tuple[TunnelProtocol, StringTransport, list[object]]:
-    """A tunnel on a string transport; its outcome collected."""
+    """A tunnel to C{host} on a string transport; its outcome collected."""
     protocol = TunnelProtocol(
         Proxy(scheme, "p", 1, user, password),
-        "h.test",
+        host,
         7,
         Factory.forProtocol(Recorder),
     )
@@ -180,6 +188,64 @@ def test_socks5_tunnel() -> None:
     protocol.dataReceived(reply[6:] + b"echo")
     (above,) = outcome
     assert isinstance(above, Recorder) and above.received == b"echo"
+
+
+def test_socks4_requests() -> None:
+    """Version 4, CONNECT, the port, the IPv4 address, the user ID, a NUL."""
+    proxy = Proxy("socks4", "p", 1, "me")
+    assert socks4_request(proxy, "10.1.2.3", 80) == b"\x04\x01\x00P\n\x01\x02\x03me\x00"
+    bare = socks4_request(Proxy("socks4", "p", 1), "127.0.0.1", 7)
+    assert bare == b"\x04\x01\x00\x07\x7f\x00\x00\x01\x00"
+    for host in ("::1", "h.test"):
+        with pytest.raises(ClientError, match="a SOCKS4 proxy takes IPv4 addresses"):
+            socks4_request(proxy, host, 7)
+    with pytest.raises(ClientError, match=r"not ::1 \(socks5:// does"):
+        socks4_request(proxy, "::1", 7)
+
+
+def test_which_address_the_tunnel_asks_for() -> None:
+    """The first address; SOCKS4's first IPv4 one, and none is a clear error."""
+    found = ["::1", "127.0.0.1", "127.0.0.2"]
+    assert tunnel_address(Proxy("socks5", "p", 1), "h", found) == "::1"
+    assert tunnel_address(Proxy("socks4", "p", 1), "h", found) == "127.0.0.1"
+    with pytest.raises(ClientError, match=r"'h' has only ::1, ::2 \(socks5:// takes"):
+        tunnel_address(Proxy("socks4", "p", 1), "h", ["::1", "::2"])
+
+
+def test_socks4_tunnel() -> None:
+    protocol, transport, outcome = tunnel("socks4", host="127.0.0.1")
+    assert transport.value() == b"\x04\x01\x00\x07\x7f\x00\x00\x01\x00"
+    protocol.dataReceived(b"\x00\x5a\x00\x00")
+    assert outcome == []  # not before the whole reply
+    protocol.dataReceived(b"\x00\x00\x00\x00echo")
+    (above,) = outcome
+    assert isinstance(above, Recorder) and above.received == b"echo"
+
+
+@pytest.mark.parametrize(
+    ("answer", "says"),
+    [
+        (b"\x00\x5b" + b"\x00" * 6, "refused the tunnel: request rejected or failed"),
+        (b"\x00\x5c" + b"\x00" * 6, "could not reach the client's identd"),
+        (b"\x00\x5d" + b"\x00" * 6, "identd gave another user ID"),
+        (b"\x00\x01" + b"\x00" * 6, "refused the tunnel: reply 1"),
+        (b"\x05\x00", "not a SOCKS4 proxy: it answered"),
+        (b"HTTP/1.1 400", "not a SOCKS4 proxy: it answered"),
+    ],
+)
+def test_socks4_refusals(answer: bytes, says: str) -> None:
+    protocol, _, outcome = tunnel("socks4", host="127.0.0.1")
+    protocol.dataReceived(answer)
+    error = failure_of(outcome)
+    assert error.code == REFUSED and says in str(error), str(error)
+
+
+def test_a_socks4_tunnel_to_a_name_fails_at_once() -> None:
+    """The request needs an address; the endpoint looks names up first, so
+    reaching here with a name is refused, not sent."""
+    _, transport, outcome = tunnel("socks4")
+    assert transport.value() == b""
+    assert "takes IPv4 addresses, not 'h.test'" in str(failure_of(outcome))
 
 
 def test_socks5_tunnel_with_a_user_name_and_password() -> None:
