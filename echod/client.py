@@ -47,6 +47,20 @@ from echod.targetoptions import (
 from echod.zeroio import run_zero
 
 
+def tls_said(session: Any, insecure: bool) -> str:
+    """What C{-v} adds to the connected line once the handshake is done:
+    C{, TLS verified (TLSv1.3, TLS_AES_256_GCM_SHA384)}, or C{, TLS not
+    verified (TLSv1.2, ...; --insecure)}."""
+    said = ", TLS not verified" if insecure else ", TLS verified"
+    why = "; --insecure" if insecure else ""
+    try:
+        handle = session.transport.getHandle()
+        version, cipher = handle.get_protocol_version_name(), handle.get_cipher_name()
+    except Exception:  # a transport without them: say less
+        return said + (" (--insecure)" if insecure else "")
+    return f"{said} ({version}, {cipher}{why})"
+
+
 def parser() -> argparse.ArgumentParser:
     """The options of ``echod client``."""
     p = argparse.ArgumentParser(
@@ -222,7 +236,9 @@ def main(argv: Sequence[str]) -> int:
             line = connected_line(target, session, udp)
             if target.tls and not udp:
                 when_usable(session, True).addCallbacks(
-                    lambda _: sys.stderr.write(f"echod client: {line}, TLS verified\n"),
+                    lambda _: sys.stderr.write(
+                        f"echod client: {line}{tls_said(session, args.insecure)}\n"
+                    ),
                     lambda _: None,  # the mode reports the failure
                 )
             else:

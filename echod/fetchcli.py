@@ -60,7 +60,7 @@ from echod.proxytunnel import Proxy, parse_proxy, socks_sent_shown
 from echod.resolve import ip_version, source_family
 from echod.retry import RetryPolicy
 from echod.stdstreams import ReportStdout, discard_stdout
-from echod.tlsclient import ClientTLS
+from echod.targetoptions import add_tls_version_arguments, client_tls
 from echod.writeout import Outcome, WriteOut, WriteOutError
 
 PROG = "echod fetch"
@@ -574,6 +574,7 @@ def parser() -> argparse.ArgumentParser:
         "-k", "--insecure", action="store_true",
         help="do not verify the server's certificate (warns)",
     )  # fmt: skip
+    add_tls_version_arguments(tls)
     return p
 
 
@@ -709,7 +710,7 @@ def build(args: argparse.Namespace) -> Command:
         except ClientError as e:
             raise RequestError(str(e)) from None
     options = FetchOptions(
-        tls=ClientTLS(args.cacert, args.cert, args.key, args.insecure),
+        tls=client_tls(args),
         connect_timeout=args.connect_timeout,
         read_timeout=args.read_timeout or None,
         max_time=args.max_time,

@@ -30,7 +30,7 @@ from echod.target import (
     with_source,
     with_tos,
 )
-from echod.tlsclient import ClientTLS
+from echod.tlsclient import TLS_VERSIONS, ClientTLS
 
 DEFAULT_TARGET = "localhost:10000"
 
@@ -109,6 +109,26 @@ def add_target_arguments(p: argparse.ArgumentParser, nc_letters: bool = False) -
         "--insecure",
         action="store_true",
         help="do not verify the server's certificate (warns)",
+    )
+    add_tls_version_arguments(p)
+
+
+def add_tls_version_arguments(p: Any) -> None:
+    """curl's C{--tlsv1.2}, C{--tlsv1.3} (the oldest version offered; the
+    last given wins) and C{--tls-max VERSION}, on C{p} (a parser or group)."""
+    for version in TLS_VERSIONS:
+        p.add_argument(
+            f"--tlsv{version}",
+            dest="tls_min",
+            action="store_const",
+            const=version,
+            help=f"TLS {version} or later, as curl's",
+        )
+    p.add_argument(
+        "--tls-max",
+        choices=list(TLS_VERSIONS),
+        metavar="VERSION",
+        help="TLS VERSION (1.2 or 1.3) at most, as curl's",
     )
 
 
@@ -190,6 +210,8 @@ def tls_options_given(args: argparse.Namespace) -> list[str]:
         ("--cert", args.cert),
         ("--key", args.key),
         ("--insecure", args.insecure),
+        (f"--tlsv{args.tls_min}", args.tls_min),
+        ("--tls-max", args.tls_max),
     ]
     return [option for option, value in options if value]
 
@@ -205,6 +227,13 @@ def check_tls_options_apply(args: argparse.Namespace, target: Target) -> None:
         )
 
 
+def client_tls(args: argparse.Namespace) -> ClientTLS:
+    """The client TLS settings the TLS options of C{args} ask for."""
+    return ClientTLS(
+        args.cacert, args.cert, args.key, args.insecure, args.tls_min, args.tls_max
+    )
+
+
 def target_endpoint(
     args: argparse.Namespace, reactor: Any, prog: str
 ) -> tuple[Target, IStreamClientEndpoint] | int:
@@ -212,7 +241,7 @@ def target_endpoint(
 
     Or the exit code, once the reason is written to stderr in one line.
     """
-    settings = ClientTLS(args.cacert, args.cert, args.key, args.insecure)
+    settings = client_tls(args)
     try:
         target = parse_target(args.target, args.tls, args.family)
         target = with_source(target, args.source, args.source_port)

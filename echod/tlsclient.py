@@ -11,6 +11,8 @@ command behaves the same:
   expired}, C{self-signed certificate}, ...), not only "certificate verify
   failed": L{ExplainedVerification} keeps it;
 - C{--cert FILE --key FILE} presents a client certificate (mutual TLS);
+- C{--tlsv1.2}/C{--tlsv1.3} and C{--tls-max VERSION} bound the TLS versions
+  offered, as curl's options of those names (Twisted's own floor is 1.2);
 - C{--insecure} turns verification off, only when asked, and says so on
   stderr every time.
 """
@@ -35,6 +37,7 @@ from service_identity.pyopenssl import extract_patterns
 from twisted.internet import ssl
 from twisted.internet.error import VerifyError
 from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
+from twisted.internet.ssl import TLSVersion
 from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -46,14 +49,38 @@ class TLSClientError(Exception):
     """A client TLS setting cannot be used; the message says which and why."""
 
 
+TLS_VERSIONS = {"1.2": TLSVersion.TLSv1_2, "1.3": TLSVersion.TLSv1_3}
+"""The TLS versions a client may be bounded to, by the names curl gives them."""
+
+
 @dataclass(frozen=True)
 class ClientTLS:
-    """How a client verifies and presents itself."""
+    """How a client verifies and presents itself, and which TLS versions it
+    offers (C{min_version} to C{max_version}, keys of L{TLS_VERSIONS}; None
+    leaves a bound to Twisted and OpenSSL: 1.2 to 1.3 here)."""
 
     cacert: Path | None = None
     cert: Path | None = None
     key: Path | None = None
     insecure: bool = False
+    min_version: str | None = None
+    max_version: str | None = None
+
+
+def version_bounds(settings: ClientTLS) -> dict[str, Any]:
+    """C{CertificateOptions}' arguments for the versions C{settings} allow, or
+    L{TLSClientError} if they allow none."""
+    low, high = settings.min_version, settings.max_version
+    if low is not None and high is not None and low > high:
+        raise TLSClientError(
+            f"--tlsv{low} and --tls-max {high} leave no TLS version to speak"
+        )
+    bounds: dict[str, Any] = {}
+    if low is not None:
+        bounds["raiseMinimumTo"] = TLS_VERSIONS[low]
+    if high is not None:
+        bounds["lowerMaximumSecurityTo"] = TLS_VERSIONS[high]
+    return bounds
 
 
 # OpenSSL's X509_V_ERR_* codes a client meets, in OpenSSL's own words (what
@@ -216,6 +243,7 @@ def connection_creator(
     if ":" in hostname:
         hostname = hostname.partition("%")[0]
     warn = warn or (lambda text: sys.stderr.write(text + "\n"))
+    bounds = version_bounds(settings)
     client_certificate = None
     if settings.cert is not None or settings.key is not None:
         if settings.cert is None or settings.key is None:
@@ -226,7 +254,7 @@ def connection_creator(
             "echod: warning: --insecure: the server's certificate and name are "
             "NOT verified"
         )
-        kwargs: dict[str, Any] = {"verify": False}
+        kwargs: dict[str, Any] = {"verify": False, **bounds}
         if client_certificate is not None:
             kwargs.update(
                 privateKey=client_certificate.privateKey.original,
@@ -239,6 +267,9 @@ def connection_creator(
     return ExplainedVerification(
         hostname,
         ssl.optionsForClientTLS(
-            hostname, trustRoot=trust, clientCertificate=client_certificate
+            hostname,
+            trustRoot=trust,
+            clientCertificate=client_certificate,
+            extraCertificateOptions=bounds,
         ),
     )

@@ -46,7 +46,9 @@ http {{
 
 
 class Nginx:
-    """nginx serving C{root} on a free port (and a TLS port with C{tls})."""
+    """nginx serving C{root} on a free port (and a TLS port with C{tls},
+    speaking the C{tls_protocols}: TLS 1.2 only unless told, whatever the
+    nginx release's default)."""
 
     def __init__(
         self,
@@ -54,6 +56,7 @@ class Nginx:
         root: Path,
         tls: tuple[Path, Path] | None = None,
         client_ca: Path | None = None,
+        tls_protocols: str = "TLSv1.2",
     ) -> None:
         nginx = need_tool("nginx")
         self.port = free_port()
@@ -67,7 +70,10 @@ class Nginx:
         self.mtls_port = free_port() if tls and client_ca else None
         if tls is not None:
             key, cert = tls
-            pair = f"ssl_certificate {cert}; ssl_certificate_key {key};"
+            pair = (
+                f"ssl_certificate {cert}; ssl_certificate_key {key}; "
+                f"ssl_protocols {tls_protocols};"
+            )
             tls_listen = (
                 f"listen 127.0.0.1:{self.tls_port} ssl; "
                 f"listen unix:{self.unix_tls_socket} ssl; {pair}"

@@ -304,6 +304,65 @@ def test_tls_with_a_private_ca(start_daemon: DaemonStarter, tmp_path: Path) -> N
     assert probe.returncode == 0 and b"3 sent, 3 echoed intact" in probe.stdout
 
 
+def test_tls_versions_as_curl_and_openssl(
+    start_daemon: DaemonStarter, tmp_path: Path
+) -> None:
+    """--tlsv1.2/--tlsv1.3 and --tls-max bound what the client offers, as
+    curl's: -v names the version the handshake made; against a daemon that
+    takes TLS 1.3 only, --tls-max 1.2 fails as openssl s_client -tls1_2 does
+    (the server's protocol_version alert), exit 7 in one line."""
+    port, ca = tls_daemon(start_daemon, tmp_path)
+    target = ("--cacert", str(ca), f"tls:localhost:{port}")
+    for options, version in (
+        ([], "TLSv1.3"),
+        (["--tls-max", "1.2"], "TLSv1.2"),
+        (["--tlsv1.2", "--tls-max", "1.2"], "TLSv1.2"),
+        (["--tlsv1.3"], "TLSv1.3"),
+        (["--tlsv1.3", "--tlsv1.2", "--tls-max", "1.2"], "TLSv1.2"),  # last wins
+    ):
+        out = client("-zv", *options, *target)
+        assert out.returncode == 0, (options, out.stderr)
+        assert f", TLS verified ({version}, ".encode() in out.stderr, out.stderr
+    insecure = client("-zv", "--insecure", "--tls-max", "1.2", *target[2:])
+    assert insecure.returncode == 0, insecure.stderr
+    assert b", TLS not verified (TLSv1.2, " in insecure.stderr, insecure.stderr
+    assert insecure.stderr.endswith(b"; --insecure)\n"), insecure.stderr
+    bench = subprocess.run(
+        [ECHOD, "bench", "--tls-max", "1.2", "-c", "2", "-d", "0.5", *target],
+        capture_output=True, timeout=60,
+    )  # fmt: skip
+    assert bench.returncode == 0, bench.stderr
+    (tmp_path / "modern").mkdir()
+    key, cert = issue(
+        tmp_path / "modern", private_ca(tmp_path / "modern"), "s", "DNS:localhost"
+    )
+    modern = start_daemon(
+        "--port", f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}",
+        "--tls-min-version", "1.3",
+    ).tcp_port()  # fmt: skip
+    old = client("-z", "--insecure", "--tls-max", "1.2", f"tls:localhost:{modern}")
+    assert old.returncode == 7, old.stderr
+    assert old.stderr.decode().splitlines()[1:] == [
+        f"echod client: localhost:{modern}: TLS failure: tlsv1 alert protocol version"
+    ], old.stderr  # after --insecure's warning
+    openssl = subprocess.run(
+        [need_tool("openssl"), "s_client", "-tls1_2", "-connect",
+         f"127.0.0.1:{modern}"],
+        input=b"", capture_output=True, timeout=60,
+    )  # fmt: skip
+    assert openssl.returncode != 0
+    assert b"alert protocol version" in openssl.stdout + openssl.stderr, openssl
+    for options, says in (
+        (["--tlsv1.3", "--tls-max", "1.2", *target],
+         "--tlsv1.3 and --tls-max 1.2 leave no TLS version to speak"),
+        (["--tls-max", "1.1", *target], "argument --tls-max: invalid choice: '1.1'"),
+        (["--tlsv1.2", f"localhost:{port}"], "--tlsv1.2 applies to TLS targets"),
+    ):  # fmt: skip
+        out = client("-z", *options)
+        assert out.returncode == 2, (options, out.stderr)
+        assert says in out.stderr.decode(), out.stderr
+
+
 def test_tls_verification_failures_exit_7(
     start_daemon: DaemonStarter, tmp_path: Path
 ) -> None:
@@ -882,7 +941,7 @@ def test_zero_io_and_verbose_as_nc(start_daemon: DaemonStarter, tmp_path: Path) 
     tls_port, ca = tls_daemon(start_daemon, tmp_path)
     out = client("-zv", "--cacert", str(ca), f"tls:localhost:{tls_port}")
     assert out.returncode == 0, out
-    assert out.stderr.decode().endswith(", TLS verified\n"), out.stderr
+    assert ", TLS verified (TLSv1.3, " in out.stderr.decode(), out.stderr
     untrusted = client("-z", f"tls:localhost:{tls_port}")
     assert untrusted.returncode == 7, untrusted
     assert b"unable to get local issuer certificate" in untrusted.stderr

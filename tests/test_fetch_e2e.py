@@ -742,6 +742,51 @@ def test_tls_verification(nginx: Nginx, pki: dict[str, Path], tmp_path: Path) ->
     assert "certificate CN=localhost issued by CN=ca" in timed.stderr
 
 
+def test_tls_versions_as_curl(
+    nginx: Nginx, pki: dict[str, Path], site: Path, tmp_path: Path
+) -> None:
+    """--tlsv1.2/--tlsv1.3 and --tls-max, as curl's: against nginx speaking
+    TLS 1.2 only, --tlsv1.3 fails for both (exit 7 in one line; curl 35);
+    against one speaking 1.2 and 1.3, each bound makes the version curl's
+    makes, as both say with -v, and the same page."""
+    ca = str(pki["ca"])
+    old = nginx.url("/index.html", tls=True)
+    ours = fetch("--cacert", ca, "--tlsv1.3", "-o", "x", old, cwd=tmp_path)
+    theirs = curl("--cacert", ca, "--tlsv1.3", "-o", "x", old, cwd=tmp_path)
+    assert (ours.code, theirs.returncode) == (7, 35), (ours, theirs)
+    assert ours.stderr.count("\n") == 1, ours
+    assert "TLS failure: tlsv1 alert protocol version" in ours.stderr, ours
+    (tmp_path / "both").mkdir()
+    both = Nginx(tmp_path / "both", site, (pki["key"], pki["cert"]),
+                 tls_protocols="TLSv1.2 TLSv1.3")  # fmt: skip
+    try:
+        url = both.url("/index.html", tls=True)
+        for options, version in (
+            ([], "TLSv1.3"),
+            (["--tls-max", "1.2"], "TLSv1.2"),
+            (["--tlsv1.2"], "TLSv1.3"),
+            (["--tlsv1.3", "--tls-max", "1.3"], "TLSv1.3"),
+        ):
+            ours = fetch("-v", "--cacert", ca, *options, "-o", "ours", url,
+                         cwd=tmp_path)  # fmt: skip
+            theirs = curl("-v", "--cacert", ca, *options, "-o", "theirs", url,
+                          cwd=tmp_path)  # fmt: skip
+            assert (ours.code, theirs.returncode) == (0, 0), (options, ours, theirs)
+            assert f"* TLS: {version}, " in ours.stderr, (options, ours.stderr)
+            assert f"SSL connection using {version} ".encode() in theirs.stderr
+            assert (tmp_path / "ours").read_bytes() == (
+                tmp_path / "theirs"
+            ).read_bytes()
+    finally:
+        both.stop()
+    for options, says in (
+        (["--tlsv1.3", "--tls-max", "1.2"], "leave no TLS version to speak"),
+        (["--tls-max", "1.0"], "argument --tls-max: invalid choice: '1.0'"),
+    ):
+        run = fetch(*options, url, cwd=tmp_path)
+        assert run.code == 2 and says in run.stderr, run
+
+
 def test_an_international_host_name_goes_as_its_a_labels(
     nginx: Nginx, pki: dict[str, Path], tmp_path: Path
 ) -> None:

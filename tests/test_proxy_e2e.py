@@ -123,7 +123,7 @@ def test_tls_end_to_end_through_the_tunnel(
                  *ca, f"tls:localhost:{port}")  # fmt: skip
     assert zero.returncode == 0, zero.stderr
     assert b"(via socks5h://127.0.0.1:" in zero.stderr
-    assert zero.stderr.rstrip().endswith(b", TLS verified")
+    assert b", TLS verified (TLSv1.3, " in zero.stderr, zero.stderr
     untrusted = echod("client", "-z", "--proxy", proxy, f"tls:localhost:{port}")
     assert untrusted.returncode == 7, untrusted.stderr  # the server's, not the proxy's
     bench = echod("bench", "--proxy", f"socks5://127.0.0.1:{socks_proxy}", *ca,

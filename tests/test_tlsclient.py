@@ -17,6 +17,7 @@ from echod.tlsclient import (
     connection_creator,
     load_certificates,
     rejection,
+    version_bounds,
 )
 from tests.certs import issue, private_ca
 
@@ -128,6 +129,14 @@ def test_cacert_bundle_with_several_certificates(tmp_path: Path) -> None:
     [
         (ClientTLS(cacert=Path("/nonexistent/ca.pem")), "cannot read CA file"),
         (ClientTLS(cert=Path("/nonexistent/c.pem")), "--cert and --key go together"),
+        (
+            ClientTLS(min_version="1.3", max_version="1.2"),
+            "--tlsv1.3 and --tls-max 1.2 leave no TLS version to speak",
+        ),
+        (
+            ClientTLS(insecure=True, min_version="1.3", max_version="1.2"),
+            "leave no TLS version",
+        ),
     ],
 )
 def test_errors(settings: ClientTLS, message: str) -> None:
@@ -164,3 +173,24 @@ def test_client_certificate_and_key_problems_say_which_file(tmp_path: Path) -> N
         with pytest.raises(TLSClientError) as e:
             connection_creator("localhost", settings)
         assert str(e.value).startswith(message), str(e.value)
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "bounds"),
+    [
+        (None, None, {}),
+        ("1.2", None, {"raiseMinimumTo": ssl.TLSVersion.TLSv1_2}),
+        ("1.3", "1.3", {"raiseMinimumTo": ssl.TLSVersion.TLSv1_3,
+                        "lowerMaximumSecurityTo": ssl.TLSVersion.TLSv1_3}),
+        (None, "1.2", {"lowerMaximumSecurityTo": ssl.TLSVersion.TLSv1_2}),
+    ],
+)  # fmt: skip
+def test_version_bounds(
+    low: str | None, high: str | None, bounds: dict[str, object]
+) -> None:
+    """curl's --tlsv1.x and --tls-max, as Twisted's CertificateOptions takes them."""
+    settings = ClientTLS(min_version=low, max_version=high)
+    assert version_bounds(settings) == bounds
+    connection_creator("localhost", settings)  # Twisted takes them
+    insecure = ClientTLS(insecure=True, min_version=low, max_version=high)
+    connection_creator("localhost", insecure, warn=print)
