@@ -42,9 +42,16 @@ from echod.hostnames import host_port
 from echod.limits import ConnectionLimits, client_key, plain_host
 from echod.settings import NORMAL_ENDS, EchoSettings
 from echod.stats import EchoStats
+from echod.tls import negotiated
 from echod.unixnames import shown_unix_path
 
 log = Logger(namespace="echod")
+
+CLOSED = (
+    "closed {peer} in={bytes_in} out={bytes_out} duration={duration:.3f}s "
+    "reason={reason}"
+)
+"""The log line of an ended connection (TLS adds its version and cipher)."""
 
 
 class StreamTransport(typing.Protocol):
@@ -416,8 +423,11 @@ class EchoFactory(Factory):
         stats.bytes_out += protocol.bytes_out
         why = protocol.end_reason or "closed"
         stats.closed[why] += 1
+        session = negotiated(protocol.transport)
+        if session is not None:
+            stats.tls_sessions[session] += 1
         if self.logs_close(why, protocol.bytes_discarded):
-            self.log_close(protocol, why)
+            self.log_close(protocol, why, session)
         if not self.connections:
             self.idle_sweeper.stop()
             if self.on_empty is not None:
@@ -430,8 +440,14 @@ class EchoFactory(Factory):
             return True
         return wanted == "abnormal" and (reason not in NORMAL_ENDS or discarded > 0)
 
-    def log_close(self, protocol: EchoProtocol, reason: str) -> None:
-        """The log line of an ended connection: who, bytes each way, how long, why."""
+    def log_close(
+        self,
+        protocol: EchoProtocol,
+        reason: str,
+        session: tuple[str, str] | None = None,
+    ) -> None:
+        """The log line of an ended connection: who, bytes each way, how long,
+        why; over TLS, the version and cipher its handshake made (C{session})."""
         peer = "?"
         if protocol.transport is not None:
             peer = format_address(protocol.transport.getPeer())
@@ -445,11 +461,11 @@ class EchoFactory(Factory):
         )
         if protocol.bytes_discarded:
             fields["bytes_discarded"] = protocol.bytes_discarded
-        log.info(
-            "closed {peer} in={bytes_in} out={bytes_out} "
-            "duration={duration:.3f}s reason={reason}",
-            **fields,
-        )
+        if session is None:
+            log.info(CLOSED, **fields)
+            return
+        fields.update(tls_version=session[0], tls_cipher=session[1])
+        log.info(CLOSED + " tls={tls_version} cipher={tls_cipher}", **fields)
 
 
 class ListenerFactory(Factory):

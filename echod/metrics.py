@@ -40,7 +40,7 @@ from echod import __version__
 from echod.echo import EchoFactory, RefusedProtocol, format_address
 from echod.logs import worth_logging
 from echod.stats import REFUSAL_REASONS, RELOADED, UDP_DROP_REASONS, EchoStats
-from echod.tls import ServedCertificate
+from echod.tls import ServedCertificate, negotiated
 
 CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 
@@ -129,6 +129,16 @@ class EchoCollector(Collector):
             "TLS connections that failed before any byte was echoed.",
             value=stats.tls_handshake_failures,
         )
+        sessions = CounterMetricFamily(
+            "echod_tls_connections",
+            "TLS connections whose handshake finished, by TLS version and cipher.",
+            labels=["version", "cipher"],
+        )
+        made = Counter(stats.tls_sessions)
+        made.update(s for s in (negotiated(p.transport) for p in live) if s)
+        for (version, cipher), count in sorted(made.items()):
+            sessions.add_metric([version, cipher], count)
+        yield sessions
         yield CounterMetricFamily(
             "echod_udp_datagrams", "UDP datagrams echoed.", value=stats.udp_datagrams
         )

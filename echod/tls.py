@@ -51,6 +51,25 @@ INTERMEDIATE_CIPHERS = (
 VERSIONS = {"1.2": SSL.TLS1_2_VERSION, "1.3": SSL.TLS1_3_VERSION}
 
 
+def negotiated(transport: Any) -> tuple[str, str] | None:
+    """The TLS version and cipher the handshake under C{transport} made
+    (C{("TLSv1.3", "TLS_AES_256_GCM_SHA384")}), or None: no TLS under it, or
+    a handshake that did not finish. C{transport} may be Twisted's TLS
+    transport or a wrapper above it (the PROXY protocol's, an access check's)."""
+    for _ in range(4):  # the wrappers echod stacks are fewer
+        if isinstance(transport, TLSMemoryBIOProtocol):
+            if not getattr(transport, "_handshakeDone", False):
+                return None
+            connection = transport.getHandle()
+            version = connection.get_protocol_version_name()
+            cipher = connection.get_cipher_name()
+            return (version, cipher) if cipher else None
+        transport = getattr(transport, "transport", None)
+        if transport is None:
+            return None
+    return None
+
+
 class TLSConfigError(Exception):
     """A TLS file or setting cannot be used; the message says which and why."""
 

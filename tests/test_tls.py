@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
 from OpenSSL import SSL
+from twisted.internet.testing import StringTransport
+from twisted.protocols.tls import TLSMemoryBIOProtocol
 
 from echod.certs import make_certificates
 from echod.tls import (
@@ -15,6 +18,7 @@ from echod.tls import (
     TLSConfigError,
     TLSProfile,
     make_context,
+    negotiated,
     served_certificate,
 )
 
@@ -77,3 +81,41 @@ def test_the_served_certificate_and_its_expiry(pki: Path) -> None:
     assert server.reload()
     (served,) = server.certificates()
     assert served.not_after > expected
+
+
+class Handle:
+    """What L{negotiated} asks of an OpenSSL connection."""
+
+    def __init__(self, cipher: str | None) -> None:
+        self.cipher = cipher
+
+    def get_protocol_version_name(self) -> str:
+        return "TLSv1.3"
+
+    def get_cipher_name(self) -> str | None:
+        return self.cipher
+
+
+class Wrapper:
+    """A transport wrapper (PROXY, access) above another transport."""
+
+    def __init__(self, transport: object) -> None:
+        self.transport = transport
+
+
+def tls_transport(done: bool, cipher: str | None = "TLS_AES_128_GCM_SHA256") -> Any:
+    transport = TLSMemoryBIOProtocol.__new__(TLSMemoryBIOProtocol)
+    transport._handshakeDone = done
+    transport.getHandle = lambda: Handle(cipher)  # type: ignore[method-assign]
+    return transport
+
+
+def test_negotiated_finds_the_tls_transport_under_wrappers() -> None:
+    session = ("TLSv1.3", "TLS_AES_128_GCM_SHA256")
+    assert negotiated(tls_transport(True)) == session
+    assert negotiated(Wrapper(Wrapper(tls_transport(True)))) == session
+    assert negotiated(tls_transport(False)) is None  # the handshake never ended
+    assert negotiated(tls_transport(True, cipher=None)) is None
+    assert negotiated(StringTransport()) is None  # plain TCP
+    assert negotiated(None) is None
+    assert negotiated(Wrapper(Wrapper(Wrapper(Wrapper(tls_transport(True)))))) is None

@@ -75,6 +75,57 @@ def test_min_version_1_3_refuses_1_2(
     assert handshake(port, "-tls1_3")
 
 
+def test_each_connection_says_its_tls_version_and_cipher(
+    start_daemon: DaemonStarter, tmp_path: Path
+) -> None:
+    """The closed line of a TLS connection ends with the version and cipher its
+    handshake made, as HAProxy's %sslv/%sslc and nginx's $ssl_protocol log them;
+    /metrics counts them (open connections included), through a PROXY header
+    too; a plain connection's line is as before."""
+    key, cert = self_signed(tmp_path)
+    daemon = start_daemon(
+        "--port", "ssl:0:interface=127.0.0.1", "--port", "tcp:0:interface=127.0.0.1",
+        "--port", "haproxy:ssl:0:interface=127.0.0.1", "--tls-cert", str(cert),
+        "--tls-key", str(key), "--metrics", "tcp:0:interface=127.0.0.1",
+    )  # fmt: skip
+    tls, plain, proxied = (int(a.rsplit(":", 1)[1]) for a in daemon.addresses(3))
+    context = ssl.create_default_context(cafile=str(cert))
+    for version in (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3):
+        pinned = ssl.create_default_context(cafile=str(cert))
+        pinned.minimum_version = pinned.maximum_version = version
+        sock = connect("127.0.0.1", tls)
+        with pinned.wrap_socket(sock, server_hostname="localhost") as secure:
+            assert round_trip(secure, b"hello") == b"hello"
+    with connect("127.0.0.1", plain) as sock:
+        assert round_trip(sock, b"plain") == b"plain"
+    with connect("127.0.0.1", proxied) as sock:
+        sock.sendall(b"PROXY TCP4 203.0.113.9 127.0.0.1 40000 10000\r\n")
+        with context.wrap_socket(sock, server_hostname="localhost") as secure:
+            secure.sendall(b"behind a proxy")
+            assert secure.recv(100) == b"behind a proxy"
+            _, text = curl(f"http://{daemon.metrics_address()}/metrics")
+    counted = re.findall(
+        r'^echod_tls_connections_total\{cipher="(\S+)",version="(\S+)"\} (\S+)$',
+        text, re.MULTILINE,
+    )  # fmt: skip
+    by_version = sorted((version, float(n)) for _, version, n in counted)
+    assert by_version == [("TLSv1.2", 1.0), ("TLSv1.3", 2.0)], counted
+    ciphers = {version: cipher for cipher, version, _ in counted}
+    ends = r" duration=\S+ reason=\w+"
+    daemon.wait_for(
+        r"closed 127\.0\.0\.1:\d+ in=5 out=5" + ends + "$"  # plain: no tls=
+    )
+    for named, size, peer in (
+        ("TLSv1.2", 5, r"127\.0\.0\.1:\d+"),
+        ("TLSv1.3", 5, r"127\.0\.0\.1:\d+"),
+        ("TLSv1.3", 14, r"203\.0\.113\.9:40000"),  # from the PROXY header
+    ):
+        daemon.wait_for(
+            rf"closed {peer} in={size} out={size}{ends} tls={named} "
+            rf"cipher={re.escape(ciphers[named])}$"
+        )
+
+
 def test_profile_ciphers_only(start_daemon: DaemonStarter, tmp_path: Path) -> None:
     key, cert = self_signed(tmp_path)
     port, _ = ssl_daemon(start_daemon, cert, key)
@@ -560,7 +611,9 @@ def test_drain_closes_tls_connections_with_close_notify(
         assert sock.recv(100) == b""  # close_notify; a bare EOF would raise SSLEOFError
     assert daemon.process.wait(30) in (0, -signal.SIGTERM)
     assert time.monotonic() - began < 3, "waited out the flush grace"
-    daemon.wait_for(r"closed 127\.0\.0\.1:\d+ in=15 out=15 .*reason=drain$")
+    daemon.wait_for(
+        r"closed 127\.0\.0\.1:\d+ in=15 out=15 .*reason=drain tls=TLSv1\.3 cipher=\S+$"
+    )
 
 
 def encrypt_key(key: Path, out: Path) -> Path:
