@@ -40,6 +40,7 @@ from zope.interface import implementer
 from echod.fdlimit import connection_cap
 from echod.hostnames import host_port
 from echod.limits import ConnectionLimits, client_key, plain_host
+from echod.proxytlv import ProxiedSession, proxied_session
 from echod.settings import NORMAL_ENDS, EchoSettings
 from echod.stats import EchoStats
 from echod.tls import negotiated
@@ -424,10 +425,11 @@ class EchoFactory(Factory):
         why = protocol.end_reason or "closed"
         stats.closed[why] += 1
         session = negotiated(protocol.transport)
-        if session is not None:
-            stats.tls_sessions[session] += 1
+        proxied = proxied_session(protocol.transport)
+        for key in tls_keys(session, proxied):
+            stats.tls_sessions[key] += 1
         if self.logs_close(why, protocol.bytes_discarded):
-            self.log_close(protocol, why, session)
+            self.log_close(protocol, why, session, proxied)
         if not self.connections:
             self.idle_sweeper.stop()
             if self.on_empty is not None:
@@ -445,9 +447,11 @@ class EchoFactory(Factory):
         protocol: EchoProtocol,
         reason: str,
         session: tuple[str, str] | None = None,
+        proxied: ProxiedSession | None = None,
     ) -> None:
         """The log line of an ended connection: who, bytes each way, how long,
-        why; over TLS, the version and cipher its handshake made (C{session})."""
+        why; over TLS, the version and cipher its handshake made (C{session});
+        behind a proxy, what its PROXY v2 header said (C{proxied})."""
         peer = "?"
         if protocol.transport is not None:
             peer = format_address(protocol.transport.getPeer())
@@ -461,11 +465,28 @@ class EchoFactory(Factory):
         )
         if protocol.bytes_discarded:
             fields["bytes_discarded"] = protocol.bytes_discarded
-        if session is None:
-            log.info(CLOSED, **fields)
-            return
-        fields.update(tls_version=session[0], tls_cipher=session[1])
-        log.info(CLOSED + " tls={tls_version} cipher={tls_cipher}", **fields)
+        text = CLOSED
+        if session is not None:
+            fields.update(tls_version=session[0], tls_cipher=session[1])
+            text += " tls={tls_version} cipher={tls_cipher}"
+        if proxied is not None:
+            said = proxied.log_fields()
+            fields.update(said)
+            text += "".join(f" {name}={{{name}}}" for name in said)
+        log.info(text, **fields)
+
+
+def tls_keys(
+    session: tuple[str, str] | None, proxied: ProxiedSession | None
+) -> list[tuple[str, str, str]]:
+    """Where TLS ended, version and cipher, for each TLS session a connection
+    had: with echod (C{session}), with the proxy in front (C{proxied})."""
+    keys = []
+    if session is not None:
+        keys.append(("echod", *session))
+    if proxied is not None and proxied.tls_version is not None:
+        keys.append(("proxy", proxied.tls_version, proxied.tls_cipher or ""))
+    return keys
 
 
 class ListenerFactory(Factory):

@@ -37,8 +37,9 @@ from zope.interface import implementer
 
 import twisted
 from echod import __version__
-from echod.echo import EchoFactory, RefusedProtocol, format_address
+from echod.echo import EchoFactory, RefusedProtocol, format_address, tls_keys
 from echod.logs import worth_logging
+from echod.proxytlv import proxied_session
 from echod.stats import REFUSAL_REASONS, RELOADED, UDP_DROP_REASONS, EchoStats
 from echod.tls import ServedCertificate, negotiated
 
@@ -131,13 +132,15 @@ class EchoCollector(Collector):
         )
         sessions = CounterMetricFamily(
             "echod_tls_connections",
-            "TLS connections whose handshake finished, by TLS version and cipher.",
-            labels=["version", "cipher"],
+            "TLS connections whose handshake finished, by where TLS ended (echod, "
+            "or the proxy in front per its PROXY v2 header), version and cipher.",
+            labels=["terminated", "version", "cipher"],
         )
         made = Counter(stats.tls_sessions)
-        made.update(s for s in (negotiated(p.transport) for p in live) if s)
-        for (version, cipher), count in sorted(made.items()):
-            sessions.add_metric([version, cipher], count)
+        for p in live:
+            made.update(tls_keys(negotiated(p.transport), proxied_session(p.transport)))
+        for key, count in sorted(made.items()):
+            sessions.add_metric(list(key), count)
         yield sessions
         yield CounterMetricFamily(
             "echod_udp_datagrams", "UDP datagrams echoed.", value=stats.udp_datagrams

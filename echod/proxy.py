@@ -12,6 +12,9 @@ and wraps the inner endpoint with L{ProxyHeaderFactory}, whose protocol:
 - only then asks the echo factory for a protocol, with the client's real
   address, so limits, logs and metrics all see the client;
 - passes half-close (C{readConnectionLost}, C{writeConnectionLost}) through;
+- keeps what a v2 header's TLVs say of the client's connection to the proxy
+  (L{echod.proxytlv}: its TLS version and cipher, the host name it asked
+  for), for the connection's log line and metrics, and checks their CRC32C;
 - closes a connection whose header is missing, malformed (addresses and ports
   included: L{well_formed}) or late, logging it and counting it as refused
   (C{bad-proxy-header}).
@@ -50,6 +53,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from echod.echo import EchoFactory, ListenerFactory, format_address
+from echod.proxytlv import ProxiedSession, session_of
 
 log = Logger(namespace="echod")
 
@@ -110,6 +114,8 @@ class ProxyHeaderProtocol(ProtocolWrapper):
         self._destination: IAddress | None = None
         self._timeout: IDelayedCall | None = None
         self._pending = False
+        self.proxied_session: ProxiedSession | None = None
+        """What the header's TLVs say of the client's connection to the proxy."""
 
     @property
     def link(self) -> ITransport:
@@ -142,6 +148,13 @@ class ProxyHeaderProtocol(ProtocolWrapper):
             return
         if not (well_formed(info.source) and well_formed(info.destination)):
             self._refuse("malformed PROXY header")
+            return
+        try:
+            self.proxied_session = session_of(info.header)
+        except InvalidProxyHeader:
+            self._refuse(
+                "malformed PROXY header TLVs (or a CRC32C that does not match)"
+            )
             return
         self._cancel_timeout()
         self._not_pending()

@@ -34,8 +34,9 @@ class EchoStats:
     """Closed connections by why they ended (client closed, idle timeout, ...)."""
     tls_handshake_failures: int = 0
     """TLS connections that ended in an OpenSSL error before any byte echoed."""
-    tls_sessions: Counter[tuple[str, str]] = field(default_factory=Counter)
-    """Ended TLS connections whose handshake finished, by version and cipher."""
+    tls_sessions: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    """Ended TLS connections whose handshake finished, by where TLS ended
+    (C{echod}, or C{proxy} per a PROXY v2 header), version and cipher."""
     bytes_in: int = 0
     bytes_out: int = 0
     udp_datagrams: int = 0

@@ -37,6 +37,7 @@ from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 from zope.interface import implementer
 
+from echod.layers import layers
 from echod.pem import encrypted_key_error, load_certificates, read_file
 
 log = Logger(namespace="echod")
@@ -56,17 +57,14 @@ def negotiated(transport: Any) -> tuple[str, str] | None:
     (C{("TLSv1.3", "TLS_AES_256_GCM_SHA384")}), or None: no TLS under it, or
     a handshake that did not finish. C{transport} may be Twisted's TLS
     transport or a wrapper above it (the PROXY protocol's, an access check's)."""
-    for _ in range(4):  # the wrappers echod stacks are fewer
-        if isinstance(transport, TLSMemoryBIOProtocol):
-            if not getattr(transport, "_handshakeDone", False):
+    for layer in layers(transport):
+        if isinstance(layer, TLSMemoryBIOProtocol):
+            if not getattr(layer, "_handshakeDone", False):
                 return None
-            connection = transport.getHandle()
+            connection = layer.getHandle()
             version = connection.get_protocol_version_name()
             cipher = connection.get_cipher_name()
             return (version, cipher) if cipher else None
-        transport = getattr(transport, "transport", None)
-        if transport is None:
-            return None
     return None
 
 

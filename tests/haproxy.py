@@ -40,8 +40,11 @@ class HAProxy:
         terminate(self.process)
 
 
-def simple_config(frontend: int, backend: int, send_proxy: str) -> str:
-    """A TCP frontend passing each connection to echod, with C{send_proxy}."""
+def simple_config(
+    frontend: int, backend: int, send_proxy: str, bind_options: str = ""
+) -> str:
+    """A TCP frontend (with C{bind_options}, e.g. C{ssl crt FILE}) passing
+    each connection to echod, with C{send_proxy}."""
     return f"""
 defaults
     mode tcp
@@ -49,7 +52,7 @@ defaults
     timeout client 30s
     timeout server 30s
 frontend fe
-    bind 127.0.0.1:{frontend}
+    bind 127.0.0.1:{frontend} {bind_options}
     default_backend be
 backend be
     server echod 127.0.0.1:{backend} {send_proxy}

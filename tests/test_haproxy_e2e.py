@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import socket
 import ssl
+import struct
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.certs import self_signed
+from tests.certs import issue, private_ca, self_signed
 from tests.daemon import Daemon, DaemonStarter
 from tests.haproxy import HAProxy, simple_config
 from tests.peers import (
@@ -125,6 +127,76 @@ def test_tls_behind_haproxy_gets_the_header_first_then_echods_tls(
     daemon.wait_for(r"closed 127\.0\.0\.3:\d+ in=7 out=7")
     assert daemon.stop() in (0, -signal.SIGTERM)
     assert "Traceback" not in daemon.output, daemon.output
+
+
+def test_tls_terminated_by_haproxy_is_logged_from_the_header_s_tlvs(
+    start_daemon: DaemonStarter, haproxies: list[HAProxy], tmp_path: Path
+) -> None:
+    """HAProxy ends the client's TLS and tells echod about it in the PROXY v2
+    header's TLVs (send-proxy-v2-ssl-cn, ssl-cipher, authority, crc32c): each
+    closed line says the host name the client asked for, the version and
+    cipher it made with HAProxy and its certificate's name; /metrics counts
+    them as terminated by the proxy. A header whose CRC32C does not match is
+    refused (bad-proxy-header), and the next connection is served."""
+    ca = private_ca(tmp_path)
+    key, cert = issue(tmp_path, ca, "localhost")
+    pair = tmp_path / "pair.pem"
+    pair.write_bytes(cert.read_bytes() + key.read_bytes())
+    client_key, client_cert = issue(tmp_path, ca, "client.test", "DNS:client.test")
+    daemon = start_daemon(
+        "--port", "haproxy:tcp:0:interface=127.0.0.1",
+        "--metrics", "tcp:0:interface=127.0.0.1",
+    )  # fmt: skip
+    backend, frontend = daemon.tcp_port(), free_port()
+    config = simple_config(
+        frontend, backend,
+        "send-proxy-v2-ssl-cn proxy-v2-options ssl-cipher,authority,crc32c",
+        f"ssl crt {pair} ca-file {ca[1]} verify optional",
+    )  # fmt: skip
+    haproxies.append(HAProxy(config, tmp_path, frontend))
+    for version, message in ((ssl.TLSVersion.TLSv1_2, b"twelve"),
+                             (ssl.TLSVersion.TLSv1_3, b"thirteen")):  # fmt: skip
+        context = ssl.create_default_context(cafile=str(ca[1]))
+        context.check_hostname = False  # SNI echo.test, a certificate for localhost
+        context.minimum_version = context.maximum_version = version
+        if version is ssl.TLSVersion.TLSv1_3:
+            context.load_cert_chain(client_cert, client_key)
+        with (
+            connect("127.0.0.1", frontend, source="127.0.0.3") as raw,
+            context.wrap_socket(raw, server_hostname="echo.test") as sock,
+        ):
+            assert round_trip(sock, message) == message
+            cipher = (sock.cipher() or ("",))[0]
+            if version is ssl.TLSVersion.TLSv1_3:
+                _, text = curl(f"http://{daemon.metrics_address()}/metrics")
+        n = len(message)
+        named = " client_cn=client.test" if version is ssl.TLSVersion.TLSv1_3 else ""
+        daemon.wait_for(
+            rf"closed 127\.0\.0\.3:\d+ in={n} out={n} duration=\S+ reason=\w+ "
+            rf"authority=echo\.test proxy_tls={version.name.replace('_', '.')} "
+            rf"proxy_cipher={re.escape(cipher)}{named}$"
+        )
+    counted = re.findall(
+        r'^echod_tls_connections_total\{cipher="\S+",terminated="(\w+)",'
+        r'version="(\S+)"\} (\S+)$',
+        text, re.MULTILINE,
+    )  # fmt: skip
+    assert sorted(counted) == [("proxy", "TLSv1.2", "1.0"), ("proxy", "TLSv1.3", "1.0")]
+    # a v2 header (127.0.0.9:1 to 127.0.0.1:2) with a CRC32C TLV that is wrong
+    addresses = bytes([127, 0, 0, 9, 127, 0, 0, 1]) + struct.pack("!HH", 1, 2)
+    tlv = b"\x03\x00\x04" + b"\x12\x34\x56\x78"
+    header = (
+        b"\r\n\r\n\x00\r\nQUIT\n\x21\x11"
+        + struct.pack("!H", len(addresses + tlv)) + addresses + tlv
+    )  # fmt: skip
+    with connect("127.0.0.1", backend) as sock:
+        sock.sendall(header + b"never echoed")
+        assert closed_by_peer(sock)
+    daemon.wait_for(r"refused 127\.0\.0\.1:\d+: malformed PROXY header TLVs")
+    with connect("127.0.0.1", frontend) as raw:
+        context = ssl.create_default_context(cafile=str(ca[1]))
+        with context.wrap_socket(raw, server_hostname="localhost") as sock:
+            assert round_trip(sock, b"next") == b"next"
 
 
 def test_half_close_through_haproxy(

@@ -105,7 +105,8 @@ def test_each_connection_says_its_tls_version_and_cipher(
             assert secure.recv(100) == b"behind a proxy"
             _, text = curl(f"http://{daemon.metrics_address()}/metrics")
     counted = re.findall(
-        r'^echod_tls_connections_total\{cipher="(\S+)",version="(\S+)"\} (\S+)$',
+        r'^echod_tls_connections_total\{cipher="(\S+)",terminated="echod",'
+        r'version="(\S+)"\} (\S+)$',
         text, re.MULTILINE,
     )  # fmt: skip
     by_version = sorted((version, float(n)) for _, version, n in counted)

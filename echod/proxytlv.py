@@ -1,0 +1,145 @@
+"""What a PROXY protocol v2 header says about the client's connection to the
+proxy, beyond its addresses: the TLVs after them (the protocol's section 2.2).
+
+HAProxy sends them with ``send-proxy-v2-ssl`` (or ``send-proxy-v2`` and
+``proxy-v2-options ssl,ssl-cipher,authority,crc32c,...``): the TLS version and
+cipher the client made with the proxy, the host name it asked for (SNI), the
+subject of its certificate, and a CRC32C of the whole header. echod keeps the
+ones worth a log line (L{ProxiedSession}), checks the CRC32C when one is sent
+(a mismatch makes the header invalid, as the protocol says) and ignores every
+other TLV, as the protocol allows.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from twisted.protocols.haproxy._exceptions import InvalidProxyHeader
+
+from echod.layers import layers
+
+V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
+
+TYPE_AUTHORITY = 0x02
+TYPE_CRC32C = 0x03
+TYPE_SSL = 0x20
+SUBTYPE_SSL_VERSION = 0x21
+SUBTYPE_SSL_CN = 0x22
+SUBTYPE_SSL_CIPHER = 0x23
+CLIENT_SSL = 0x01
+"""The TLV types echod reads, and the SSL TLV's flag "the client spoke TLS"."""
+
+ADDRESS_LENGTHS = {0x1: 12, 0x2: 36, 0x3: 216}
+"""Bytes of the address block by family (the high nibble of byte 13): IPv4,
+IPv6, UNIX; the TLVs follow it."""
+
+MAX_SHOWN = 255
+"""Most characters of a TLV's text kept for the log."""
+
+
+@dataclass(frozen=True)
+class ProxiedSession:
+    """The client's connection to the proxy, as the header's TLVs describe it."""
+
+    authority: str | None = None
+    """The host name the client asked the proxy for (TLS SNI)."""
+    tls_version: str | None = None
+    """The TLS version the client made with the proxy (None: not TLS)."""
+    tls_cipher: str | None = None
+    client_cn: str | None = None
+    """The common name of the client's certificate, when it presented one."""
+
+    def log_fields(self) -> dict[str, str]:
+        """The fields a connection's closed line adds for this session."""
+        fields = {
+            "authority": self.authority,
+            "proxy_tls": self.tls_version,
+            "proxy_cipher": self.tls_cipher,
+            "client_cn": self.client_cn,
+        }
+        return {name: value for name, value in fields.items() if value is not None}
+
+
+def crc32c(data: bytes) -> int:
+    """CRC-32C (Castagnoli), as the PROXY protocol's PP2_TYPE_CRC32C."""
+    crc = 0xFFFFFFFF
+    table = _CRC32C_TABLE
+    for byte in data:
+        crc = table[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+    return crc ^ 0xFFFFFFFF
+
+
+def _crc32c_table() -> list[int]:
+    table = []
+    for n in range(256):
+        crc = n
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0x82F63B78 if crc & 1 else crc >> 1
+        table.append(crc)
+    return table
+
+
+_CRC32C_TABLE = _crc32c_table()
+
+
+def tlvs(data: bytes, start: int) -> Iterator[tuple[int, int, bytes]]:
+    """Each TLV of C{data} from C{start}: its type, where its value begins, the
+    value; L{InvalidProxyHeader} if one runs past the end."""
+    at = start
+    while at < len(data):
+        if at + 3 > len(data):
+            raise InvalidProxyHeader()
+        kind, length = data[at], struct.unpack("!H", data[at + 1 : at + 3])[0]
+        if at + 3 + length > len(data):
+            raise InvalidProxyHeader()
+        yield kind, at + 3, data[at + 3 : at + 3 + length]
+        at += 3 + length
+
+
+def shown(value: bytes) -> str:
+    """A TLV's text as one log token: control characters, spaces and anything
+    not UTF-8 escaped (a client chooses its SNI)."""
+    text = value[: MAX_SHOWN * 4].decode("utf-8", "backslashreplace")[:MAX_SHOWN]
+    return "".join(
+        c if c.isprintable() and not c.isspace() else f"\\x{ord(c):02x}" for c in text
+    )
+
+
+def session_of(header: bytes) -> ProxiedSession | None:
+    """What the v2 C{header}'s TLVs say (None for a v1 header, or a v2 one
+    without them); L{InvalidProxyHeader} for TLVs that overrun the header or
+    a CRC32C that does not match it."""
+    if not header.startswith(V2_SIGNATURE) or len(header) < 16:
+        return None
+    if header[12] & 0x0F == 0:  # LOCAL: the proxy's own connection
+        return None
+    start = 16 + ADDRESS_LENGTHS.get(header[13] >> 4, 0)
+    found: dict[str, Any] = {}
+    for kind, at, value in tlvs(header, start):
+        if kind == TYPE_CRC32C:
+            zeroed = header[:at] + b"\0\0\0\0" + header[at + 4 :]
+            if len(value) != 4 or crc32c(zeroed) != struct.unpack("!I", value)[0]:
+                raise InvalidProxyHeader()
+        elif kind == TYPE_AUTHORITY:
+            found["authority"] = shown(value)
+        elif kind == TYPE_SSL and len(value) >= 5 and value[0] & CLIENT_SSL:
+            for sub, _, text in tlvs(value, 5):
+                if sub == SUBTYPE_SSL_VERSION:
+                    found["tls_version"] = shown(text)
+                elif sub == SUBTYPE_SSL_CIPHER:
+                    found["tls_cipher"] = shown(text)
+                elif sub == SUBTYPE_SSL_CN:
+                    found["client_cn"] = shown(text)
+    return ProxiedSession(**found) if found else None
+
+
+def proxied_session(transport: Any) -> ProxiedSession | None:
+    """The L{ProxiedSession} of the PROXY header under C{transport}, if any."""
+    for layer in layers(transport):
+        session = getattr(layer, "proxied_session", None)
+        if session is not None:
+            return session  # type: ignore[no-any-return]
+    return None

@@ -1,0 +1,127 @@
+"""Unit tests of echod.proxytlv: a PROXY v2 header's TLVs."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+from twisted.protocols.haproxy._exceptions import InvalidProxyHeader
+
+from echod.proxytlv import (
+    V2_SIGNATURE,
+    ProxiedSession,
+    crc32c,
+    proxied_session,
+    session_of,
+    shown,
+)
+
+HAPROXY_2_6 = bytes.fromhex(
+    "0d0a0d0a000d0a515549540a21110069"  # signature, PROXY TCP4, 105 bytes follow
+    "7f0000017f0000018cd24844"  # 127.0.0.1:36050 to 127.0.0.1:18500
+    "030004151556690200096563686f2e74657374050000"  # CRC32C, authority, unique ID
+    "2000440100000000"  # SSL: the client spoke TLS; verify 0
+    "210007544c5376312e33250005454332353624001165636473612d776974682d534841323536"
+    "230016544c535f4145535f3235365f47434d5f534841333834"
+)
+"""What Debian's HAProxy 2.6 sent with send-proxy-v2-ssl-cn and proxy-v2-options
+ssl-cipher,authority,unique-id,crc32c,cert-sig,cert-key (captured by hand)."""
+
+
+def v2(tlvs: bytes, command: int = 0x21, family: int = 0x11) -> bytes:
+    """A v2 header from 127.0.0.9:1 to 127.0.0.1:2 with C{tlvs}."""
+    addresses = bytes([127, 0, 0, 9, 127, 0, 0, 1]) + struct.pack("!HH", 1, 2)
+    body = addresses + tlvs
+    return V2_SIGNATURE + bytes([command, family]) + struct.pack("!H", len(body)) + body
+
+
+def tlv(kind: int, value: bytes) -> bytes:
+    return bytes([kind]) + struct.pack("!H", len(value)) + value
+
+
+def test_crc32c_check_value() -> None:
+    assert crc32c(b"123456789") == 0xE3069283  # the Castagnoli check value
+
+
+def test_what_haproxy_sends() -> None:
+    assert session_of(HAPROXY_2_6) == ProxiedSession(
+        authority="echo.test",
+        tls_version="TLSv1.3",
+        tls_cipher="TLS_AES_256_GCM_SHA384",
+    )
+
+
+def test_a_changed_byte_fails_haproxy_s_crc32c() -> None:
+    changed = HAPROXY_2_6[:40] + b"x" + HAPROXY_2_6[41:]  # in the authority
+    with pytest.raises(InvalidProxyHeader):
+        session_of(changed)
+
+
+def test_a_client_certificate_s_name() -> None:
+    ssl = tlv(0x20, b"\x07\x00\x00\x00\x00" + tlv(0x21, b"TLSv1.2") + tlv(0x22, b"me"))
+    assert session_of(v2(ssl)) == ProxiedSession(tls_version="TLSv1.2", client_cn="me")
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        v2(b""),  # no TLVs
+        v2(tlv(0x04, b"\0\0")),  # only a NOOP
+        v2(tlv(0x20, b"\x00\x00\x00\x00\x00" + tlv(0x21, b"TLSv1.3"))),  # not TLS
+        v2(tlv(0x02, b"local.test"), command=0x20),  # LOCAL: the proxy's own
+        b"PROXY TCP4 127.0.0.9 127.0.0.1 1 2\r\n",  # v1
+    ],
+)
+def test_nothing_to_say(header: bytes) -> None:
+    assert session_of(header) is None
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        v2(tlv(0x02, b"name")[:-1]),  # a value past the end
+        v2(b"\x02\x00"),  # a length cut short
+        v2(tlv(0x20, b"\x01\x00\x00\x00\x00" + b"\x21\x00\x09TLS")),  # a sub-TLV
+        v2(tlv(0x03, b"\x00\x00\x00\x00")),  # a CRC32C that is not this header's
+        v2(tlv(0x03, b"\x00\x00")),  # a CRC32C of two bytes
+    ],
+)
+def test_invalid_tlvs(header: bytes) -> None:
+    with pytest.raises(InvalidProxyHeader):
+        session_of(header)
+
+
+def test_a_right_crc32c_passes() -> None:
+    header = v2(tlv(0x03, b"\0\0\0\0") + tlv(0x02, b"ok.test"))
+    crc = struct.pack("!I", crc32c(header))
+    at = header.index(b"\x03\x00\x04") + 3
+    signed = header[:at] + crc + header[at + 4 :]
+    assert session_of(signed) == ProxiedSession(authority="ok.test")
+
+
+def test_log_tokens_are_one_word() -> None:
+    assert shown(b"echo.test") == "echo.test"
+    assert shown(b"a b\nc\x00") == "a\\x20b\\x0ac\\x00"
+    assert shown("bücher.test".encode()) == "bücher.test"
+    assert shown(b"\xff") == "\\xff"
+    assert len(shown(b"x" * 1000)) == 255
+
+
+def test_log_fields_leave_out_what_was_not_said() -> None:
+    assert ProxiedSession(authority="a", tls_version="TLSv1.3").log_fields() == {
+        "authority": "a",
+        "proxy_tls": "TLSv1.3",
+    }
+
+
+class Layer:
+    def __init__(self, transport: object = None, session: object = None) -> None:
+        self.transport = transport
+        self.proxied_session = session
+
+
+def test_the_session_is_found_under_other_layers() -> None:
+    session = ProxiedSession(authority="a")
+    assert proxied_session(Layer(Layer(None, session))) == session
+    assert proxied_session(Layer(Layer())) is None
+    assert proxied_session(None) is None
