@@ -43,7 +43,7 @@ from echod.limits import ConnectionLimits, client_key, plain_host
 from echod.proxytlv import ProxiedSession, proxied_session
 from echod.settings import NORMAL_ENDS, EchoSettings
 from echod.stats import EchoStats
-from echod.tls import negotiated
+from echod.tls import TLSSession, negotiated
 from echod.unixnames import shown_unix_path
 
 log = Logger(namespace="echod")
@@ -52,7 +52,8 @@ CLOSED = (
     "closed {peer} in={bytes_in} out={bytes_out} duration={duration:.3f}s "
     "reason={reason}"
 )
-"""The log line of an ended connection (TLS adds its version and cipher)."""
+"""The log line of an ended connection (TLS adds what its handshake made, a
+PROXY v2 header what it said of the client's connection to the proxy)."""
 
 
 class StreamTransport(typing.Protocol):
@@ -446,12 +447,12 @@ class EchoFactory(Factory):
         self,
         protocol: EchoProtocol,
         reason: str,
-        session: tuple[str, str] | None = None,
+        session: TLSSession | None = None,
         proxied: ProxiedSession | None = None,
     ) -> None:
         """The log line of an ended connection: who, bytes each way, how long,
-        why; over TLS, the version and cipher its handshake made (C{session});
-        behind a proxy, what its PROXY v2 header said (C{proxied})."""
+        why; over TLS, what its handshake made (C{session}); behind a proxy,
+        what its PROXY v2 header said (C{proxied})."""
         peer = "?"
         if protocol.transport is not None:
             peer = format_address(protocol.transport.getPeer())
@@ -466,24 +467,22 @@ class EchoFactory(Factory):
         if protocol.bytes_discarded:
             fields["bytes_discarded"] = protocol.bytes_discarded
         text = CLOSED
-        if session is not None:
-            fields.update(tls_version=session[0], tls_cipher=session[1])
-            text += " tls={tls_version} cipher={tls_cipher}"
-        if proxied is not None:
-            said = proxied.log_fields()
-            fields.update(said)
-            text += "".join(f" {name}={{{name}}}" for name in said)
+        for said in (session, proxied):
+            if said is not None:
+                added = said.log_fields()
+                fields.update(added)
+                text += "".join(f" {name}={{{name}}}" for name in added)
         log.info(text, **fields)
 
 
 def tls_keys(
-    session: tuple[str, str] | None, proxied: ProxiedSession | None
+    session: TLSSession | None, proxied: ProxiedSession | None
 ) -> list[tuple[str, str, str]]:
     """Where TLS ended, version and cipher, for each TLS session a connection
     had: with echod (C{session}), with the proxy in front (C{proxied})."""
     keys = []
     if session is not None:
-        keys.append(("echod", *session))
+        keys.append(("echod", session.version, session.cipher))
     if proxied is not None and proxied.tls_version is not None:
         keys.append(("proxy", proxied.tls_version, proxied.tls_cipher or ""))
     return keys

@@ -141,6 +141,25 @@ class ClassicText:
         return line.replace("\n", "\n\t") + "\n"
 
 
+MAX_TOKEN = 255
+"""Most characters of a peer's text kept in a log line."""
+
+
+def log_token(value: bytes) -> str:
+    """A peer's text (an SNI, a certificate's name) as one log token: control
+    characters, spaces and anything not UTF-8 escaped, at most L{MAX_TOKEN}
+    characters."""
+    text = value[: MAX_TOKEN * 4].decode("utf-8", "backslashreplace")[:MAX_TOKEN]
+    return "".join(
+        c if c.isprintable() and not c.isspace() else f"\\x{ord(c):02x}" for c in text
+    )
+
+
+def given(**fields: str | None) -> dict[str, str]:
+    """C{fields} without those that are None: a log line's optional fields."""
+    return {name: value for name, value in fields.items() if value is not None}
+
+
 def worth_logging(count: int) -> bool:
     """Whether the C{count}th event of a kind gets a log line: the first, then
     every 1000th, so that a flood is not a flood of log lines."""

@@ -20,6 +20,7 @@ from typing import Any
 from twisted.protocols.haproxy._exceptions import InvalidProxyHeader
 
 from echod.layers import layers
+from echod.logs import given, log_token
 
 V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
 
@@ -36,9 +37,6 @@ ADDRESS_LENGTHS = {0x1: 12, 0x2: 36, 0x3: 216}
 """Bytes of the address block by family (the high nibble of byte 13): IPv4,
 IPv6, UNIX; the TLVs follow it."""
 
-MAX_SHOWN = 255
-"""Most characters of a TLV's text kept for the log."""
-
 
 @dataclass(frozen=True)
 class ProxiedSession:
@@ -54,13 +52,12 @@ class ProxiedSession:
 
     def log_fields(self) -> dict[str, str]:
         """The fields a connection's closed line adds for this session."""
-        fields = {
-            "authority": self.authority,
-            "proxy_tls": self.tls_version,
-            "proxy_cipher": self.tls_cipher,
-            "client_cn": self.client_cn,
-        }
-        return {name: value for name, value in fields.items() if value is not None}
+        return given(
+            authority=self.authority,
+            proxy_tls=self.tls_version,
+            proxy_cipher=self.tls_cipher,
+            proxy_client_cn=self.client_cn,
+        )
 
 
 def crc32c(data: bytes) -> int:
@@ -99,15 +96,6 @@ def tlvs(data: bytes, start: int) -> Iterator[tuple[int, int, bytes]]:
         at += 3 + length
 
 
-def shown(value: bytes) -> str:
-    """A TLV's text as one log token: control characters, spaces and anything
-    not UTF-8 escaped (a client chooses its SNI)."""
-    text = value[: MAX_SHOWN * 4].decode("utf-8", "backslashreplace")[:MAX_SHOWN]
-    return "".join(
-        c if c.isprintable() and not c.isspace() else f"\\x{ord(c):02x}" for c in text
-    )
-
-
 def session_of(header: bytes) -> ProxiedSession | None:
     """What the v2 C{header}'s TLVs say (None for a v1 header, or a v2 one
     without them); L{InvalidProxyHeader} for TLVs that overrun the header or
@@ -124,15 +112,15 @@ def session_of(header: bytes) -> ProxiedSession | None:
             if len(value) != 4 or crc32c(zeroed) != struct.unpack("!I", value)[0]:
                 raise InvalidProxyHeader()
         elif kind == TYPE_AUTHORITY:
-            found["authority"] = shown(value)
+            found["authority"] = log_token(value)
         elif kind == TYPE_SSL and len(value) >= 5 and value[0] & CLIENT_SSL:
             for sub, _, text in tlvs(value, 5):
                 if sub == SUBTYPE_SSL_VERSION:
-                    found["tls_version"] = shown(text)
+                    found["tls_version"] = log_token(text)
                 elif sub == SUBTYPE_SSL_CIPHER:
-                    found["tls_cipher"] = shown(text)
+                    found["tls_cipher"] = log_token(text)
                 elif sub == SUBTYPE_SSL_CN:
-                    found["client_cn"] = shown(text)
+                    found["client_cn"] = log_token(text)
     return ProxiedSession(**found) if found else None
 
 

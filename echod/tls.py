@@ -38,6 +38,7 @@ from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 from zope.interface import implementer
 
 from echod.layers import layers
+from echod.logs import given, log_token
 from echod.pem import encrypted_key_error, load_certificates, read_file
 
 log = Logger(namespace="echod")
@@ -52,19 +53,46 @@ INTERMEDIATE_CIPHERS = (
 VERSIONS = {"1.2": SSL.TLS1_2_VERSION, "1.3": SSL.TLS1_3_VERSION}
 
 
-def negotiated(transport: Any) -> tuple[str, str] | None:
-    """The TLS version and cipher the handshake under C{transport} made
-    (C{("TLSv1.3", "TLS_AES_256_GCM_SHA384")}), or None: no TLS under it, or
-    a handshake that did not finish. C{transport} may be Twisted's TLS
+@dataclass(frozen=True)
+class TLSSession:
+    """What a client's TLS handshake with echod made."""
+
+    version: str
+    """C{TLSv1.3}, C{TLSv1.2}."""
+    cipher: str
+    sni: str | None = None
+    """The host name the client asked for (C{tls:DIRECTORY} picks by it)."""
+    client_cn: str | None = None
+    """The common name of the client's certificate (C{--tls-client-ca})."""
+
+    def log_fields(self) -> dict[str, str]:
+        """The fields a connection's closed line adds for this session."""
+        return given(
+            tls=self.version, cipher=self.cipher, sni=self.sni, client_cn=self.client_cn
+        )
+
+
+def negotiated(transport: Any) -> TLSSession | None:
+    """What the TLS handshake under C{transport} made, or None: no TLS under
+    it, or a handshake that did not finish. C{transport} may be Twisted's TLS
     transport or a wrapper above it (the PROXY protocol's, an access check's)."""
     for layer in layers(transport):
         if isinstance(layer, TLSMemoryBIOProtocol):
             if not getattr(layer, "_handshakeDone", False):
                 return None
             connection = layer.getHandle()
-            version = connection.get_protocol_version_name()
             cipher = connection.get_cipher_name()
-            return (version, cipher) if cipher else None
+            if not cipher:
+                return None
+            sni = connection.get_servername()
+            peer = connection.get_peer_certificate()
+            name = peer.get_subject().commonName if peer is not None else None
+            return TLSSession(
+                connection.get_protocol_version_name(),
+                cipher,
+                log_token(sni) if sni else None,
+                log_token(name.encode()) if name else None,
+            )
     return None
 
 

@@ -170,7 +170,9 @@ def test_tls_terminated_by_haproxy_is_logged_from_the_header_s_tlvs(
             if version is ssl.TLSVersion.TLSv1_3:
                 _, text = curl(f"http://{daemon.metrics_address()}/metrics")
         n = len(message)
-        named = " client_cn=client.test" if version is ssl.TLSVersion.TLSv1_3 else ""
+        named = (
+            " proxy_client_cn=client.test" if version is ssl.TLSVersion.TLSv1_3 else ""
+        )
         daemon.wait_for(
             rf"closed 127\.0\.0\.3:\d+ in={n} out={n} duration=\S+ reason=\w+ "
             rf"authority=echo\.test proxy_tls={version.name.replace('_', '.')} "

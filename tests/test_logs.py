@@ -15,7 +15,13 @@ from twisted.logger import (
 )
 from twisted.python.failure import Failure
 
-from echod.logs import ClassicText, JSONLinesObserver, event_as_json, text_log_observer
+from echod.logs import (
+    ClassicText,
+    JSONLinesObserver,
+    event_as_json,
+    log_token,
+    text_log_observer,
+)
 
 
 def test_event_fields_become_json_keys() -> None:
@@ -137,3 +143,12 @@ def test_text_observer_writes_twisted_s_lines_to_the_file(tmp_path: Path) -> Non
 def test_json_message_is_twisted_s_text() -> None:
     for event in classic_events():
         assert json.loads(event_as_json(event))["message"] == formatEvent(event), event
+
+
+def test_a_peer_s_text_is_one_log_token() -> None:
+    """An SNI or a certificate's name, chosen by a client, stays one token."""
+    assert log_token(b"echo.test") == "echo.test"
+    assert log_token(b"a b\nc\x00") == "a\\x20b\\x0ac\\x00"
+    assert log_token("bücher.test".encode()) == "bücher.test"
+    assert log_token(b"\xff") == "\\xff"
+    assert len(log_token(b"x" * 1000)) == 255

@@ -17,6 +17,7 @@ from echod.tls import (
     ServerTLS,
     TLSConfigError,
     TLSProfile,
+    TLSSession,
     make_context,
     negotiated,
     served_certificate,
@@ -86,14 +87,21 @@ def test_the_served_certificate_and_its_expiry(pki: Path) -> None:
 class Handle:
     """What L{negotiated} asks of an OpenSSL connection."""
 
-    def __init__(self, cipher: str | None) -> None:
+    def __init__(self, cipher: str | None, sni: bytes | None = None) -> None:
         self.cipher = cipher
+        self.sni = sni
 
     def get_protocol_version_name(self) -> str:
         return "TLSv1.3"
 
     def get_cipher_name(self) -> str | None:
         return self.cipher
+
+    def get_servername(self) -> bytes | None:
+        return self.sni
+
+    def get_peer_certificate(self) -> None:
+        return None  # the client's certificate: e2e-tested (test_tls_e2e)
 
 
 class Wrapper:
@@ -103,16 +111,25 @@ class Wrapper:
         self.transport = transport
 
 
-def tls_transport(done: bool, cipher: str | None = "TLS_AES_128_GCM_SHA256") -> Any:
+def tls_transport(
+    done: bool, cipher: str | None = "TLS_AES_128_GCM_SHA256", sni: bytes | None = None
+) -> Any:
     transport = TLSMemoryBIOProtocol.__new__(TLSMemoryBIOProtocol)
     transport._handshakeDone = done
-    transport.getHandle = lambda: Handle(cipher)  # type: ignore[method-assign]
+    transport.getHandle = lambda: Handle(cipher, sni)  # type: ignore[method-assign]
     return transport
 
 
 def test_negotiated_finds_the_tls_transport_under_wrappers() -> None:
-    session = ("TLSv1.3", "TLS_AES_128_GCM_SHA256")
+    session = TLSSession("TLSv1.3", "TLS_AES_128_GCM_SHA256")
     assert negotiated(tls_transport(True)) == session
+    named = negotiated(tls_transport(True, sni=b"echo test"))
+    assert named == TLSSession("TLSv1.3", "TLS_AES_128_GCM_SHA256", "echo\\x20test")
+    assert named.log_fields() == {
+        "tls": "TLSv1.3",
+        "cipher": "TLS_AES_128_GCM_SHA256",
+        "sni": "echo\\x20test",
+    }
     assert negotiated(Wrapper(Wrapper(tls_transport(True)))) == session
     assert negotiated(tls_transport(False)) is None  # the handshake never ended
     assert negotiated(tls_transport(True, cipher=None)) is None

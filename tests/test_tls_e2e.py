@@ -123,7 +123,7 @@ def test_each_connection_says_its_tls_version_and_cipher(
     ):
         daemon.wait_for(
             rf"closed {peer} in={size} out={size}{ends} tls={named} "
-            rf"cipher={re.escape(ciphers[named])}$"
+            rf"cipher={re.escape(ciphers[named])} sni=localhost$"
         )
 
 
@@ -153,6 +153,11 @@ def test_mutual_tls(start_daemon: DaemonStarter, tmp_path: Path) -> None:
 
     right = run("--cert", str(ours / "client.pem"), "--key", str(ours / "client.key"))
     assert (right.returncode, right.stdout) == (0, b"mutual\n"), right.stderr
+    # the closed line names the client's certificate, as HAProxy's %[ssl_c_s_dn(cn)]
+    daemon.wait_for(
+        r"closed 127\.0\.0\.1:\d+ in=7 out=7 .* reason=\w+ tls=TLSv1\.3 "
+        r"cipher=\S+ sni=localhost client_cn=echod\\x20client$"
+    )
     none = run()
     assert none.returncode != 0 and none.stdout == b""
     other = run(
@@ -613,7 +618,8 @@ def test_drain_closes_tls_connections_with_close_notify(
     assert daemon.process.wait(30) in (0, -signal.SIGTERM)
     assert time.monotonic() - began < 3, "waited out the flush grace"
     daemon.wait_for(
-        r"closed 127\.0\.0\.1:\d+ in=15 out=15 .*reason=drain tls=TLSv1\.3 cipher=\S+$"
+        r"closed 127\.0\.0\.1:\d+ in=15 out=15 .*reason=drain tls=TLSv1\.3 cipher=\S+ "
+        r"sni=localhost$"
     )
 
 
