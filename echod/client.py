@@ -156,6 +156,10 @@ def udp_target(args: argparse.Namespace) -> Target:
         raise ClientError(
             USAGE, "--proxy tunnels TCP: a UDP target goes direct (no SOCKS5 UDP)"
         )
+    if args.haproxy_protocol or args.haproxy_clientip is not None:
+        raise ClientError(
+            USAGE, "--haproxy-protocol goes with TCP: a PROXY v1 header has no UDP"
+        )
     if given:
         raise ClientError(
             USAGE, f"{', '.join(given)}: no TLS over UDP (echod has no DTLS)"

@@ -61,6 +61,7 @@ from echod.fetchrequest import URL, Request, RequestError, redirect_url
 from echod.hostnames import host_port
 from echod.httplint import lint_head
 from echod.interfaces import InterfaceBinding
+from echod.proxyheader import HeaderFirstEndpoint
 from echod.proxytunnel import (
     Proxy,
     TunnelEndpoint,
@@ -115,6 +116,10 @@ class FetchOptions:
     URL's host and port (a leading NUL: an abstract name)."""
     proxy: Proxy | None = None
     """C{-x}: the proxy every connection is a tunnel through."""
+    haproxy_protocol: bool = False
+    """C{--haproxy-protocol}: each connection opens with a PROXY v1 header."""
+    haproxy_client_ip: str | None = None
+    """C{--haproxy-clientip}: the header's source address."""
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     """C{--retry} and its kin: which failures are tried again, and when."""
 
@@ -779,6 +784,8 @@ async def _connect(
     async def attempt(endpoint: IStreamClientEndpoint, left: float) -> FetchProtocol:
         protocol = FetchProtocol(request, options, observer, timing, reactor, deliver,
                                  connect_deadline=deadline)  # fmt: skip
+        if options.haproxy_protocol:  # before TLS, where servers read it
+            endpoint = HeaderFirstEndpoint(endpoint, options.haproxy_client_ip)
         if creator is not None:
             endpoint = wrapClientTLS(creator, endpoint)
         connecting = connectProtocol(endpoint, protocol)

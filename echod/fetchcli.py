@@ -56,11 +56,16 @@ from echod.fetchrequest import (
 )
 from echod.hostnames import HostNameError, ascii_host
 from echod.interfaces import is_interface
+from echod.proxyheader import check_client_ip
 from echod.proxytunnel import Proxy, parse_proxy, socks_sent_shown
 from echod.resolve import ip_version, source_family
 from echod.retry import RetryPolicy
 from echod.stdstreams import ReportStdout, discard_stdout
-from echod.targetoptions import add_tls_version_arguments, client_tls
+from echod.targetoptions import (
+    add_haproxy_arguments,
+    add_tls_version_arguments,
+    client_tls,
+)
 from echod.writeout import Outcome, WriteOut, WriteOutError
 
 PROG = "echod fetch"
@@ -513,6 +518,7 @@ def parser() -> argparse.ArgumentParser:
         "PASSWORD@]HOST[:PORT] (CONNECT), socks5:// or socks5h:// (a USER:"
         "PASSWORD@ too), socks4://[USER@]",
     )  # fmt: skip
+    add_haproxy_arguments(net)
     net.add_argument(
         "--unix-socket", metavar="PATH",
         help="connect to this UNIX socket instead of the URL's host and port "
@@ -709,6 +715,16 @@ def build(args: argparse.Namespace) -> Command:
             proxy = parse_proxy(args.proxy)
         except ClientError as e:
             raise RequestError(str(e)) from None
+    haproxy = args.haproxy_protocol or args.haproxy_clientip is not None
+    try:
+        client_ip = check_client_ip(args.haproxy_clientip)
+    except ClientError as e:
+        raise RequestError(str(e)) from None
+    if haproxy and proxy is not None:
+        raise RequestError(
+            "--haproxy-protocol and -x cannot go together: the header would name "
+            "the connection to the proxy"
+        )
     options = FetchOptions(
         tls=client_tls(args),
         connect_timeout=args.connect_timeout,
@@ -727,6 +743,8 @@ def build(args: argparse.Namespace) -> Command:
         max_redirects=None if args.max_redirs == -1 else args.max_redirs,
         unix_socket=unix_socket,
         proxy=proxy,
+        haproxy_protocol=haproxy,
+        haproxy_client_ip=client_ip,
         # as in curl, --retry-delay 0 is the default backoff, --retry-max-time
         # 0 no limit
         retry=RetryPolicy(

@@ -26,9 +26,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from twisted.internet import defer, error
+from twisted.internet import defer
 from twisted.internet.interfaces import (
-    IHalfCloseableProtocol,
     IProtocolFactory,
     IStreamClientEndpoint,
 )
@@ -44,6 +43,7 @@ from echod.clienterrors import (
     ClientError,
     classify,
 )
+from echod.handover import HandOverProtocol
 from echod.hostnames import host_port
 from echod.resolve import addresses_of, ip_version
 
@@ -284,8 +284,7 @@ class TunnelWatch:
         with a user name and password)."""
 
 
-@implementer(IHalfCloseableProtocol)
-class TunnelProtocol(Protocol):
+class TunnelProtocol(HandOverProtocol):
     """The connection to the proxy: asks for the tunnel, then hands every
     byte and the end of the connection to the target's protocol."""
 
@@ -297,23 +296,19 @@ class TunnelProtocol(Protocol):
         factory: IProtocolFactory,
         watch: TunnelWatch | None = None,
     ) -> None:
+        super().__init__(factory)
         self.proxy = proxy
         self.host = host
         self.port = port
-        self.factory_above = factory
         self.watch = watch
         self.asked = b""
         """Every byte sent to the proxy to ask for the tunnel."""
         self.answered = b""
         """Every byte of the proxy's answers, once read whole."""
-        self.above: Protocol | None = None
-        """The target's protocol, once the tunnel is up."""
         self.answer = b""
         self.stage = {"http": "connect", "socks4": "socks4"}.get(
             proxy.scheme, "greeting"
         )
-        self.ready: defer.Deferred[Protocol] = defer.Deferred()
-        """Fires with the target's protocol once the tunnel is up."""
 
     def connectionMade(self) -> None:
         """Ask for the tunnel: a CONNECT, or SOCKS5's greeting."""
@@ -333,11 +328,8 @@ class TunnelProtocol(Protocol):
         self.asked += data
         self.transport.write(data)
 
-    def dataReceived(self, data: bytes) -> None:
-        """The proxy's answer, then (the tunnel up) the target's bytes."""
-        if self.above is not None:
-            self.above.dataReceived(data)
-            return
+    def opening_dataReceived(self, data: bytes) -> None:
+        """The proxy's answer (the target's bytes go to its protocol after)."""
         self.answer += data
         try:
             rest = self.read_answer()
@@ -447,19 +439,10 @@ class TunnelProtocol(Protocol):
 
     def established(self, rest: bytes) -> None:
         """The tunnel is up: the target's protocol takes the connection over."""
-        assert self.transport is not None
         self.answer = b""
-        above = self.factory_above.buildProtocol(self.transport.getPeer())
-        if above is None:
-            self.transport.loseConnection()
-            return
-        self.above = above  # type: ignore[assignment]
         if self.watch is not None:
             self.watch.tunnel_opened(self.proxy, self.asked, self.answered)
-        above.makeConnection(self.transport)
-        self.ready.callback(above)  # type: ignore[arg-type]
-        if rest:
-            above.dataReceived(rest)
+        self.hand_over(rest)
 
     def fail(self, reason: ClientError) -> None:
         """The proxy said no (or nothing we understand): close, report it."""
@@ -468,29 +451,9 @@ class TunnelProtocol(Protocol):
         if self.transport is not None:
             self.transport.abortConnection()  # type: ignore[attr-defined]
 
-    def readConnectionLost(self) -> None:
-        """The target (through the proxy) half-closed."""
-        if self.above is not None and IHalfCloseableProtocol.providedBy(self.above):
-            self.above.readConnectionLost()  # type: ignore[attr-defined]
-        elif self.above is not None:
-            assert self.transport is not None
-            self.transport.loseConnection()
-
-    def writeConnectionLost(self) -> None:
-        """Our write side is shut."""
-        if self.above is not None and IHalfCloseableProtocol.providedBy(self.above):
-            self.above.writeConnectionLost()  # type: ignore[attr-defined]
-
-    def connectionLost(self, reason: Failure = error.ConnectionDone) -> None:  # type: ignore[assignment]
-        """The end: the target's protocol's, or a tunnel that never came up."""
-        if self.above is not None:
-            self.above.connectionLost(reason)
-        elif not self.ready.called:
-            self.ready.errback(
-                Failure(
-                    ClientError(REFUSED, "the proxy closed before the tunnel was up")
-                )
-            )
+    def lost_early(self) -> Exception:
+        """A proxy that closed before the tunnel was up."""
+        return ClientError(REFUSED, "the proxy closed before the tunnel was up")
 
 
 @implementer(IStreamClientEndpoint)

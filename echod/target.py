@@ -27,6 +27,7 @@ from echod.clienterrors import DNS, USAGE, ClientError
 from echod.compat import TESTED_TWISTED, installed_twisted
 from echod.endpointerrors import empty_unix_path, parse_error_message
 from echod.hostnames import HostNameError, ascii_host, host_port
+from echod.proxyheader import HeaderFirstEndpoint, check_client_ip
 from echod.proxytunnel import Proxy, TunnelEndpoint
 from echod.resolve import (
     ReactorOfOneFamily,
@@ -59,6 +60,8 @@ class Target:
     source_port: int | None = None  # --source-port: the local port
     proxy: Proxy | None = None  # --proxy: the proxy to tunnel through
     tos: int | None = None  # -T: the IP TOS byte (IPv6 traffic class) to send
+    haproxy_protocol: bool = False  # --haproxy-protocol: a PROXY v1 header first
+    haproxy_client_ip: str | None = None  # --haproxy-clientip: its source address
 
     def label(self) -> str:
         """How messages name the peer: C{host:port}, C{[v6]:port} or the endpoint."""
@@ -304,7 +307,7 @@ def make_endpoint(
                 ) from None
             detail = parse_error_message(e)
             raise ClientError(USAGE, f"bad endpoint {text!r}: {detail}") from None
-        return endpoint
+        return with_header(endpoint, target)
     assert target.host is not None and target.port is not None
     if target.proxy is not None:
         proxy = target.proxy
@@ -355,7 +358,9 @@ def make_endpoint(
 def with_tls(
     endpoint: IStreamClientEndpoint, target: Target, settings: ClientTLS
 ) -> IStreamClientEndpoint:
-    """C{endpoint} with TLS to C{target}'s host over it, if the target asks."""
+    """C{endpoint} with TLS to C{target}'s host over it, if the target asks
+    (after the PROXY header, L{with_header})."""
+    endpoint = with_header(endpoint, target)
     if not target.tls:
         return endpoint
     assert target.host is not None
@@ -364,6 +369,30 @@ def with_tls(
     except TLSClientError as e:
         raise ClientError(USAGE, str(e)) from None
     return wrapClientTLS(creator, endpoint)
+
+
+def with_header(
+    endpoint: IStreamClientEndpoint, target: Target
+) -> IStreamClientEndpoint:
+    """C{endpoint}, each connection opening with a PROXY v1 header if the
+    target asks (C{--haproxy-protocol})."""
+    if not target.haproxy_protocol:
+        return endpoint
+    return HeaderFirstEndpoint(endpoint, target.haproxy_client_ip)
+
+
+def with_haproxy_protocol(target: Target, asked: bool, client_ip: str | None) -> Target:
+    """C{target}, its connections opening with a PROXY v1 header when
+    C{--haproxy-protocol} or C{--haproxy-clientip} asks, as curl's."""
+    client_ip = check_client_ip(client_ip)
+    if not asked and client_ip is None:
+        return target
+    if target.proxy is not None:
+        raise ClientError(
+            USAGE, "--haproxy-protocol and --proxy cannot go together: the header "
+            "would name the connection to the proxy",
+        )  # fmt: skip
+    return replace(target, haproxy_protocol=True, haproxy_client_ip=client_ip)
 
 
 def with_proxy(target: Target, proxy: Proxy | None) -> Target:

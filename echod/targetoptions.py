@@ -26,6 +26,7 @@ from echod.target import (
     is_ipv6,
     make_endpoint,
     parse_target,
+    with_haproxy_protocol,
     with_proxy,
     with_source,
     with_tos,
@@ -84,6 +85,7 @@ def add_target_arguments(p: argparse.ArgumentParser, nc_letters: bool = False) -
         "[USER:PASSWORD@]HOST[:PORT] (the proxy looks the name up), socks4://"
         "[USER@]HOST[:PORT] (IPv4), as curl -x",
     )
+    add_haproxy_arguments(p)
     if nc_letters:
         p.add_argument(
             "-x",
@@ -111,6 +113,21 @@ def add_target_arguments(p: argparse.ArgumentParser, nc_letters: bool = False) -
         help="do not verify the server's certificate (warns)",
     )
     add_tls_version_arguments(p)
+
+
+def add_haproxy_arguments(p: Any) -> None:
+    """curl's C{--haproxy-protocol} and C{--haproxy-clientip IP}, on C{p}."""
+    p.add_argument(
+        "--haproxy-protocol",
+        action="store_true",
+        help="open each connection with a PROXY protocol v1 header of its own "
+        "addresses, as a load balancer would (before TLS), as curl's",
+    )
+    p.add_argument(
+        "--haproxy-clientip",
+        metavar="IP",
+        help="the header's source address instead (implies --haproxy-protocol)",
+    )
 
 
 def add_tls_version_arguments(p: Any) -> None:
@@ -247,6 +264,9 @@ def target_endpoint(
         target = with_source(target, args.source, args.source_port)
         target = with_tos(target, args.tos)
         target = with_proxy(target, proxy_of(args))
+        target = with_haproxy_protocol(
+            target, args.haproxy_protocol, args.haproxy_clientip
+        )
         check_tls_options_apply(args, target)
         return target, make_endpoint(reactor, target, settings, args.timeout)
     except ClientError as e:

@@ -41,8 +41,21 @@ http {{
         }}
     }}
     {mtls_server}
+    {pp_server}
 }}
 """
+
+PROXY_PROTOCOL_SERVER = """
+    server {{
+        listen 127.0.0.1:{port} proxy_protocol;
+        {tls_listen}
+        location / {{
+            return 200 "$proxy_protocol_addr $proxy_protocol_port $remote_addr\\n";
+        }}
+    }}
+"""
+"""A server that takes a PROXY header (and TLS after it on the TLS port) and
+answers with the client's address from it, and the connection's own."""
 
 
 class Nginx:
@@ -57,6 +70,7 @@ class Nginx:
         tls: tuple[Path, Path] | None = None,
         client_ca: Path | None = None,
         tls_protocols: str = "TLSv1.2",
+        proxy_protocol: bool = False,
     ) -> None:
         nginx = need_tool("nginx")
         self.port = free_port()
@@ -85,6 +99,18 @@ class Nginx:
                     f"ssl_client_certificate {client_ca}; ssl_verify_client on; "
                     f"root {root}; }}"
                 )
+        self.pp_port = free_port() if proxy_protocol else None
+        self.pp_tls_port = free_port() if proxy_protocol and tls else None
+        pp_server = ""
+        if self.pp_port is not None:
+            pp_tls = ""
+            if self.pp_tls_port is not None:
+                pp_tls = (
+                    f"listen 127.0.0.1:{self.pp_tls_port} ssl proxy_protocol; {pair}"
+                )
+            pp_server = PROXY_PROTOCOL_SERVER.format(
+                port=self.pp_port, tls_listen=pp_tls
+            )
         # /private/ok.txt takes Basic auth: user "us@er", password "p@ss w".
         (directory / "htpasswd").write_text("us@er:{PLAIN}p@ss w\n")
         (directory / "private").mkdir(exist_ok=True)
@@ -98,6 +124,7 @@ class Nginx:
                 root=root,
                 tls_listen=tls_listen,
                 mtls_server=mtls_server,
+                pp_server=pp_server,
             )
         )
         self.process = subprocess.Popen(

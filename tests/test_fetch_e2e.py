@@ -13,6 +13,7 @@ import base64
 import hashlib
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -785,6 +786,48 @@ def test_tls_versions_as_curl(
     ):
         run = fetch(*options, url, cwd=tmp_path)
         assert run.code == 2 and says in run.stderr, run
+
+
+def test_haproxy_protocol_as_curl(
+    pki: dict[str, Path], site: Path, tmp_path: Path
+) -> None:
+    """--haproxy-protocol, as curl's, to nginx listening with proxy_protocol
+    (plain, and TLS after the header): nginx answers with the header's client
+    address and the connection's own; --haproxy-clientip names another."""
+    (tmp_path / "pp").mkdir()
+    server = Nginx(tmp_path / "pp", site, (pki["key"], pki["cert"]),
+                   proxy_protocol=True)  # fmt: skip
+    ca = str(pki["ca"])
+    plain = f"http://127.0.0.1:{server.pp_port}/"
+    secure = f"https://localhost:{server.pp_tls_port}/"
+    said = re.compile(rb"(\S+) (\d+) 127\.0\.0\.1\n")
+    try:
+        for url in (plain, secure):
+            ours = fetch("-s", "--haproxy-protocol", "--cacert", ca, "-o", "ours", url,
+                         cwd=tmp_path)  # fmt: skip
+            theirs = curl("--haproxy-protocol", "--cacert", ca, "-o", "theirs", url,
+                          cwd=tmp_path)  # fmt: skip
+            assert (ours.code, theirs.returncode) == (0, 0), (url, ours, theirs)
+            for name in ("ours", "theirs"):
+                match = said.fullmatch((tmp_path / name).read_bytes())
+                assert match is not None and match[1] == b"127.0.0.1", name
+            named = fetch("-s", "--haproxy-clientip", "203.0.113.5", "--cacert", ca,
+                          "-o", "named", url, cwd=tmp_path)  # fmt: skip
+            assert named.code == 0, named
+            match = said.fullmatch((tmp_path / "named").read_bytes())
+            assert match is not None and match[1] == b"203.0.113.5"
+            without = fetch("-s", "--cacert", ca, "-o", "x", url, cwd=tmp_path)
+            assert without.code != 0, without  # nginx wants the header first
+        for options, says in (
+            (["--haproxy-clientip", "2001:db8::5", plain], "the connection is IPv4"),
+            (["--haproxy-clientip", "nope", plain], "not an IP address"),
+            (["--haproxy-protocol", "-x", "127.0.0.1:1", plain], "cannot go together"),
+        ):
+            run = fetch(*options, cwd=tmp_path)
+            assert run.code == 2 and run.stderr.count("\n") == 1, (options, run)
+            assert says in run.stderr, run
+    finally:
+        server.stop()
 
 
 def test_an_international_host_name_goes_as_its_a_labels(

@@ -7,6 +7,7 @@ import signal
 import socket
 import ssl
 import struct
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.certs import issue, private_ca, self_signed
-from tests.daemon import Daemon, DaemonStarter
+from tests.daemon import ECHOD, Daemon, DaemonStarter
 from tests.haproxy import HAProxy, simple_config
 from tests.peers import (
     closed_by_peer,
@@ -199,6 +200,55 @@ def test_tls_terminated_by_haproxy_is_logged_from_the_header_s_tlvs(
         context = ssl.create_default_context(cafile=str(ca[1]))
         with context.wrap_socket(raw, server_hostname="localhost") as sock:
             assert round_trip(sock, b"next") == b"next"
+
+
+def test_the_client_sends_the_header_itself(
+    start_daemon: DaemonStarter, tmp_path: Path
+) -> None:
+    """echod client and bench --haproxy-protocol / --haproxy-clientip, as
+    curl's: straight to echod's haproxy: listeners, no HAProxy between; the
+    header before TLS on haproxy:ssl:; every byte back; the daemon sees the
+    address the header names."""
+    key, cert = self_signed(tmp_path)
+    daemon = start_daemon(
+        "--port", "haproxy:tcp:0:interface=127.0.0.1",
+        "--port", "haproxy:ssl:0:interface=127.0.0.1",
+        "--tls-cert", str(cert), "--tls-key", str(key),
+    )  # fmt: skip
+    plain, secure = (int(a.rsplit(":", 1)[1]) for a in daemon.addresses(2))
+    data = bytes(range(256)) * 4096  # 1 MiB, piped and half-closed
+    for options, target, peer in (
+        (["--haproxy-protocol"], f"127.0.0.1:{plain}", r"127\.0\.0\.1"),
+        (["--haproxy-clientip", "203.0.113.5"], f"127.0.0.1:{plain}",
+         r"203\.0\.113\.5"),
+        (["--haproxy-clientip", "203.0.113.6", "--cacert", str(cert)],
+         f"tls:localhost:{secure}", r"203\.0\.113\.6"),
+    ):  # fmt: skip
+        out = subprocess.run([ECHOD, "client", *options, target], input=data,
+                             capture_output=True, timeout=60)  # fmt: skip
+        assert (out.returncode, out.stderr) == (0, b""), (options, out.stderr)
+        assert out.stdout == data, options
+        daemon.wait_for(rf"closed {peer}:\d+ in={len(data)} out={len(data)} ")
+    bench = subprocess.run(
+        [ECHOD, "bench", "--haproxy-clientip", "203.0.113.7", "-c", "2", "-d", "0.5",
+         f"127.0.0.1:{plain}"],
+        capture_output=True, timeout=60,
+    )  # fmt: skip
+    assert bench.returncode == 0, bench.stderr
+    assert b"2/2 connections ended cleanly" in bench.stdout
+    daemon.wait_for(r"closed 203\.0\.113\.7:\d+ ", count=2)
+    for options, says in (
+        (["--haproxy-protocol", "-u", f"127.0.0.1:{plain}"],
+         "--haproxy-protocol goes with TCP"),
+        (["--haproxy-clientip", "::1", "-z", f"127.0.0.1:{plain}"],
+         "--haproxy-clientip ::1: the connection is IPv4"),
+        (["--haproxy-protocol", "--proxy", "socks5://127.0.0.1:1",
+          f"127.0.0.1:{plain}"], "--haproxy-protocol and --proxy cannot go"),
+    ):  # fmt: skip
+        out = subprocess.run([ECHOD, "client", *options], input=b"x",
+                             capture_output=True, timeout=60)  # fmt: skip
+        assert out.returncode == 2 and out.stderr.count(b"\n") == 1, (options, out)
+        assert says.encode() in out.stderr, out.stderr
 
 
 def test_half_close_through_haproxy(
