@@ -701,11 +701,18 @@ def _tls_creator(
     """The TLS settings for C{url} (files read once per exchange), or None."""
     if not url.tls:
         return None
+    return _creator(url.host, options.tls, observer)
+
+
+def _creator(
+    host: str, settings: ClientTLS, observer: FetchObserver
+) -> IOpenSSLClientConnectionCreator:
+    """The TLS settings for C{host}, a warning to C{observer} if unverified."""
     try:
         return connection_creator(
-            url.host,
-            options.tls,
-            warn=lambda text: observer.warning(text.split("warning: ", 1)[-1]),
+            host,
+            settings,
+            lambda text: observer.warning(text.split("warning: ", 1)[-1]),
         )
     except TLSClientError as e:
         raise FetchError(USAGE, str(e)) from None
@@ -915,10 +922,14 @@ def _route_endpoint(
         source = route.interface.source_for(address)
         via = route.interface.reactor(reactor)
     endpoint = _endpoint(via, address, route.reach_port, left, source, local_port)
-    if options.proxy is None:
+    proxy = options.proxy
+    if proxy is None:
         return endpoint
-    return TunnelEndpoint(reactor, endpoint, options.proxy, route.target, route.port,
-                          left, options.family, observer)  # fmt: skip
+    if proxy.scheme == "https":  # TLS to the proxy, verified against its name
+        creator = _creator(proxy.host, proxy.tls, observer)
+        endpoint = wrapClientTLS(creator, endpoint)
+    return TunnelEndpoint(reactor, endpoint, proxy, route.target, route.port, left,
+                          options.family, observer)  # fmt: skip
 
 
 def _not_connected(code: int, text: str) -> FetchError:

@@ -57,12 +57,13 @@ from echod.fetchrequest import (
 from echod.hostnames import HostNameError, ascii_host
 from echod.interfaces import is_interface
 from echod.proxyheader import check_client_ip
-from echod.proxytunnel import Proxy, parse_proxy, socks_sent_shown
+from echod.proxytunnel import Proxy, parse_proxy, socks_sent_shown, with_proxy_tls
 from echod.resolve import ip_version, source_family
 from echod.retry import RetryPolicy
 from echod.stdstreams import ReportStdout, discard_stdout
 from echod.targetoptions import (
     add_haproxy_arguments,
+    add_proxy_tls_arguments,
     add_tls_version_arguments,
     client_tls,
 )
@@ -206,7 +207,7 @@ class CommandObserver(FetchObserver):
         password's as C{xx})."""
         if not self.args.verbose:
             return
-        if proxy.scheme == "http":
+        if proxy.scheme in ("http", "https"):
             self.err.write(prefixed(asked, "> ", self.args.show_crlf))
             self.err.write(prefixed(answered, "< ", self.args.show_crlf))
         else:
@@ -518,6 +519,7 @@ def parser() -> argparse.ArgumentParser:
         "PASSWORD@]HOST[:PORT] (CONNECT), socks5:// or socks5h:// (a USER:"
         "PASSWORD@ too), socks4://[USER@]",
     )  # fmt: skip
+    add_proxy_tls_arguments(net)
     add_haproxy_arguments(net)
     net.add_argument(
         "--unix-socket", metavar="PATH",
@@ -715,6 +717,10 @@ def build(args: argparse.Namespace) -> Command:
             proxy = parse_proxy(args.proxy)
         except ClientError as e:
             raise RequestError(str(e)) from None
+    try:
+        proxy = with_proxy_tls(proxy, args.proxy_cacert, args.proxy_insecure)
+    except ClientError as e:
+        raise RequestError(str(e)) from None
     haproxy = args.haproxy_protocol or args.haproxy_clientip is not None
     try:
         client_ip = check_client_ip(args.haproxy_clientip)

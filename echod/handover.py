@@ -4,6 +4,7 @@ protocol above: a proxy's tunnel (L{echod.proxytunnel}), a PROXY header
 
 from __future__ import annotations
 
+from OpenSSL.SSL import Error as SSLError
 from twisted.internet import defer, error
 from twisted.internet.interfaces import IHalfCloseableProtocol, IProtocolFactory
 from twisted.internet.protocol import Protocol
@@ -49,7 +50,8 @@ class HandOverProtocol(Protocol):
             above.dataReceived(rest)
 
     def lost_early(self) -> Exception:
-        """Why the connection failed when it ends before the hand-over."""
+        """Why the connection failed when it ends before the hand-over (and
+        not for a TLS failure under it, which says why itself)."""
         return ConnectionError("closed before the connection was handed over")
 
     def readConnectionLost(self) -> None:
@@ -70,4 +72,7 @@ class HandOverProtocol(Protocol):
         if self.above is not None:
             self.above.connectionLost(reason)
         elif not self.ready.called:
-            self.ready.errback(Failure(self.lost_early()))
+            # TLS under us (an https:// proxy) that failed says why; any other
+            # end before the hand-over is this protocol's to explain.
+            failed = reason if reason.check(SSLError) else Failure(self.lost_early())
+            self.ready.errback(failed)

@@ -10,11 +10,12 @@ over it as over a direct one. A proxy that says no, or says anything else, fails
 connection with its own words.
 
 URLs as curl takes them: C{http://[USER:PASSWORD@]HOST[:PORT]} (a bare
-C{HOST:PORT} too), C{socks5://[USER:PASSWORD@]HOST[:PORT]} (the target's
+C{HOST:PORT} too), C{https://...} (the same, over TLS to the proxy, verified
+against the proxy's name), C{socks5://[USER:PASSWORD@]HOST[:PORT]} (the target's
 name looked up here) and C{socks5h://[USER:PASSWORD@]HOST[:PORT]} (looked up
 by the proxy), C{socks4://[USER@]HOST[:PORT]} (an IPv4 address looked up
-here; the user name is SOCKS4's user ID). Without a port, 3128 for HTTP and
-1080 for SOCKS, as ncat.
+here; the user name is SOCKS4's user ID). Without a port, 3128 for HTTP, 443
+for HTTPS (as curl) and 1080 for SOCKS, as ncat.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from __future__ import annotations
 import base64
 import ipaddress
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -35,6 +37,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from echod.cli import options_apply
 from echod.clienterrors import (
     REFUSED,
     TIMEOUT,
@@ -46,8 +49,15 @@ from echod.clienterrors import (
 from echod.handover import HandOverProtocol
 from echod.hostnames import host_port
 from echod.resolve import addresses_of, ip_version
+from echod.tlsclient import ClientTLS
 
-DEFAULT_PORTS = {"http": 3128, "socks5": 1080, "socks5h": 1080, "socks4": 1080}
+DEFAULT_PORTS = {
+    "http": 3128,
+    "https": 443,
+    "socks5": 1080,
+    "socks5h": 1080,
+    "socks4": 1080,
+}
 """The port of a proxy URL without one (ncat's)."""
 
 MAX_ANSWER = 16 * 1024
@@ -88,6 +98,9 @@ class Proxy:
     port: int
     user: str | None = None
     password: str | None = None
+    tls: ClientTLS = field(default_factory=ClientTLS)
+    """How the connection to an C{https://} proxy is verified (C{--proxy-cacert},
+    C{--proxy-insecure})."""
 
     def label(self) -> str:
         """How messages name it: C{scheme://host:port}, without credentials."""
@@ -106,8 +119,8 @@ def parse_proxy(text: str) -> Proxy:
     if scheme not in DEFAULT_PORTS:
         raise ClientError(
             USAGE,
-            f"bad proxy {text!r}: echod speaks http://, socks5://, socks5h:// and "
-            "socks4:// proxies",
+            f"bad proxy {text!r}: echod speaks http://, https://, socks5://, "
+            "socks5h:// and socks4:// proxies",
         )
     if not parts.hostname:
         raise ClientError(USAGE, f"bad proxy {text!r}: no host")
@@ -119,9 +132,30 @@ def parse_proxy(text: str) -> Proxy:
         raise ClientError(
             USAGE, f"bad proxy {text!r}: SOCKS4 takes a user ID, and no password"
         )
-    if user is not None and scheme != "http":
+    if user is not None and scheme not in ("http", "https"):
         check_socks_credentials(text, user, password or "")
     return Proxy(scheme, parts.hostname, port or DEFAULT_PORTS[scheme], user, password)
+
+
+def with_proxy_tls(
+    proxy: Proxy | None, cacert: Path | None, insecure: bool
+) -> Proxy | None:
+    """C{proxy}, its TLS verified against C{cacert} (C{--proxy-cacert}) or not
+    at all (C{--proxy-insecure}), as curl's; L{ClientError} (usage) when they
+    are given without an C{https://} proxy."""
+    if cacert is None and not insecure:
+        return proxy
+    if proxy is None or proxy.scheme != "https":
+        given = ["--proxy-cacert"] * (cacert is not None)
+        given += ["--proxy-insecure"] * insecure
+        raise ClientError(USAGE, f"{options_apply(given)} to https:// proxies")
+    verified = ClientTLS(
+        cacert=cacert,
+        insecure=insecure,
+        whose="the proxy's",
+        insecure_option="--proxy-insecure",
+    )
+    return replace(proxy, tls=verified)
 
 
 def looks_up_here(proxy: Proxy | None) -> bool:
@@ -306,7 +340,7 @@ class TunnelProtocol(HandOverProtocol):
         self.answered = b""
         """Every byte of the proxy's answers, once read whole."""
         self.answer = b""
-        self.stage = {"http": "connect", "socks4": "socks4"}.get(
+        self.stage = {"http": "connect", "https": "connect", "socks4": "socks4"}.get(
             proxy.scheme, "greeting"
         )
 

@@ -312,11 +312,15 @@ def make_endpoint(
     if target.proxy is not None:
         proxy = target.proxy
         to_proxy = replace(
-            target, host=proxy.host, port=proxy.port, tls=False, proxy=None
+            target,
+            host=proxy.host,
+            port=proxy.port,
+            tls=proxy.scheme == "https",  # verified as the proxy's own options say
+            proxy=None,
         )
         endpoint = TunnelEndpoint(
             reactor,
-            make_endpoint(reactor, to_proxy, settings, timeout),
+            make_endpoint(reactor, to_proxy, proxy.tls, timeout),
             proxy,
             target.host,
             target.port,

@@ -20,7 +20,7 @@ from echod.cli import (
     port_number,
 )
 from echod.clienterrors import USAGE, ClientError
-from echod.proxytunnel import Proxy, parse_proxy
+from echod.proxytunnel import Proxy, parse_proxy, with_proxy_tls
 from echod.target import (
     Target,
     is_ipv6,
@@ -85,6 +85,7 @@ def add_target_arguments(p: argparse.ArgumentParser, nc_letters: bool = False) -
         "[USER:PASSWORD@]HOST[:PORT] (the proxy looks the name up), socks4://"
         "[USER@]HOST[:PORT] (IPv4), as curl -x",
     )
+    add_proxy_tls_arguments(p)
     add_haproxy_arguments(p)
     if nc_letters:
         p.add_argument(
@@ -113,6 +114,21 @@ def add_target_arguments(p: argparse.ArgumentParser, nc_letters: bool = False) -
         help="do not verify the server's certificate (warns)",
     )
     add_tls_version_arguments(p)
+
+
+def add_proxy_tls_arguments(p: Any) -> None:
+    """curl's C{--proxy-cacert FILE} and C{--proxy-insecure}, on C{p}."""
+    p.add_argument(
+        "--proxy-cacert",
+        type=Path,
+        metavar="FILE",
+        help="trust this CA file for an https:// proxy's certificate, as curl's",
+    )
+    p.add_argument(
+        "--proxy-insecure",
+        action="store_true",
+        help="do not verify an https:// proxy's certificate (warns), as curl's",
+    )
 
 
 def add_haproxy_arguments(p: Any) -> None:
@@ -156,8 +172,18 @@ address looked up here, as C{socks4://}."""
 
 
 def proxy_of(args: argparse.Namespace) -> Proxy | None:
-    """The proxy C{--proxy}, or nc's C{-x} and C{-X}, ask for; L{ClientError}
-    (usage) for both at once or a protocol echod does not speak."""
+    """The proxy C{--proxy}, or nc's C{-x} and C{-X}, ask for, verified as
+    C{--proxy-cacert} and C{--proxy-insecure} say; L{ClientError} (usage)
+    for both at once or a protocol echod does not speak."""
+    return with_proxy_tls(
+        proxy_asked(args),
+        getattr(args, "proxy_cacert", None),
+        getattr(args, "proxy_insecure", False),
+    )
+
+
+def proxy_asked(args: argparse.Namespace) -> Proxy | None:
+    """The proxy of C{--proxy}, or of nc's C{-x} and C{-X}."""
     nc_proxy = getattr(args, "nc_proxy", None)
     protocol = getattr(args, "nc_proxy_protocol", None)
     if protocol is not None and nc_proxy is None:

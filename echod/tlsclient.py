@@ -65,6 +65,10 @@ class ClientTLS:
     insecure: bool = False
     min_version: str | None = None
     max_version: str | None = None
+    whose: str = "the server's"
+    """Whose certificate this verifies, for the C{--insecure} warning."""
+    insecure_option: str = "--insecure"
+    """The option that turned verification off, for the same warning."""
 
 
 def version_bounds(settings: ClientTLS) -> dict[str, Any]:
@@ -251,8 +255,8 @@ def connection_creator(
         client_certificate = client_key_pair(settings.cert, settings.key)
     if settings.insecure:
         warn(
-            "echod: warning: --insecure: the server's certificate and name are "
-            "NOT verified"
+            f"echod: warning: {settings.insecure_option}: {settings.whose} "
+            "certificate and name are NOT verified"
         )
         kwargs: dict[str, Any] = {"verify": False, **bounds}
         if client_certificate is not None:

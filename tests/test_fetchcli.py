@@ -90,7 +90,7 @@ def test_build(tmp_path: Path) -> None:
             "cannot read the request file",
         ),
         (["--unix-socket", "", "http://h/"], "--unix-socket: no socket path"),
-        (["-x", "ftp://p", "http://h/"], "echod speaks http://, socks5://, socks5h"),
+        (["-x", "ftp://p", "http://h/"], "echod speaks http://, https://, socks5"),
         (["-x", "p:1", "--unix-socket", "/s", "http://h/"], "cannot go together"),
         (["--abstract-unix-socket", "", "http://h/"], "no socket path"),
         (["--abstract-unix-socket", "x" * 107, "http://h/"], "108 bytes: a UNIX"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from OpenSSL.SSL import Error as SSLError
 from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import StringTransport
@@ -73,3 +74,13 @@ def test_a_factory_that_declines_closes_the_connection() -> None:
     protocol.makeConnection(transport)
     protocol.dataReceived(b"hello\n")
     assert transport.disconnecting and protocol.above is None
+
+
+def test_a_tls_failure_under_it_says_why_itself() -> None:
+    """Under an https:// proxy's TLS, a failed handshake is the reason given."""
+    protocol = Opening(Factory.forProtocol(Above))
+    protocol.makeConnection(StringTransport())
+    outcome: list[Failure] = []
+    protocol.ready.addErrback(outcome.append)
+    protocol.connectionLost(Failure(SSLError("certificate verify failed")))
+    assert outcome[0].check(SSLError)

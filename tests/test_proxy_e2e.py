@@ -16,6 +16,7 @@ import pytest
 from echod.certs import make_certificates
 from tests.certs import issue, private_ca
 from tests.daemon import ECHOD, DaemonStarter, need_tool
+from tests.haproxy import HAProxy, simple_config
 from tests.nginx import Nginx
 from tests.peers import free_port
 from tests.proxies import PASSWORD, dante, microsocks, tinyproxy
@@ -62,6 +63,89 @@ def socks_proxy(tmp_path: Path) -> Iterator[int]:
     """Dante, no authentication."""
     with dante(tmp_path) as port:
         yield port
+
+
+@pytest.fixture
+def https_proxy(http_proxy: int, tmp_path: Path) -> Iterator[tuple[int, Path]]:
+    """An https:// proxy: Debian's HAProxy ending TLS (a certificate for
+    localhost from a private CA) in front of tinyproxy; its port and the CA."""
+    (tmp_path / "https-proxy").mkdir()
+    ca = private_ca(tmp_path / "https-proxy")
+    key, cert = issue(tmp_path / "https-proxy", ca, "localhost")
+    pair = tmp_path / "https-proxy" / "pair.pem"
+    pair.write_bytes(cert.read_bytes() + key.read_bytes())
+    frontend = free_port()
+    config = simple_config(frontend, http_proxy, "", f"ssl crt {pair}")
+    haproxy = HAProxy(config, tmp_path / "https-proxy", frontend)
+    try:
+        yield frontend, ca[1]
+    finally:
+        haproxy.stop()
+
+
+def test_through_an_https_proxy_as_curl(
+    start_daemon: DaemonStarter, https_proxy: tuple[int, Path], tmp_path: Path
+) -> None:
+    """https:// proxies, as curl's: TLS to the proxy, verified against its name
+    (--proxy-cacert, or --proxy-insecure with a warning), the CONNECT inside it,
+    and the target's own TLS inside the tunnel. The probe, -z over TLS in TLS,
+    and fetch beside curl (plain and https pages from nginx: the same bodies and
+    -w figures); an untrusted proxy fails TLS for both (7; curl 60)."""
+    port, proxy_ca = https_proxy
+    proxy = f"https://echo:{PASSWORD}@localhost:{port}"
+    trust = ("--proxy-cacert", str(proxy_ca))
+    echo = start_daemon("--port", LOCAL).tcp_port()
+    probe = echod("client", "--proxy", proxy, *trust, "--count", "2",
+                  f"127.0.0.1:{echo}")  # fmt: skip
+    assert probe.returncode == 0, probe.stderr
+    assert f"(via https://localhost:{port}): seq=2 ".encode() in probe.stdout
+    make_certificates(tmp_path, ["localhost"])
+    tls_echo = start_daemon(
+        "--port", "ssl:0:interface=127.0.0.1", "--tls-cert",
+        str(tmp_path / "server.pem"), "--tls-key", str(tmp_path / "server.key"),
+    ).tcp_port()  # fmt: skip
+    inner = echod("client", "-zv", "--proxy", proxy, *trust, "--cacert",
+                  str(tmp_path / "ca.pem"), f"tls:localhost:{tls_echo}")  # fmt: skip
+    assert inner.returncode == 0, inner.stderr
+    assert b", TLS verified (TLSv1.3, " in inner.stderr
+    insecure = echod("client", "-z", "--proxy", proxy, "--proxy-insecure",
+                     f"127.0.0.1:{echo}")  # fmt: skip
+    assert insecure.returncode == 0, insecure.stderr
+    assert b"--proxy-insecure: the proxy's certificate and name are NOT verified" in (
+        insecure.stderr
+    )
+    untrusted = echod("client", "-z", "--proxy", proxy, f"127.0.0.1:{echo}")
+    assert untrusted.returncode == 7 and untrusted.stderr.count(b"\n") == 1
+    assert (
+        f"the proxy https://localhost:{port}: TLS failure: certificate verify "
+        "failed: unable to get local issuer certificate"
+    ).encode() in untrusted.stderr
+    root = tmp_path / "www"
+    root.mkdir()
+    (root / "big.bin").write_bytes(random.Random(11).randbytes(1 << 20))
+    (root / "index.html").write_bytes(b"<html>inside</html>\n")
+    site_ca = private_ca(tmp_path, "site-ca")
+    server = Nginx(tmp_path, root, issue(tmp_path, site_ca, "localhost"))
+    try:
+        for url in (
+            f"http://127.0.0.1:{server.port}/big.bin",
+            f"https://localhost:{server.tls_port}/index.html",
+        ):
+            site = ("--cacert", str(site_ca[1]))
+            fetch_beside_curl(
+                proxy, url, tmp_path, *trust, *site, curl_options="--proxytunnel"
+            )
+        url = f"http://127.0.0.1:{server.port}/big.bin"
+        ours = echod("fetch", "-x", proxy, "-o", "/dev/null", url)
+        theirs = subprocess.run([need_tool("curl"), "-s", "-x", proxy, url],
+                                capture_output=True, timeout=60)  # fmt: skip
+        assert (ours.returncode, theirs.returncode) == (7, 60), (ours, theirs)
+    finally:
+        server.stop()
+    plain = echod("client", "--proxy", "http://h:1", "--proxy-cacert", "ca.pem",
+                  "h:7")  # fmt: skip
+    assert plain.returncode == 2
+    assert b"--proxy-cacert applies to https:// proxies" in plain.stderr
 
 
 def test_probe_through_each_kind_of_proxy(
@@ -165,7 +249,7 @@ def test_what_the_proxy_says_no_to(
         assert out.returncode == code and err.count("\n") == 1, (proxy, target, err)
         assert f"echod client: {target}: {says}" in err, err
     for options, says in (
-        (["--proxy", "ftp://h:1", "h:7"], "echod speaks http://, socks5://, socks5h"),
+        (["--proxy", "ftp://h:1", "h:7"], "echod speaks http://, https://, socks5"),
         (["--proxy", "socks4://h:1", "[::1]:7"], "a SOCKS4 proxy takes IPv4 addresses"),
         (["--proxy", "socks5://:p@h", "h:7"], "a SOCKS5 user name has 1 to 255"),
         (["--proxy", "h:1", "unix:path=/s"], "--proxy goes with HOST:PORT"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,6 +27,7 @@ from echod.proxytunnel import (
     socks_request,
     socks_sent_shown,
     tunnel_address,
+    with_proxy_tls,
 )
 
 
@@ -44,6 +46,7 @@ from echod.proxytunnel import (
         ("socks5h://u@p.test", Proxy("socks5h", "p.test", 1080, "u", None)),
         ("socks5://u:@p.test", Proxy("socks5", "p.test", 1080, "u", "")),
         ("socks4://p.test", Proxy("socks4", "p.test", 1080)),
+        ("https://u:p@p.test", Proxy("https", "p.test", 443, "u", "p")),
         ("socks4://me@p.test:1081", Proxy("socks4", "p.test", 1081, "me")),
     ],
 )
@@ -54,7 +57,7 @@ def test_proxy_urls(text: str, proxy: Proxy) -> None:
 @pytest.mark.parametrize(
     ("text", "says"),
     [
-        ("https://p.test", "echod speaks http://, socks5://, socks5h:// and socks4"),
+        ("ftp://p.test", "echod speaks http://, https://, socks5://, socks5h:// and"),
         ("socks4a://p.test", "echod speaks http://"),
         ("socks4://u:p@p.test", "SOCKS4 takes a user ID, and no password"),
         ("http://", "no host"),
@@ -418,3 +421,19 @@ def test_the_watch_sees_what_opened_the_tunnel(
     for answer in answers:
         protocol.dataReceived(answer)
     assert watch.seen == [(asked, b"".join(answers).removesuffix(b"rest"))]
+
+
+def test_an_https_proxy_is_verified_as_its_options_say() -> None:
+    """--proxy-cacert and --proxy-insecure go to the proxy's own TLS settings,
+    which name it in the --proxy-insecure warning; without an https:// proxy
+    they are refused."""
+    proxy = parse_proxy("https://p.test")
+    assert with_proxy_tls(proxy, None, False) == proxy
+    verified = with_proxy_tls(proxy, Path("ca.pem"), False)
+    assert verified is not None and verified.tls.cacert == Path("ca.pem")
+    unverified = with_proxy_tls(proxy, None, True)
+    assert unverified is not None and unverified.tls.insecure
+    assert unverified.tls.insecure_option == "--proxy-insecure"
+    for other in (parse_proxy("http://p.test"), None):
+        with pytest.raises(ClientError, match="--proxy-cacert and --proxy-insecure"):
+            with_proxy_tls(other, Path("ca.pem"), True)
