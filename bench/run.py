@@ -311,6 +311,21 @@ class Results:
         return statistics.median(values) if values else None
 
 
+def ratio_cell(ours: Results, theirs: Results, key: str, figure: str) -> str:
+    """echod's ratio to a reference for one scenario: of the medians, and with
+    more than one run the range of the ratios run by run (the servers take
+    turns, so run i of each is measured at about the same time): how far the
+    noise between runs moves it."""
+    a, b = ours.median(key, figure), theirs.median(key, figure)
+    if not a or not b:
+        return "—"
+    pairs = zip(ours.runs.get(key, []), theirs.runs.get(key, []), strict=False)
+    each = [x[figure] / y[figure] for x, y in pairs if x.get(figure) and y.get(figure)]
+    if len(each) < 2:
+        return f"{a / b:.2f}"
+    return f"{a / b:.2f} ({min(each):.2f}–{max(each):.2f})"
+
+
 def build() -> None:
     """Compile the load generator and the C ceiling server."""
     BUILD.mkdir(exist_ok=True)
@@ -439,13 +454,19 @@ CAPPED = Scenario(
 
 
 def timed(
-    server: Server, seconds: float, results: Results, cap: CpuCap | None = None
+    server: Server,
+    seconds: float,
+    results: Results,
+    cap: CpuCap | None = None,
+    only: set[str] | None = None,
 ) -> None:
-    """One run of every timed scenario on a fresh server (then capped, if asked)."""
+    """One run of every timed scenario (of C{only}'s keys, when given) on a
+    fresh server (then capped, if asked)."""
     running = Running(server)
     scenarios = list(SCENARIOS)
     if cap is not None and server.one_process and server.many:
         scenarios.append(CAPPED)
+    scenarios = [s for s in scenarios if only is None or s.key in only]
     try:
         for s in scenarios:
             if s.needs_many and not server.many:
@@ -653,7 +674,8 @@ def report(
     if "echod" in all_results:
         lines += [
             "",
-            "echod's ratios (echod ÷ reference, same run):",
+            "echod's ratios (echod ÷ reference, same run: of the medians, and "
+            "in brackets the lowest and highest of the ratios run by run):",
             "",
             "| reference | " + " | ".join(s.title for s in [*SCENARIOS, CAPPED]) + " |",
             "|---" * (len(SCENARIOS) + 2) + "|",
@@ -663,10 +685,7 @@ def report(
             if server.name == "echod":
                 continue
             ref = all_results[server.name]
-            cells = []
-            for key, figure in [(s.key, s.figure) for s in [*SCENARIOS, CAPPED]]:
-                a, b = e.median(key, figure), ref.median(key, figure)
-                cells.append(f"{a / b:.2f}" if a and b else "—")
+            cells = [ratio_cell(e, ref, s.key, s.figure) for s in [*SCENARIOS, CAPPED]]
             lines.append(f"| {server.name} | " + " | ".join(cells) + " |")
     by_name = {s.name: s for s in servers}
     problems = []
@@ -710,6 +729,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-cap", action="store_true", help="skip the capped-server scenario"
     )
+    parser.add_argument(
+        "--scenarios",
+        help="comma-separated timed scenarios to run (default: all): "
+        + ", ".join(s.key for s in [*SCENARIOS, CAPPED]),
+    )
     parser.add_argument("--quick", action="store_true", help="1 run of 1 s, 2000 idle")
     parser.add_argument("--out", type=Path, help="also write the Markdown report here")
     args = parser.parse_args(argv)
@@ -724,6 +748,10 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print(f"skipping (not installed): {', '.join(missing)}", file=sys.stderr)
         servers = [s for s in servers if s.name not in missing]
+    only = set(args.scenarios.split(",")) if args.scenarios else None
+    keys = {s.key for s in [*SCENARIOS, CAPPED]}
+    if only is not None and not only <= keys:
+        parser.error(f"unknown scenarios: {', '.join(sorted(only - keys))}")
     build()
     results = {s.name: Results() for s in servers}
     cap = None if args.no_cap else cpu_cap(CAP_PERCENT)
@@ -731,7 +759,7 @@ def main(argv: list[str] | None = None) -> int:
         for run in range(args.runs):
             for server in servers:
                 print(f"run {run + 1}/{args.runs}: {server.name}", file=sys.stderr)
-                timed(server, args.seconds, results[server.name], cap)
+                timed(server, args.seconds, results[server.name], cap, only)
     finally:
         if cap is not None:
             cap.remove()

@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -75,24 +76,51 @@ def test_instruction_counts_run_under_callgrind() -> None:
     assert len(breakdown) == 2 and len(breakdown[1].strip().splitlines()) == 4
 
 
-def test_a_failure_the_design_explains_is_said_and_not_serious() -> None:
+@pytest.fixture(scope="module")
+def run() -> Any:
+    """bench/run.py, imported (it is a script, not a module of the package)."""
+    spec = importlib.util.spec_from_file_location("bench_run", ROOT / "bench/run.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_run"] = module  # its dataclasses look their module up
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules["bench_run"]
+    return module
+
+
+def test_a_failure_the_design_explains_is_said_and_not_serious(run: Any) -> None:
     """The minimal Twisted echo loses the echo at the client's FIN: the short
     connections scenario fails for it by design, said beside its error and not
     the run's exit status; any other error of any server is serious."""
-    spec = importlib.util.spec_from_file_location("bench_run", ROOT / "bench/run.py")
-    assert spec is not None and spec.loader is not None
-    run = importlib.util.module_from_spec(spec)
-    sys.modules["bench_run"] = run  # its dataclasses look their module up
-    try:
-        spec.loader.exec_module(run)
-    finally:
-        del sys.modules["bench_run"]
     servers = {s.name: s for s in run.SERVERS}
     conn = "conn10: {'errors': 42375}"
     assert "without half-close" in run.expected(servers["twisted-minimal"], conn)
     assert run.expected(servers["twisted-minimal"], "pp100: {'errors': 1}") is None
     assert run.expected(servers["echod"], conn) is None
     assert "one client at a time" in run.expected(servers["textbook"], conn)
+
+
+def test_ratios_show_their_spread_run_by_run(run: Any) -> None:
+    """The ratio of the medians, and the lowest and highest ratio of the runs
+    taken in turn: how far the noise between runs moves it."""
+    ours, theirs = run.Results(), run.Results()
+    ours.runs["pp100"] = [{"req_per_s": v} for v in (100.0, 90.0, 120.0)]
+    theirs.runs["pp100"] = [{"req_per_s": v} for v in (100.0, 100.0, 100.0)]
+    assert run.ratio_cell(ours, theirs, "pp100", "req_per_s") == "1.00 (0.90–1.20)"
+    ours.runs["pp1"] = [{"req_per_s": 50.0}]
+    theirs.runs["pp1"] = [{"req_per_s": 40.0}]
+    assert run.ratio_cell(ours, theirs, "pp1", "req_per_s") == "1.25"  # one run
+    assert run.ratio_cell(ours, theirs, "stream1", "mb_per_s") == "—"  # not run
+
+
+def test_unknown_scenarios_are_refused() -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "run.py"), "--scenarios", "pp1,nope"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2 and "unknown scenarios: nope" in result.stderr
 
 
 def test_reliability_table_marks_cases_without_a_figure(tmp_path: Path) -> None:
