@@ -151,10 +151,8 @@ class ProxyHeaderProtocol(ProtocolWrapper):
             return
         try:
             self.proxied_session = session_of(info.header)
-        except InvalidProxyHeader:
-            self._refuse(
-                "malformed PROXY header TLVs (or a CRC32C that does not match)"
-            )
+        except InvalidProxyHeader as e:
+            self._refuse(f"malformed PROXY header TLVs: {e}")
             return
         self._cancel_timeout()
         self._not_pending()

@@ -195,7 +195,10 @@ def test_tls_terminated_by_haproxy_is_logged_from_the_header_s_tlvs(
     with connect("127.0.0.1", backend) as sock:
         sock.sendall(header + b"never echoed")
         assert closed_by_peer(sock)
-    daemon.wait_for(r"refused 127\.0\.0\.1:\d+: malformed PROXY header TLVs")
+    daemon.wait_for(
+        r"refused 127\.0\.0\.1:\d+: malformed PROXY header TLVs: a CRC32C that "
+        r"does not match"
+    )
     with connect("127.0.0.1", frontend) as raw:
         context = ssl.create_default_context(cafile=str(ca[1]))
         with context.wrap_socket(raw, server_hostname="localhost") as sock:

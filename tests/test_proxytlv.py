@@ -67,6 +67,7 @@ def test_a_client_certificate_s_name() -> None:
     [
         v2(b""),  # no TLVs
         v2(tlv(0x04, b"\0\0")),  # only a NOOP
+        v2(tlv(0x02, b"")),  # an empty authority
         v2(tlv(0x20, b"\x00\x00\x00\x00\x00" + tlv(0x21, b"TLSv1.3"))),  # not TLS
         v2(tlv(0x02, b"local.test"), command=0x20),  # LOCAL: the proxy's own
         b"PROXY TCP4 127.0.0.9 127.0.0.1 1 2\r\n",  # v1
@@ -84,11 +85,16 @@ def test_nothing_to_say(header: bytes) -> None:
         v2(tlv(0x20, b"\x01\x00\x00\x00\x00" + b"\x21\x00\x09TLS")),  # a sub-TLV
         v2(tlv(0x03, b"\x00\x00\x00\x00")),  # a CRC32C that is not this header's
         v2(tlv(0x03, b"\x00\x00")),  # a CRC32C of two bytes
+        v2(tlv(0x04, bytes(4094))),  # more than 4 KiB of TLVs: 4,097 bytes
     ],
 )
 def test_invalid_tlvs(header: bytes) -> None:
     with pytest.raises(InvalidProxyHeader):
         session_of(header)
+
+
+def test_4_kib_of_tlvs_pass() -> None:
+    assert session_of(v2(tlv(0x04, bytes(4089)) + tlv(0x02, b"x"))) is not None
 
 
 def test_a_right_crc32c_passes() -> None:
