@@ -66,6 +66,7 @@ from echod.targetoptions import (
     add_proxy_tls_arguments,
     add_tls_version_arguments,
     client_tls,
+    with_proxy_user,
 )
 from echod.writeout import Outcome, WriteOut, WriteOutError
 
@@ -519,7 +520,7 @@ def parser() -> argparse.ArgumentParser:
         "PASSWORD@]HOST[:PORT] (CONNECT), socks5:// or socks5h:// (a USER:"
         "PASSWORD@ too), socks4://[USER@]",
     )  # fmt: skip
-    add_proxy_tls_arguments(net)
+    add_proxy_tls_arguments(net, "-U")
     add_haproxy_arguments(net)
     net.add_argument(
         "--unix-socket", metavar="PATH",
@@ -718,6 +719,7 @@ def build(args: argparse.Namespace) -> Command:
         except ClientError as e:
             raise RequestError(str(e)) from None
     try:
+        proxy = with_proxy_user(proxy, args.proxy_user)
         proxy = with_proxy_tls(proxy, args.proxy_cacert, args.proxy_insecure)
     except ClientError as e:
         raise RequestError(str(e)) from None

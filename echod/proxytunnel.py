@@ -128,13 +128,28 @@ def parse_proxy(text: str) -> Proxy:
         raise ClientError(USAGE, f"bad proxy {text!r}: a proxy URL has no path")
     user = unquote(parts.username) if parts.username is not None else None
     password = unquote(parts.password) if parts.password is not None else None
-    if scheme == "socks4" and password is not None:
-        raise ClientError(
-            USAGE, f"bad proxy {text!r}: SOCKS4 takes a user ID, and no password"
-        )
-    if user is not None and scheme not in ("http", "https"):
-        check_socks_credentials(text, user, password or "")
-    return Proxy(scheme, parts.hostname, port or DEFAULT_PORTS[scheme], user, password)
+    proxy = Proxy(scheme, parts.hostname, port or DEFAULT_PORTS[scheme])
+    if user is None:
+        return proxy
+    try:
+        return checked_credentials(proxy, user, password)
+    except ClientError as e:
+        raise ClientError(USAGE, f"bad proxy {text!r}: {e}") from None
+
+
+def checked_credentials(proxy: Proxy, user: str, password: str | None) -> Proxy:
+    """C{proxy} with C{user} and C{password}, or L{ClientError} (usage) for
+    what its protocol cannot carry: SOCKS4 has a user ID and no password;
+    RFC 1929 a user name of 1 to 255 bytes and a password of at most 255
+    (curl sends an empty one as empty)."""
+    if proxy.scheme == "socks4" and password is not None:
+        raise ClientError(USAGE, "SOCKS4 takes a user ID, and no password")
+    if proxy.scheme.startswith("socks5"):
+        if not 0 < len(user.encode()) <= 255:
+            raise ClientError(USAGE, "a SOCKS5 user name has 1 to 255 bytes")
+        if len((password or "").encode()) > 255:
+            raise ClientError(USAGE, "a SOCKS5 password has at most 255 bytes")
+    return replace(proxy, user=user, password=password)
 
 
 def with_proxy_tls(
@@ -184,19 +199,6 @@ def check_target(proxy: Proxy, host: str) -> None:
     if proxy.scheme == "socks4" and ip_version(host) == 6:
         raise ClientError(
             USAGE, f"a SOCKS4 proxy takes IPv4 addresses, not {host} (socks5:// does)"
-        )
-
-
-def check_socks_credentials(text: str, user: str, password: str) -> None:
-    """Refuse (usage) what RFC 1929 cannot carry: a user name of 1 to 255
-    bytes, a password of at most 255 (curl sends an empty one as empty)."""
-    if not 0 < len(user.encode()) <= 255:
-        raise ClientError(
-            USAGE, f"bad proxy {text!r}: a SOCKS5 user name has 1 to 255 bytes"
-        )
-    if len(password.encode()) > 255:
-        raise ClientError(
-            USAGE, f"bad proxy {text!r}: a SOCKS5 password has at most 255 bytes"
         )
 
 

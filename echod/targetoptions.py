@@ -5,6 +5,7 @@ endpoint they make."""
 from __future__ import annotations
 
 import argparse
+import getpass
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,7 +21,12 @@ from echod.cli import (
     port_number,
 )
 from echod.clienterrors import USAGE, ClientError
-from echod.proxytunnel import Proxy, parse_proxy, with_proxy_tls
+from echod.proxytunnel import (
+    Proxy,
+    checked_credentials,
+    parse_proxy,
+    with_proxy_tls,
+)
 from echod.target import (
     Target,
     is_ipv6,
@@ -116,8 +122,16 @@ def add_target_arguments(p: argparse.ArgumentParser, nc_letters: bool = False) -
     add_tls_version_arguments(p)
 
 
-def add_proxy_tls_arguments(p: Any) -> None:
-    """curl's C{--proxy-cacert FILE} and C{--proxy-insecure}, on C{p}."""
+def add_proxy_tls_arguments(p: Any, user_letter: str | None = None) -> None:
+    """curl's C{--proxy-user USER[:PASSWORD]} (C{-U} with C{user_letter}),
+    C{--proxy-cacert FILE} and C{--proxy-insecure}, on C{p}."""
+    names = ["--proxy-user"] if user_letter is None else [user_letter, "--proxy-user"]
+    p.add_argument(
+        *names,
+        metavar="USER[:PASSWORD]",
+        help="the proxy's credentials, as curl's (the password asked on the "
+        "terminal when not given; no percent-encoding, unlike in the URL)",
+    )
     p.add_argument(
         "--proxy-cacert",
         type=Path,
@@ -175,11 +189,37 @@ def proxy_of(args: argparse.Namespace) -> Proxy | None:
     """The proxy C{--proxy}, or nc's C{-x} and C{-X}, ask for, verified as
     C{--proxy-cacert} and C{--proxy-insecure} say; L{ClientError} (usage)
     for both at once or a protocol echod does not speak."""
+    proxy = with_proxy_user(proxy_asked(args), getattr(args, "proxy_user", None))
     return with_proxy_tls(
-        proxy_asked(args),
+        proxy,
         getattr(args, "proxy_cacert", None),
         getattr(args, "proxy_insecure", False),
     )
+
+
+def with_proxy_user(proxy: Proxy | None, text: str | None) -> Proxy | None:
+    """C{proxy} with C{--proxy-user}'s credentials, which replace the URL's
+    (curl's C{-U}): C{USER:PASSWORD}, split at the first colon, or C{USER},
+    whose password is asked on the terminal (not for SOCKS4, which has none);
+    L{ClientError} (usage) without a proxy, or a terminal to ask on."""
+    if text is None:
+        return proxy
+    if proxy is None:
+        raise ClientError(USAGE, "--proxy-user applies to --proxy")
+    user, colon, password = text.partition(":")
+    if not colon and proxy.scheme != "socks4":
+        if not sys.stdin.isatty():
+            raise ClientError(
+                USAGE,
+                f"--proxy-user {user}: no password, and no terminal to ask for it: "
+                "give --proxy-user USER:PASSWORD",
+            )
+        try:
+            password = getpass.getpass(f"Enter proxy password for user '{user}':")
+        except (EOFError, KeyboardInterrupt):
+            raise ClientError(USAGE, "no proxy password given") from None
+        colon = ":"
+    return checked_credentials(proxy, user, password if colon else None)
 
 
 def proxy_asked(args: argparse.Namespace) -> Proxy | None:

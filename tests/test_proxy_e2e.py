@@ -476,6 +476,49 @@ def test_socks4_through_dante_as_nc_and_curl(
         server.stop()
 
 
+def test_proxy_user_as_curl(
+    start_daemon: DaemonStarter, http_proxy: int, tmp_path: Path
+) -> None:
+    """--proxy-user USER:PASSWORD (fetch's -U), curl's: the credentials as
+    they are, a password with '@' and ':' in it not percent-encoded, split at
+    the first colon; beside curl -U through microsocks and tinyproxy. Without
+    a password and a terminal to ask on, one line, exit 2."""
+    password = "p@ss:w0rd"
+    root = tmp_path / "www"
+    root.mkdir()
+    (root / "page.html").write_bytes(b"<html>as curl</html>\n")
+    server = Nginx(tmp_path, root)
+    port = start_daemon("--port", LOCAL).tcp_port()
+    try:
+        with microsocks("echo", password) as socks:
+            proxy = f"socks5h://127.0.0.1:{socks}"
+            user = ("--proxy-user", f"echo:{password}")
+            probe = echod("client", "--proxy", proxy, *user, "--count", "2",
+                          f"localhost:{port}")  # fmt: skip
+            assert probe.returncode == 0, probe.stderr
+            assert password.encode() not in probe.stdout + probe.stderr
+            url = f"http://127.0.0.1:{server.port}/page.html"
+            fetch_beside_curl(proxy, url, tmp_path, "-U", f"echo:{password}")
+            wrong = echod("fetch", "-x", proxy, "-U", "echo:p@ss", url)
+            assert wrong.returncode == 4, wrong.stderr
+        http = f"http://127.0.0.1:{http_proxy}"
+        fetch_beside_curl(http, url, tmp_path, "-U", f"echo:{PASSWORD}",
+                          curl_options="--proxytunnel")  # fmt: skip
+    finally:
+        server.stop()
+    for options, says in (
+        (["--proxy", http, "--proxy-user", "echo", f"127.0.0.1:{port}"],
+         "--proxy-user echo: no password, and no terminal to ask for it"),
+        (["--proxy-user", "echo:x", f"127.0.0.1:{port}"],
+         "--proxy-user applies to --proxy"),
+        (["--proxy", "socks4://127.0.0.1:1", "--proxy-user", "me:x", "h:7"],
+         "SOCKS4 takes a user ID, and no password"),
+    ):  # fmt: skip
+        out = echod("client", "-z", *options)
+        assert out.returncode == 2 and out.stderr.count(b"\n") == 1, (options, out)
+        assert says.encode() in out.stderr, out.stderr
+
+
 def test_nc_letters_for_the_proxy(
     start_daemon: DaemonStarter, socks_proxy: int, tmp_path: Path
 ) -> None:

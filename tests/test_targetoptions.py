@@ -10,7 +10,8 @@ from echod.clienterrors import (
     USAGE,
     ClientError,
 )
-from echod.targetoptions import joined_target
+from echod.proxytunnel import parse_proxy
+from echod.targetoptions import joined_target, with_proxy_user
 
 
 @pytest.mark.parametrize(
@@ -45,3 +46,14 @@ def test_host_and_port_refused(target: str, port: str, says: str) -> None:
     with pytest.raises(ClientError, match=re.escape(says)) as e:
         joined_target(target, port)
     assert e.value.code == USAGE
+
+
+def test_proxy_user_replaces_the_url_s_and_splits_at_the_first_colon() -> None:
+    proxy = parse_proxy("socks5://old:word@p.test")
+    given = with_proxy_user(proxy, "new:p@ss:w0rd")
+    assert given is not None and (given.user, given.password) == ("new", "p@ss:w0rd")
+    assert with_proxy_user(proxy, None) is proxy
+    socks4 = with_proxy_user(parse_proxy("socks4://p.test"), "me")  # no password
+    assert socks4 is not None and (socks4.user, socks4.password) == ("me", None)
+    empty = with_proxy_user(parse_proxy("http://p.test"), "me:")
+    assert empty is not None and (empty.user, empty.password) == ("me", "")
