@@ -37,6 +37,7 @@ from zope.interface import implementer
 
 import twisted
 from echod import __version__
+from echod.access import EVERYONE, AccessList
 from echod.echo import EchoFactory, RefusedProtocol, format_address, tls_keys
 from echod.logs import worth_logging
 from echod.proxytlv import proxied_session
@@ -153,8 +154,8 @@ class EchoCollector(Collector):
         yield dropped
         yield CounterMetricFamily(
             "echod_metrics_connections_refused",
-            "Metrics clients refused: too many open at once, or a request body "
-            "over 64 KiB.",
+            "Metrics clients refused: not in --metrics-allow, too many open at "
+            "once, or a request body over 64 KiB.",
             value=stats.metrics_refused,
         )
         up = GaugeMetricFamily(
@@ -297,7 +298,8 @@ class QuietSite(Site):
 
 @implementer(IProtocolNegotiationFactory)
 class BoundedSiteFactory(WrappingFactory):
-    """A site that holds at most C{most} connections open, refusing the rest.
+    """A site that holds at most C{most} connections open, and serves only the
+    clients C{access} permits, refusing the rest.
 
     Without a bound, clients of the metrics port (idle, or slow on purpose)
     could hold every file descriptor the daemon has, and echo clients would
@@ -308,10 +310,13 @@ class BoundedSiteFactory(WrappingFactory):
 
     noisy = False
 
-    def __init__(self, site: Site, most: int, stats: EchoStats) -> None:
+    def __init__(
+        self, site: Site, most: int, stats: EchoStats, access: AccessList = EVERYONE
+    ) -> None:
         super().__init__(site)
         self.most = most
         self.stats = stats
+        self.access = access
 
     def buildProtocol(self, addr: IAddress | None) -> Protocol:  # type: ignore[override]
         """The site's protocol, or one that closes at once when C{most} are open.
@@ -319,9 +324,12 @@ class BoundedSiteFactory(WrappingFactory):
         (Not None, as Twisted's ports allow: a TLS listener wraps this factory
         and would wrap None too.)
         """
+        peer = format_address(addr) if addr is not None else "?"
+        if not self.access.permits(getattr(addr, "host", None)):
+            refused_metrics_client(self.stats, peer, "not in --metrics-allow")
+            return RefusedProtocol()
         if len(self.protocols) < self.most:
             return super().buildProtocol(addr)
-        peer = format_address(addr) if addr is not None else "?"
         refused_metrics_client(self.stats, peer, f"{self.most} already open")
         return RefusedProtocol()
 
@@ -376,8 +384,10 @@ def metrics_site(
     listeners: Callable[[], list[ListenerState]],
     healthy: Callable[[], tuple[bool, str]],
     certificates: Callable[[], list[ServedCertificate]] = list,
+    access: AccessList = EVERYONE,
 ) -> BoundedSiteFactory:
-    """The web site served on ``--metrics``: /metrics and /healthz, bounded."""
+    """The web site served on ``--metrics``: /metrics and /healthz, bounded,
+    to the clients C{access} permits."""
     registry = metrics_registry(factory, listeners, certificates)
     root = Resource()
     root.putChild(b"metrics", MetricsPage(registry))
@@ -386,4 +396,4 @@ def metrics_site(
     site = QuietSite(root, requestFactory=requests, timeout=IDLE_TIMEOUT)
     site.noisy = False
     site.displayTracebacks = False
-    return BoundedSiteFactory(site, MAX_CONNECTIONS, factory.stats)
+    return BoundedSiteFactory(site, MAX_CONNECTIONS, factory.stats, access)

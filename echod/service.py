@@ -378,7 +378,11 @@ class EchoService(Service):
     def _listen_metrics(self, description: str) -> IListeningPort:
         endpoint = parse_endpoint(self.reactor, description, self.settings.backlog)
         site = metrics_site(
-            self.factory, self.listener_states, self.health, self.certificates
+            self.factory,
+            self.listener_states,
+            self.health,
+            self.certificates,
+            self.settings.metrics_access,
         )
         held = [port for _, port in self.listening]
         failing = f"cannot serve metrics on '{description}'"

@@ -70,6 +70,8 @@ class EchoSettings:
     tls_handshake_timeout: float = DEFAULT_TLS_HANDSHAKE_TIMEOUT
     metrics: str | None = None
     """Endpoint serving /metrics and /healthz, or None (off)."""
+    metrics_access: AccessList = EVERYONE
+    """Who the metrics listener serves (C{--metrics-allow})."""
     log_format: str = "text"
     log_connections: str = "all"
     """Which ended connections get a log line: C{all}, C{abnormal} (those that

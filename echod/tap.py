@@ -20,6 +20,7 @@ from echod import __version__
 from echod.access import (
     EVERYONE,
     AccessFileError,
+    AccessList,
     AccessSources,
     Network,
     parse_networks,
@@ -273,6 +274,7 @@ class Options(usage.Options):
         self["deny"] = []
         self["allowfile"] = []
         self["denyfile"] = []
+        self["metrics-allow"] = []
         self["access"] = EVERYONE
         self["log-file"] = None
         self["writes-log"] = False
@@ -296,6 +298,11 @@ class Options(usage.Options):
         """Never serve these addresses and networks; wins over --allow
         (repeatable; as ncat)."""
         self["deny"].extend(networks_option("--deny", value))
+
+    def opt_metrics_allow(self, value: str) -> None:
+        """Serve /metrics and /healthz only to these addresses and networks
+        (repeatable; the metrics listener's own list; everyone by default)."""
+        self["metrics-allow"].extend(networks_option("--metrics-allow", value))
 
     def opt_allowfile(self, path: str) -> None:
         """As --allow, for each address and network listed in FILE (one or
@@ -331,6 +338,10 @@ class Options(usage.Options):
             raise usage.UsageError("--tls-key needs --tls-cert")
         self._check_tls_options_apply()
         self._check_udp_options_apply()
+        if self["metrics-allow"] and not self["metrics"]:
+            raise usage.UsageError(
+                "--metrics-allow applies to --metrics: no metrics listener is asked for"
+            )
         sources = AccessSources(
             tuple(self["allow"]),
             tuple(self["deny"]),
@@ -429,6 +440,7 @@ class Options(usage.Options):
             else None,
             tls_handshake_timeout=self["tls-handshake-timeout"],
             metrics=self["metrics"],
+            metrics_access=AccessList(allow=tuple(self["metrics-allow"])),
             log_format=self["log-format"],
             log_connections=self["log-connections"],
             log_file=self["log-file"],

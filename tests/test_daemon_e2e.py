@@ -763,6 +763,46 @@ def test_metrics_connections_are_bounded_and_cannot_starve_echo(
     assert "Traceback" not in daemon.output, daemon.output
 
 
+def test_metrics_allow_serves_only_the_networks_listed(
+    start_daemon: DaemonStarter,
+) -> None:
+    """--metrics-allow: curl from 127.0.0.2 (an allowed address) scrapes;
+    from 127.0.0.1 the connection is closed at once, logged and counted."""
+    daemon = start_daemon(
+        "--port", LOCAL, "--metrics", "tcp:0:interface=127.0.0.1",
+        "--metrics-allow", "127.0.0.2,10.0.0.0/8",
+    )  # fmt: skip
+    url = f"http://{daemon.metrics_address()}/metrics"
+
+    def scrape(source: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [need_tool("curl"), "-s", "--interface", source, "-o", "-", url],
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+
+    refused = scrape("127.0.0.1")
+    assert refused.returncode in (52, 56) and refused.stdout == "", refused
+    daemon.wait_for(
+        r"refused metrics connection 127\.0\.0\.1:\d+: not in --metrics-allow"
+    )
+    allowed = scrape("127.0.0.2")
+    assert allowed.returncode == 0, allowed
+    assert metric(allowed.stdout, "echod_metrics_connections_refused_total") == 1
+    out = subprocess.run(
+        [twistd_path(), "-n", "--pidfile=", "echod", "--metrics-allow", "10.0.0.0/8"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert out.returncode != 0 and "--metrics-allow applies to --metrics" in (
+        out.stdout + out.stderr
+    )
+    bad = subprocess.run(
+        [twistd_path(), "-n", "--pidfile=", "echod", "--metrics", "tcp:0",
+         "--metrics-allow", "10.0.0.300"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert bad.returncode != 0 and "--metrics-allow:" in bad.stdout + bad.stderr
+
+
 def test_metrics_and_health_scraped_with_curl_while_traffic_flows(
     start_daemon: DaemonStarter,
 ) -> None:

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, generate_latest
-from twisted.internet.address import IPv4Address
+from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.interfaces import IProtocolNegotiationFactory
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.web.resource import Resource
@@ -16,6 +16,7 @@ from twisted.web.test.requesthelper import DummyRequest
 
 import twisted
 from echod import __version__
+from echod.access import AccessList, parse_networks
 from echod.echo import EchoFactory, EchoProtocol, RefusedProtocol
 from echod.metrics import (
     BoundedSiteFactory,
@@ -107,6 +108,20 @@ def test_bounded_site_refuses_past_its_bound_and_admits_again() -> None:
     first.connectionLost(None)  # type: ignore[arg-type]
     fourth = bounded.buildProtocol(peer)
     assert not isinstance(fourth, RefusedProtocol)
+
+
+def test_bounded_site_serves_only_whom_its_access_list_permits() -> None:
+    stats = EchoStats()
+    access = AccessList(allow=parse_networks("192.0.2.0/24,2001:db8::/32"))
+    bounded = BoundedSiteFactory(Site(Resource()), 2, stats, access)
+    for host, kind in (("192.0.2.9", IPv4Address), ("2001:db8::9", IPv6Address)):
+        assert not isinstance(
+            bounded.buildProtocol(kind("TCP", host, 1)), RefusedProtocol
+        )
+    outside = bounded.buildProtocol(IPv4Address("TCP", "198.51.100.1", 1))
+    assert isinstance(outside, RefusedProtocol) and stats.metrics_refused == 1
+    unix = bounded.buildProtocol(UNIXAddress(b"/run/echod.sock"))
+    assert not isinstance(unix, RefusedProtocol)  # the socket's mode decides
 
 
 def test_metrics_site_is_bounded_with_an_idle_timeout() -> None:
