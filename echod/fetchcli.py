@@ -202,6 +202,10 @@ class CommandObserver(FetchObserver):
         """Say which TLS session was made."""
         self.info(f"TLS: {description}")
 
+    def proxy_secured(self, proxy: Proxy, version: str, cipher: str) -> None:
+        """Say which TLS session the connection to an https:// proxy made."""
+        self.info(f"TLS to the proxy: {version}, {cipher}")
+
     def tunnel_opened(self, proxy: Proxy, asked: bytes, answered: bytes) -> None:
         """Show what opened the tunnel through C{-x}'s proxy (C{-v}): the
         CONNECT and the proxy's answer as text, SOCKS's bytes in hex (a

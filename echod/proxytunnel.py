@@ -49,6 +49,7 @@ from echod.clienterrors import (
 from echod.handover import HandOverProtocol
 from echod.hostnames import host_port
 from echod.resolve import addresses_of, ip_version
+from echod.tls import negotiated
 from echod.tlsclient import ClientTLS
 
 DEFAULT_PORTS = {
@@ -319,6 +320,10 @@ class TunnelWatch:
         its answers (an HTTP head, or SOCKS5's binary replies: two, three
         with a user name and password)."""
 
+    def proxy_secured(self, proxy: Proxy, version: str, cipher: str) -> None:
+        """The connection to an C{https://} C{proxy} is TLS C{version} with
+        C{cipher} (said before L{tunnel_opened})."""
+
 
 class TunnelProtocol(HandOverProtocol):
     """The connection to the proxy: asks for the tunnel, then hands every
@@ -477,6 +482,9 @@ class TunnelProtocol(HandOverProtocol):
         """The tunnel is up: the target's protocol takes the connection over."""
         self.answer = b""
         if self.watch is not None:
+            session = negotiated(self.transport)
+            if session is not None:
+                self.watch.proxy_secured(self.proxy, session.version, session.cipher)
             self.watch.tunnel_opened(self.proxy, self.asked, self.answered)
         self.hand_over(rest)
 

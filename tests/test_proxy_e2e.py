@@ -136,6 +136,12 @@ def test_through_an_https_proxy_as_curl(
                 proxy, url, tmp_path, *trust, *site, curl_options="--proxytunnel"
             )
         url = f"http://127.0.0.1:{server.port}/big.bin"
+        shown = echod("fetch", "-v", "-x", proxy, *trust, "-o", "/dev/null", url)
+        assert shown.returncode == 0, shown.stderr
+        said = shown.stderr.decode().splitlines()
+        tls = next(i for i, x in enumerate(said) if x.startswith("* TLS to the proxy"))
+        assert said[tls].startswith("* TLS to the proxy: TLSv1.3, "), said
+        assert said[tls + 1].startswith("> CONNECT 127.0.0.1:"), said  # then inside
         ours = echod("fetch", "-x", proxy, "-o", "/dev/null", url)
         theirs = subprocess.run([need_tool("curl"), "-s", "-x", proxy, url],
                                 capture_output=True, timeout=60)  # fmt: skip
