@@ -92,9 +92,17 @@ def format_in_c(event: LogEvent) -> str | None:
         return None
 
 
+CONTROLS = {c: f"\\x{c:02x}" for c in (*range(32), 127) if c not in (9, 10)}
+"""Control characters as C{str.translate} shows them in a text log line: a
+tab and a newline (a traceback's) stay, every other one is C{\\xNN}."""
+
+
 class ClassicText:
     """Twisted's C{formatEventAsClassicLogText} (twistd's text log line:
-    C{TIME [SYSTEM] TEXT}), the same text at a tenth of the cost.
+    C{TIME [SYSTEM] TEXT}), the same text at a tenth of the cost, with any
+    control character but a tab and a newline shown as C{\\xNN} (Twisted
+    wrote an abstract UNIX socket's name, which starts with a NUL, as it is:
+    a text log with a NUL in it is a binary file to grep).
 
     Twisted formats each event's C{log_format} with a L{string.Formatter} in
     Python (to allow C{{name()}}, a call) and its time stamp anew for every
@@ -124,7 +132,8 @@ class ClassicText:
         """The event's line, as C{formatEventAsClassicLogText} would make it."""
         text = None if "log_failure" in event else format_in_c(event)
         if text is None:
-            return formatEventAsClassicLogText(event, formatTime=self.stamp)
+            line = formatEventAsClassicLogText(event, formatTime=self.stamp)
+            return None if line is None else line.translate(CONTROLS)
         if not text:
             return None
         system = event.get("log_system")
@@ -138,7 +147,7 @@ class ClassicText:
             except Exception:
                 system = "UNFORMATTABLE"
         line = f"{self.stamp(event.get('log_time'))} [{system}] {text}"
-        return line.replace("\n", "\n\t") + "\n"
+        return line.translate(CONTROLS).replace("\n", "\n\t") + "\n"
 
 
 MAX_TOKEN = 255

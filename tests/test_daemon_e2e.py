@@ -1151,6 +1151,11 @@ def test_abstract_unix_socket(start_daemon: DaemonStarter, tmp_path: Path) -> No
                          capture_output=True, timeout=30)  # fmt: skip
     assert (out.returncode, out.stdout) == (0, b"client\n"), out.stderr
     assert not any(p.name.startswith("@") for p in tmp_path.iterdir())
+    # Twisted names the port by its path, NUL first, when it closes: the text
+    # log shows the NUL as \x00 (a NUL made the log a binary file to grep)
+    assert daemon.stop() in (0, -signal.SIGTERM)
+    assert "\x00" not in daemon.output
+    assert f"\\x00{name}" in daemon.output, daemon.output
 
 
 def test_allow_and_deny(start_daemon: DaemonStarter, tmp_path: Path) -> None:

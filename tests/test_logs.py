@@ -152,3 +152,24 @@ def test_a_peer_s_text_is_one_log_token() -> None:
     assert log_token("bücher.test".encode()) == "bücher.test"
     assert log_token(b"\xff") == "\\xff"
     assert len(log_token(b"x" * 1000)) == 255
+
+
+def test_control_characters_are_shown_not_written() -> None:
+    """A NUL (Twisted names an abstract socket's port by its path) or an escape
+    sequence in an event is \\xNN in the text line; tabs and a traceback's
+    newlines stay, on either of ClassicText's paths."""
+    text = ClassicText()
+    event = {
+        "log_format": "port {name} closed\tok",
+        "name": "\x00abstract\x1b[31m",
+        "log_level": LogLevel.info,
+        "log_namespace": "echod",
+        "log_time": 0.0,
+    }
+    line = text(event)
+    assert line is not None
+    assert line.endswith("port \\x00abstract\\x1b[31m closed\tok\n"), line
+    # a call in the format: Twisted's own formatter makes the line
+    calling = {**event, "log_format": "port {name} {said()}", "said": lambda: "x"}
+    line = text(calling)
+    assert line is not None and line.endswith("port \\x00abstract\\x1b[31m x\n")
