@@ -31,7 +31,9 @@ SUBTYPE_SSL_VERSION = 0x21
 SUBTYPE_SSL_CN = 0x22
 SUBTYPE_SSL_CIPHER = 0x23
 CLIENT_SSL = 0x01
-"""The TLV types echod reads, and the SSL TLV's flag "the client spoke TLS"."""
+CLIENT_CERT = 0x02 | 0x04  # PP2_CLIENT_CERT_CONN, PP2_CLIENT_CERT_SESS
+"""The TLV types echod reads, and the SSL TLV's flags: the client spoke TLS;
+it presented a certificate (on this connection, or in the session resumed)."""
 
 MAX_TLVS = 4096
 """The most bytes of TLVs echod reads: HAProxy's, every option on, are a few
@@ -54,14 +56,21 @@ class ProxiedSession:
     tls_cipher: str | None = None
     client_cn: str | None = None
     """The common name of the client's certificate, when it presented one."""
+    client_verified: bool | None = None
+    """Whether the proxy verified the certificate the client presented (None:
+    it presented none)."""
 
     def log_fields(self) -> dict[str, str]:
         """The fields a connection's closed line adds for this session."""
+        verified = None
+        if self.client_verified is not None:
+            verified = "yes" if self.client_verified else "no"
         return given(
             authority=self.authority,
             proxy_tls=self.tls_version,
             proxy_cipher=self.tls_cipher,
             proxy_client_cn=self.client_cn,
+            proxy_client_verified=verified,
         )
 
 
@@ -121,6 +130,8 @@ def session_of(header: bytes) -> ProxiedSession | None:
         elif kind == TYPE_AUTHORITY and value:
             found["authority"] = log_token(value)
         elif kind == TYPE_SSL and len(value) >= 5 and value[0] & CLIENT_SSL:
+            if value[0] & CLIENT_CERT:  # verify: 0 when the certificate passed
+                found["client_verified"] = value[1:5] == b"\0\0\0\0"
             for sub, _, text in tlvs(value, 5):
                 if not text:
                     continue  # nothing to say

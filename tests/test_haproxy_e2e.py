@@ -136,9 +136,10 @@ def test_tls_terminated_by_haproxy_is_logged_from_the_header_s_tlvs(
     """HAProxy ends the client's TLS and tells echod about it in the PROXY v2
     header's TLVs (send-proxy-v2-ssl-cn, ssl-cipher, authority, crc32c): each
     closed line says the host name the client asked for, the version and
-    cipher it made with HAProxy and its certificate's name; /metrics counts
-    them as terminated by the proxy. A header whose CRC32C does not match is
-    refused (bad-proxy-header), and the next connection is served."""
+    cipher it made with HAProxy, its certificate's name and whether HAProxy
+    verified it; /metrics counts them as terminated by the proxy. A header
+    whose CRC32C does not match is refused (bad-proxy-header), and the next
+    connection is served."""
     ca = private_ca(tmp_path)
     key, cert = issue(tmp_path, ca, "localhost")
     pair = tmp_path / "pair.pem"
@@ -152,32 +153,37 @@ def test_tls_terminated_by_haproxy_is_logged_from_the_header_s_tlvs(
     config = simple_config(
         frontend, backend,
         "send-proxy-v2-ssl-cn proxy-v2-options ssl-cipher,authority,crc32c",
-        f"ssl crt {pair} ca-file {ca[1]} verify optional",
+        f"ssl crt {pair} ca-file {ca[1]} verify optional crt-ignore-err all",
     )  # fmt: skip
     haproxies.append(HAProxy(config, tmp_path, frontend))
-    for version, message in ((ssl.TLSVersion.TLSv1_2, b"twelve"),
-                             (ssl.TLSVersion.TLSv1_3, b"thirteen")):  # fmt: skip
+    (tmp_path / "other").mkdir()
+    stranger = issue(tmp_path / "other", private_ca(tmp_path / "other"), "stranger")
+    v12, v13 = ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3
+    for version, message, client, said in (
+        (v12, b"twelve", None, ""),
+        (v13, b"thirteen", (client_cert, client_key),
+         " proxy_client_cn=client.test proxy_client_verified=yes"),
+        (v13, b"untrusted", (stranger[1], stranger[0]),  # crt-ignore-err lets it in
+         " proxy_client_cn=stranger proxy_client_verified=no"),
+    ):  # fmt: skip
         context = ssl.create_default_context(cafile=str(ca[1]))
         context.check_hostname = False  # SNI echo.test, a certificate for localhost
         context.minimum_version = context.maximum_version = version
-        if version is ssl.TLSVersion.TLSv1_3:
-            context.load_cert_chain(client_cert, client_key)
+        if client is not None:
+            context.load_cert_chain(*client)
         with (
             connect("127.0.0.1", frontend, source="127.0.0.3") as raw,
             context.wrap_socket(raw, server_hostname="echo.test") as sock,
         ):
             assert round_trip(sock, message) == message
             cipher = (sock.cipher() or ("",))[0]
-            if version is ssl.TLSVersion.TLSv1_3:
+            if message == b"thirteen":
                 _, text = curl(f"http://{daemon.metrics_address()}/metrics")
         n = len(message)
-        named = (
-            " proxy_client_cn=client.test" if version is ssl.TLSVersion.TLSv1_3 else ""
-        )
         daemon.wait_for(
             rf"closed 127\.0\.0\.3:\d+ in={n} out={n} duration=\S+ reason=\w+ "
             rf"authority=echo\.test proxy_tls={version.name.replace('_', '.')} "
-            rf"proxy_cipher={re.escape(cipher)}{named}$"
+            rf"proxy_cipher={re.escape(cipher)}{said}$"
         )
     counted = re.findall(
         r'^echod_tls_connections_total\{cipher="\S+",terminated="(\w+)",'

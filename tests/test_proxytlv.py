@@ -58,8 +58,17 @@ def test_a_changed_byte_fails_haproxy_s_crc32c() -> None:
 
 def test_a_client_certificate_s_name() -> None:
     ssl = tlv(0x20, b"\x07\x00\x00\x00\x00" + tlv(0x21, b"TLSv1.2") + tlv(0x22, b"m e"))
-    session = ProxiedSession(tls_version="TLSv1.2", client_cn="m\\x20e")  # one token
+    session = ProxiedSession(
+        tls_version="TLSv1.2", client_cn="m\\x20e", client_verified=True
+    )  # one token
     assert session_of(v2(ssl)) == session
+    failed = tlv(0x20, b"\x03\x00\x00\x00\x14" + tlv(0x22, b"me"))  # verify 20
+    assert session_of(v2(failed)) == ProxiedSession(
+        client_cn="me", client_verified=False
+    )
+    assert ProxiedSession(client_verified=False).log_fields() == {
+        "proxy_client_verified": "no"
+    }
 
 
 @pytest.mark.parametrize(
