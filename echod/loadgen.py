@@ -18,7 +18,7 @@ came back.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -300,7 +300,9 @@ class LoadProtocol(CheckedConnection):
 
 class RunRecord:
     """What a load run keeps (L{LoadRun}, L{echod.shortload}'s): its settings,
-    clock and connector, and the result its connections report into."""
+    clock and connector, the result its connections report into, its timers
+    (the end of the time, the end of the drain), and how it fails or is
+    interrupted. A run's own state is made in L{setup}."""
 
     def __init__(
         self,
@@ -316,6 +318,39 @@ class RunRecord:
         self.ended = False
         self.started = 0.0
         self.done: defer.Deferred[LoadResult] = defer.Deferred()
+        self._indexes = itertools.count()
+        self._time_call: Any = None
+        self._deadline: Any = None
+        self.setup()
+
+    def setup(self) -> None:
+        """Make the run's own state (called at the end of construction)."""
+
+    def live_protocols(self) -> Iterable[Any]:
+        """The connections to abort when the run fails."""
+        return ()
+
+    def _cancel_timers(self) -> None:
+        for call in (self._time_call, self._deadline):
+            if call is not None and call.active():
+                call.cancel()
+
+    def _halt(self) -> None:
+        """Stop at once (a failure, an interrupt): no more timers, no more
+        measuring; the figures so far stay."""
+        if self.running:
+            self.result.elapsed = self.clock.seconds() - self.started
+        self.running = False
+        self.ended = True
+        self._cancel_timers()
+
+    def _fail(self, failure: Failure) -> None:
+        """End the run with C{failure} instead of a result."""
+        self._halt()
+        for protocol in list(self.live_protocols()):
+            protocol.abort()
+        if not self.done.called:
+            self.done.errback(failure)
 
     def echoed(self, count: int) -> None:
         """C{count} more bytes came back, verified."""
@@ -335,23 +370,19 @@ class RunRecord:
 class LoadRun(RunRecord):
     """Connects, runs and ends one load test; C{done} fires with the result."""
 
-    def __init__(
-        self,
-        settings: LoadSettings,
-        clock: IReactorTime,
-        connect: Callable[[Factory], defer.Deferred[Any]],
-    ) -> None:
-        super().__init__(settings, clock, connect)
+    def setup(self) -> None:
+        """No connection yet."""
         self.protocols: list[LoadProtocol] = []
         self.open = 0
         self.stopped_early = False
-        self._indexes = itertools.count()
-        self._time_call: Any = None
-        self._deadline: Any = None
         self._connecting_since = 0.0
         self._connected = False
         self._handshaking = 0
         """TLS connections whose handshake is not done: the run waits for them."""
+
+    def live_protocols(self) -> Iterable[LoadProtocol]:
+        """Every connection of the run."""
+        return self.protocols
 
     def start(self) -> defer.Deferred[LoadResult]:
         """Open every connection, then run; a failed connect fails the run."""
@@ -408,13 +439,8 @@ class LoadRun(RunRecord):
         The connections are about to be dropped by us, not by the server, so
         their ends are counted but not reported, and C{done} never fires.
         """
-        if self.running:
-            self.result.elapsed = self.clock.seconds() - self.started
-        self.running = False
-        self.ended = self.stopped_early = True
-        for call in (self._time_call, self._deadline):
-            if call is not None and call.active():
-                call.cancel()
+        self._halt()
+        self.stopped_early = True
         self.result.problems.append(
             f"interrupted after {self.result.elapsed:.1f} s, every connection "
             "still open"
@@ -424,18 +450,6 @@ class LoadRun(RunRecord):
         if isinstance(failure.value, defer.FirstError):
             failure = failure.value.subFailure
         self._fail(failure)
-
-    def _fail(self, failure: Failure) -> None:
-        """End the run with C{failure} instead of a result (a failure to connect)."""
-        self.running = False
-        self.ended = True
-        for call in (self._time_call, self._deadline):
-            if call is not None and call.active():
-                call.cancel()
-        for protocol in self.protocols:
-            protocol.abort()
-        if not self.done.called:
-            self.done.errback(failure)
 
     def _go(self) -> None:
         self.running = True

@@ -19,15 +19,13 @@ through (the certificate), fails the run as a whole, with that failure.
 
 from __future__ import annotations
 
-import itertools
 from collections import Counter
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Iterable
 
 from OpenSSL.SSL import Error as SSLError
 from service_identity import VerificationError
 from twisted.internet import defer, error
-from twisted.internet.interfaces import IHandshakeListener, IReactorTime
+from twisted.internet.interfaces import IHandshakeListener
 from twisted.internet.protocol import Factory
 from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
@@ -39,7 +37,6 @@ from echod.loadgen import (
     MAX_PIECE,
     CheckedConnection,
     LoadResult,
-    LoadSettings,
     RunRecord,
 )
 
@@ -108,19 +105,15 @@ class ShortConnectionRun(RunRecord):
     connected.
     """
 
-    def __init__(
-        self,
-        settings: LoadSettings,
-        clock: IReactorTime,
-        connect: Callable[[Factory], defer.Deferred[Any]],
-    ) -> None:
-        super().__init__(settings, clock, connect)
+    def setup(self) -> None:
+        """Nothing connected or failed yet."""
         self.in_flight = 0  # connects asked for and connections open
         self.open: set[ShortConnectionProtocol] = set()
         self.failures: Counter[str] = Counter()
-        self._indexes = itertools.count()
-        self._time_call: Any = None
-        self._deadline: Any = None
+
+    def live_protocols(self) -> Iterable[ShortConnectionProtocol]:
+        """The connections open now."""
+        return self.open
 
     def start(self) -> defer.Deferred[LoadResult]:
         """Fill every slot and run for the duration."""
@@ -162,17 +155,6 @@ class ShortConnectionRun(RunRecord):
             return
         self.failures[f"failed to connect: {classify(failure)}"] += 1
         self._next()
-
-    def _fail(self, failure: Failure) -> None:
-        """End the run with C{failure} instead of a result."""
-        self.running = False
-        self.ended = True
-        for call in (self._time_call, self._deadline):
-            if call is not None and call.active():
-                call.cancel()
-        for protocol in list(self.open):
-            protocol.abort()
-        self.done.errback(failure)
 
     def connection_ended(
         self, protocol: ShortConnectionProtocol, reason: Failure
@@ -230,13 +212,7 @@ class ShortConnectionRun(RunRecord):
 
     def interrupt(self) -> None:
         """Stop now (Ctrl-C): keep the figures so far; C{done} never fires."""
-        if self.running:
-            self.result.elapsed = self.clock.seconds() - self.started
-        self.running = False
-        self.ended = True
-        for call in (self._time_call, self._deadline):
-            if call is not None and call.active():
-                call.cancel()
+        self._halt()
         self.problem(
             f"interrupted after {self.result.elapsed:.1f} s, "
             f"{len(self.open)} connection(s) open"
