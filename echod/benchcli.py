@@ -28,7 +28,7 @@ from twisted.python.failure import Failure
 
 from echod.clienterrors import OK, USAGE, classify
 from echod.fdlimit import raise_file_limit
-from echod.loadgen import LoadResult, LoadRun, LoadSettings, percentiles
+from echod.loadgen import LoadResult, LoadRun, LoadSettings
 from echod.shortload import ShortConnectionRun
 from echod.targetoptions import (
     add_target_arguments,
@@ -153,11 +153,9 @@ def figures(result: LoadResult, label: str) -> dict[str, Any]:
     elapsed = result.elapsed or s.duration
 
     p50, p99, p999, most = microseconds(result.percentiles(0.5, 0.99, 0.999, 1.0))
-    connect_p50, connect_most = microseconds(
-        percentiles(result.connect_times, 0.5, 1.0)
-    )
+    connect_p50, connect_most = microseconds(result.connect_times.percentiles(0.5, 1.0))
     handshake_p50, handshake_most = microseconds(
-        percentiles(result.handshake_times, 0.5, 1.0)
+        result.handshake_times.percentiles(0.5, 1.0)
     )
     mode = "short" if s.short else "stream" if s.stream else "pingpong"
     return {

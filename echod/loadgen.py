@@ -36,6 +36,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from echod.echo import can_half_close
+from echod.histogram import DurationHistogram
 
 PERIOD = 251
 """The pattern repeats every PERIOD bytes (a prime: no power-of-two alignment)."""
@@ -111,12 +112,12 @@ class LoadResult:
     bytes_verified: int = 0
     bytes_in_time: int = 0
     """Bytes echoed back within the time (for the rate)."""
-    latencies: list[float] = field(default_factory=list)
-    connect_times: list[float] = field(default_factory=list)
+    latencies: DurationHistogram = field(default_factory=DurationHistogram)
+    connect_times: DurationHistogram = field(default_factory=DurationHistogram)
     """Seconds from the connect call to the TCP connection (name lookup
     included). All connections are opened at once, so with many these include
     waiting on each other."""
-    handshake_times: list[float] = field(default_factory=list)
+    handshake_times: DurationHistogram = field(default_factory=DurationHistogram)
     """Over TLS: seconds from the TCP connection to the handshake done."""
     clean: int = 0
     """Connections that got every byte back, then the server's EOF."""
@@ -132,21 +133,12 @@ class LoadResult:
         return not self.mismatches and not self.problems and self.clean == expected
 
     def percentiles(self, *fractions: float) -> list[float | None]:
-        """Latency percentiles in seconds (0.5 for the median), one sort for all."""
-        return percentiles(self.latencies, *fractions)
+        """Latency percentiles in seconds (0.5 for the median)."""
+        return self.latencies.percentiles(*fractions)
 
     def percentile(self, fraction: float) -> float | None:
         """One latency percentile in seconds."""
         return self.percentiles(fraction)[0]
-
-
-def percentiles(samples: list[float], *fractions: float) -> list[float | None]:
-    """Percentiles of C{samples} (0.5 for the median, 1.0 the most), one sort."""
-    if not samples:
-        return [None for _ in fractions]
-    ordered = sorted(samples)
-    last = len(ordered) - 1
-    return [ordered[min(last, int(f * len(ordered)))] for f in fractions]
 
 
 @implementer(IHalfCloseableProtocol)
@@ -399,7 +391,7 @@ class LoadRun(RunRecord):
         self.protocols.append(protocol)
         self.open += 1
         protocol.connected_at = self.clock.seconds()
-        self.result.connect_times.append(protocol.connected_at - self._connecting_since)
+        self.result.connect_times.record(protocol.connected_at - self._connecting_since)
         if isinstance(protocol.transport, TLSMemoryBIOProtocol):
             protocol.handshaking = True
             self._handshaking += 1
@@ -407,7 +399,7 @@ class LoadRun(RunRecord):
     def handshake_done(self, protocol: LoadProtocol) -> None:
         """Note how long C{protocol}'s TLS handshake took; start when all are done."""
         took = self.clock.seconds() - protocol.connected_at
-        self.result.handshake_times.append(took)
+        self.result.handshake_times.record(took)
         if self._handshake_ended(protocol):
             self._maybe_go()
 
@@ -489,7 +481,7 @@ class LoadRun(RunRecord):
         """A ping-pong message came back whole."""
         if self.running:
             self.result.requests += 1
-            self.result.latencies.append(seconds)
+            self.result.latencies.record(seconds)
 
     def connection_lost(self, protocol: LoadProtocol, reason: Failure) -> None:
         """Account for one ended connection; finish when all have."""

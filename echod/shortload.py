@@ -140,11 +140,11 @@ class ShortConnectionRun(RunRecord):
             return
         self.open.add(protocol)
         self.result.opened += 1
-        self.result.connect_times.append(protocol.connected_at - protocol.began)
+        self.result.connect_times.record(protocol.connected_at - protocol.began)
 
     def handshake_done(self, seconds: float) -> None:
         """Note a TLS handshake's time."""
-        self.result.handshake_times.append(seconds)
+        self.result.handshake_times.record(seconds)
 
     def _connect_failed(self, failure: Failure) -> None:
         self.in_flight -= 1
@@ -184,7 +184,7 @@ class ShortConnectionRun(RunRecord):
             self.result.clean += 1
             if self.running:
                 self.result.requests += 1
-                self.result.latencies.append(self.clock.seconds() - protocol.began)
+                self.result.latencies.record(self.clock.seconds() - protocol.began)
         self._next()
 
     def _next(self) -> None:

@@ -69,6 +69,44 @@ def test_stream_against_echod_prints_the_summary(start_daemon: DaemonStarter) ->
     assert "every byte back, in order; 4/4 connections ended cleanly" in lines[3]
 
 
+def bench_with_peak_rss(*args: str) -> tuple[dict[str, Any], int]:
+    """C{echod bench --json ARGS}'s figures, and its peak RSS in KiB (VmHWM,
+    read until it exits)."""
+    process = subprocess.Popen(
+        [ECHOD, "bench", "--json", *args], stdout=subprocess.PIPE, text=True
+    )
+    peak = 0
+    status = Path(f"/proc/{process.pid}/status")
+    try:
+        while process.poll() is None:
+            with contextlib.suppress(OSError):
+                for line in status.read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        peak = max(peak, int(line.split()[1]))
+            time.sleep(0.05)
+        stdout, _ = process.communicate(timeout=60)
+    finally:
+        terminate(process)
+    assert process.returncode == 0 and peak > 0
+    return json.loads(stdout), peak
+
+
+def test_a_long_run_holds_no_more_memory_than_a_short_one(
+    start_daemon: DaemonStarter,
+) -> None:
+    """Latencies are counted in a histogram, not kept: every round trip kept
+    as a float cost about 50 bytes, so a run of a few hundred thousand grew
+    by megabytes (and an hour at this rate by gigabytes)."""
+    target = f"127.0.0.1:{start_daemon('--port', LOCAL).tcp_port()}"
+    short, short_peak = bench_with_peak_rss("-c", "20", "-s", "64", "-d", "1", target)
+    long, long_peak = bench_with_peak_rss("-c", "20", "-s", "64", "-d", "7", target)
+    more = long["requests"] - short["requests"]
+    assert more > 50_000, "too few round trips to tell"
+    growth = max(0, long_peak - short_peak) * 1024
+    assert growth / more < 10, f"{growth:,} bytes more for {more:,} more round trips"
+    assert 0 < long["p50_us"] <= long["p99_us"] <= long["max_us"]
+
+
 def test_over_unix_sockets_path_and_abstract(
     start_daemon: DaemonStarter, tmp_path: Path
 ) -> None:

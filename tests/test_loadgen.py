@@ -22,7 +22,6 @@ from echod.loadgen import (
     LoadRun,
     LoadSettings,
     Pattern,
-    percentiles,
 )
 from echod.tlsclient import CertificateRejectedError
 
@@ -128,10 +127,13 @@ def test_connect_and_handshake_times() -> None:
     second.makeConnection(StringTransport())
     clock.advance(0.125)
     second.handshakeCompleted()
-    assert run.result.connect_times == [0.25, 0.75]
-    assert run.result.handshake_times == [0.125]
-    assert percentiles(run.result.connect_times, 0.5, 1.0) == [0.75, 0.75]
-    assert percentiles([], 0.5) == [None]
+    connect_times, handshake_times = (
+        run.result.connect_times,
+        run.result.handshake_times,
+    )
+    assert (len(connect_times), connect_times.smallest) == (2, 0.25)
+    assert connect_times.percentiles(0.5, 1.0) == [0.75, 0.75]
+    assert (len(handshake_times), handshake_times.percentiles(0.5)) == (1, [0.125])
 
 
 class TLSStringTransport(StringTransport, TLSMemoryBIOProtocol):  # type: ignore[misc]
@@ -164,7 +166,8 @@ def test_tls_runs_start_once_every_handshake_is_done() -> None:
     protocols[1].handshakeCompleted()
     assert run.running and run.started == 0.5
     assert [len(p.transport.value()) for p in protocols] == [10, 10]
-    assert run.result.handshake_times == [0.5, 0.5]
+    times = run.result.handshake_times
+    assert (len(times), times.percentiles(0.0, 1.0)) == (2, [0.5, 0.5])
 
 
 def test_a_connection_lost_in_its_handshake_does_not_hold_the_run() -> None:
