@@ -3,7 +3,7 @@ timed, and a summary, like ping."""
 
 from __future__ import annotations
 
-import statistics
+import math
 import sys
 import time
 from typing import Any
@@ -13,6 +13,35 @@ from twisted.python.failure import Failure
 
 from echod.clienterrors import OK, PROBE_FAILED, classify
 from echod.session import Session
+
+
+class RoundTripStats:
+    """ping's C{min/avg/max/mdev} of the round trips, in constant memory
+    (Welford's running mean and variance: a long C{--count} keeps no list)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.smallest = math.inf
+        self.largest = -math.inf
+        self._mean = 0.0
+        self._squares = 0.0  # the sum of squared distances from the mean
+
+    def add(self, milliseconds: float) -> None:
+        """Count one round trip."""
+        self.count += 1
+        self.smallest = min(self.smallest, milliseconds)
+        self.largest = max(self.largest, milliseconds)
+        moved = milliseconds - self._mean
+        self._mean += moved / self.count
+        self._squares += moved * (milliseconds - self._mean)
+
+    def summary(self) -> str:
+        """The line ping ends with (mdev: the population standard deviation)."""
+        deviation = math.sqrt(max(self._squares, 0.0) / self.count)
+        return (
+            f"rtt min/avg/max/mdev = {self.smallest:.3f}/{self._mean:.3f}/"
+            f"{self.largest:.3f}/{deviation:.3f} ms"
+        )
 
 
 class Probe:
@@ -40,7 +69,7 @@ class Probe:
         self.timeout = timeout
         self.done: defer.Deferred[int] = defer.Deferred()
         self.received = bytearray()
-        self.times: list[float] = []
+        self.times = RoundTripStats()
         self.seq = 0
         self.sent_at = 0.0
         self.expect = b""
@@ -93,7 +122,7 @@ class Probe:
         rtt = (time.perf_counter() - self.sent_at) * 1000
         self.cancel_timer()
         if echo == self.expect:
-            self.times.append(rtt)
+            self.times.add(rtt)
             print(
                 f"{self.size} bytes from {self.peer}: seq={self.seq} time={rtt:.3f} ms",
                 flush=True,
@@ -112,19 +141,15 @@ class Probe:
         """Print the summary and close."""
         if self.done.called:
             return
-        ok = len(self.times)
+        ok = self.times.count
         failed = 100.0 * (self.seq - ok) / self.seq if self.seq else 0.0
         print(f"--- {self.label} echo probe ---")
         print(
             f"{self.seq} sent, {ok} echoed intact, {self.wrong} wrong, "
             f"{self.lost} lost, {failed:.0f}% failed"
         )
-        if self.times:
-            t = self.times
-            print(
-                f"rtt min/avg/max/mdev = {min(t):.3f}/{statistics.mean(t):.3f}/"
-                f"{max(t):.3f}/{statistics.pstdev(t):.3f} ms"
-            )
+        if self.times.count:
+            print(self.times.summary())
         self.done.callback(OK if ok == self.count else PROBE_FAILED)
         if self.session.transport is not None:
             self.session.transport.loseConnection()
