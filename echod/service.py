@@ -493,6 +493,16 @@ class EchoService(Service):
         for server in self.tls_servers:
             for warning in expiry_warnings(server.certificates()):
                 log.warn("{warning}", warning=warning)
+        # twistd starts the services before the reactor runs, and the reactor
+        # installs its SIGTERM and SIGINT handlers as it starts: READY before
+        # then would let a stop that follows it at once (systemctl start, then
+        # stop) kill the daemon outright instead of draining it.
+        self.reactor.callWhenRunning(self._announce_ready)
+
+    def _announce_ready(self) -> None:
+        """READY=1 (and the watchdog), now that a stop signal drains."""
+        if not self.running:
+            return  # stopped before the reactor ran: nothing to announce
         self.notifier.ready(f"echoing on {len(self.listening)} listeners")
         self.notifier.start_watchdog(self.reactor)
 

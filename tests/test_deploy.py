@@ -157,6 +157,33 @@ def test_unit_command_notifies_ready_watchdog_stopping(tmp_path: Path) -> None:
     assert len(re.findall(r"closed 127\.0\.0\.1:\d+ in=4 out=4", out)) == 2, out
 
 
+def test_a_stop_at_once_after_ready_drains(tmp_path: Path) -> None:
+    """systemd may send SIGTERM the moment READY=1 arrives (systemctl start
+    then stop). READY=1 is sent once the reactor runs, its signal handlers in
+    place, so the stop drains (STOPPING=1, the stop summary) instead of
+    killing. Before, 2 of 10 such stops here killed the daemon outright."""
+    for _ in range(5):
+        notify = NotifySocket()
+        env = {**os.environ, "NOTIFY_SOCKET": notify.address}
+        command = [twistd_path(), "-n", "--pidfile=", "echod",
+                   "--port", "tcp:0:interface=127.0.0.1"]  # fmt: skip
+        daemon = subprocess.Popen(command, cwd=tmp_path, env=env, text=True,
+                                  stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT)  # fmt: skip
+        try:
+            notify.wait_for("READY=1")
+            daemon.send_signal(signal.SIGTERM)
+            notify.wait_for("STOPPING=1", timeout=10)
+            out = daemon.communicate(timeout=30)[0]
+        finally:
+            if daemon.poll() is None:
+                daemon.kill()
+                daemon.communicate(timeout=10)
+            notify.close()
+        assert "stopped: connections=0" in out, out
+        assert "Traceback" not in out, out
+
+
 def test_workers_drop_in_notifies_for_its_workers(tmp_path: Path) -> None:
     """echod.service with the workers drop-in: the parent is the main pid and
     says READY=1, WATCHDOG=1 and STOPPING=1 for both workers."""

@@ -16,6 +16,7 @@ from twisted.logger import FileLogObserver, ILogObserver
 
 from echod.echo import EchoProtocol
 from echod.logs import ClassicText
+from echod.notify import SystemdNotifier
 from echod.service import (
     FLUSH_GRACE,
     EchoService,
@@ -156,3 +157,38 @@ def test_under_twistd_echod_writes_the_text_log_itself(tmp_path: Path) -> None:
         EchoSettings(ports=("tcp:1234",)), MemoryReactorClock()
     ).setServiceParent(untouched)
     assert untouched.getComponent(ILogObserver) is None
+
+
+class RecordingNotifier(SystemdNotifier):
+    """A notifier that keeps what it would send."""
+
+    def __init__(self) -> None:
+        super().__init__({})
+        self.sent: list[tuple[str, ...]] = []
+
+    def notify(self, *fields: str) -> None:
+        self.sent.append(fields)
+
+
+def test_ready_waits_for_the_reactor_to_run() -> None:
+    """twistd starts services before the reactor installs its stop signal
+    handlers; READY=1 then would let systemd's SIGTERM kill, not drain."""
+    reactor = MemoryReactorClock()
+    notifier = RecordingNotifier()
+    service = EchoService(EchoSettings(ports=("tcp:1234",)), reactor, notifier)
+    service.listen()
+    service.startService()
+    assert notifier.sent == []
+    reactor.run()  # MemoryReactor: runs the when-running hooks
+    assert [fields[0] for fields in notifier.sent] == ["READY=1"]
+
+
+def test_no_ready_when_stopped_before_the_reactor_ran() -> None:
+    reactor = MemoryReactorClock()
+    notifier = RecordingNotifier()
+    service = EchoService(EchoSettings(ports=("tcp:1234",)), reactor, notifier)
+    service.listen()
+    service.startService()
+    service.stopService()
+    reactor.run()
+    assert "READY=1" not in [fields[0] for fields in notifier.sent]
