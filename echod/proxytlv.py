@@ -2,12 +2,14 @@
 proxy, beyond its addresses: the TLVs after them (the protocol's section 2.2).
 
 HAProxy sends them with ``send-proxy-v2-ssl`` (or ``send-proxy-v2`` and
-``proxy-v2-options ssl,ssl-cipher,authority,crc32c,...``): the TLS version and
-cipher the client made with the proxy, the host name it asked for (SNI), the
-subject of its certificate, and a CRC32C of the whole header. echod keeps the
-ones worth a log line (L{ProxiedSession}), checks the CRC32C when one is sent
-(a mismatch makes the header invalid, as the protocol says) and ignores every
-other TLV, as the protocol allows.
+``proxy-v2-options ssl,ssl-cipher,authority,unique-id,crc32c,...``): the TLS
+version, cipher and ALPN protocol the client made with the proxy, the host
+name it asked for (SNI), the subject of its certificate, the proxy's unique
+ID for the connection (its log's C{%ID}), and a CRC32C of the whole header.
+echod keeps the ones worth a log line (L{ProxiedSession}), checks the CRC32C
+when one is sent (a mismatch makes the header invalid, as the protocol says)
+and ignores every other TLV (NETNS, NOOP, custom ones), as the protocol
+allows.
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ from echod.logs import given, log_token
 
 V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
 
+TYPE_ALPN = 0x01
 TYPE_AUTHORITY = 0x02
 TYPE_CRC32C = 0x03
+TYPE_UNIQUE_ID = 0x05
 TYPE_SSL = 0x20
 SUBTYPE_SSL_VERSION = 0x21
 SUBTYPE_SSL_CN = 0x22
@@ -51,6 +55,8 @@ class ProxiedSession:
 
     authority: str | None = None
     """The host name the client asked the proxy for (TLS SNI)."""
+    alpn: str | None = None
+    """The application protocol the client and the proxy agreed on (ALPN)."""
     tls_version: str | None = None
     """The TLS version the client made with the proxy (None: not TLS)."""
     tls_cipher: str | None = None
@@ -59,6 +65,9 @@ class ProxiedSession:
     client_verified: bool | None = None
     """Whether the proxy verified the certificate the client presented (None:
     it presented none)."""
+    unique_id: str | None = None
+    """The proxy's own ID for the connection (HAProxy's C{unique-id-format},
+    C{%ID} in its log), to find one connection in both logs."""
 
     def log_fields(self) -> dict[str, str]:
         """The fields a connection's closed line adds for this session."""
@@ -67,10 +76,12 @@ class ProxiedSession:
             verified = "yes" if self.client_verified else "no"
         return given(
             authority=self.authority,
+            proxy_alpn=self.alpn,
             proxy_tls=self.tls_version,
             proxy_cipher=self.tls_cipher,
             proxy_client_cn=self.client_cn,
             proxy_client_verified=verified,
+            unique_id=self.unique_id,
         )
 
 
@@ -129,6 +140,10 @@ def session_of(header: bytes) -> ProxiedSession | None:
                 raise InvalidProxyHeader("a CRC32C that does not match")
         elif kind == TYPE_AUTHORITY and value:
             found["authority"] = log_token(value)
+        elif kind == TYPE_ALPN and value:
+            found["alpn"] = log_token(value)
+        elif kind == TYPE_UNIQUE_ID and value:
+            found["unique_id"] = log_token(value)
         elif kind == TYPE_SSL and len(value) >= 5 and value[0] & CLIENT_SSL:
             if value[0] & CLIENT_CERT:  # verify: 0 when the certificate passed
                 found["client_verified"] = value[1:5] == b"\0\0\0\0"

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -21,6 +23,10 @@ class HAProxy:
             [need_tool("haproxy"), "-f", str(path), "-db"],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )  # fmt: skip
+        self.lines: list[str] = []
+        self._changed = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
         deadline = time.monotonic() + 20
         while True:
             try:
@@ -28,16 +34,37 @@ class HAProxy:
                 return
             except OSError:
                 if self.process.poll() is not None or time.monotonic() > deadline:
-                    out = (
-                        self.process.communicate(timeout=5)[0]
-                        if self.process.poll()
-                        else ""
-                    )
+                    self.stop()
+                    out = "\n".join(self.lines)
                     raise AssertionError(f"haproxy did not start: {out}") from None
                 time.sleep(0.1)
 
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            with self._changed:
+                self.lines.append(line.rstrip("\n"))
+                self._changed.notify_all()
+
+    def wait_for(self, pattern: str, timeout: float = 15.0) -> list[str]:
+        """The lines of HAProxy's output (its log, with C{log stdout}) that
+        match C{pattern}, once there is one; AssertionError after C{timeout}."""
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                found = [line for line in self.lines if regex.search(line)]
+                left = deadline - time.monotonic()
+                if found or left <= 0:
+                    break
+                self._changed.wait(left)
+        assert found, f"no {pattern!r} in haproxy's output: {self.lines[-20:]}"
+        return found
+
     def stop(self) -> None:
+        """End HAProxy; its output so far stays in C{lines}."""
         terminate(self.process)
+        self._reader.join(10)
 
 
 def simple_config(

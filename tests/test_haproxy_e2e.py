@@ -211,6 +211,46 @@ def test_tls_terminated_by_haproxy_is_logged_from_the_header_s_tlvs(
             assert round_trip(sock, b"next") == b"next"
 
 
+def test_haproxy_s_unique_id_and_alpn_are_in_the_closed_line(
+    start_daemon: DaemonStarter, haproxies: list[HAProxy], tmp_path: Path
+) -> None:
+    """With proxy-v2-options unique-id, the closed line carries HAProxy's own
+    ID for the connection (its log's %ID), so one connection can be found in
+    both logs; with ALPN at HAProxy's TLS bind, the protocol the client agreed
+    (proxy_alpn=)."""
+    key, cert = self_signed(tmp_path)
+    pair = tmp_path / "pair.pem"
+    pair.write_bytes(cert.read_bytes() + key.read_bytes())
+    daemon = start_daemon("--port", "haproxy:tcp:0:interface=127.0.0.1")
+    frontend = free_port()
+    config = "global\n    log stdout format raw local0\n" + simple_config(
+        frontend, daemon.tcp_port(),
+        "send-proxy-v2-ssl proxy-v2-options unique-id,crc32c",
+        f"ssl crt {pair} alpn echo,x-other",
+    ).replace(
+        "    default_backend be\n",
+        "    default_backend be\n    log global\n"
+        "    unique-id-format %{+X}o\\ %ci:%cp_%fi:%fp_%Ts_%rt:%pid\n"
+        '    log-format "haproxy-id %ID %B"\n',
+    )  # fmt: skip
+    haproxy = HAProxy(config, tmp_path, frontend)
+    haproxies.append(haproxy)
+    context = ssl.create_default_context(cafile=str(cert))
+    context.set_alpn_protocols(["echo"])
+    with (
+        connect("127.0.0.1", frontend) as raw,
+        context.wrap_socket(raw, server_hostname="localhost") as sock,
+    ):
+        assert sock.selected_alpn_protocol() == "echo"
+        assert round_trip(sock, b"find me in both logs") == b"find me in both logs"
+    [closed] = daemon.wait_for(
+        r"closed 127\.0\.0\.1:\d+ in=20 out=20 .* proxy_alpn=echo proxy_tls=TLSv1\.3 "
+        r"unique_id=(\S+)$"
+    )
+    logged = haproxy.wait_for(r"^haproxy-id \S+ 20$")
+    assert logged == [f"haproxy-id {closed[1]} 20"], logged
+
+
 def test_the_client_sends_the_header_itself(
     start_daemon: DaemonStarter, tmp_path: Path
 ) -> None:
@@ -402,12 +442,8 @@ def test_the_idle_timeout_is_a_normal_end_in_haproxy_s_log(
         assert round_trip(sock, b"then idle") == b"then idle"
         assert closed_by_peer(sock, timeout=10)
     daemon.wait_for(r"closed \S+ in=9 out=9 .*reason=idle-timeout")
-    haproxy.stop()
-    assert haproxy.process.stdout is not None
-    logged = [
-        line
-        for line in haproxy.process.stdout.read().splitlines()
-        if " fe be/echod " in line and " 9 " in line  # our session: 9 bytes back
-    ]
+    # HAProxy logs the session as it releases it, after the client's close:
+    # wait for the line (our session: 9 bytes back), not for HAProxy's end.
+    logged = haproxy.wait_for(r" fe be/echod .* 9 ")
     assert len(logged) == 1, logged
     assert " 9 -- " in logged[0], logged

@@ -27,6 +27,21 @@ HAPROXY_2_6 = bytes.fromhex(
 ssl-cipher,authority,unique-id,crc32c,cert-sig,cert-key (captured by hand)."""
 
 
+HAPROXY_2_6_ALPN_UNIQUE_ID = bytes.fromhex(
+    "0d0a0d0a000d0a515549540a211100697f0000017f000001ea36427c"  # 105 bytes follow
+    "0300040d8702cc"  # CRC32C
+    "0100046563686f"  # ALPN: echo
+    "0200096563686f2e74657374"  # authority: echo.test
+    "05002e37463030303030313a454133365f37463030303030313a343237435f364230394541"
+    "36375f303030303a30343636"  # unique ID
+    "20000f0100000000210007544c5376312e33"  # SSL: TLSv1.3
+)
+"""The same HAProxy, its frontend binding with C{alpn echo,x-other} and a
+C{unique-id-format %{+X}o %ci:%cp_%fi:%fp_%Ts_%rt:%pid}, its server with
+send-proxy-v2-ssl and proxy-v2-options unique-id,authority,crc32c, for a client
+that offered ALPN echo (captured by hand)."""
+
+
 def v2(tlvs: bytes, command: int = 0x21, family: int = 0x11) -> bytes:
     """A v2 header from 127.0.0.9:1 to 127.0.0.1:2 with C{tlvs}."""
     addresses = bytes([127, 0, 0, 9, 127, 0, 0, 1]) + struct.pack("!HH", 1, 2)
@@ -48,6 +63,26 @@ def test_what_haproxy_sends() -> None:
         tls_version="TLSv1.3",
         tls_cipher="TLS_AES_256_GCM_SHA384",
     )
+
+
+def test_the_alpn_protocol_and_the_unique_id() -> None:
+    session = session_of(HAPROXY_2_6_ALPN_UNIQUE_ID)
+    assert session == ProxiedSession(
+        authority="echo.test",
+        alpn="echo",
+        tls_version="TLSv1.3",
+        unique_id="7F000001:EA36_7F000001:427C_6B09EA67_0000:0466",
+    )
+    assert list(session.log_fields()) == [
+        "authority", "proxy_alpn", "proxy_tls", "unique_id"
+    ]  # fmt: skip
+
+
+def test_a_unique_id_is_one_token_in_the_log() -> None:
+    session = session_of(v2(tlv(0x05, b"a b\nc")))
+    assert session is not None and session.log_fields() == {
+        "unique_id": "a\\x20b\\x0ac"
+    }
 
 
 def test_a_changed_byte_fails_haproxy_s_crc32c() -> None:
