@@ -29,7 +29,7 @@ from prometheus_client.registry import Collector
 from twisted.internet.interfaces import IAddress, IProtocolNegotiationFactory
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
-from twisted.protocols.policies import WrappingFactory
+from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.web import http
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
@@ -296,6 +296,30 @@ class QuietSite(Site):
         """Log nothing per request."""
 
 
+class AccessCheckedAfterHeader(ProtocolWrapper):
+    """A metrics connection behind a PROXY header (C{--metrics haproxy:...}):
+    the client is checked against C{--metrics-allow} when its first bytes
+    after the header arrive, by the address the header names, not the proxy's
+    (the header is read under this wrapper, after the connection was built).
+    Nothing is served before that check: a request needs bytes."""
+
+    factory: BoundedSiteFactory
+    _checked = False
+
+    def dataReceived(self, data: bytes) -> None:
+        """Check the client once, then pass its bytes on (or close)."""
+        if not self._checked:
+            peer = self.getPeer()
+            if not self.factory.access.permits(getattr(peer, "host", None)):
+                refused_metrics_client(
+                    self.factory.stats, format_address(peer), "not in --metrics-allow"
+                )
+                self.loseConnection()
+                return
+            self._checked = True
+        super().dataReceived(data)
+
+
 @implementer(IProtocolNegotiationFactory)
 class BoundedSiteFactory(WrappingFactory):
     """A site that holds at most C{most} connections open, and serves only the
@@ -305,18 +329,28 @@ class BoundedSiteFactory(WrappingFactory):
     could hold every file descriptor the daemon has, and echo clients would
     be turned away. A refused connection is closed at once and counted in
     L{EchoStats.metrics_refused}; the first refusal is logged, then every
-    1000th, so a flood is not a flood of log lines.
+    1000th, so a flood is not a flood of log lines. Behind a PROXY header
+    (C{after_header}), C{access} is checked against the client the header
+    names, once it has been read (L{AccessCheckedAfterHeader}).
     """
 
     noisy = False
 
     def __init__(
-        self, site: Site, most: int, stats: EchoStats, access: AccessList = EVERYONE
+        self,
+        site: Site,
+        most: int,
+        stats: EchoStats,
+        access: AccessList = EVERYONE,
+        after_header: bool = False,
     ) -> None:
         super().__init__(site)
         self.most = most
         self.stats = stats
         self.access = access
+        self.after_header = after_header
+        if after_header and access != EVERYONE:
+            self.protocol = AccessCheckedAfterHeader
 
     def buildProtocol(self, addr: IAddress | None) -> Protocol:  # type: ignore[override]
         """The site's protocol, or one that closes at once when C{most} are open.
@@ -325,7 +359,10 @@ class BoundedSiteFactory(WrappingFactory):
         and would wrap None too.)
         """
         peer = format_address(addr) if addr is not None else "?"
-        if not self.access.permits(getattr(addr, "host", None)):
+        permitted = self.after_header or self.access.permits(
+            getattr(addr, "host", None)
+        )
+        if not permitted:
             refused_metrics_client(self.stats, peer, "not in --metrics-allow")
             return RefusedProtocol()
         if len(self.protocols) < self.most:
@@ -385,9 +422,11 @@ def metrics_site(
     healthy: Callable[[], tuple[bool, str]],
     certificates: Callable[[], list[ServedCertificate]] = list,
     access: AccessList = EVERYONE,
+    after_header: bool = False,
 ) -> BoundedSiteFactory:
     """The web site served on ``--metrics``: /metrics and /healthz, bounded,
-    to the clients C{access} permits."""
+    to the clients C{access} permits (by the PROXY header's address when
+    C{after_header}: a C{haproxy:} listener)."""
     registry = metrics_registry(factory, listeners, certificates)
     root = Resource()
     root.putChild(b"metrics", MetricsPage(registry))
@@ -396,4 +435,6 @@ def metrics_site(
     site = QuietSite(root, requestFactory=requests, timeout=IDLE_TIMEOUT)
     site.noisy = False
     site.displayTracebacks = False
-    return BoundedSiteFactory(site, MAX_CONNECTIONS, factory.stats, access)
+    return BoundedSiteFactory(
+        site, MAX_CONNECTIONS, factory.stats, access, after_header
+    )

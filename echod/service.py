@@ -383,6 +383,7 @@ class EchoService(Service):
             self.health,
             self.certificates,
             self.settings.metrics_access,
+            after_header=description.startswith("haproxy:"),
         )
         held = [port for _, port in self.listening]
         failing = f"cannot serve metrics on '{description}'"

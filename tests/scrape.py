@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 
-from tests.daemon import need_tool
+from tests.daemon import Daemon, need_tool
 
 
 def curl(url: str) -> tuple[int, str]:
@@ -23,3 +24,24 @@ def metric(text: str, name: str) -> float:
         if line.startswith(name + " ") or line.startswith(name + "{"):
             return float(line.rsplit(" ", 1)[1])
     raise AssertionError(f"{name} not in metrics")
+
+
+def curl_from(source: str, url: str) -> subprocess.CompletedProcess[str]:
+    """A GET of C{url} with the real curl, from the local address C{source}."""
+    return subprocess.run(
+        [need_tool("curl"), "-s", "--interface", source, "-o", "-", url],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+
+
+def check_metrics_allow(daemon: Daemon, url: str, allowed: str, refused: str) -> None:
+    """--metrics-allow: C{url} scraped from C{refused} is closed at once,
+    logged by that address and counted; from C{allowed} it is served."""
+    out = curl_from(refused, url)
+    assert out.returncode in (52, 56) and out.stdout == "", out
+    daemon.wait_for(
+        rf"refused metrics connection {re.escape(refused)}:\d+: not in --metrics-allow"
+    )
+    out = curl_from(allowed, url)
+    assert out.returncode == 0, out
+    assert metric(out.stdout, "echod_metrics_connections_refused_total") == 1

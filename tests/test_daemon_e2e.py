@@ -36,7 +36,7 @@ from tests.peers import (
     round_trip,
     stream_until_eof,
 )
-from tests.scrape import curl, metric
+from tests.scrape import check_metrics_allow, curl, metric
 
 LOCAL = "tcp:0:interface=127.0.0.1"
 
@@ -773,21 +773,7 @@ def test_metrics_allow_serves_only_the_networks_listed(
         "--metrics-allow", "127.0.0.2,10.0.0.0/8",
     )  # fmt: skip
     url = f"http://{daemon.metrics_address()}/metrics"
-
-    def scrape(source: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [need_tool("curl"), "-s", "--interface", source, "-o", "-", url],
-            capture_output=True, text=True, timeout=30,
-        )  # fmt: skip
-
-    refused = scrape("127.0.0.1")
-    assert refused.returncode in (52, 56) and refused.stdout == "", refused
-    daemon.wait_for(
-        r"refused metrics connection 127\.0\.0\.1:\d+: not in --metrics-allow"
-    )
-    allowed = scrape("127.0.0.2")
-    assert allowed.returncode == 0, allowed
-    assert metric(allowed.stdout, "echod_metrics_connections_refused_total") == 1
+    check_metrics_allow(daemon, url, allowed="127.0.0.2", refused="127.0.0.1")
     out = subprocess.run(
         [twistd_path(), "-n", "--pidfile=", "echod", "--metrics-allow", "10.0.0.0/8"],
         capture_output=True, text=True, timeout=60,

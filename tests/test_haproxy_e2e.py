@@ -25,7 +25,7 @@ from tests.peers import (
     free_port,
     round_trip,
 )
-from tests.scrape import curl, metric
+from tests.scrape import check_metrics_allow, curl, metric
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -407,6 +407,27 @@ def test_health_checks_through_the_proxy_protocol_to_metrics(
     for i in range(5):
         with connect("127.0.0.1", frontend) as sock:
             assert round_trip(sock, b"checked %d" % i) == b"checked %d" % i
+
+
+def test_metrics_allow_matches_the_client_behind_haproxy(
+    start_daemon: DaemonStarter, haproxies: list[HAProxy], tmp_path: Path
+) -> None:
+    """--metrics haproxy:tcp:PORT --metrics-allow: the scraper the header names
+    is checked, not HAProxy (which was, and refused every scrape through it,
+    127.0.0.1 not being listed). curl from 127.0.0.5 through HAProxy scrapes;
+    from 127.0.0.6 it is closed, logged by its own address and counted."""
+    daemon = start_daemon(
+        "--port", "tcp:0:interface=127.0.0.1",
+        "--metrics", "haproxy:tcp:0:interface=127.0.0.1",
+        "--metrics-allow", "127.0.0.5",
+    )  # fmt: skip
+    metrics = int(daemon.metrics_address().rsplit(":", 1)[1])
+    frontend = free_port()
+    haproxies.append(
+        HAProxy(simple_config(frontend, metrics, "send-proxy"), tmp_path, frontend)
+    )
+    url = f"http://127.0.0.1:{frontend}/metrics"
+    check_metrics_allow(daemon, url, allowed="127.0.0.5", refused="127.0.0.6")
 
 
 def test_allow_and_deny_match_the_client_behind_haproxy(

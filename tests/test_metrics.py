@@ -124,6 +124,24 @@ def test_bounded_site_serves_only_whom_its_access_list_permits() -> None:
     assert not isinstance(unix, RefusedProtocol)  # the socket's mode decides
 
 
+def test_behind_a_proxy_header_the_named_client_is_checked_at_its_first_bytes() -> None:
+    """The connection is built with the proxy's address, before the header is
+    read; the check waits for the address the header names."""
+    stats = EchoStats()
+    access = AccessList(allow=parse_networks("192.0.2.0/24"))
+    bounded = BoundedSiteFactory(Site(Resource()), 2, stats, access, after_header=True)
+    proxy = IPv4Address("TCP", "127.0.0.1", 1)
+    for client, served in (("192.0.2.9", True), ("198.51.100.1", False)):
+        wrapper = bounded.buildProtocol(proxy)  # not refused: the proxy's address
+        assert not isinstance(wrapper, RefusedProtocol)
+        transport = StringTransport(peerAddress=IPv4Address("TCP", client, 2))
+        wrapper.makeConnection(transport)
+        wrapper.dataReceived(b"GET / HTTP/1.1\r\nHost: m\r\n\r\n")  # keep-alive
+        assert transport.disconnecting != served
+        assert transport.value().startswith(b"HTTP/1.1 ") == served
+    assert stats.metrics_refused == 1
+
+
 def test_metrics_site_is_bounded_with_an_idle_timeout() -> None:
     factory = EchoFactory(EchoSettings(), EchoStats(), MemoryReactorClock())
     site = metrics_site(factory, lambda: [], lambda: (True, "ok"))
