@@ -428,7 +428,7 @@ class EchoFactory(Factory):
         session = negotiated(protocol.transport)
         proxied = proxied_session(protocol.transport)
         for key in tls_keys(session, proxied):
-            stats.tls_sessions[key] += 1
+            stats.note_tls_session(key)
         if self.logs_close(why, protocol.bytes_discarded):
             self.log_close(protocol, why, session, proxied)
         if not self.connections:

@@ -139,7 +139,8 @@ class EchoCollector(Collector):
         )
         made = Counter(stats.tls_sessions)
         for p in live:
-            made.update(tls_keys(negotiated(p.transport), proxied_session(p.transport)))
+            keys = tls_keys(negotiated(p.transport), proxied_session(p.transport))
+            made.update(stats.tls_kind(key) for key in keys)
         for key, count in sorted(made.items()):
             sessions.add_metric(list(key), count)
         yield sessions

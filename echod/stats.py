@@ -21,6 +21,13 @@ UDP_DROP_REASONS = ("denied", "source-port", "size", "rate")
 RELOADED = ("tls", "access")
 """What SIGHUP reloads: the TLS key pairs, the access files (each always exported)."""
 
+MAX_TLS_KINDS = 64
+"""The most (terminated, version, cipher) kinds counted apart. A proxy's PROXY
+v2 header names its version and cipher in free text; past this many kinds
+(a real deployment has a handful) the rest count as version and cipher
+C{other}, so neither memory nor the metric's series grow with what headers
+say."""
+
 
 @dataclass
 class EchoStats:
@@ -51,6 +58,17 @@ class EchoStats:
     reload_failing: set[str] = field(default_factory=set)
     """The kinds (L{RELOADED}) whose last reload was refused: their old
     state stays in force."""
+
+    def tls_kind(self, key: tuple[str, str, str]) -> tuple[str, str, str]:
+        """What a TLS session (where it ended, version, cipher) counts as:
+        itself, or C{other} once L{MAX_TLS_KINDS} kinds are counted."""
+        if key in self.tls_sessions or len(self.tls_sessions) < MAX_TLS_KINDS:
+            return key
+        return (key[0], "other", "other")
+
+    def note_tls_session(self, key: tuple[str, str, str]) -> None:
+        """Count an ended TLS session (see L{tls_kind})."""
+        self.tls_sessions[self.tls_kind(key)] += 1
 
     def note_reload(self, what: str, took: bool) -> None:
         """A reload of C{what} (L{RELOADED}) took, or was refused."""

@@ -251,6 +251,41 @@ def test_haproxy_s_unique_id_and_alpn_are_in_the_closed_line(
     assert logged == [f"haproxy-id {closed[1]} 20"], logged
 
 
+def test_tls_kinds_from_headers_are_bounded_in_metrics(
+    start_daemon: DaemonStarter,
+) -> None:
+    """A PROXY v2 header names the client's TLS version and cipher in free
+    text; 200 connections naming 200 ciphers make at most 64 series (the rest
+    count as version and cipher "other"), so neither the daemon's memory nor
+    the metric's series grow with what headers say. Every echo is served."""
+    daemon = start_daemon(
+        "--port", "haproxy:tcp:0:interface=127.0.0.1",
+        "--metrics", "tcp:0:interface=127.0.0.1",
+    )  # fmt: skip
+    port = daemon.tcp_port()
+    addresses = bytes([127, 0, 0, 9, 127, 0, 0, 1]) + struct.pack("!HH", 1, 2)
+    for n in range(200):
+        version = b"\x21" + struct.pack("!H", 7) + b"TLSv1.3"
+        cipher = b"CIPHER-%d" % n
+        ssl_tlv = b"\x01\0\0\0\0" + version + b"\x23" + struct.pack("!H", len(cipher))
+        ssl_tlv += cipher
+        tlvs = b"\x20" + struct.pack("!H", len(ssl_tlv)) + ssl_tlv
+        body = addresses + tlvs
+        header = b"\r\n\r\n\x00\r\nQUIT\n\x21\x11" + struct.pack("!H", len(body)) + body
+        with connect("127.0.0.1", port) as sock:
+            sock.sendall(header)
+            assert round_trip(sock, b"kind %d" % n) == b"kind %d" % n
+    daemon.wait_for(r"closed 127\.0\.0\.9:1 .* proxy_cipher=CIPHER-199$")
+    _, text = curl(f"http://{daemon.metrics_address()}/metrics")
+    series = re.findall(
+        r'^echod_tls_connections_total\{cipher="([^"]+)",terminated="proxy",'
+        r'version="([^"]+)"\} (\S+)$',
+        text, re.MULTILINE,
+    )  # fmt: skip
+    assert len(series) == 65, series  # 64 kinds and "other"
+    assert ("other", "other", "136.0") in series
+
+
 def test_the_client_sends_the_header_itself(
     start_daemon: DaemonStarter, tmp_path: Path
 ) -> None:
