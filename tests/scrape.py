@@ -45,3 +45,14 @@ def check_metrics_allow(daemon: Daemon, url: str, allowed: str, refused: str) ->
     out = curl_from(allowed, url)
     assert out.returncode == 0, out
     assert metric(out.stdout, "echod_metrics_connections_refused_total") == 1
+
+
+def tls_sessions(text: str) -> list[tuple[str, str, str, float]]:
+    """The series of echod_tls_connections_total in C{text}: (terminated,
+    version, cipher, count) each."""
+    found = re.findall(
+        r'^echod_tls_connections_total\{cipher="([^"]*)",terminated="(\w+)",'
+        r'version="([^"]*)"\} (\S+)$',
+        text, re.MULTILINE,
+    )  # fmt: skip
+    return [(where, version, cipher, float(n)) for cipher, where, version, n in found]

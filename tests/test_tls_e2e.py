@@ -23,7 +23,7 @@ from echod.certs import make_certificates
 from tests.certs import issue, private_ca, self_signed
 from tests.daemon import ECHOD, Daemon, DaemonStarter, need_tool
 from tests.peers import closed_by_peer, connect, free_port, round_trip
-from tests.scrape import curl, metric
+from tests.scrape import curl, metric, tls_sessions
 from tests.terminal import Terminal
 
 
@@ -104,12 +104,8 @@ def test_each_connection_says_its_tls_version_and_cipher(
             secure.sendall(b"behind a proxy")
             assert secure.recv(100) == b"behind a proxy"
             _, text = curl(f"http://{daemon.metrics_address()}/metrics")
-    counted = re.findall(
-        r'^echod_tls_connections_total\{cipher="(\S+)",terminated="echod",'
-        r'version="(\S+)"\} (\S+)$',
-        text, re.MULTILINE,
-    )  # fmt: skip
-    by_version = sorted((version, float(n)) for _, version, n in counted)
+    counted = [(c, v, n) for where, v, c, n in tls_sessions(text) if where == "echod"]
+    by_version = sorted((version, n) for _, version, n in counted)
     assert by_version == [("TLSv1.2", 1.0), ("TLSv1.3", 2.0)], counted
     ciphers = {version: cipher for cipher, version, _ in counted}
     ends = r" duration=\S+ reason=\w+"
