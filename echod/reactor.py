@@ -198,13 +198,19 @@ def install_if_unset() -> str:
     return describe(reactor)
 
 
+def is_lean(reactor: Any) -> bool:
+    """Whether C{reactor} is L{LeanEPollReactor} (which stops once by itself,
+    and can busy-poll)."""
+    return EPollReactor is not None and isinstance(reactor, LeanEPollReactor)
+
+
 def enable_busy_poll(reactor: Any, seconds: float) -> None:
     """Make C{reactor} poll without sleeping for C{seconds} after each I/O event.
 
     Only L{LeanEPollReactor} can; for any other reactor this raises
     L{ValueError} with a line for the user.
     """
-    if EPollReactor is None or not isinstance(reactor, LeanEPollReactor):
+    if not is_lean(reactor):
         raise ValueError(
             "--busy-poll needs echod's own reactor (leave out --reactor); "
             f"this one is {describe(reactor)}"

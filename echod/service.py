@@ -39,7 +39,7 @@ from echod.logs import json_log_observer, text_log_observer
 from echod.metrics import ListenerState, metrics_site
 from echod.notify import SystemdNotifier
 from echod.proxy import ProxyHeaderEndpoint
-from echod.reactor import describe
+from echod.reactor import describe, is_lean
 from echod.reuseport import (
     ReusePortAddress,
     ReusePortEndpoint,
@@ -48,6 +48,7 @@ from echod.reuseport import (
 )
 from echod.settings import DEFAULT_BACKLOG, EchoSettings
 from echod.stats import EchoStats
+from echod.stopsignals import stop_once
 from echod.tls import (
     ServedCertificate,
     ServerTLS,
@@ -504,6 +505,8 @@ class EchoService(Service):
         """READY=1 (and the watchdog), now that a stop signal drains."""
         if not self.running:
             return  # stopped before the reactor ran: nothing to announce
+        if self.handle_sighup and not is_lean(self.reactor):
+            stop_once(self.reactor)  # the lean reactor stops once by itself
         self.notifier.ready(f"echoing on {len(self.listening)} listeners")
         self.notifier.start_watchdog(self.reactor)
 

@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from tests.peers import connect, round_trip
+
 ON_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 LISTENING = re.compile(r"listening on (?P<endpoint>[^\s\"]+) at (?P<address>[^\s\"]+)")
 
@@ -147,6 +149,22 @@ class Daemon:
                 raise AssertionError("daemon did not stop within {timeout}s") from None
         self._reader.join(5)
         return self.process.returncode
+
+    def check_signalled_twice_stops_once(self) -> None:
+        """SIGTERM while a connection is open, and again while it drains: the
+        connection is still served, the daemon stops once, with no traceback
+        (systemd signals every process of a unit; echod serve --workers passes
+        the signal on too, so a worker gets two)."""
+        with connect("127.0.0.1", self.tcp_port()) as sock:  # the reactor runs
+            assert round_trip(sock, b"up") == b"up"
+            self.process.send_signal(signal.SIGTERM)
+            self.wait_for(r"stopping: no longer accepting; 1 open")  # draining it
+            self.process.send_signal(signal.SIGTERM)
+            self.wait_for(r"Received SIGTERM again; already stopping")
+            assert round_trip(sock, b"still") == b"still"
+        assert self.stop() in (0, -signal.SIGTERM)
+        assert "Traceback" not in self.output, self.output
+        assert self.output.count("stopped: ") == 1, self.output
 
     def refusal_lines(self) -> list[str]:
         """The lines of a daemon that refused to start: it must exit 1 (within

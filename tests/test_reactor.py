@@ -17,7 +17,6 @@ from twisted.logger import capturedLogs
 
 from echod.reactor import LeanEPollReactor, describe, enable_busy_poll
 from tests.daemon import DaemonStarter
-from tests.peers import connect, round_trip
 
 
 class Echo(Protocol):
@@ -302,14 +301,6 @@ def test_a_second_stop_signal_while_stopping_is_no_error() -> None:
 
 
 def test_a_daemon_signalled_twice_stops_once(start_daemon: DaemonStarter) -> None:
-    daemon = start_daemon("--port", "tcp:0:interface=127.0.0.1")
-    with connect("127.0.0.1", daemon.tcp_port()) as sock:  # the reactor runs
-        assert round_trip(sock, b"up") == b"up"
-        daemon.process.send_signal(signal.SIGTERM)
-        daemon.wait_for(r"stopping: no longer accepting; 1 open")  # draining it
-        daemon.process.send_signal(signal.SIGTERM)
-        daemon.wait_for(r"Received SIGTERM", count=2)
-        assert round_trip(sock, b"still") == b"still"
-    assert daemon.stop() in (0, -signal.SIGTERM)
-    assert "Traceback" not in daemon.output, daemon.output
-    assert daemon.output.count("stopped: ") == 1, daemon.output
+    start_daemon(
+        "--port", "tcp:0:interface=127.0.0.1"
+    ).check_signalled_twice_stops_once()
