@@ -210,8 +210,9 @@ class EchoService(Service):
         )
         self.tls_servers: list[ServerTLS | SNIDirectory] = []
         self.udp_protocols: list[UDPEchoProtocol] = []
-        self.handle_sighup = False
-        """Reload on SIGHUP (set under twistd; not in tests of the service)."""
+        self.owns_signals = False
+        """Under twistd: reload on SIGHUP, and make a second stop signal
+        harmless on any reactor (not in tests of the service)."""
         self.endpoints = [(d, self._endpoint(d)) for d in settings.ports]
         self.listening: list[tuple[str, IListeningPort]] = []
         self.metrics_port: IListeningPort | None = None
@@ -432,7 +433,7 @@ class EchoService(Service):
     def startService(self) -> None:
         """Log the listeners and limits (logging is up by now)."""
         super().startService()
-        if self.handle_sighup:  # before the first line that says we listen
+        if self.owns_signals:  # before the first line that says we listen
             signal.signal(
                 signal.SIGHUP,
                 lambda *_: self.reactor.callFromThread(self.reload),
@@ -499,13 +500,15 @@ class EchoService(Service):
         # installs its SIGTERM and SIGINT handlers as it starts: READY before
         # then would let a stop that follows it at once (systemctl start, then
         # stop) kill the daemon outright instead of draining it.
-        self.reactor.callWhenRunning(self._announce_ready)
+        self.reactor.callWhenRunning(self._reactor_running)
 
-    def _announce_ready(self) -> None:
-        """READY=1 (and the watchdog), now that a stop signal drains."""
+    def _reactor_running(self) -> None:
+        """The reactor runs, its stop handlers in place: on Twisted's own
+        reactors, make a second stop signal harmless; then READY=1 (and the
+        watchdog), now that a stop signal drains."""
         if not self.running:
             return  # stopped before the reactor ran: nothing to announce
-        if self.handle_sighup and not is_lean(self.reactor):
+        if self.owns_signals and not is_lean(self.reactor):
             stop_once(self.reactor)  # the lean reactor stops once by itself
         self.notifier.ready(f"echoing on {len(self.listening)} listeners")
         self.notifier.start_watchdog(self.reactor)

@@ -467,7 +467,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     try:
         service = EchoService(settings, reactor)
         service.listen()
-        service.handle_sighup = True
+        service.owns_signals = True
     except ListenError as e:
         # Binding here, before twistd writes its pid file or daemonizes, lets
         # the user see why and get a non-zero exit in every mode.
