@@ -16,6 +16,7 @@ Three properties make this echo lose nothing and hold little:
 
 from __future__ import annotations
 
+import math
 import typing
 from collections.abc import Callable
 from typing import Any, cast
@@ -121,10 +122,11 @@ class EchoProtocol(Protocol):
         self.key = key
         self.bytes_in = 0
         self.started = 0.0
-        self.progress_mark = 0
-        """bytes_in + bytes_discarded + resumes when the sweeper last looked."""
-        self.quiet_since = 0.0
-        """When the sweeper last saw progress."""
+        self.progress_mark = -1
+        """bytes_in + bytes_discarded + resumes when the sweeper last looked
+        (-1 before its first look: being connected counts as progress)."""
+        self.quiet_looks = 0
+        """How many of the sweeper's looks in a row found no progress."""
 
     @property
     def stream(self) -> StreamTransport:
@@ -144,7 +146,7 @@ class EchoProtocol(Protocol):
 
     def connectionMade(self) -> None:
         """Start counting and register as the transport's producer."""
-        self.started = self.quiet_since = self.factory.clock.seconds()
+        self.started = self.factory.clock.seconds()
         self.factory.connection_made(self)
         self.stream.registerProducer(self, True)
         # A TLS transport (Twisted's TLSMemoryBIOProtocol) says whether its
@@ -292,12 +294,20 @@ class IdleSweeper:
     timeout: between C{timeout} and C{timeout + interval} seconds after its
     last byte read or its last drained echo queue. It is closed cleanly; if
     it is still open at the next look, it is aborted.
+
+    It counts its looks rather than comparing time stamps: the reactor's
+    clock is the wall clock, and a step forward (an NTP correction, a
+    virtual machine resumed) would otherwise make every quiet connection
+    look idle at once. A step makes at most one early look.
     """
 
     def __init__(self, factory: EchoFactory, timeout: float) -> None:
         self.factory = factory
         self.timeout = timeout
         self.interval = min(max(timeout / 10, 0.05), 30.0)
+        self.looks = math.ceil(timeout / self.interval - 1e-9)
+        """Looks without progress, after the one that last saw it, that make
+        a connection idle: C{looks} intervals are the timeout."""
         self._call: IDelayedCall | None = None
 
     def start(self) -> None:
@@ -313,8 +323,7 @@ class IdleSweeper:
 
     def sweep(self) -> None:
         """Close the connections that have been quiet for the timeout."""
-        now = self.factory.clock.seconds()
-        timeout = self.timeout
+        looks = self.looks
         idle = []
         for protocol in self.factory.connections:
             if protocol.end_reason == "idle-timeout":
@@ -323,8 +332,10 @@ class IdleSweeper:
             mark = protocol.progress()
             if mark != protocol.progress_mark:
                 protocol.progress_mark = mark
-                protocol.quiet_since = now
-            elif now - protocol.quiet_since >= timeout:
+                protocol.quiet_looks = 0
+                continue
+            protocol.quiet_looks += 1
+            if protocol.quiet_looks >= looks:
                 idle.append(protocol)
         for protocol in idle:
             if protocol.end_reason is None:

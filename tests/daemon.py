@@ -48,6 +48,24 @@ def need_tool(name: str) -> str:
     return path
 
 
+def stepped_clock(rc_file: Path) -> dict[str, str]:
+    """Environment that runs a process under libfaketime (Debian's faketime
+    package), its wall clock offset by what C{rc_file} says (C{+0}, then for
+    example C{+3600s}), read again at every clock read; the monotonic clock
+    is left alone. Skips without libfaketime, fails under CI."""
+    found = sorted(Path("/usr/lib").glob("*/faketime/libfaketime.so.1"))
+    if not found:
+        need_tool("faketime")  # skips, or fails under CI
+        raise AssertionError(f"faketime is installed, its library is not: {found}")
+    rc_file.write_text("+0\n")
+    return {
+        "LD_PRELOAD": str(found[0]),
+        "FAKETIME_TIMESTAMP_FILE": str(rc_file),
+        "FAKETIME_NO_CACHE": "1",
+        "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+    }
+
+
 class Daemon:
     """One ``twistd -n echod`` process, its output collected as it runs."""
 

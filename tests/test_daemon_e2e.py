@@ -23,7 +23,14 @@ import pytest
 from echod.proxy import HEADER_TIMEOUT
 from tests.capture import capture
 from tests.certs import self_signed
-from tests.daemon import ECHOD, Daemon, DaemonStarter, need_tool, twistd_path
+from tests.daemon import (
+    ECHOD,
+    Daemon,
+    DaemonStarter,
+    need_tool,
+    stepped_clock,
+    twistd_path,
+)
 from tests.netns import LinkLocalNamespace
 from tests.peers import (
     closed_by_peer,
@@ -176,6 +183,30 @@ def test_idle_timeout_closes_only_idle_connections(
         assert client.stderr is not None and client.stderr.read() == b""
         assert client.stdin is not None
         client.stdin.close()
+
+
+def test_a_wall_clock_step_does_not_close_quiet_connections(
+    start_daemon: DaemonStarter, tmp_path: Path
+) -> None:
+    """The reactor's clock is the wall clock. Stepped forward an hour (an NTP
+    correction, a resumed virtual machine) under libfaketime, a connection
+    quiet for half a second is still served; it is closed once it has been
+    quiet for the idle timeout (2 s) of real time. Before, the step closed it
+    at once."""
+    rc_file = tmp_path / "faketime.rc"
+    env = stepped_clock(rc_file)
+    daemon = start_daemon("--port", LOCAL, "--idle-timeout", "2", env=env)
+    with connect("127.0.0.1", daemon.tcp_port()) as sock:
+        assert round_trip(sock, b"before") == b"before"
+        time.sleep(0.5)
+        rc_file.write_text("+3600s\n")
+        time.sleep(0.5)
+        assert round_trip(sock, b"after the step") == b"after the step"
+        quiet_from = time.monotonic()
+        sock.settimeout(10)
+        assert sock.recv(1) == b""  # the idle close
+        assert time.monotonic() - quiet_from >= 2.0
+    daemon.wait_for(r"closed .* in=20 out=20 .*reason=idle-timeout")
 
 
 def test_max_connections_shared_by_all_listeners(

@@ -104,7 +104,9 @@ def test_an_idle_close_that_does_not_finish_is_aborted_at_the_next_look() -> Non
     and do not keep the connection."""
     factory, clock = make_factory(idle_timeout=10.0)
     protocol, transport = connect(factory)
-    tick(clock, 10)  # the sweep at 10 s closes it
+    tick(clock, 10)
+    assert not transport.disconnecting  # the look at 1 s saw it connected
+    tick(clock, 1)  # the look at 11 s closes it
     assert transport.disconnecting and not transport.disconnected
     transport.clear()
     protocol.dataReceived(b"after the close")  # TLS still reads
@@ -113,6 +115,23 @@ def test_an_idle_close_that_does_not_finish_is_aborted_at_the_next_look() -> Non
     assert transport.disconnected  # aborted
     protocol.connectionLost(Failure(ConnectionLost()))
     assert factory.stats.closed["idle-timeout"] == 1
+
+
+def test_a_wall_clock_step_forward_does_not_make_connections_idle() -> None:
+    """The reactor's clock is the wall clock: an NTP step or a resumed virtual
+    machine moves it by minutes at once. The sweeper counts its looks, so the
+    step is one look, not the whole timeout."""
+    factory, clock = make_factory(idle_timeout=10.0)
+    protocol, transport = connect(factory)
+    tick(clock, 3)
+    protocol.dataReceived(b"x")
+    tick(clock, 1)
+    clock.advance(3600)  # the step: one (early) look
+    assert not transport.disconnecting
+    tick(clock, 8)
+    assert not transport.disconnecting
+    tick(clock, 1)  # ten looks without progress since the one that saw it
+    assert protocol.end_reason == "idle-timeout"
 
 
 def test_one_sweeper_for_all_connections() -> None:
