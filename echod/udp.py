@@ -61,7 +61,10 @@ class SourceRateLimiter:
             tokens = self.rate
         else:
             tokens, then = bucket
-            tokens = min(self.rate, tokens + (now - then) * self.rate)
+            # A wall clock stepped back (the reactor's clock is the wall
+            # clock) must not leave the source owing an hour of tokens.
+            elapsed = max(now - then, 0.0)
+            tokens = min(self.rate, tokens + elapsed * self.rate)
         if tokens < 1.0:
             self._buckets[source] = (tokens, now)
             return False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -337,6 +338,37 @@ def test_udp_echo_and_guards(start_daemon: DaemonStarter) -> None:
         assert 10 <= answered <= 30, answered
     assert daemon.stop() in (0, -signal.SIGTERM)
     daemon.wait_for(r"udp_dropped=\[rate=\d+, size=1\]")
+
+
+def test_udp_rate_survives_a_wall_clock_step_back(
+    start_daemon: DaemonStarter, tmp_path: Path
+) -> None:
+    """Under libfaketime, the daemon's wall clock stepped back an hour: a
+    source that had used its tokens gets them back at the rate, as before the
+    step. Before, it owed an hour of tokens and every datagram was dropped."""
+    rc_file = tmp_path / "faketime.rc"
+    env = stepped_clock(rc_file)
+    udp_port = free_udp_port()
+    daemon = start_daemon(
+        "--port", LOCAL, "--udp", f"127.0.0.1:{udp_port}", "--udp-rate", "2", env=env
+    )  # fmt: skip
+    daemon.wait_for(rf"listening on udp:{udp_port}")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(1)
+        for i in range(3):  # two tokens: the third is dropped
+            sock.sendto(b"%d" % i, ("127.0.0.1", udp_port))
+        assert [sock.recvfrom(64)[0] for _ in range(2)] == [b"0", b"1"]
+        rc_file.write_text("-3600s\n")
+        # The real time from the last datagram to the step is lost (a step
+        # back can only be taken as no time at all); after it, the rate again.
+        sock.settimeout(0.3)
+        echoed = None
+        for _ in range(10):  # 3 s: six tokens' worth
+            sock.sendto(b"after the step", ("127.0.0.1", udp_port))
+            with contextlib.suppress(TimeoutError):
+                echoed = sock.recvfrom(64)[0]
+                break
+        assert echoed == b"after the step"
 
 
 def test_udp_never_answers_small_service_ports(start_daemon: DaemonStarter) -> None:

@@ -83,6 +83,19 @@ def test_rate_limit_per_source() -> None:
     assert len(transport.sent) == 8
 
 
+def test_a_clock_stepped_back_does_not_block_a_source() -> None:
+    """The reactor's clock is the wall clock; NTP may step it back. The
+    source's tokens must not go an hour into debt."""
+    clock = Clock()
+    clock.advance(10_000)
+    limiter = SourceRateLimiter(rate=2, clock=clock)
+    assert limiter.allow("a") and limiter.allow("a") and not limiter.allow("a")
+    clock.rightNow -= 3600  # the step back
+    assert not limiter.allow("a")  # no tokens made by the step
+    clock.advance(0.5)
+    assert limiter.allow("a")  # refilling at the rate, as before the step
+
+
 def test_rate_limiter_table_is_bounded() -> None:
     clock = Clock()
     limiter = SourceRateLimiter(rate=2, clock=clock, max_sources=2)
