@@ -44,6 +44,7 @@ import errno
 import itertools
 import select
 import sys
+import time
 from typing import Any
 
 from twisted.logger import Logger
@@ -157,6 +158,9 @@ if EPollReactor is not None:
             seconds = self.seconds
             poll = self.doPoll
             busy = self.busy_poll
+            # The spin's end on the monotonic clock: the reactor's is the wall
+            # clock, and one stepped back would otherwise spin for the step.
+            monotonic = time.monotonic
             spin_until = 0.0
             for _ in itertools.count():
                 if not self._started:
@@ -177,10 +181,13 @@ if EPollReactor is not None:
                         timeout = LONGEST_POLL
                 else:
                     timeout = None
-                if now < spin_until:
-                    timeout = 0
+                if spin_until:
+                    if monotonic() < spin_until:
+                        timeout = 0
+                    else:
+                        spin_until = 0.0
                 if poll(self.running and timeout) and busy:
-                    spin_until = seconds() + busy
+                    spin_until = monotonic() + busy
 
 
 def install_if_unset() -> str:

@@ -241,6 +241,41 @@ def test_busy_poll_spins_after_io_then_sleeps_again() -> None:
     assert polls[-1][1] is None or polls[-1][1] > 0
 
 
+def test_a_wall_clock_stepped_back_does_not_prolong_the_spin() -> None:
+    """The reactor's clock is the wall clock; the spin's end is measured on
+    the monotonic one. Stepped back an hour just after an echo, the loop
+    still sleeps again after the busy-poll time (it spun until stopped)."""
+    reactor: Any = LeanEPollReactor()
+    step = [0.0]
+    reactor.seconds = lambda: time.time() - step[0]  # the loop reads it as it starts
+    enable_busy_poll(reactor, 0.05)
+    port = reactor.listenTCP(0, Factory.forProtocol(Echo), interface="127.0.0.1")
+    client = socket.create_connection(("127.0.0.1", port.getHost().port))
+    echoed: list[float] = []
+
+    def send_and_step_back() -> None:
+        client.sendall(b"ping")
+        assert client.recv(10) == b"ping"  # blocks this thread, not the reactor
+        echoed.append(time.monotonic())
+        step[0] = 3600.0
+        time.sleep(0.5)
+        reactor.callFromThread(reactor.stop)  # timed calls wait an hour now
+
+    log = PollLog(reactor)
+    worker = threading.Thread(target=send_and_step_back)
+    reactor.callWhenRunning(worker.start)
+    try:
+        reactor.run(installSignalHandlers=False)
+    finally:
+        worker.join(5)
+        client.close()
+        port.stopListening()
+    assert echoed
+    spinning_late = [at for at, t in log.polls if t == 0 and at > echoed[0] + 0.25]
+    assert not spinning_late, f"{len(spinning_late)} zero-timeout polls"
+    assert log.polls[-1][1] != 0  # it went back to sleep
+
+
 def test_without_busy_poll_the_loop_never_spins() -> None:
     polls, _ = busy_turns(0.0)
     # The 1 ms check timer makes the loop wake often, but it always waits.
