@@ -138,6 +138,11 @@ def parse_endpoint(
     """
     if description.startswith("haproxy:"):
         inner = description.removeprefix("haproxy:")
+        if inner.startswith("haproxy:"):
+            raise ListenError(
+                f"bad endpoint {description!r}: haproxy: twice (a connection "
+                "carries one PROXY header, from the proxy in front)"
+            )
         with errors_named(inner, description):
             return ProxyHeaderEndpoint(
                 parse_endpoint(reactor, inner, backlog, reuse_port)

@@ -405,6 +405,7 @@ def test_udp_never_answers_small_service_ports(start_daemon: DaemonStarter) -> N
         # was accepted: Python makes a negative backlog 0, a queue of about one
         (["--port", "tcp:0:backlog=-3"], "'tcp:0:backlog=-3': '-3' is not a number of"),
         (["--port", "haproxy:tcp:0:backlog=0"], "'0' is not a number of at least 1"),
+        (["--port", "haproxy:haproxy:tcp:0"], "haproxy: twice (a connection carries"),
         (
             ["--port", "tls:.:backlog=-1"],
             "bad endpoint 'tls:.:backlog=-1': '-1' is not",
