@@ -146,7 +146,7 @@ class EchoProtocol(Protocol):
 
     def connectionMade(self) -> None:
         """Start counting and register as the transport's producer."""
-        self.started = self.factory.clock.seconds()
+        self.started = self.factory.elapsed_clock()
         self.factory.connection_made(self)
         self.stream.registerProducer(self, True)
         # A TLS transport (Twisted's TLSMemoryBIOProtocol) says whether its
@@ -371,12 +371,17 @@ class EchoFactory(Factory):
         stats: EchoStats,
         clock: IReactorTime,
         protocol_class: type[EchoProtocol] | None = None,
+        elapsed_clock: Callable[[], float] | None = None,
     ) -> None:
         if protocol_class is not None:
             self.protocol_class = protocol_class
         self.settings = settings
         self.stats = stats
         self.clock = clock
+        self.elapsed_clock = elapsed_clock or clock.seconds
+        """What a connection's C{duration=} is measured on: the daemon gives
+        C{time.monotonic}, which no step of the wall clock moves (the
+        reactor's clock is the wall clock); tests, their reactor's clock."""
         self.limits = ConnectionLimits(
             settings.max_connections,
             settings.max_per_ip,
@@ -471,7 +476,7 @@ class EchoFactory(Factory):
             peer=peer,
             bytes_in=protocol.bytes_in,
             bytes_out=protocol.bytes_out,
-            duration=round(self.clock.seconds() - protocol.started, 6),
+            duration=round(self.elapsed_clock() - protocol.started, 6),
             reason=reason,
             event="closed",
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import socket
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -212,6 +213,7 @@ class EchoService(Service):
             self.stats,
             reactor,
             WriteThroughEchoProtocol if settings.write_through else EchoProtocol,
+            elapsed_clock=time.monotonic,
         )
         self.tls_servers: list[ServerTLS | SNIDirectory] = []
         self.udp_protocols: list[UDPEchoProtocol] = []

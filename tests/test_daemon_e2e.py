@@ -192,8 +192,9 @@ def test_a_wall_clock_step_does_not_close_quiet_connections(
     """The reactor's clock is the wall clock. Stepped forward an hour (an NTP
     correction, a resumed virtual machine) under libfaketime, a connection
     quiet for half a second is still served; it is closed once it has been
-    quiet for the idle timeout (2 s) of real time. Before, the step closed it
-    at once."""
+    quiet for the idle timeout (2 s) of real time, and its duration= is real
+    time too. Before, the step closed it at once (and its duration said an
+    hour)."""
     rc_file = tmp_path / "faketime.rc"
     env = stepped_clock(rc_file)
     daemon = start_daemon("--port", LOCAL, "--idle-timeout", "2", env=env)
@@ -207,7 +208,10 @@ def test_a_wall_clock_step_does_not_close_quiet_connections(
         sock.settimeout(10)
         assert sock.recv(1) == b""  # the idle close
         assert time.monotonic() - quiet_from >= 2.0
-    daemon.wait_for(r"closed .* in=20 out=20 .*reason=idle-timeout")
+    [closed] = daemon.wait_for(
+        r"closed .* in=20 out=20 duration=(\S+)s reason=idle-timeout"
+    )
+    assert float(closed[1]) < 60  # real time, not the hour the clock moved
 
 
 def test_max_connections_shared_by_all_listeners(
