@@ -20,6 +20,7 @@ import argparse
 import json
 import math
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -294,7 +295,7 @@ def main(argv: Sequence[str]) -> int:
 
     def go() -> None:
         kind = ShortConnectionRun if args.short else LoadRun
-        runs.append(kind(load, reactor, connect))
+        runs.append(kind(load, reactor, connect, now=time.monotonic))
         d = runs[0].start()
         d.addCallbacks(finished, failed)
         d.addBoth(lambda _: None if interrupted else reactor.stop())

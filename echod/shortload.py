@@ -60,7 +60,7 @@ class ShortConnectionProtocol(CheckedConnection):
 
     def connectionMade(self) -> None:
         """Send at once, or once the TLS handshake is done."""
-        self.connected_at = self.run.clock.seconds()
+        self.connected_at = self.run.now()
         self.run.connected(self)
         if isinstance(self.transport, TLSMemoryBIOProtocol):
             self.handshaking = True
@@ -70,7 +70,7 @@ class ShortConnectionProtocol(CheckedConnection):
     def handshakeCompleted(self) -> None:
         """TLS is up: note how long it took, then send."""
         self.handshaking = False
-        self.run.handshake_done(self.run.clock.seconds() - self.connected_at)
+        self.run.handshake_done(self.run.now() - self.connected_at)
         self._send()
 
     def _send(self) -> None:
@@ -118,7 +118,7 @@ class ShortConnectionRun(RunRecord):
     def start(self) -> defer.Deferred[LoadResult]:
         """Fill every slot and run for the duration."""
         self.running = True
-        self.started = self.clock.seconds()
+        self.started = self.now()
         self._time_call = self.clock.callLater(self.settings.duration, self._time_up)
         for _ in range(self.settings.connections):
             self._open_one()
@@ -126,7 +126,7 @@ class ShortConnectionRun(RunRecord):
 
     def _open_one(self) -> None:
         index = next(self._indexes)
-        began = self.clock.seconds()
+        began = self.now()
         factory = Factory()
         factory.protocol = lambda: ShortConnectionProtocol(self, index, began)  # type: ignore[assignment,misc]
         self.in_flight += 1
@@ -184,7 +184,7 @@ class ShortConnectionRun(RunRecord):
             self.result.clean += 1
             if self.running:
                 self.result.requests += 1
-                self.result.latencies.record(self.clock.seconds() - protocol.began)
+                self.result.latencies.record(self.now() - protocol.began)
         self._next()
 
     def _next(self) -> None:
@@ -194,7 +194,7 @@ class ShortConnectionRun(RunRecord):
 
     def _time_up(self) -> None:
         self.running = False
-        self.result.elapsed = self.clock.seconds() - self.started
+        self.result.elapsed = self.now() - self.started
         self._deadline = self.clock.callLater(
             self.settings.drain_timeout, self._drain_over
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import socket
 import socketserver
@@ -18,7 +19,7 @@ from typing import Any
 import pytest
 
 from tests.certs import self_signed
-from tests.daemon import ECHOD, DaemonStarter, need_tool, terminate
+from tests.daemon import ECHOD, DaemonStarter, need_tool, stepped_clock, terminate
 from tests.haproxy import HAProxy, simple_config
 from tests.launch import prepared
 from tests.peers import connect_when_up, free_port
@@ -105,6 +106,34 @@ def test_a_long_run_holds_no_more_memory_than_a_short_one(
     growth = max(0, long_peak - short_peak) * 1024
     assert growth / more < 10, f"{growth:,} bytes more for {more:,} more round trips"
     assert 0 < long["p50_us"] <= long["p99_us"] <= long["max_us"]
+
+
+def test_a_wall_clock_step_does_not_show_in_the_figures(
+    start_daemon: DaemonStarter, tmp_path: Path
+) -> None:
+    """echod bench under libfaketime, its wall clock stepped forward an hour
+    during the run: latencies and rates are measured on the monotonic clock,
+    so neither shows the hour (the run's own timer, Twisted's, may end it
+    early). Before, max_us was the hour and req/s a thousandth of the rate."""
+    port = start_daemon("--port", LOCAL).tcp_port()
+    rc_file = tmp_path / "faketime.rc"
+    env = {**os.environ, **stepped_clock(rc_file)}
+    bench = subprocess.Popen(
+        [ECHOD, "bench", "-c", "5", "-s", "64", "-d", "3", "--json",
+         f"127.0.0.1:{port}"],
+        stdout=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    try:
+        time.sleep(1.5)
+        rc_file.write_text("+3600s\n")
+        out, _ = bench.communicate(timeout=60)
+    finally:
+        terminate(bench)
+    assert bench.returncode == 0, out
+    f = json.loads(out)
+    assert f["ok"] and f["seconds"] < 60, f
+    assert f["max_us"] < 10e6, f  # not an hour
+    assert f["req_per_s"] > f["requests"] / 60, f
 
 
 def test_over_unix_sockets_path_and_abstract(
