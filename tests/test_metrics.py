@@ -124,12 +124,21 @@ def test_bounded_site_serves_only_whom_its_access_list_permits() -> None:
     assert not isinstance(unix, RefusedProtocol)  # the socket's mode decides
 
 
+class OkPage(Resource):
+    """Answers 200 to any GET."""
+
+    isLeaf = True
+
+    def render_GET(self, request: object) -> bytes:
+        return b"ok"
+
+
 def test_behind_a_proxy_header_the_named_client_is_checked_at_its_first_bytes() -> None:
     """The connection is built with the proxy's address, before the header is
     read; the check waits for the address the header names."""
     stats = EchoStats()
     access = AccessList(allow=parse_networks("192.0.2.0/24"))
-    bounded = BoundedSiteFactory(Site(Resource()), 2, stats, access, after_header=True)
+    bounded = BoundedSiteFactory(Site(OkPage()), 2, stats, access, after_header=True)
     proxy = IPv4Address("TCP", "127.0.0.1", 1)
     for client, served in (("192.0.2.9", True), ("198.51.100.1", False)):
         wrapper = bounded.buildProtocol(proxy)  # not refused: the proxy's address
