@@ -207,7 +207,7 @@ def test_a_wall_clock_step_does_not_close_quiet_connections(
         quiet_from = time.monotonic()
         sock.settimeout(10)
         assert sock.recv(1) == b""  # the idle close
-        assert time.monotonic() - quiet_from >= 2.0
+        assert time.monotonic() - quiet_from > 1.9  # the timeout, give or take a look
     [closed] = daemon.wait_for(
         r"closed .* in=20 out=20 duration=(\S+)s reason=idle-timeout"
     )
