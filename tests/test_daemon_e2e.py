@@ -214,6 +214,29 @@ def test_a_wall_clock_step_does_not_close_quiet_connections(
     assert float(closed[1]) < 60  # real time, not the hour the clock moved
 
 
+def test_timers_keep_their_delays_when_the_wall_clock_steps_back(
+    start_daemon: DaemonStarter, tmp_path: Path
+) -> None:
+    """Twisted's timed calls run on the wall clock: stepped back an hour
+    under libfaketime, the idle sweeper's next look (and the drain and TLS
+    handshake timeouts) would wait an hour. echod's reactor moves them with
+    the step: the quiet connection is still closed after the idle timeout
+    (2 s), and the step is logged. Before, it stayed open."""
+    rc_file = tmp_path / "faketime.rc"
+    env = stepped_clock(rc_file)
+    daemon = start_daemon("--port", LOCAL, "--idle-timeout", "2", env=env)
+    with connect("127.0.0.1", daemon.tcp_port()) as sock:
+        assert round_trip(sock, b"before") == b"before"
+        quiet_from = time.monotonic()
+        time.sleep(0.5)
+        rc_file.write_text("-3600s\n")
+        sock.settimeout(10)
+        assert sock.recv(1) == b""  # the idle close, on time
+        assert 1.9 < time.monotonic() - quiet_from < 5
+    daemon.wait_for(r"the wall clock stepped by -3600\.\d+ s; timed calls keep")
+    daemon.wait_for(r"closed .* in=6 out=6 .*reason=idle-timeout")
+
+
 def test_max_connections_shared_by_all_listeners(
     start_daemon: DaemonStarter, tmp_path: Path
 ) -> None:

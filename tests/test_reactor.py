@@ -279,6 +279,31 @@ def test_a_wall_clock_stepped_back_does_not_prolong_the_spin() -> None:
     assert log.polls[-1][1] != 0  # it went back to sleep
 
 
+@pytest.mark.parametrize("step", [-3600.0, 3600.0])
+def test_timed_calls_keep_their_delays_when_the_wall_clock_steps(step: float) -> None:
+    """Stepped back, a call due in 0.3 s would wait an hour more; stepped
+    forward, it would fire at once. It fires 0.3 s after it was made."""
+    reactor: Any = LeanEPollReactor()
+    offset = [0.0]
+    reactor.seconds = lambda: time.time() + offset[0]
+    made = time.monotonic()
+    fired: list[float] = []
+    reactor.callLater(0.3, lambda: fired.append(time.monotonic() - made))
+    reactor.callLater(0.1, offset.__setitem__, 0, step)
+    reactor.callLater(0.6, reactor.stop)  # it keeps its delay too
+    guard = threading.Timer(5, reactor.callFromThread, [reactor.stop])
+    guard.start()  # without the refinement the stop waits an hour
+    try:
+        with capturedLogs() as events:
+            reactor.run(installSignalHandlers=False)
+    finally:
+        guard.cancel()
+    assert time.monotonic() - made < 4
+    assert len(fired) == 1 and 0.29 < fired[0] < 0.5, fired
+    said = [e["step"] for e in events if "stepped" in e.get("log_format", "")]
+    assert said == [pytest.approx(step, abs=0.1)]
+
+
 def test_without_busy_poll_the_loop_never_spins() -> None:
     polls, _ = busy_turns(0.0)
     # The 1 ms check timer makes the loop wake often, but it always waits.
