@@ -11,6 +11,8 @@ from echod.stdstreams import ReportStdout
 from tests.daemon import ECHOD, DaemonStarter
 from tests.launch import prepared
 
+LOCAL = "tcp:0:interface=127.0.0.1"
+
 
 def test_a_report_to_a_gone_reader_is_dropped_quietly() -> None:
     read_end, write_end = os.pipe()
@@ -51,7 +53,7 @@ def run(args: list[str], stdout: Any = None, close_stdout: bool = False) -> Any:
 def test_client_and_bench_end_by_their_verdict_when_stdout_is_gone(
     start_daemon: DaemonStarter,
 ) -> None:
-    target = f"127.0.0.1:{start_daemon().tcp_port()}"
+    target = f"127.0.0.1:{start_daemon('--port', LOCAL).tcp_port()}"
     for close_stdout in (False, True):
         probe = run(["client", "--count", "3", target], close_stdout=close_stdout)
         assert (probe.returncode, probe.stderr) == (0, ""), close_stdout
@@ -61,7 +63,7 @@ def test_client_and_bench_end_by_their_verdict_when_stdout_is_gone(
 
 def test_pipe_mode_with_stdout_closed_ends(start_daemon: DaemonStarter) -> None:
     """Without fd 1 reserved, Twisted's stdio wrote to whatever took fd 1 and hung."""
-    target = f"127.0.0.1:{start_daemon().tcp_port()}"
+    target = f"127.0.0.1:{start_daemon('--port', LOCAL).tcp_port()}"
     piped = subprocess.run(
         prepared([ECHOD, "client", target], close_stdout=True), input="hello\n",
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=30,
@@ -89,7 +91,7 @@ def test_a_full_disk_loses_no_report_without_a_word(
     start_daemon: DaemonStarter,
 ) -> None:
     """> /dev/full: the probe's and bench's reports were lost with exit 0."""
-    target = f"127.0.0.1:{start_daemon().tcp_port()}"
+    target = f"127.0.0.1:{start_daemon('--port', LOCAL).tcp_port()}"
     lost = "echod: cannot write to stdout: No space left on device (the report is lost)"
     for args in (["client", "--count", "2", target],
                  ["bench", "-c", "1", "-d", "0.5", target], ["--help"]):  # fmt: skip
