@@ -30,6 +30,7 @@ from twisted.python.failure import Failure
 from echod.clienterrors import OK, USAGE, classify
 from echod.fdlimit import raise_file_limit
 from echod.loadgen import LoadResult, LoadRun, LoadSettings
+from echod.reactor import install_if_unset
 from echod.shortload import ShortConnectionRun
 from echod.targetoptions import (
     add_target_arguments,
@@ -255,6 +256,7 @@ def main(argv: Sequence[str]) -> int:
     if complaint is not None:
         sys.stderr.write(f"echod bench: error: {complaint}\n")
         return USAGE
+    install_if_unset()  # echod's lean reactor, as the daemon's
     from twisted.internet import reactor as global_reactor
 
     reactor: Any = global_reactor

@@ -35,6 +35,7 @@ from echod.clienterrors import OK, USAGE, ClientError, classify
 from echod.interactive import run_interactive
 from echod.pipe import StdinToPeer, run_pipe
 from echod.probe import Probe
+from echod.reactor import install_if_unset
 from echod.session import Session, connected_line, reached, when_usable
 from echod.settings import MAX_UDP_PAYLOAD
 from echod.target import Target, parse_target, with_source, with_tos
@@ -185,6 +186,7 @@ def main(argv: Sequence[str]) -> int:
     if complaint is not None:
         sys.stderr.write(f"echod client: error: {complaint}\n")
         return USAGE
+    install_if_unset()  # echod's lean reactor, as the daemon's
     from twisted.internet import reactor as global_reactor
 
     reactor: Any = global_reactor

@@ -58,6 +58,7 @@ from echod.hostnames import HostNameError, ascii_host
 from echod.interfaces import is_interface
 from echod.proxyheader import check_client_ip
 from echod.proxytunnel import Proxy, parse_proxy, socks_sent_shown, with_proxy_tls
+from echod.reactor import install_if_unset
 from echod.resolve import ip_version, source_family
 from echod.retry import RetryPolicy
 from echod.stdstreams import ReportStdout, discard_stdout
@@ -845,6 +846,7 @@ def main(argv: Sequence[str]) -> int:
     terminal = sys.stdout.isatty() and args.output != "-"
     output = BodyOutput(command.output, sys.stdout.buffer, terminal)
     observer = CommandObserver(args, output)
+    install_if_unset()  # echod's lean reactor, as the daemon's
     from twisted.internet import reactor as global_reactor
 
     reactor: Any = global_reactor
