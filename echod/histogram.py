@@ -56,24 +56,13 @@ class DurationHistogram:
         """The smallest duration recorded, exactly; None before the first."""
         return self._smallest if self.count else None
 
-    @property
-    def largest(self) -> float | None:
-        """The largest duration recorded, exactly; None before the first."""
-        return self._largest if self.count else None
-
     def record(self, seconds: float) -> None:
         """Count one duration (a negative one, from a clock stepped back, as 0)."""
-        # bucket_of, inlined: this runs once per round trip in echod bench.
-        if seconds > 0.0:
-            nanoseconds = int(seconds * 1e9)
-        else:
+        if seconds < 0.0:
             seconds = 0.0
-            nanoseconds = 0
-        if nanoseconds >= _EXACT:
-            shift = nanoseconds.bit_length() - _TOP_BITS
-            nanoseconds = shift * _SUB + (nanoseconds >> shift)
+        index = bucket_of(int(seconds * 1e9))
         counts = self._counts
-        counts[nanoseconds] = counts.get(nanoseconds, 0) + 1
+        counts[index] = counts.get(index, 0) + 1
         self.count += 1
         if seconds < self._smallest:
             self._smallest = seconds

@@ -66,6 +66,59 @@ def stepped_clock(rc_file: Path) -> dict[str, str]:
     }
 
 
+class OutputLines:
+    """A process's standard output, read line by line by a thread as it comes,
+    so that a test can wait for a line (a daemon's log, HAProxy's)."""
+
+    def __init__(self, process: subprocess.Popen[str], what: str) -> None:
+        self.process = process
+        self.what = what
+        self.lines: list[str] = []
+        self._changed = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            with self._changed:
+                self.lines.append(line.rstrip("\n"))
+                self._changed.notify_all()
+        with self._changed:
+            self._changed.notify_all()
+
+    def text(self) -> str:
+        """Every line so far."""
+        with self._changed:
+            return "\n".join(self.lines)
+
+    def wait_for(
+        self, pattern: str, timeout: float = 15.0, count: int = 1
+    ) -> list[re.Match[str]]:
+        """Wait until C{pattern} has matched C{count} lines; return the matches
+        (AssertionError after C{timeout}, or once the process has ended)."""
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                matches = [m for line in self.lines if (m := regex.search(line))]
+                if len(matches) >= count:
+                    return matches
+                left = deadline - time.monotonic()
+                if left <= 0 or (
+                    self.process.poll() is not None and not self._reader.is_alive()
+                ):
+                    raise AssertionError(
+                        f"no {count} x {pattern!r} in {self.what} "
+                        f"(exit={self.process.poll()}):\n" + "\n".join(self.lines[-40:])
+                    )
+                self._changed.wait(min(left, 0.2))
+
+    def join(self, timeout: float) -> None:
+        """Wait for the reader to reach the end of the output."""
+        self._reader.join(timeout)
+
+
 class Daemon:
     """One ``twistd -n echod`` process, its output collected as it runs."""
 
@@ -97,51 +150,28 @@ class Daemon:
             text=True,
             errors="replace",
         )
-        self.lines: list[str] = []
-        self._changed = threading.Condition()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
+        self.out = OutputLines(self.process, "daemon output")
 
     @property
     def pid(self) -> int:
         """The daemon's process id."""
         return self.process.pid
 
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            with self._changed:
-                self.lines.append(line.rstrip("\n"))
-                self._changed.notify_all()
-        with self._changed:
-            self._changed.notify_all()
+    @property
+    def lines(self) -> list[str]:
+        """The daemon's output lines so far."""
+        return self.out.lines
 
     @property
     def output(self) -> str:
         """Everything the daemon has logged so far."""
-        with self._changed:
-            return "\n".join(self.lines)
+        return self.out.text()
 
     def wait_for(
         self, pattern: str, timeout: float = 15.0, count: int = 1
     ) -> list[re.Match[str]]:
         """Wait until C{pattern} has matched C{count} log lines; return the matches."""
-        regex = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while True:
-                matches = [m for line in self.lines if (m := regex.search(line))]
-                if len(matches) >= count:
-                    return matches
-                left = deadline - time.monotonic()
-                if left <= 0 or (
-                    self.process.poll() is not None and not self._reader.is_alive()
-                ):
-                    raise AssertionError(
-                        f"no {count} x {pattern!r} in daemon output "
-                        f"(exit={self.process.poll()}):\n" + "\n".join(self.lines[-40:])
-                    )
-                self._changed.wait(min(left, 0.2))
+        return self.out.wait_for(pattern, timeout, count)
 
     def addresses(self, count: int = 1) -> list[str]:
         """The bound addresses of the first C{count} listeners, as logged."""
@@ -165,7 +195,7 @@ class Daemon:
                 self.process.kill()
                 self.process.wait(10)
                 raise AssertionError("daemon did not stop within {timeout}s") from None
-        self._reader.join(5)
+        self.out.join(5)
         return self.process.returncode
 
     def check_signalled_twice_stops_once(self) -> None:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import re
 import socket
 import subprocess
-import threading
 import time
 from pathlib import Path
 
-from tests.daemon import need_tool, terminate
+from tests.daemon import OutputLines, need_tool, terminate
 
 
 class HAProxy:
@@ -23,10 +21,7 @@ class HAProxy:
             [need_tool("haproxy"), "-f", str(path), "-db"],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )  # fmt: skip
-        self.lines: list[str] = []
-        self._changed = threading.Condition()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
+        self.out = OutputLines(self.process, "haproxy's output")
         deadline = time.monotonic() + 20
         while True:
             try:
@@ -35,36 +30,19 @@ class HAProxy:
             except OSError:
                 if self.process.poll() is not None or time.monotonic() > deadline:
                     self.stop()
-                    out = "\n".join(self.lines)
+                    out = self.out.text()
                     raise AssertionError(f"haproxy did not start: {out}") from None
                 time.sleep(0.1)
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            with self._changed:
-                self.lines.append(line.rstrip("\n"))
-                self._changed.notify_all()
 
     def wait_for(self, pattern: str, timeout: float = 15.0) -> list[str]:
         """The lines of HAProxy's output (its log, with C{log stdout}) that
         match C{pattern}, once there is one; AssertionError after C{timeout}."""
-        regex = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while True:
-                found = [line for line in self.lines if regex.search(line)]
-                left = deadline - time.monotonic()
-                if found or left <= 0:
-                    break
-                self._changed.wait(left)
-        assert found, f"no {pattern!r} in haproxy's output: {self.lines[-20:]}"
-        return found
+        return [match.string for match in self.out.wait_for(pattern, timeout)]
 
     def stop(self) -> None:
-        """End HAProxy; its output so far stays in C{lines}."""
+        """End HAProxy; its output so far stays in C{out}."""
         terminate(self.process)
-        self._reader.join(10)
+        self.out.join(10)
 
 
 def simple_config(

@@ -6,7 +6,6 @@ import re
 import signal
 import socket
 import ssl
-import struct
 import subprocess
 import time
 from collections.abc import Iterator
@@ -25,6 +24,7 @@ from tests.peers import (
     free_port,
     round_trip,
 )
+from tests.proxyheaders import proxy_v2, tlv
 from tests.scrape import check_metrics_allow, curl, metric, tls_sessions
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -188,12 +188,7 @@ def test_tls_terminated_by_haproxy_is_logged_from_the_header_s_tlvs(
     counted = sorted((where, v, n) for where, v, _, n in tls_sessions(text))
     assert counted == [("proxy", "TLSv1.2", 1.0), ("proxy", "TLSv1.3", 1.0)]
     # a v2 header (127.0.0.9:1 to 127.0.0.1:2) with a CRC32C TLV that is wrong
-    addresses = bytes([127, 0, 0, 9, 127, 0, 0, 1]) + struct.pack("!HH", 1, 2)
-    tlv = b"\x03\x00\x04" + b"\x12\x34\x56\x78"
-    header = (
-        b"\r\n\r\n\x00\r\nQUIT\n\x21\x11"
-        + struct.pack("!H", len(addresses + tlv)) + addresses + tlv
-    )  # fmt: skip
+    header = proxy_v2(tlv(0x03, b"\x12\x34\x56\x78"))
     with connect("127.0.0.1", backend) as sock:
         sock.sendall(header + b"never echoed")
         assert closed_by_peer(sock)
@@ -259,15 +254,9 @@ def test_tls_kinds_from_headers_are_bounded_in_metrics(
         "--metrics", "tcp:0:interface=127.0.0.1",
     )  # fmt: skip
     port = daemon.tcp_port()
-    addresses = bytes([127, 0, 0, 9, 127, 0, 0, 1]) + struct.pack("!HH", 1, 2)
-    for n in range(200):
-        version = b"\x21" + struct.pack("!H", 7) + b"TLSv1.3"
-        cipher = b"CIPHER-%d" % n
-        ssl_tlv = b"\x01\0\0\0\0" + version + b"\x23" + struct.pack("!H", len(cipher))
-        ssl_tlv += cipher
-        tlvs = b"\x20" + struct.pack("!H", len(ssl_tlv)) + ssl_tlv
-        body = addresses + tlvs
-        header = b"\r\n\r\n\x00\r\nQUIT\n\x21\x11" + struct.pack("!H", len(body)) + body
+    for n in range(200):  # SSL TLV: the client spoke TLS, a version, a cipher
+        ssl = b"\x01\0\0\0\0" + tlv(0x21, b"TLSv1.3") + tlv(0x23, b"CIPHER-%d" % n)
+        header = proxy_v2(tlv(0x20, ssl))
         with connect("127.0.0.1", port) as sock:
             sock.sendall(header)
             assert round_trip(sock, b"kind %d" % n) == b"kind %d" % n

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-import struct
 from typing import Any
 
 import pytest
@@ -27,6 +25,7 @@ from echod.proxy import (
 )
 from echod.settings import EchoSettings
 from echod.stats import EchoStats
+from tests.proxyheaders import proxy_v2
 
 PROXY_ADDR = IPv4Address("TCP", "10.9.9.9", 5555)
 
@@ -48,12 +47,7 @@ def connect(factory: ProxyHeaderFactory) -> tuple[ProxyHeaderProtocol, StringTra
 def v2_header(
     src: str, sport: int, dst: str = "192.0.2.1", dport: int = 10000
 ) -> bytes:
-    body = (
-        socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack("!HH", sport, dport)
-    )
-    return (
-        b"\r\n\r\n\x00\r\nQUIT\n" + bytes([0x21, 0x11]) + struct.pack("!H", 12) + body
-    )
+    return proxy_v2(source=(src, sport), destination=(dst, dport))
 
 
 def test_v1_header_split_across_segments() -> None:

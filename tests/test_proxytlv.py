@@ -8,12 +8,12 @@ import pytest
 from twisted.protocols.haproxy._exceptions import InvalidProxyHeader
 
 from echod.proxytlv import (
-    V2_SIGNATURE,
     ProxiedSession,
     crc32c,
     proxied_session,
     session_of,
 )
+from tests.proxyheaders import proxy_v2, tlv
 
 HAPROXY_2_6 = bytes.fromhex(
     "0d0a0d0a000d0a515549540a21110069"  # signature, PROXY TCP4, 105 bytes follow
@@ -42,17 +42,6 @@ send-proxy-v2-ssl and proxy-v2-options unique-id,authority,crc32c, for a client
 that offered ALPN echo (captured by hand)."""
 
 
-def v2(tlvs: bytes, command: int = 0x21, family: int = 0x11) -> bytes:
-    """A v2 header from 127.0.0.9:1 to 127.0.0.1:2 with C{tlvs}."""
-    addresses = bytes([127, 0, 0, 9, 127, 0, 0, 1]) + struct.pack("!HH", 1, 2)
-    body = addresses + tlvs
-    return V2_SIGNATURE + bytes([command, family]) + struct.pack("!H", len(body)) + body
-
-
-def tlv(kind: int, value: bytes) -> bytes:
-    return bytes([kind]) + struct.pack("!H", len(value)) + value
-
-
 def test_crc32c_check_value() -> None:
     assert crc32c(b"123456789") == 0xE3069283  # the Castagnoli check value
 
@@ -79,7 +68,7 @@ def test_the_alpn_protocol_and_the_unique_id() -> None:
 
 
 def test_a_unique_id_is_one_token_in_the_log() -> None:
-    session = session_of(v2(tlv(0x05, b"a b\nc")))
+    session = session_of(proxy_v2(tlv(0x05, b"a b\nc")))
     assert session is not None and session.log_fields() == {
         "unique_id": "a\\x20b\\x0ac"
     }
@@ -96,9 +85,9 @@ def test_a_client_certificate_s_name() -> None:
     session = ProxiedSession(
         tls_version="TLSv1.2", client_cn="m\\x20e", client_verified=True
     )  # one token
-    assert session_of(v2(ssl)) == session
+    assert session_of(proxy_v2(ssl)) == session
     failed = tlv(0x20, b"\x03\x00\x00\x00\x14" + tlv(0x22, b"me"))  # verify 20
-    assert session_of(v2(failed)) == ProxiedSession(
+    assert session_of(proxy_v2(failed)) == ProxiedSession(
         client_cn="me", client_verified=False
     )
     assert ProxiedSession(client_verified=False).log_fields() == {
@@ -109,11 +98,11 @@ def test_a_client_certificate_s_name() -> None:
 @pytest.mark.parametrize(
     "header",
     [
-        v2(b""),  # no TLVs
-        v2(tlv(0x04, b"\0\0")),  # only a NOOP
-        v2(tlv(0x02, b"")),  # an empty authority
-        v2(tlv(0x20, b"\x00\x00\x00\x00\x00" + tlv(0x21, b"TLSv1.3"))),  # not TLS
-        v2(tlv(0x02, b"local.test"), command=0x20),  # LOCAL: the proxy's own
+        proxy_v2(b""),  # no TLVs
+        proxy_v2(tlv(0x04, b"\0\0")),  # only a NOOP
+        proxy_v2(tlv(0x02, b"")),  # an empty authority
+        proxy_v2(tlv(0x20, b"\x00\x00\x00\x00\x00" + tlv(0x21, b"TLSv1.3"))),  # not TLS
+        proxy_v2(tlv(0x02, b"local.test"), command=0x20),  # LOCAL: the proxy's own
         b"PROXY TCP4 127.0.0.9 127.0.0.1 1 2\r\n",  # v1
     ],
 )
@@ -124,12 +113,12 @@ def test_nothing_to_say(header: bytes) -> None:
 @pytest.mark.parametrize(
     "header",
     [
-        v2(tlv(0x02, b"name")[:-1]),  # a value past the end
-        v2(b"\x02\x00"),  # a length cut short
-        v2(tlv(0x20, b"\x01\x00\x00\x00\x00" + b"\x21\x00\x09TLS")),  # a sub-TLV
-        v2(tlv(0x03, b"\x00\x00\x00\x00")),  # a CRC32C that is not this header's
-        v2(tlv(0x03, b"\x00\x00")),  # a CRC32C of two bytes
-        v2(tlv(0x04, bytes(4094))),  # more than 4 KiB of TLVs: 4,097 bytes
+        proxy_v2(tlv(0x02, b"name")[:-1]),  # a value past the end
+        proxy_v2(b"\x02\x00"),  # a length cut short
+        proxy_v2(tlv(0x20, b"\x01\x00\x00\x00\x00" + b"\x21\x00\x09TLS")),  # a sub-TLV
+        proxy_v2(tlv(0x03, b"\x00\x00\x00\x00")),  # a CRC32C that is not this header's
+        proxy_v2(tlv(0x03, b"\x00\x00")),  # a CRC32C of two bytes
+        proxy_v2(tlv(0x04, bytes(4094))),  # more than 4 KiB of TLVs: 4,097 bytes
     ],
 )
 def test_invalid_tlvs(header: bytes) -> None:
@@ -138,11 +127,11 @@ def test_invalid_tlvs(header: bytes) -> None:
 
 
 def test_4_kib_of_tlvs_pass() -> None:
-    assert session_of(v2(tlv(0x04, bytes(4089)) + tlv(0x02, b"x"))) is not None
+    assert session_of(proxy_v2(tlv(0x04, bytes(4089)) + tlv(0x02, b"x"))) is not None
 
 
 def test_a_right_crc32c_passes() -> None:
-    header = v2(tlv(0x03, b"\0\0\0\0") + tlv(0x02, b"ok.test"))
+    header = proxy_v2(tlv(0x03, b"\0\0\0\0") + tlv(0x02, b"ok.test"))
     crc = struct.pack("!I", crc32c(header))
     at = header.index(b"\x03\x00\x04") + 3
     signed = header[:at] + crc + header[at + 4 :]
